@@ -1,0 +1,114 @@
+"""``spp-sweep``: argument parsing only; each command calls one function elsewhere.
+
+Every user error (unknown method, bad value, missing data, absent GPU) ends as one line on
+stderr and exit code 2, without a traceback and without writing any file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+import yaml
+
+from .errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the problem and where to look), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 512,256, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="spp-sweep", description="Soft Parameter Pruning and its baselines: runs and sweeps.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run", help="run one method on one benchmark, task after task",
+        description="Train every task of a benchmark in sequence with one method; print the accuracy matrix "
+        "and ACC/BWT/FWT/SMT; write result.json and accuracy_matrix.csv into --out.",
+    )
+    run.add_argument("--method", default="spp", help="a method from `spp-sweep methods` (default: spp)")
+    run.add_argument("--benchmark", default="split_digits", help="a benchmark from `spp-sweep benchmarks` (default: split_digits)")
+    run.add_argument("--lam", type=float, help="the method's penalty strength λ (spp, ewc, si, mas, lwf)")
+    run.add_argument("--lr", type=float, help="SGD learning rate (default: the benchmark's)")
+    run.add_argument("--epochs", type=int, help="epochs per task (default: the benchmark's)")
+    run.add_argument("--batch-size", type=int, help="mini-batch size (default: the benchmark's)")
+    run.add_argument("--lr-decay", type=float, help="learning-rate decay per epoch, restarting each task (default 0.96)")
+    run.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
+    run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and dropout (default 0)")
+    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    run.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    run.add_argument("--hidden", type=_int_list, help="MLP hidden widths, e.g. 512,256")
+    run.add_argument("--n-tasks", type=int, help="number of tasks of the permuted benchmarks")
+    run.add_argument("--max-train-per-task", type=int, help="keep at most this many training samples per task")
+    run.add_argument("--data-root", help="folder holding the datasets (default: $SPP_DATA_ROOT)")
+    run.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
+    run.add_argument("-o", "--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                     help="a method option, e.g. -o importance=per_sample (see `spp-sweep methods -v`)")
+    run.add_argument("--benchmark-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                     help="a benchmark option, e.g. --benchmark-option data_seed=1")
+    run.add_argument("--model-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                     help="a model option, e.g. --model-option dropout=0")
+    run.add_argument("--joint-reference", help="result.json of a joint run: its accuracies are m_i of the paper's FWT")
+    run.add_argument("--save-importances", action="store_true", help="also write importances.pt (per task, per parameter)")
+    run.add_argument("--out", help="output folder (default: results/METHOD-BENCHMARK-seedS)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+
+    methods = commands.add_parser("methods", help="list the methods", description="List the methods, one line each.")
+    methods.add_argument("-v", "--verbose", action="store_true", help="also list each method's options")
+    commands.add_parser("benchmarks", help="list the benchmarks", description="List the benchmarks, one line each.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from .run_command import run_command
+
+            return run_command(args)
+        if args.command == "methods":
+            from .run_command import list_methods
+
+            return list_methods(verbose=args.verbose)
+        if args.command == "benchmarks":
+            from .run_command import list_benchmarks
+
+            return list_benchmarks()
+    except UserError as error:
+        sys.stderr.write(f"spp-sweep: error: {error}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("spp-sweep: interrupted\n")
+        return 130
+    return 2
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

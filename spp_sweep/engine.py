@@ -1,0 +1,315 @@
+"""The sequential-task loop: train task t, let the method update, evaluate every task.
+
+The engine knows methods only through the hooks of :mod:`spp_sweep.methods.base` and
+benchmarks only as tensors. Data live on the run's device; mini-batches are index gathers
+(no DataLoader). After every task the caller's callback gets the new accuracy row and may
+take a checkpoint (:meth:`Experiment.state_dict`); :meth:`Experiment.load_state_dict`
+continues from it and produces exactly the numbers of an uninterrupted run on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from . import metrics
+from .benchmarks import Benchmark, build_benchmark
+from .config import RunConfig
+from .errors import ConfigError
+from .methods import Method, Step, TaskView, get_method
+from .models import ContinualModel, build_model
+
+
+@dataclass
+class TaskReport:
+    """What the caller learns after each finished task (and what Ray Tune reports)."""
+
+    task: int
+    n_tasks: int
+    accuracy_row: list[float]
+    accuracy_matrix: list[list[float]]
+    running_acc: float
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    """A finished (or diverged) run: the accuracy matrix and its metrics."""
+
+    config: dict[str, Any]
+    accuracy_matrix: list[list[float]]
+    initial_accuracy: list[float]
+    metrics: dict[str, float]
+    status: str  # "finished" or "diverged"
+    seconds: float
+    task_names: list[str]
+    diverged_at_task: int | None = None
+    importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
+        return {
+            "config": self.config,
+            "status": self.status,
+            "diverged_at_task": self.diverged_at_task,
+            "task_names": self.task_names,
+            "accuracy_matrix": self.accuracy_matrix,
+            "initial_accuracy": self.initial_accuracy,
+            "metrics": {k: clean(v) for k, v in self.metrics.items()},
+            "seconds": self.seconds,
+        }
+
+
+def select_device(name: str) -> torch.device:
+    """The run's device; asking for CUDA where there is none is a user error, not a crash."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but this machine has no CUDA GPU; use --device cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} does not exist (this machine has {torch.cuda.device_count()} GPUs)")
+    return device
+
+
+class Experiment:
+    """One method on one benchmark, from a random initialisation to the last task."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        benchmark: Benchmark | None = None,
+        joint_accuracy: list[float] | None = None,
+    ):
+        self.config = config.resolved()
+        self.device = select_device(self.config.device)
+        if self.config.threads is not None:
+            torch.set_num_threads(self.config.threads)
+        self.joint_accuracy = joint_accuracy
+        self.benchmark = (benchmark or build_benchmark(self.config.benchmark, self.config.benchmark_options)).to(self.device)
+        method_cls = get_method(self.config.method)
+        torch.manual_seed(self.config.seed)
+        head_sizes = (
+            [self.benchmark.n_global_classes]
+            if method_cls.single_head
+            else [task.n_classes for task in self.benchmark.tasks]
+        )
+        self.model: ContinualModel = build_model(
+            self.config.model, self.benchmark.input_shape, head_sizes, self.config.model_options
+        ).to(self.device)
+        self.method: Method = method_cls(self.model, **self.config.method_options)
+        self.shuffle = torch.Generator().manual_seed(self.config.seed)
+        self._targets = [self._task_targets(i) for i in range(self.benchmark.n_tasks)]
+        self.rows: list[list[float]] = []
+        self.importances: list[dict[str, torch.Tensor]] = []
+        self.seconds = 0.0
+        self.status = "running"
+        self.diverged_at: int | None = None
+        self.initial_accuracy = self.evaluate()  # b_i of the standard FWT: the untrained model
+
+    # -- data views ----------------------------------------------------------------------
+    def head_of(self, task: int) -> int:
+        return 0 if self.method.single_head else task
+
+    def _task_targets(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        task = self.benchmark.tasks[index]
+        if not self.method.single_head:
+            return task.y_train, task.y_test
+        classes = torch.tensor(task.classes, device=self.device)
+        return classes[task.y_train], classes[task.y_test]
+
+    def view(self, task: int) -> TaskView:
+        return TaskView(task, self.head_of(task), self.benchmark.tasks[task].x_train, self._targets[task][0])
+
+    # -- the loop ------------------------------------------------------------------------
+    @property
+    def next_task(self) -> int:
+        return len(self.rows)
+
+    def run(self, on_task_end: Callable[[TaskReport, "Experiment"], None] | None = None,
+            progress: bool = False) -> RunResult:
+        """Train the remaining tasks; ``on_task_end`` runs after each (report, checkpoint)."""
+        bar = _progress_bar(self, progress)
+        try:
+            for task in range(self.next_task, self.benchmark.n_tasks):
+                start = time.perf_counter()
+                if not self.train_task(task, bar):
+                    self.status, self.diverged_at = "diverged", task
+                    self.seconds += time.perf_counter() - start
+                    break
+                self.rows.append(self.evaluate())
+                if self.config.save_importances and self.method.importances() is not None:
+                    self.importances.append({k: v.detach().cpu() for k, v in self.method.importances().items()})
+                self.seconds += time.perf_counter() - start
+                if on_task_end is not None:
+                    on_task_end(self.report(task), self)
+            else:
+                self.status = "finished"
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.result()
+
+    def train_task(self, task: int, bar=None) -> bool:
+        """Train on task ``task`` (or what the method asks for); False if the loss diverged."""
+        train_on = self.method.tasks_to_train(task, self.benchmark.n_tasks)
+        for t in train_on:
+            self.method.before_task(self.view(t))
+        trainable = set(self.method.trainable_parameters(task))
+        for p in self.model.parameters():
+            p.requires_grad_(p in trainable)
+        optimizer = torch.optim.SGD(
+            [p for p in self.model.parameters() if p in trainable], lr=self.config.lr, momentum=self.config.momentum
+        )
+        self.model.train()
+        finite = True
+        for epoch in range(self.config.epochs):
+            for group in optimizer.param_groups:
+                group["lr"] = self.config.lr * self.config.lr_decay**epoch  # section 4.1: decayed lr
+            running = torch.zeros((), device=self.device)
+            for t, index in self._schedule(train_on):
+                running += self._step(optimizer, t, index)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(task=task + 1, loss=f"{running.item() / max(1, len(train_on)):.3g}")
+            if not torch.isfinite(running):  # one device sync per epoch, not per step
+                finite = False
+                break
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        if finite and train_on:
+            for t in train_on:
+                self.method.after_task(self.view(t))
+        return finite
+
+    def _schedule(self, tasks: list[int]) -> list[tuple[int, torch.Tensor]]:
+        """Shuffled mini-batch index tensors; with several tasks (joint), batches interleaved."""
+        batches = []
+        for t in tasks:
+            n = len(self._targets[t][0])
+            order = torch.randperm(n, generator=self.shuffle).to(self.device)
+            batches += [(t, index) for index in order.split(self.config.batch_size)]
+        if len(tasks) > 1:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.shuffle)]
+        return batches
+
+    def _step(self, optimizer: torch.optim.Optimizer, task: int, index: torch.Tensor) -> torch.Tensor:
+        x = self.benchmark.tasks[task].x_train[index]
+        y = self._targets[task][0][index]
+        head = self.head_of(task)
+        features = self.model.trunk(x)
+        logits = self.model.heads[head](features)
+        loss = F.cross_entropy(logits, y)
+        penalty = self.method.penalty(Step(task, head, x, y, features, logits))
+        if penalty is not None:
+            loss = loss + penalty
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        self.method.after_step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self) -> list[float]:
+        """Test accuracy on every task (also those not trained yet, for the standard FWT)."""
+        was_training = self.model.training
+        self.model.eval()
+        accuracies = []
+        for index, task in enumerate(self.benchmark.tasks):
+            targets = self._targets[index][1]
+            correct = torch.zeros((), device=self.device)
+            for start in range(0, len(targets), self.config.eval_batch_size):
+                stop = start + self.config.eval_batch_size
+                logits = self.model(task.x_test[start:stop], self.head_of(index))
+                correct += (logits.argmax(-1) == targets[start:stop]).sum()
+            accuracies.append(correct.item() / max(1, len(targets)))
+        self.model.train(was_training)
+        return accuracies
+
+    # -- results ---------------------------------------------------------------------------
+    def report(self, task: int) -> TaskReport:
+        return TaskReport(
+            task=task,
+            n_tasks=self.benchmark.n_tasks,
+            accuracy_row=self.rows[task],
+            accuracy_matrix=[list(r) for r in self.rows],
+            running_acc=metrics.running_accuracy(self.rows[task], task),
+            seconds=self.seconds,
+        )
+
+    def result(self) -> RunResult:
+        joint = self.joint_accuracy
+        if self.config.method == "joint" and self.rows:
+            joint = self.rows[-1]
+        summary = (
+            metrics.summarize(self.rows, self.initial_accuracy, joint)
+            if self.rows
+            else {k: math.nan for k in ("acc", "bwt", "fwt", "fwt_paper", "smt")}
+        )
+        if self.status == "diverged":  # a diverged run has no final metrics: NaN, never a partial score
+            summary = {k: math.nan for k in summary}
+        return RunResult(
+            config=self.config.to_dict(),
+            accuracy_matrix=[list(r) for r in self.rows],
+            initial_accuracy=list(self.initial_accuracy),
+            metrics=summary,
+            status=self.status,
+            seconds=self.seconds,
+            task_names=[t.name for t in self.benchmark.tasks],
+            diverged_at_task=self.diverged_at,
+            importances=self.importances,
+        )
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue after the last finished task.
+
+        The optimiser is rebuilt at each task's start (plain SGD, lr schedule restarting per
+        task), so between tasks it holds no state worth saving.
+        """
+        state = {
+            "config": self.config.to_dict(),
+            "rows": [list(r) for r in self.rows],
+            "initial_accuracy": list(self.initial_accuracy),
+            "seconds": self.seconds,
+            "model": self.model.state_dict(),
+            "method": self.method.state_dict(),
+            "shuffle_rng": self.shuffle.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "importances": self.importances,
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rows = [list(r) for r in state["rows"]]
+        self.initial_accuracy = list(state["initial_accuracy"])
+        self.seconds = float(state["seconds"])
+        self.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        self.shuffle.set_state(state["shuffle_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.importances = list(state.get("importances", []))
+
+
+def _progress_bar(experiment: Experiment, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    remaining = experiment.benchmark.n_tasks - experiment.next_task
+    return tqdm(total=remaining * experiment.config.epochs, unit="epoch", desc=experiment.config.method,
+                leave=False, disable=None)
+
+
+def run_experiment(config: RunConfig, **kwargs: Any) -> RunResult:
+    """Build and run one experiment (convenience for scripts and tests)."""
+    progress = kwargs.pop("progress", False)
+    on_task_end = kwargs.pop("on_task_end", None)
+    return Experiment(config, **kwargs).run(on_task_end=on_task_end, progress=progress)

@@ -1,0 +1,137 @@
+"""The hook protocol through which the engine knows a continual-learning method.
+
+The engine calls, for each task t of the sequence::
+
+    tasks_to_train(t, T)          which tasks' data to train on now (joint: all at once)
+    trainable_parameters(t)       what the optimiser may change (SGD-F: heads only after task 0)
+    before_task(view)             snapshot what the method needs (LwF's old model, SI's start)
+    penalty(step)                 extra loss term added to every mini-batch's task loss
+    after_step()                  after each optimiser step (SI's path integral)
+    after_task(view)              update state from the finished task (importances, anchors)
+
+plus ``state_dict``/``load_state_dict`` so a checkpoint taken between tasks continues
+exactly. A method is one short file that overrides only the hooks it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..models import ContinualModel
+
+
+@dataclass(frozen=True)
+class Option:
+    """A method hyperparameter: its default, meaning and valid range (checked before a run)."""
+
+    default: Any
+    help: str
+    minimum: float | None = 0.0
+    exclusive_minimum: bool = False
+    choices: tuple[str, ...] | None = None
+
+    def check(self, method: str, name: str, value: Any) -> Any:
+        kind = type(self.default)
+        try:
+            value = kind(value) if kind is not bool else _as_bool(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{method} option {name}={value!r} must be a {kind.__name__}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{method} option {name}={value!r}; choose one of: {', '.join(self.choices)}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and self.minimum is not None:
+            if value != value or (value <= self.minimum if self.exclusive_minimum else value < self.minimum):
+                bound = f"> {self.minimum}" if self.exclusive_minimum else f">= {self.minimum}"
+                raise ConfigError(f"{method} option {name}={value!r} must be {bound}")
+        return value
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What a method sees of a task: its index, head, and training inputs/targets on device."""
+
+    index: int
+    head: int
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Step:
+    """One mini-batch as the engine computed it: penalties reuse its features and logits."""
+
+    task: int
+    head: int
+    x: torch.Tensor
+    y: torch.Tensor
+    features: torch.Tensor
+    logits: torch.Tensor
+
+
+class Method:
+    """Base class: plain training with no regulariser. Subclasses override hooks."""
+
+    name: ClassVar[str] = "base"
+    summary: ClassVar[str] = ""
+    single_head: ClassVar[bool] = False
+    options: ClassVar[dict[str, Option]] = {}
+
+    def __init__(self, model: ContinualModel, **options: Any):
+        self.model = model
+        self.hparams = self.validate_options(options)
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``options`` over the defaults; unknown names or bad values raise ConfigError."""
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            valid = ", ".join(cls.options) or "none"
+            raise ConfigError(f"method {cls.name!r} has no option {', '.join(map(repr, unknown))}; valid options: {valid}")
+        merged = {name: opt.default for name, opt in cls.options.items()}
+        for name, value in options.items():
+            merged[name] = cls.options[name].check(cls.name, name, value)
+        return merged
+
+    # -- hooks -------------------------------------------------------------------------
+    def tasks_to_train(self, task: int, n_tasks: int) -> list[int]:
+        return [task]
+
+    def trainable_parameters(self, task: int) -> list[nn.Parameter]:
+        return list(self.model.parameters())
+
+    def before_task(self, view: TaskView) -> None:
+        pass
+
+    def penalty(self, step: Step) -> torch.Tensor | None:
+        return None
+
+    def after_step(self) -> None:
+        pass
+
+    def after_task(self, view: TaskView) -> None:
+        pass
+
+    def importances(self) -> dict[str, torch.Tensor] | None:
+        """Per-parameter importance of the last finished task (None if the method has none)."""
+        return None
+
+    # -- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass

@@ -1,0 +1,69 @@
+"""Soft Parameter Pruning (SPP): label-free, entropy-based importance (paper section 3.2).
+
+After task t, on task t's training inputs only (labels unused), per mini-batch:
+  I = -sum_n sum_c q_nc log q_nc     output entropy summed over the batch (authors' code)
+  g = dI/dW                           one backward pass per batch
+  omega_b = max(0, g*W + W^2 g^2 / 2) eq. 2 with dW = -W (W pruned to 0), Hessian ~ diag Fisher g^2; eq. 3 clips
+omega_t is the mean of omega_b over the batches; Omega accumulates (eq. 4) and the penalty is
+lam * sum Omega (w - w*)^2 (eq. 5), see quadratic.py.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Option, TaskView
+from .gradients import batch_gradients, minibatches, per_sample_gradients
+from .quadratic import QuadraticPenaltyMethod
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy -sum_c q_c log q_c of softmax(logits), summed over leading dims (section 3.2.1)."""
+    log_q = F.log_softmax(logits, dim=-1)
+    return -(log_q.exp() * log_q).sum()
+
+
+def pruning_importance(weight: torch.Tensor, gradient: torch.Tensor, fisher: torch.Tensor) -> torch.Tensor:
+    """eqs. 2-3: max(0, g*W + W^2 * F / 2), the entropy change if W were pruned to 0 (dW = -W)."""
+    return (gradient * weight + 0.5 * weight.square() * fisher).clamp_min(0.0)
+
+
+class SPP(QuadraticPenaltyMethod):
+    name = "spp"
+    summary = "Soft Parameter Pruning: label-free entropy importance, accumulated, quadratic penalty (this paper)"
+    options = {
+        "lam": Option(4.0, "penalty strength lambda of eq. 5"),
+        "importance": Option(
+            "batch",
+            "batch: gradient of the batch-summed entropy, Fisher g^2 (authors' code); "
+            "per_sample: Fisher = sum_i g_i^2 over the batch's samples (torch.func)",
+            choices=("batch", "per_sample"),
+        ),
+        "importance_batch_size": Option(100, "mini-batch size of the importance pass (authors: 100)", 0, True),
+        "beta": Option(0.0, "sharpening: omega <- softmax(beta*omega) per tensor (authors' code used 3); 0 = off"),
+    }
+
+    def task_importance(self, view: TaskView) -> list[torch.Tensor]:
+        was_training = self.model.training
+        self.model.eval()  # importance of the deterministic network: dropout off
+        weights = [p.detach() for p in self.model.shared_parameters()]
+        total = [torch.zeros_like(w) for w in weights]
+        n_batches = 0
+        for batch in minibatches(len(view.x), self.hparams["importance_batch_size"]):
+            x = view.x[batch]
+            if self.hparams["importance"] == "batch":
+                grads = batch_gradients(self.model, entropy(self.model(x, view.head)))
+                fishers = [g.square() for g in grads]
+            else:
+                per_sample = per_sample_gradients(self.model, view.head, lambda logits, _: entropy(logits), x)
+                grads = [g.sum(0) for g in per_sample]  # the same g as the batch pass
+                fishers = [g.square().sum(0) for g in per_sample]  # empirical Fisher of the same sum
+            for acc, w, g, f in zip(total, weights, grads, fishers):
+                acc += pruning_importance(w, g, f)
+            n_batches += 1
+        self.model.train(was_training)
+        omega = [acc / n_batches for acc in total]  # mean over the task's mini-batches
+        if self.hparams["beta"] > 0:  # optional sharpening of the authors' code, per tensor
+            omega = [torch.softmax(self.hparams["beta"] * o.flatten(), 0).view_as(o) for o in omega]
+        return omega

@@ -1,0 +1,144 @@
+"""What ``spp-sweep run``, ``methods`` and ``benchmarks`` do, given parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .benchmarks import BENCHMARKS, benchmark_option_names
+from .config import RunConfig
+from .engine import Experiment, RunResult
+from .errors import ConfigError, DataError
+from .methods import METHODS
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Turn CLI flags into a resolved :class:`RunConfig` (validates every value)."""
+    method_options = dict(args.option)
+    if args.lam is not None:
+        method_options["lam"] = args.lam
+    benchmark_options = dict(args.benchmark_option)
+    accepted = benchmark_option_names(args.benchmark) if args.benchmark in BENCHMARKS else []
+    for key, value in [("data_root", args.data_root), ("download", args.download or None),
+                       ("n_tasks", args.n_tasks), ("max_train_per_task", args.max_train_per_task)]:
+        if value is None:
+            continue
+        if key in accepted:
+            benchmark_options[key] = value
+        elif key in ("n_tasks", "max_train_per_task"):
+            raise ConfigError(f"benchmark {args.benchmark!r} has no option {key}; valid options: {', '.join(accepted)}")
+    model_options = dict(args.model_option)
+    if args.hidden is not None:
+        model_options["hidden"] = tuple(args.hidden)
+    values: dict[str, Any] = {
+        "method": args.method, "benchmark": args.benchmark, "method_options": method_options,
+        "benchmark_options": benchmark_options, "model_options": model_options,
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "seed": args.seed, "device": args.device, "threads": args.threads,
+        "save_importances": args.save_importances,
+    }
+    if args.lr_decay is not None:
+        values["lr_decay"] = args.lr_decay
+    if args.momentum is not None:
+        values["momentum"] = args.momentum
+    return RunConfig.from_dict(values).resolved()
+
+
+def load_joint_reference(path: str | None, n_tasks: int | None = None) -> list[float] | None:
+    """m_i of the paper's FWT: the last accuracy row of a joint run's result.json."""
+    if path is None:
+        return None
+    try:
+        result = json.loads(Path(path).read_text())
+        row = [float(v) for v in result["accuracy_matrix"][-1]]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        raise DataError(f"--joint-reference {path}: not a readable result.json of a joint run ({error})") from None
+    if n_tasks is not None and len(row) != n_tasks:
+        raise DataError(f"--joint-reference {path} has {len(row)} tasks, this benchmark has {n_tasks}")
+    return row
+
+
+def run_command(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    joint = load_joint_reference(args.joint_reference)
+    out = Path(args.out or f"results/{config.method}-{config.benchmark}-seed{config.seed}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder; choose another path")
+    experiment = Experiment(config, joint_accuracy=joint)
+    if joint is not None and len(joint) != experiment.benchmark.n_tasks:
+        raise DataError(f"--joint-reference has {len(joint)} tasks, this benchmark has {experiment.benchmark.n_tasks}")
+    result = experiment.run(progress=not args.quiet)
+    write_result(result, out)
+    if not args.quiet:
+        print(format_result(result))
+    print(f"wrote {out / 'result.json'}")
+    return 0
+
+
+def write_result(result: RunResult, out: Path) -> None:
+    """result.json, accuracy_matrix.csv (and importances.pt), each written whole or not at all."""
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "result.json", json.dumps(result.to_json(), indent=2).encode())
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["after_task", *result.task_names])
+    for index, row in enumerate(result.accuracy_matrix):
+        writer.writerow([index, *row])
+    _atomic_write(out / "accuracy_matrix.csv", table.getvalue().encode())
+    if result.importances:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(result.importances, buffer)
+        _atomic_write(out / "importances.pt", buffer.getvalue())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def format_result(result: RunResult) -> str:
+    """The accuracy matrix (rows: after task j; columns: task i) and the metrics, as text."""
+    n = len(result.initial_accuracy)
+    lines = ["accuracy matrix P[j, i] (row j: after training task j; column i: test task i)"]
+    lines.append("          " + " ".join(f"{f'T{i + 1}':>6}" for i in range(n)))
+    lines.append("init    " + "  " + " ".join(f"{v:6.3f}" for v in result.initial_accuracy))
+    for j, row in enumerate(result.accuracy_matrix):
+        lines.append(f"after T{j + 1:<2}" + " " + " ".join(f"{v:6.3f}" for v in row))
+    m = result.metrics
+    fmt = lambda v: "n/a" if v != v else f"{v:+.4f}"  # noqa: E731
+    lines.append(
+        f"status {result.status}"
+        + (f" at task {result.diverged_at_task + 1}" if result.diverged_at_task is not None else "")
+        + f" | ACC {fmt(m['acc'])} | BWT {fmt(m['bwt'])} | FWT(standard) {fmt(m['fwt'])}"
+        + f" | FWT(paper) {fmt(m['fwt_paper'])} | SMT {fmt(m['smt'])} | {result.seconds:.1f}s"
+    )
+    return "\n".join(lines)
+
+
+def list_methods(verbose: bool = False) -> int:
+    for name, cls in METHODS.items():
+        print(f"{name:<11} {cls.summary}")
+        if verbose:
+            for option, spec in cls.options.items():
+                print(f"{'':<13}{option}={spec.default!r}: {spec.help}")
+    return 0
+
+
+def list_benchmarks() -> int:
+    for name, spec in BENCHMARKS.items():
+        print(f"{name:<16} {spec.description}")
+    return 0

@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny model and task for hand computations, and the real-data root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from spp_sweep.models import ContinualModel
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def mnist_root() -> Path | None:
+    """$SPP_DATA_ROOT, else ../shared/data beside the checkout; None where MNIST is absent."""
+    for candidate in [os.environ.get("SPP_DATA_ROOT"), REPO.parent / "shared" / "data"]:
+        if candidate and (Path(candidate) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def data_root() -> Path:
+    root = mnist_root()
+    if root is None:
+        pytest.skip("real MNIST not found: set SPP_DATA_ROOT or place it in ../shared/data")
+    return root
+
+
+def tiny_model(n_in: int = 3, n_hidden: int = 2, head_sizes=(2, 3), seed: int = 0) -> ContinualModel:
+    """A linear trunk W (no bias) and linear heads V_h (no bias), in float64: easy to do by hand."""
+    torch.manual_seed(seed)
+    model = ContinualModel(nn.Linear(n_in, n_hidden, bias=False), n_hidden, head_sizes,
+                           head_factory=lambda n: nn.Linear(n_hidden, n, bias=False))
+    return model.double()
+
+
+@pytest.fixture
+def tiny():
+    return tiny_model()

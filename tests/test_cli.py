@@ -1,0 +1,103 @@
+"""``spp-sweep`` as a user runs it: outputs, listings, and one-line errors with exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from spp_sweep.cli import main
+
+FAST = ["--epochs", "5", "--quiet"]
+
+
+def test_run_writes_result_json_and_csv(tmp_path, capsys):
+    out = tmp_path / "spp"
+    assert main(["run", "--method", "spp", "--benchmark", "split_digits", "--lam", "2", "--out", str(out), *FAST]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert {"config", "accuracy_matrix", "metrics", "seconds"} <= set(result)
+    assert {"acc", "bwt", "fwt", "smt"} <= set(result["metrics"])
+    assert len(result["accuracy_matrix"]) == 5
+    assert result["config"]["method_options"]["lam"] == 2.0
+    assert (out / "accuracy_matrix.csv").read_text().startswith("after_task,")
+    assert "result.json" in capsys.readouterr().out
+
+
+def test_run_prints_matrix_and_metrics(tmp_path, capsys):
+    assert main(["run", "--method", "finetune", "--epochs", "2", "--max-train-per-task", "80", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "after T5" in printed and "ACC" in printed and "BWT" in printed and "FWT(standard)" in printed
+
+
+@pytest.mark.parametrize("method", ["spp", "ewc", "si", "mas", "lwf", "sgd", "sgd_frozen", "finetune", "joint"])
+def test_every_method_runs(tmp_path, method):
+    assert main(["run", "--method", method, "--out", str(tmp_path), *FAST]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "finished"
+    assert result["accuracy_matrix"][-1][-1] > 0.8  # every method learns the task it just trained on
+
+
+def test_joint_reference_gives_paper_fwt(tmp_path):
+    assert main(["run", "--method", "joint", "--out", str(tmp_path / "joint"), *FAST]) == 0
+    assert main(["run", "--method", "finetune", "--out", str(tmp_path / "ft"), "--joint-reference",
+                 str(tmp_path / "joint" / "result.json"), *FAST]) == 0
+    result = json.loads((tmp_path / "ft" / "result.json").read_text())
+    assert result["metrics"]["fwt_paper"] is not None
+
+
+def test_listings(capsys):
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["spp", "ewc", "si", "mas", "lwf", "sgd", "sgd_frozen", "finetune", "joint"]
+    assert main(["benchmarks"]) == 0
+    assert "split_digits" in capsys.readouterr().out
+
+
+def _cli(*args, tmp_path):
+    env = {**os.environ, "SPP_DATA_ROOT": ""}
+    return subprocess.run([sys.executable, "-m", "spp_sweep", *args], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["run", "--method", "nope"], "unknown method 'nope'; choose one of: spp"),
+        (["run", "--benchmark", "nope"], "unknown benchmark 'nope'; choose one of: split_digits"),
+        (["run", "--lam", "-1"], "lam=-1.0 must be >= 0"),
+        (["run", "--lr", "-0.1"], "lr=-0.1 is invalid"),
+        (["run", "--method", "finetune", "--lam", "1"], "has no option 'lam'"),
+        (["run", "-o", "importance=exact"], "choose one of: batch, per_sample"),
+        (["run", "--benchmark", "split_mnist"], "--data-root"),
+        (["run", "--benchmark", "split_mnist", "--data-root", "nowhere"], "MNIST not found"),
+        (["run", "--device", "cuda"], "no CUDA GPU; use --device cpu"),
+        (["run", "--epochs", "many"], "invalid int value"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, expected):
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a CUDA GPU, so --device cuda is valid")
+    completed = _cli(*args, "--out", "out", tmp_path=tmp_path)
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr.count("\n") == 1 and "Traceback" not in completed.stderr
+    assert expected in completed.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_on_every_command(tmp_path):
+    for command in (["--help"], ["run", "--help"], ["methods", "--help"], ["benchmarks", "--help"]):
+        completed = _cli(*command, tmp_path=tmp_path)
+        assert completed.returncode == 0 and "usage" in completed.stdout
+
+
+def test_split_mnist_short_run(tmp_path, data_root):
+    out = tmp_path / "mnist"
+    code = main(["run", "--method", "spp", "--benchmark", "split_mnist", "--data-root", str(data_root),
+                 "--epochs", "2", "--max-train-per-task", "2000", "--batch-size", "64", "--hidden", "64,32", "--out", str(out), "--quiet"])
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["metrics"]["acc"] > 0.85  # 2 epochs on 2000 samples per task already separate digit pairs
