@@ -130,3 +130,18 @@ def test_lwf_penalty_distils_every_old_head(tiny):
     value = lwf.penalty(Step(1, 1, x, y, features, tiny.heads[1](features)))
     expected = 0.7 * distillation_loss(tiny.heads[0](features), old_logits, 2.0)
     assert value.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_linear_fast_path_equals_vmap_per_sample_gradients():
+    from spp_sweep.methods.gradients import per_sample_gradients, per_sample_square_sums
+    from spp_sweep.methods.spp import _sample_entropies, entropy
+    from spp_sweep.models.mlp import mlp
+
+    torch.manual_seed(0)
+    model = mlp((6,), [3, 4], hidden=(5, 4), dropout=0.0).double().eval()
+    x = torch.randn(9, 6, dtype=torch.float64)
+    fast = per_sample_square_sums(model, 1, _sample_entropies, x)
+    slow = [g.square().sum(0) for g in per_sample_gradients(model, 1, lambda z, _: entropy(z), x)]
+    assert len(fast) == 4
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b)

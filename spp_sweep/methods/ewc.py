@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Option, TaskView
-from .gradients import minibatches, per_sample_gradients
+from .gradients import minibatches, per_sample_gradients, per_sample_square_sums
 from .quadratic import QuadraticPenaltyMethod
 
 
@@ -33,21 +33,35 @@ class EWC(QuadraticPenaltyMethod):
         self.model.eval()
         total = [torch.zeros_like(p) for p in self.model.shared_parameters()]
         for batch in minibatches(len(view.x), self.hparams["fisher_batch_size"]):
-            x, y = view.x[batch], view.y[batch]
-            if self.hparams["fisher"] == "empirical":
-                grads = per_sample_gradients(self.model, view.head, _log_likelihood, x, y)
-                for acc, g in zip(total, grads):
-                    acc += g.square().sum(0)
-                continue
-            with torch.no_grad():
-                probs = torch.softmax(self.model(x, view.head), dim=-1)
-            for c in range(probs.shape[1]):  # exact expectation over y ~ p(y|x)
-                grads = per_sample_gradients(self.model, view.head, _log_likelihood, x, torch.full_like(y, c))
-                weight = probs[:, c]
-                for acc, g in zip(total, grads):
-                    acc += torch.einsum("n,n...->...", weight, g.square())
+            for acc, square_sum in zip(total, self._batch_fisher(view.head, view.x[batch], view.y[batch])):
+                acc += square_sum
         self.model.train(was_training)
         return [acc / len(view.x) for acc in total]  # mean over the task's samples
+
+    def _batch_fisher(self, head: int, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """sum over the batch's samples of (d log p(y|x)/dw)^2, weighted by p(y|x) for the true Fisher."""
+        if self.hparams["fisher"] == "empirical":
+            fast = per_sample_square_sums(self.model, head, lambda z: _log_likelihoods(z, y), x)
+            if fast is not None:
+                return fast
+            return [g.square().sum(0) for g in per_sample_gradients(self.model, head, _log_likelihood, x, y)]
+        with torch.no_grad():
+            probs = torch.softmax(self.model(x, head), dim=-1)
+        total = None
+        for c in range(probs.shape[1]):  # exact expectation over y ~ p(y|x)
+            label = torch.full_like(y, c)
+            # scaling sample i's objective by sqrt(p_ic) scales its squared gradient by p_ic
+            fast = per_sample_square_sums(self.model, head, lambda z: probs[:, c].sqrt() * _log_likelihoods(z, label), x)
+            if fast is None:
+                grads = per_sample_gradients(self.model, head, _log_likelihood, x, label)
+                fast = [torch.einsum("n,n...->...", probs[:, c], g.square()) for g in grads]
+            total = fast if total is None else [t + f for t, f in zip(total, fast)]
+        return total
+
+
+def _log_likelihoods(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(y_i | x_i) for every sample of a batch."""
+    return F.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 
 
 def _log_likelihood(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 import torch
+from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ..models import ContinualModel
@@ -48,3 +49,40 @@ def per_sample_gradients(
 
     grads = vmap(grad(objective), in_dims=(None, 0, 0))(shared, x, targets)
     return [grads[name] for name in shared]
+
+
+def per_sample_square_sums(
+    model: ContinualModel,
+    head: int,
+    sample_objectives: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+) -> list[torch.Tensor] | None:
+    """sum_i (d l_i / d w)^2 for every shared parameter, where l = sample_objectives(logits) has
+    one entry per sample, without materialising per-sample gradients.
+
+    For a Linear layer the per-sample weight gradient is delta_i a_i^T (delta: gradient at the
+    layer's output, a: its input), so sum_i (delta_i a_i^T)^2 = (delta^2)^T (a^2): one matmul.
+    Exact when every shared parameter sits in an nn.Linear fed (batch, features) inputs and no
+    layer mixes samples; returns None otherwise, and callers fall back to per_sample_gradients.
+    """
+    linears = [m for m in model.trunk.modules() if isinstance(m, nn.Linear)]
+    covered = {id(p) for m in linears for p in m.parameters()}
+    if not linears or any(id(p) not in covered for p in model.shared_parameters()):
+        return None
+    seen: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+    handles = [m.register_forward_hook(lambda mod, inp, out: seen.__setitem__(mod, (inp[0], out))) for m in linears]
+    try:
+        logits = model(x, head)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if any(m not in seen or seen[m][0].dim() != 2 for m in linears):
+        return None
+    deltas = torch.autograd.grad(sample_objectives(logits).sum(), [seen[m][1] for m in linears])
+    squares: dict[int, torch.Tensor] = {}
+    for module, delta in zip(linears, deltas):
+        d2, a2 = delta.square(), seen[module][0].detach().square()
+        squares[id(module.weight)] = d2.T @ a2
+        if module.bias is not None:
+            squares[id(module.bias)] = d2.sum(0)
+    return [squares[id(p)] for p in model.shared_parameters()]

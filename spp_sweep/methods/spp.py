@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Option, TaskView
-from .gradients import batch_gradients, minibatches, per_sample_gradients
+from .gradients import batch_gradients, minibatches, per_sample_gradients, per_sample_square_sums
 from .quadratic import QuadraticPenaltyMethod
 
 
@@ -24,9 +24,20 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_q.exp() * log_q).sum()
 
 
-def pruning_importance(weight: torch.Tensor, gradient: torch.Tensor, fisher: torch.Tensor) -> torch.Tensor:
-    """eqs. 2-3: max(0, g*W + W^2 * F / 2), the entropy change if W were pruned to 0 (dW = -W)."""
-    return (gradient * weight + 0.5 * weight.square() * fisher).clamp_min(0.0)
+def _sample_entropies(logits: torch.Tensor) -> torch.Tensor:
+    log_q = F.log_softmax(logits, dim=-1)
+    return -(log_q.exp() * log_q).sum(-1)
+
+
+def pruning_importance(weight: torch.Tensor, gradient: torch.Tensor, fisher: torch.Tensor | None = None) -> torch.Tensor:
+    """eqs. 2-3: max(0, g*W + W^2 * F / 2), the entropy change if W were pruned to 0 (dW = -W).
+
+    With the batch Fisher F = g^2 this is u + u^2/2 for u = g*W, computed in that cheaper form.
+    """
+    u = gradient * weight
+    if fisher is None:  # eq. 2 with F = g^2
+        return u.mul_(0.5 * u + 1.0).clamp_min_(0.0)
+    return (u + 0.5 * weight.square() * fisher).clamp_min_(0.0)
 
 
 class SPP(QuadraticPenaltyMethod):
@@ -54,11 +65,13 @@ class SPP(QuadraticPenaltyMethod):
             x = view.x[batch]
             if self.hparams["importance"] == "batch":
                 grads = batch_gradients(self.model, entropy(self.model(x, view.head)))
-                fishers = [g.square() for g in grads]
+                fishers = [None] * len(grads)  # F = g^2, folded into pruning_importance
             else:
-                per_sample = per_sample_gradients(self.model, view.head, lambda logits, _: entropy(logits), x)
-                grads = [g.sum(0) for g in per_sample]  # the same g as the batch pass
-                fishers = [g.square().sum(0) for g in per_sample]  # empirical Fisher of the same sum
+                grads = batch_gradients(self.model, entropy(self.model(x, view.head)))  # g = sum_i g_i
+                fishers = per_sample_square_sums(self.model, view.head, _sample_entropies, x)  # sum_i g_i^2
+                if fishers is None:  # trunks other than Linear layers: vectorised per-sample gradients
+                    per_sample = per_sample_gradients(self.model, view.head, lambda logits, _: entropy(logits), x)
+                    fishers = [g.square().sum(0) for g in per_sample]
             for acc, w, g, f in zip(total, weights, grads, fishers):
                 acc += pruning_importance(w, g, f)
             n_batches += 1
