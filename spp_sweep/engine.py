@@ -156,6 +156,10 @@ class Experiment:
     def train_task(self, task: int, bar=None) -> bool:
         """Train on task ``task`` (or what the method asks for); False if the loss diverged."""
         train_on = self.method.tasks_to_train(task, self.benchmark.n_tasks)
+        if not train_on:  # e.g. joint after its single training phase: nothing to do
+            if bar is not None:
+                bar.update(self.config.epochs)
+            return True
         for t in train_on:
             self.method.before_task(self.view(t))
         trainable = set(self.method.trainable_parameters(task))
@@ -180,7 +184,7 @@ class Experiment:
                 break
         for p in self.model.parameters():
             p.requires_grad_(True)
-        if finite and train_on:
+        if finite:
             for t in train_on:
                 self.method.after_task(self.view(t))
         return finite
