@@ -79,7 +79,66 @@ def build_parser() -> argparse.ArgumentParser:
     methods = commands.add_parser("methods", help="list the methods", description="List the methods, one line each.")
     methods.add_argument("-v", "--verbose", action="store_true", help="also list each method's options")
     commands.add_parser("benchmarks", help="list the benchmarks", description="List the benchmarks, one line each.")
+    _add_sweep(commands)
+    _add_report(commands)
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _add_sweep(commands: Any) -> None:
+    sweep = commands.add_parser(
+        "sweep", help="run a study file on Ray Tune (locally or on a cluster)",
+        description="Run every trial of a study file through Ray Tune: the full sequential-task loop per trial, "
+        "reported and checkpointed after each task, searched by grid or Optuna (TPE/random). Flags override the "
+        "file. Ends with each method's best configuration and a report (report.md, tables, figures).",
+    )
+    sweep.add_argument("study", metavar="STUDY.yaml", help="a study file, e.g. studies/lambda_robustness.yaml")
+    sweep.add_argument("--address", help="join this Ray cluster (auto, HOST:PORT or ray://HOST:10001); "
+                       "default: start Ray on this machine")
+    sweep.add_argument("--storage", help="folder or URI (s3://, gs://) for results; every node must reach it "
+                       "(default: the study's storage, else results/sweeps)")
+    sweep.add_argument("--name", help="the sweep's name: results go to STORAGE/NAME (default: the study's name)")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep: finished trials are "
+                       "kept, unfinished ones continue from their last finished task")
+    sweep.add_argument("--max-concurrent", type=_positive_int, help="at most this many trials at once")
+    sweep.add_argument("--gpus-per-trial", type=_positive_float, help="GPU share per trial, e.g. 0.25 (4 per GPU)")
+    sweep.add_argument("--cpus-per-trial", type=_positive_float, help="CPUs per trial (= torch threads)")
+    sweep.add_argument("--num-samples", type=_positive_int, help="trials per method for tpe/random samplers")
+    sweep.add_argument("--data-root", help="folder holding the datasets on every node (default: $SPP_DATA_ROOT)")
+    sweep.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                       help="a run setting for every trial, added to the study's `fixed`, e.g. --set epochs=2")
+    sweep.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    sweep.add_argument("--quiet", action="store_true", help="no Ray Tune progress tables")
+
+
+def _add_report(commands: Any) -> None:
+    report = commands.add_parser(
+        "report", help="tables and figures of a finished (or running) sweep",
+        description="Read a sweep folder and write report.md with the λ-robustness curve (Figure 4), the "
+        "per-method best-config table (Tables 2/3) as Markdown/CSV/LaTeX, importance distributions and "
+        "accuracy-matrix heatmaps, plus trials.csv/parquet.",
+    )
+    report.add_argument("results", metavar="RESULTS_DIR", help="the sweep folder (STORAGE/NAME) or one phase in it")
+    report.add_argument("--out", help="output folder (default: RESULTS_DIR/report)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,8 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .run_command import list_benchmarks
 
             return list_benchmarks()
+        if args.command == "sweep":
+            from .sweep.command import sweep_command
+
+            return sweep_command(args)
+        if args.command == "report":
+            from .sweep.command import report_command
+
+            return report_command(args)
     except UserError as error:
-        sys.stderr.write(f"spp-sweep: error: {error}\n")
+        for line in str(error).splitlines() or [""]:  # a study file's problems: one line each
+            sys.stderr.write(f"spp-sweep: error: {line}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("spp-sweep: interrupted\n")

@@ -41,3 +41,13 @@ def tiny_model(n_in: int = 3, n_hidden: int = 2, head_sizes=(2, 3), seed: int = 
 @pytest.fixture
 def tiny():
     return tiny_model()
+
+
+@pytest.fixture
+def ray_local():
+    """One local Ray instance shared by the sweep tests (started on first use, 2 CPUs)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray

@@ -1,0 +1,175 @@
+"""A sweep folder -> pandas: one row per trial, and a long table of accuracy matrices.
+
+Reads only the files a sweep leaves behind: Ray Tune's ``params.json`` and ``result.json``
+(one JSON line per report) in each trial folder, ``error.txt`` where a trial raised, and the
+last checkpoint's ``result.json``/``importances.npz``. It never imports the engine, so it
+works on any machine with pandas, on sweeps still running or interrupted (it uses what has
+been written so far).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+METRIC_COLUMNS = ["acc", "bwt", "fwt", "fwt_paper", "smt"]
+# status: finished | diverged (loss NaN/inf; metrics NaN) | errored (raised; see error.txt)
+#         | incomplete (still running, interrupted, or stopped early by a scheduler)
+STATUSES = ("finished", "diverged", "errored", "incomplete")
+
+
+def trial_folders(root: str | Path) -> Iterator[Path]:
+    """Every Ray Tune trial folder (one holding params.json) under ``root``, in a stable order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    yield from sorted(p.parent for p in root.rglob("params.json") if "checkpoint_" not in p.parent.name)
+
+
+def read_reports(folder: Path) -> list[dict[str, Any]]:
+    """The trial's reports in order; a half-written last line (a killed writer) is skipped."""
+    path = folder / "result.json"
+    if not path.exists():
+        return []
+    reports = []
+    for line in path.read_text().splitlines():
+        try:
+            reports.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return reports
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    checkpoints = sorted(folder.glob("checkpoint_*"))
+    return checkpoints[-1] if checkpoints else None
+
+
+def load_trials(root: str | Path) -> pd.DataFrame:
+    """One row per trial: phase, method, seed, every searched value, status, metrics, seconds.
+
+    Searched values appear as their own columns (``lam``, ``lr``, ...); ``params`` lists
+    which columns a trial searched, so tables can group by configuration.
+    """
+    root = Path(root)
+    rows = [_trial_row(root, folder) for folder in trial_folders(root)]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["phase", "trial_id", "method", "seed", "status", *METRIC_COLUMNS])
+    return frame
+
+
+def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
+    config = json.loads((folder / "params.json").read_text())
+    trial = config.get("trial", {})
+    study = config.get("study", {})
+    reports = [r for r in read_reports(folder)]
+    last = reports[-1] if reports else {}
+    status = last.get("status")
+    if status not in ("finished", "diverged"):
+        status = "errored" if (folder / "error.txt").exists() else "incomplete"
+    params = dict(trial.get("params", {}))
+    row: dict[str, Any] = {
+        "phase": folder.parent.relative_to(root).as_posix() if folder.parent != root else "",
+        "trial_id": last.get("trial_id", folder.name),
+        "method": trial.get("method"),
+        "benchmark": study.get("benchmark"),
+        "seed": trial.get("seed"),
+        **params,
+        "params": ",".join(sorted(params)),
+        "status": status,
+        "tasks_done": int(last.get("task", 0) or 0),
+        "n_tasks": last.get("n_tasks"),
+        "diverged_at_task": last.get("diverged_at_task"),
+        **{m: _number(last.get(m)) if status == "finished" else math.nan for m in METRIC_COLUMNS},
+        "score": _number(last.get("score")),
+        "seconds": _number(last.get("seconds")),
+        "node_id": last.get("node_id"),
+        "error": _first_line(folder / "error.txt") if status == "errored" else None,
+        "path": str(folder),
+    }
+    return row
+
+
+def load_matrices(root: str | Path) -> pd.DataFrame:
+    """Long table of every trial's accuracy matrix: trial_id, after_task, task, accuracy (1-based)."""
+    records = []
+    for folder in trial_folders(root):
+        reports = read_reports(folder)
+        if not reports:
+            continue
+        trial_id = reports[-1].get("trial_id", folder.name)
+        matrix = reports[-1].get("accuracy_matrix")
+        if matrix is None:  # unfinished: rebuild the finished rows from the per-task reports
+            matrix = [r["accuracy_row"] for r in reports if "accuracy_row" in r and not r.get("replayed")]
+        for j, row in enumerate(matrix):
+            records += [{"trial_id": trial_id, "after_task": j + 1, "task": i + 1, "accuracy": a}
+                        for i, a in enumerate(row)]
+    return pd.DataFrame(records, columns=["trial_id", "after_task", "task", "accuracy"])
+
+
+def add_paper_fwt(trials: pd.DataFrame, matrices: pd.DataFrame) -> pd.DataFrame:
+    """Fill ``fwt_paper`` (eq. 7) from the sweep's own joint runs.
+
+    m_i is the joint run's final accuracy on task i, from the joint trial with the same seed
+    where there is one, else the mean over the joint trials. ``fwt_reference`` says which.
+    Without a finished joint run, ``fwt_paper`` stays NaN.
+    """
+    from spp_sweep.metrics import forward_transfer_paper  # pure numpy formulas, not the engine
+
+    trials = trials.copy()
+    trials["fwt_reference"] = None
+    joint = trials[(trials["method"] == "joint") & (trials["status"] == "finished")]
+    if joint.empty or matrices.empty:
+        return trials
+    final_rows = {tid: _final_row(matrices, tid) for tid in joint["trial_id"]}
+    by_seed = {seed: final_rows[tid] for seed, tid in zip(joint["seed"], joint["trial_id"])}
+    mean_row = list(pd.DataFrame(list(final_rows.values())).mean())
+    for index, trial in trials[trials["status"] == "finished"].iterrows():
+        matrix = _matrix(matrices, trial["trial_id"])
+        reference, source = (by_seed[trial["seed"]], "joint, same seed") if trial["seed"] in by_seed \
+            else (mean_row, "joint, mean over seeds")
+        if len(reference) == len(matrix[-1]):
+            trials.at[index, "fwt_paper"] = forward_transfer_paper(matrix, reference)
+            trials.at[index, "fwt_reference"] = source
+    return trials
+
+
+def _matrix(matrices: pd.DataFrame, trial_id: str) -> list[list[float]]:
+    table = matrices[matrices["trial_id"] == trial_id].pivot(index="after_task", columns="task", values="accuracy")
+    return table.sort_index().sort_index(axis=1).values.tolist()
+
+
+def _final_row(matrices: pd.DataFrame, trial_id: str) -> list[float]:
+    return _matrix(matrices, trial_id)[-1]
+
+
+def load_importances(folder: str | Path) -> dict[str, Any] | None:
+    """A trial's saved importances: {"task0/trunk.0.weight": array, ...}, or None if not saved."""
+    import numpy as np
+
+    checkpoint = last_checkpoint(Path(folder))
+    path = checkpoint / "importances.npz" if checkpoint else None
+    if path is None or not path.exists():
+        return None
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _first_line(path: Path) -> str | None:
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1][:300] if lines else None

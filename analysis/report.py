@@ -1,0 +1,163 @@
+"""``spp-sweep report``: a sweep folder -> report.md with its tables and figures beside it.
+
+Writes into ``out``: report.md; trials.csv/.parquet (one row per trial) and
+accuracy_matrices.csv (long); best_configs.md/.csv/.tex (Tables 2/3); robustness.csv;
+lambda_robustness.png/.pdf (Figure 4), accuracy_matrices.png/.pdf, running_accuracy.png/.pdf
+(Figure 7a), importance.png/.pdf and importance_concentration.csv (Figure 6) where the
+sweep saved importances. Works on a sweep that is still running: it reports what finished.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from . import figures
+from .importance import concentration_table, importance_table
+from .load import add_paper_fwt, load_importances, load_matrices, load_trials
+from .robustness import robustness_scores
+from .tables import best_configs, config_label
+
+FWT_NAMES = {"fwt_paper": "FWT (paper eq. 7, vs joint)", "fwt": "FWT (standard, vs untrained)"}
+
+
+def write_report(root: str | Path, out: str | Path) -> Path:
+    """Write every file of the report into ``out`` (replaced whole at the end); returns report.md."""
+    root, out = Path(root), Path(out)
+    trials = load_trials(root)
+    if trials.empty:
+        from spp_sweep.errors import DataError
+
+        raise DataError(f"{root} holds no Ray Tune trials (no params.json below it); give a sweep folder")
+    matrices = load_matrices(root)
+    trials = add_paper_fwt(trials, matrices)
+    metric = _study_metric(root)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent if out.parent.exists() else None))
+    try:
+        _write(trials, matrices, metric, root, staging)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out / "report.md"
+
+
+def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path, out: Path) -> None:
+    trials.drop(columns=["path"]).to_csv(out / "trials.csv", index=False)
+    trials.drop(columns=["path"]).to_parquet(out / "trials.parquet", index=False)
+    matrices.to_csv(out / "accuracy_matrices.csv", index=False)
+
+    compared = trials[trials["phase"] == "final"] if (trials["phase"] == "final").any() else trials
+    fwt_column = "fwt_paper" if trials["fwt_reference"].notna().any() else "fwt"
+    best = best_configs(compared, metric=metric)
+    table = format_best_table(best, fwt_column)
+    table.to_csv(out / "best_configs.csv", index=False)
+    (out / "best_configs.md").write_text(table.to_markdown(index=False) + "\n")
+    (out / "best_configs.tex").write_text(table.to_latex(index=False, escape=True))
+    best_trials = _trials_of(compared, best)
+
+    robust = robustness_scores(trials)
+    robust.to_csv(out / "robustness.csv", index=False)
+    curve = figures.lambda_curve(trials, out, fwt_column=fwt_column)
+    heatmaps = figures.accuracy_heatmaps(matrices, best_trials, out)
+    running = figures.running_accuracy(matrices, best_trials, out)
+    importance, concentration = _importance(best_trials, out)
+
+    lines = [f"# Sweep report: {root.name}", ""]
+    lines += _status_lines(trials)
+    lines += ["", f"## Best configuration per method (Tables 2/3)", "",
+              f"Selected by mean {metric.upper()} over seeds (a diverged seed counts as -1; ties go to the "
+              f"smaller value), from the {'final re-runs' if compared is not trials else 'whole sweep'}. "
+              f"Mean ± std over seeds. The FWT column is the {FWT_NAMES[fwt_column]}.", "",
+              table.to_markdown(index=False), ""]
+    if len(robust):
+        shown = robust.assign(decades=robust["decades"].map(lambda v: f"{v:.2f}"))
+        lines += ["## Robustness to λ", "",
+                  "Width (decades of λ) of the contiguous swept range around the best λ whose mean ACC stays "
+                  "within 1 point of the best; a λ with a diverged seed never counts. Limited by the grid.", "",
+                  shown.to_markdown(index=False, floatfmt=".4g"), ""]
+    for title, path in [("λ-robustness curve (Figure 4)", curve), ("Accuracy matrices of the best configurations",
+                        heatmaps), ("Average accuracy as tasks are added (Figure 7a)", running),
+                        ("Importance distributions (Figure 6)", importance)]:
+        if path is not None:
+            lines += [f"## {title}", "", f"![{title}]({path.name}) ([PDF]({path.with_suffix('.pdf').name}))", ""]
+    if concentration is not None:
+        lines += ["Concentration of the importances (normalised by their maximum):", "",
+                  concentration.to_markdown(index=False, floatfmt=".3f"), ""]
+    lines += ["## Files", "", "trials.csv / trials.parquet (one row per trial), accuracy_matrices.csv (long: "
+              "trial_id, after_task, task, accuracy), best_configs.{md,csv,tex}, robustness.csv.", ""]
+    (out / "report.md").write_text("\n".join(lines))
+
+
+def format_best_table(best: pd.DataFrame, fwt_column: str) -> pd.DataFrame:
+    """The paper's table layout: method, configuration, FWT, BWT, ACC as mean ± std."""
+    def cell(row: pd.Series, name: str) -> str:
+        mean, std = row.get(f"{name}_mean", math.nan), row.get(f"{name}_std", math.nan)
+        return "n/a" if mean != mean else f"{mean:.4f} ± {std:.4f}"
+
+    return pd.DataFrame([{
+        "method": row["method"], "configuration": row["config"] or "-",
+        FWT_NAMES[fwt_column]: cell(row, fwt_column), "BWT": cell(row, "bwt"), "ACC": cell(row, "acc"),
+        "seeds": int(row["n_seeds"]), "diverged": int(row["n_diverged"]),
+    } for _, row in best.iterrows()])
+
+
+def _trials_of(trials: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """The finished trials (all seeds) of each method's best configuration."""
+    if best.empty:
+        return trials.iloc[0:0]
+    done = trials[trials["status"] == "finished"].copy()
+    done["config"] = done.apply(config_label, axis=1) if len(done) else []
+    return done.merge(best[["method", "config"]], on=["method", "config"])
+
+
+def _importance(best_trials: pd.DataFrame, out: Path) -> tuple[Path | None, pd.DataFrame | None]:
+    frames = []
+    for method, group in best_trials.groupby("method", sort=False):
+        arrays = load_importances(group.sort_values("seed")["path"].iloc[0])
+        if arrays:
+            frames.append(importance_table(arrays, method))
+    if not frames:
+        return None, None
+    long = pd.concat(frames, ignore_index=True)
+    table = concentration_table(long)
+    table.to_csv(out / "importance_concentration.csv", index=False)
+    concentration_table(long, per_layer=True).to_csv(out / "importance_concentration_by_layer.csv", index=False)
+    figures.importance_densities(long, out, per_layer=True)
+    return figures.importance_densities(long, out), table
+
+
+def _status_lines(trials: pd.DataFrame) -> list[str]:
+    counts = trials["status"].value_counts()
+    lines = [f"{len(trials)} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
+                                                   ("finished", "diverged", "errored", "incomplete")) + "."]
+    for _, row in trials[trials["status"] == "errored"].iterrows():
+        lines.append(f"- errored: {row['method']} {config_label(row)} seed {row['seed']}: {row['error']}")
+    diverged = trials[trials["status"] == "diverged"]
+    if len(diverged):
+        parts = []
+        for method, group in diverged.groupby("method"):
+            names = [n for n in str(group["params"].iloc[0] or "").split(",") if n]
+            group = group.sort_values(names) if names else group
+            labels = list(dict.fromkeys(config_label(r) or "-" for _, r in group.iterrows()))
+            parts.append(f"{method}: {', '.join(labels)} ({len(group)} trials)")
+        lines.append("- diverged (loss NaN/inf; no metrics): " + "; ".join(parts))
+    return lines
+
+
+def _study_metric(root: Path) -> str:
+    for candidate in (root / "study.yaml", root.parent / "study.yaml"):
+        if candidate.exists():
+            try:
+                return (yaml.safe_load(candidate.read_text()).get("search") or {}).get("metric", "acc")
+            except (yaml.YAMLError, AttributeError):
+                break
+    return "acc"

@@ -1,0 +1,65 @@
+"""What ``spp-sweep sweep`` and ``spp-sweep report`` do, given parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..errors import ConfigError
+from .study import load_study
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    study = load_study(args.study)  # a bad file fails here, before Ray is imported
+    from .runner import SweepOptions, run_sweep
+
+    options = SweepOptions(
+        address=args.address, storage=args.storage, name=args.name, resume=args.resume,
+        max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial, num_samples=args.num_samples, data_root=args.data_root,
+        settings=tuple(args.set),
+        verbose=0 if args.quiet else 1,
+    )
+    outcome = run_sweep(study, options)
+    print(f"\nsweep {outcome.study.name}: phases {', '.join(outcome.phases)}")
+    if "://" in outcome.root:
+        print(f"results: {outcome.root} (copy it locally, then `spp-sweep report DIR` for the report)")
+        return 0
+    print(best_summary(outcome.root, outcome.study.metric))
+    print(f"results: {outcome.root}")
+    if not args.no_report:
+        from analysis.report import write_report
+
+        report = write_report(outcome.root, Path(outcome.root) / "report")
+        print(f"report:  {report}")
+    return 0
+
+
+def best_summary(root: str, metric: str) -> str:
+    """Each method's best configuration (final phase when there is one) as printable lines."""
+    from analysis.load import load_trials
+    from analysis.tables import best_configs
+
+    trials = load_trials(root)
+    if (trials["phase"] == "final").any():
+        trials = trials[trials["phase"] == "final"]
+    best = best_configs(trials, metric=metric)
+    lines = [f"best configuration per method (by mean {metric} over seeds; diverged seeds count as -1):"]
+    for _, row in best.iterrows():
+        value = lambda name: "n/a" if math.isnan(row[f"{name}_mean"]) else \
+            f"{row[f'{name}_mean']:.4f}±{row[f'{name}_std']:.4f}"  # noqa: E731
+        lines.append(f"  {row['method']:<11} {row['config'] or '(nothing searched)':<28} ACC {value('acc')}  "
+                     f"BWT {value('bwt')}  seeds {row['n_seeds']}  diverged {row['n_diverged']}")
+    return "\n".join(lines)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
+    root = Path(args.results)
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a folder; give the sweep folder (STORAGE/NAME) or a phase inside it")
+    report = write_report(root, Path(args.out) if args.out else root / "report")
+    print(f"report: {report}")
+    return 0

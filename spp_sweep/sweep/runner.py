@@ -1,0 +1,338 @@
+"""A validated study -> Ray Tune experiments, run (or resumed) one phase after another.
+
+Phases, each one Ray Tune experiment under ``STORAGE/NAME/``:
+
+* ``grid``: every grid-searched method (sampler ``grid``, or a method with nothing to
+  search) as one Tuner over all points x seeds, so a cluster runs them side by side;
+* ``optuna-METHOD``: one Tuner per method searched by Optuna (TPE or random), each with
+  ``num_samples`` trials, so every method gets the same budget;
+* ``final``: each method's best configuration (analysis.tables.best_configs) re-run
+  over ``final.seeds``.
+
+``--resume`` restores every phase with ``Tuner.restore``: finished trials stay finished,
+unfinished ones continue from their last checkpoint (their last finished task).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ..errors import ConfigError, UserError
+from .study import MethodSearch, Study, parse_study
+
+STUDY_COPY = "study.yaml"
+# Snapshot the experiment state after every event (default: every 10 s or more), so a killed
+# driver loses no finished trial; the state of a sweep is small, so this costs milliseconds.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # frequent snapshots are intended
+
+
+class SweepInterrupted(UserError):
+    """Ray Tune stopped before every trial ended (Ctrl+C); --resume continues."""
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """Command-line overrides; ``None`` keeps the study file's value."""
+
+    address: str | None = None
+    storage: str | None = None
+    name: str | None = None
+    resume: bool = False
+    max_concurrent: int | None = None
+    gpus_per_trial: float | None = None
+    cpus_per_trial: float | None = None
+    num_samples: int | None = None
+    data_root: str | None = None
+    settings: tuple[tuple[str, Any], ...] = ()  # --set KEY=VALUE: run settings added to the study's `fixed`
+    verbose: int = 1
+
+
+@dataclass
+class SweepOutcome:
+    root: str
+    study: Study
+    phases: list[str]
+
+
+def sweep_root(study: Study) -> str:
+    """STORAGE/NAME; a relative local storage path is made absolute (workers need one path)."""
+    storage = study.storage if "://" in study.storage else str(Path(study.storage).expanduser().resolve())
+    return f"{storage.rstrip('/')}/{study.name}"
+
+
+def prepare_study(study: Study, options: SweepOptions) -> Study:
+    """Apply overrides; on --resume, the study saved in the sweep folder is the one that runs."""
+    study = study.with_overrides(storage=options.storage, name=options.name)
+    root = sweep_root(study)
+    saved = _read_text(f"{root}/{STUDY_COPY}")
+    if options.resume:
+        if saved is None:
+            raise ConfigError(f"--resume: no sweep at {root}; run it without --resume first (or fix --storage/--name)")
+        study = parse_study(yaml.safe_load(saved), default_name=study.name)
+        study = dataclasses.replace(study, storage=root.rsplit("/", 1)[0], name=root.rsplit("/", 1)[1])
+    elif saved is not None:
+        raise ConfigError(f"a sweep already exists at {root}; pass --resume to continue it, or --name NEW for a new one")
+    study = study.with_overrides(max_concurrent=options.max_concurrent, gpu=options.gpus_per_trial,
+                                 cpu=options.cpus_per_trial, num_samples=options.num_samples)
+    if options.data_root is not None:
+        study = study.with_overrides(data_root=str(Path(options.data_root).expanduser().resolve()))
+    if options.settings:
+        study = parse_study({**study.to_dict(), "fixed": {**study.fixed, **dict(options.settings)}},
+                            default_name=study.name)
+    for key, value in [("--gpus-per-trial", study.gpu), ("--cpus-per-trial", study.cpu)]:
+        if value < 0 or (key == "--cpus-per-trial" and value == 0):
+            raise ConfigError(f"{key} {value:g} is invalid; give a positive number")
+    if study.max_concurrent is not None and study.max_concurrent < 1:
+        raise ConfigError("--max-concurrent must be >= 1")
+    if study.num_samples < 1:
+        raise ConfigError("--num-samples must be >= 1")
+    return study
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at ``address``, or start Ray on this machine (reuses a running session)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    except ConnectionError as error:
+        raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({error}); start it with `ray start --head` "
+                          "or check --address") from None
+
+
+def check_resources(study: Study) -> None:
+    """Fail at once where trials could never be placed (instead of leaving them pending)."""
+    import ray
+
+    total = ray.cluster_resources()
+    gpus, cpus = total.get("GPU", 0.0), total.get("CPU", 0.0)
+    if study.gpu > 0 and gpus == 0:
+        raise ConfigError(f"the study asks for {study.gpu:g} GPU per trial but the Ray cluster has no GPU; "
+                          "set resources.gpu: 0 (or --gpus-per-trial 0), or join a cluster with GPUs")
+    if study.gpu > gpus:
+        raise ConfigError(f"the study asks for {study.gpu:g} GPUs per trial but the cluster has {gpus:g}; "
+                          "lower resources.gpu (fractions such as 0.25 share one GPU)")
+    if study.cpu > cpus:
+        raise ConfigError(f"the study asks for {study.cpu:g} CPUs per trial but the cluster has {cpus:g}; "
+                          "lower resources.cpu (or --cpus-per-trial)")
+
+
+def check_data(study: Study) -> None:
+    """Build the benchmark once here, so missing data is one line before any trial starts."""
+    from ..benchmarks import build_benchmark
+
+    build_benchmark(study.benchmark, study.benchmark_options)
+
+
+def run_sweep(study: Study, options: SweepOptions = SweepOptions(),
+              extra_config: dict[str, Any] | None = None) -> SweepOutcome:
+    """Run (or resume) every phase of ``study``; returns where the results are."""
+    study = prepare_study(study, options)
+    if options.address is None:
+        check_data(study)
+    connect(options.address)
+    check_resources(study)
+    root = sweep_root(study)
+    if not options.resume:
+        _write_text(f"{root}/{STUDY_COPY}", yaml.safe_dump(study.to_dict(), sort_keys=False))
+    extra = dict(extra_config or {})
+    phases: list[str] = []
+    grid_methods = [m for m in study.methods if not study.searched_by_optuna(m)]
+    if grid_methods:
+        points = [study.trial_spec(m, p, s) for m in grid_methods for p in m.grid_points() for s in study.seeds]
+        phases += _run_grid(study, root, "grid", points, extra, options)
+    for method in [m for m in study.methods if study.searched_by_optuna(m)]:
+        phase = f"optuna-{method.method}"
+        _run_phase(study, root, phase, _optuna_space(study, method, extra), _optuna_searcher(study), options)
+        phases.append(phase)
+    if study.final_seeds:
+        points = _final_points(study, root, phases)
+        phases += _run_grid(study, root, "final", points, extra, options)
+    return SweepOutcome(root=root, study=study, phases=phases)
+
+
+# -- phases -------------------------------------------------------------------------------------
+def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]], extra: dict[str, Any],
+              options: SweepOptions) -> list[str]:
+    """A grid phase, then a check that every point has a trial.
+
+    Ray Tune snapshots its state between events; a driver killed in between could restore
+    an experiment that never created some trials. Any point without a trial folder runs in
+    a follow-up experiment ``PHASE-rest``, so no configuration is ever lost.
+    """
+    _run_phase(study, root, phase, _grid_space(study, points, extra), None, options)
+    if "://" in root:  # object stores: trust Ray Tune's restore (no cheap listing here)
+        return [phase]
+    missing = [p for p in points if _point_key(p) not in _trial_keys(f"{root}/{phase}")]
+    if not missing:
+        return [phase]
+    rest = f"{phase}-rest"
+    _run_phase(study, root, rest, _grid_space(study, missing, extra), None, options)
+    return [phase, rest]
+
+
+def _point_key(spec: dict[str, Any]) -> str:
+    return json.dumps([spec["method"], spec["seed"], spec.get("params", {})], sort_keys=True, default=str)
+
+
+def _trial_keys(path: str) -> set[str]:
+    """The points that already have a trial in an experiment folder (local storage only)."""
+    if not Path(path).is_dir():
+        return set()
+    keys = set()
+    for params in Path(path).glob("*/params.json"):
+        try:
+            keys.add(_point_key(json.loads(params.read_text())["trial"]))
+        except (ValueError, KeyError, OSError):
+            continue
+    return keys
+
+
+def _grid_space(study: Study, points: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    from ray import tune
+
+    return {"trial": tune.grid_search(points), "study": study.study_part(), "metric": study.metric, **extra}
+
+
+def _optuna_space(study: Study, method: MethodSearch, extra: dict[str, Any]) -> dict[str, Any]:
+    from ray import tune
+
+    domains = {
+        "values": lambda d: tune.choice(list(d.values)),
+        "loguniform": lambda d: tune.loguniform(d.low, d.high),
+        "uniform": lambda d: tune.uniform(d.low, d.high),
+        "int": lambda d: tune.randint(int(d.low), int(d.high) + 1),
+    }
+    spec = study.trial_spec(method, {}, study.seeds[0])
+    spec["params"] = {key: domains[dim.kind](dim) for key, dim in method.space.items()}
+    return {"trial": spec, "study": study.study_part(), "metric": study.metric, **extra}
+
+
+def _optuna_searcher(study: Study) -> Callable[[], Any]:
+    def build() -> Any:
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        if study.sampler == "tpe":
+            startup = min(10, max(3, study.num_samples // 3))
+            sampler = optuna.samplers.TPESampler(seed=study.sampler_seed, n_startup_trials=startup)
+        else:
+            sampler = optuna.samplers.RandomSampler(seed=study.sampler_seed)
+        return OptunaSearch(sampler=sampler, seed=study.sampler_seed)
+
+    return build
+
+
+def _run_phase(study: Study, root: str, phase: str, space: dict[str, Any],
+               searcher: Callable[[], Any] | None, options: SweepOptions) -> None:
+    from ray import tune
+
+    from .trainable import train_continual
+
+    trainable = tune.with_resources(train_continual, {"cpu": study.cpu, "gpu": study.gpu})
+    path = f"{root}/{phase}"
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        scheduler = None
+        if study.scheduler:
+            from ray.tune.schedulers import ASHAScheduler
+
+            scheduler = ASHAScheduler(time_attr="task", max_t=_n_tasks(study),
+                                      grace_period=int(study.scheduler.get("grace_period", 1)),
+                                      reduction_factor=float(study.scheduler.get("reduction_factor", 2)))
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                metric="score", mode="max", search_alg=searcher() if searcher else None, scheduler=scheduler,
+                num_samples=study.num_samples if searcher else 1, max_concurrent_trials=study.max_concurrent,
+                reuse_actors=True, trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=phase, storage_path=root, verbose=options.verbose,
+                failure_config=tune.FailureConfig(max_failures=study.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+    results = tuner.fit()
+    unfinished = len(results) - results.num_terminated - results.num_errors
+    if unfinished > 0:  # Ray Tune stopped on Ctrl+C: do not start the next phase
+        raise SweepInterrupted(f"the sweep stopped with {unfinished} unfinished trial(s) in phase {phase}; "
+                               f"continue it with --resume")
+
+
+def _trial_name(trial: Any) -> str:
+    """What the progress table shows: ``spp lam=4 seed=1 (00003)``."""
+    spec = trial.config.get("trial", {})
+    values = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.get("params", {}).items())
+    return f"{spec.get('method', 'trial')} {values + ' ' if values else ''}seed={spec.get('seed', 0)} ({trial.trial_id[-5:]})"
+
+
+def _trial_dirname(trial: Any) -> str:
+    spec = trial.config.get("trial", {})
+    return f"{spec.get('method', 'trial')}_seed{spec.get('seed', 0)}_{trial.trial_id}"
+
+
+def _n_tasks(study: Study) -> int:
+    from ..benchmarks import build_benchmark
+
+    return build_benchmark(study.benchmark, study.benchmark_options).n_tasks
+
+
+def _final_points(study: Study, root: str, phases: list[str]) -> list[dict[str, Any]]:
+    """Each method's best configuration so far, times the final seeds."""
+    import pandas as pd
+    from analysis.load import load_trials
+    from analysis.tables import best_configs, params_of
+
+    trials = pd.concat([load_trials(f"{root}/{phase}") for phase in phases], ignore_index=True)
+    best = best_configs(trials, metric="score")
+    points = []
+    for method in study.methods:
+        row = best[best["method"] == method.method]
+        if row.empty:
+            raise UserError(f"no finished trial of {method.method} to pick a best configuration from; "
+                            "see the errors in the sweep folder, then rerun with --resume")
+        point = params_of(row.iloc[0], method.space)
+        points += [study.trial_spec(method, point, seed) for seed in study.final_seeds]
+    return points
+
+
+# -- files that may live on a URI (s3://, gs://) or a local path --------------------------------
+def _read_text(path: str) -> str | None:
+    if "://" not in path:
+        return Path(path).read_text() if Path(path).exists() else None
+    import pyarrow.fs
+
+    filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
+    if filesystem.get_file_info(inner).type == pyarrow.fs.FileType.NotFound:
+        return None
+    with filesystem.open_input_stream(inner) as stream:
+        return stream.read().decode()
+
+
+def _write_text(path: str, text: str) -> None:
+    if "://" not in path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+        return
+    import pyarrow.fs
+
+    filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
+    filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(inner) as stream:
+        stream.write(text.encode())

@@ -1,0 +1,355 @@
+"""Study files: what a sweep searches, parsed and validated before Ray is touched.
+
+A study is YAML (see ``studies/`` and README "Study files"). Validation collects *every*
+problem, one line per problem naming the key, so a user fixes a file in one pass. Nothing
+here imports Ray: a bad study fails in a second, before a cluster is contacted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ..benchmarks import BENCHMARKS
+from ..config import RunConfig
+from ..errors import UserError
+from ..methods import METHODS
+
+SAMPLERS = ("grid", "tpe", "random")
+METRICS = ("acc", "bwt", "fwt", "smt")
+# Searchable run settings; every other space key is a method option (lam, xi, temperature...).
+RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay")
+# Keys of `fixed` that the study sets elsewhere (or the trial decides from its resources).
+_NOT_FIXED = ("method", "benchmark", "benchmark_options", "seed", "device", "threads", "method_options")
+_TOP_KEYS = {"name", "description", "benchmark", "benchmark_options", "fixed", "methods", "search", "seeds",
+             "final", "scheduler", "resources", "max_concurrent", "max_failures", "storage"}
+
+
+class StudyError(UserError):
+    """A study file with problems; the message holds one line per problem."""
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched setting: a list of values (grid / categorical) or a continuous range."""
+
+    kind: str  # "values" | "loguniform" | "uniform" | "int"
+    values: tuple[Any, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+
+    @property
+    def is_grid(self) -> bool:
+        return self.kind == "values"
+
+
+@dataclass(frozen=True)
+class MethodSearch:
+    """A method's fixed options and searched dimensions."""
+
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+    space: dict[str, Dimension] = field(default_factory=dict)
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the (list-valued) dimensions; one empty point if none."""
+        names = sorted(self.space)
+        return [dict(zip(names, combo)) for combo in itertools.product(*(self.space[n].values for n in names))]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study; ``to_dict`` gives back a file that loads to the same study."""
+
+    name: str
+    benchmark: str
+    methods: tuple[MethodSearch, ...]
+    description: str = ""
+    benchmark_options: dict[str, Any] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "grid"
+    sampler_seed: int = 0
+    num_samples: int = 10
+    metric: str = "acc"
+    seeds: tuple[int, ...] = (0,)
+    final_seeds: tuple[int, ...] = ()
+    scheduler: dict[str, Any] | None = None
+    cpu: float = 1.0
+    gpu: float = 0.0
+    max_concurrent: int | None = None
+    max_failures: int = 2
+    storage: str = "results/sweeps"
+    source: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def searched_by_optuna(self, method: MethodSearch) -> bool:
+        """Optuna searches a method when the sampler is tpe/random and its space is worth sampling.
+
+        A space of lists only, with no more points than ``num_samples``, is run exhaustively
+        on the grid instead (every point once: better than sampling it, never more trials).
+        """
+        if self.sampler == "grid" or not method.space:
+            return False
+        finite = all(d.is_grid for d in method.space.values())
+        return not finite or len(method.grid_points()) > self.num_samples
+
+    def study_part(self) -> dict[str, Any]:
+        """What every trial of the study shares (goes into each trial's config as ``study``)."""
+        return {"benchmark": self.benchmark, "benchmark_options": dict(self.benchmark_options),
+                "fixed": dict(self.fixed)}
+
+    def trial_spec(self, method: MethodSearch, point: Mapping[str, Any], seed: int) -> dict[str, Any]:
+        """One trial's own part of the config: method, seed, its options and searched values."""
+        return {"method": method.method, "seed": int(seed), "options": dict(method.options), "params": dict(point)}
+
+    def with_overrides(self, **overrides: Any) -> "Study":
+        """The study with CLI overrides applied (``None`` values leave the file's value)."""
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if "data_root" in values:
+            values["benchmark_options"] = {**self.benchmark_options, "data_root": values.pop("data_root")}
+        return dataclasses.replace(self, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The study as a plain dict in the file format, with every default written out."""
+        def dimension(d: Dimension) -> Any:
+            return list(d.values) if d.kind == "values" else {d.kind: [d.low, d.high]}
+
+        return {
+            "name": self.name, "description": self.description, "benchmark": self.benchmark,
+            "benchmark_options": dict(self.benchmark_options), "fixed": dict(self.fixed),
+            "methods": {m.method: {"options": dict(m.options),
+                                   "space": {k: dimension(d) for k, d in m.space.items()}} for m in self.methods},
+            "search": {"sampler": self.sampler, "seed": self.sampler_seed, "num_samples": self.num_samples,
+                       "metric": self.metric},
+            "seeds": list(self.seeds),
+            "final": {"seeds": list(self.final_seeds)} if self.final_seeds else None,
+            "scheduler": self.scheduler,
+            "resources": {"cpu": self.cpu, "gpu": self.gpu},
+            "max_concurrent": self.max_concurrent, "max_failures": self.max_failures, "storage": self.storage,
+        }
+
+
+def run_settings(study_part: Mapping[str, Any], trial: Mapping[str, Any]) -> dict[str, Any]:
+    """The RunConfig dict of one trial: fixed settings, the method's options, the searched point."""
+    run = {**study_part["fixed"], "method": trial["method"], "benchmark": study_part["benchmark"],
+           "benchmark_options": dict(study_part["benchmark_options"]), "seed": int(trial["seed"])}
+    options = dict(trial.get("options", {}))
+    for key, value in trial.get("params", {}).items():
+        if key in RUN_KEYS:
+            run[key] = value
+        else:
+            options[key] = value
+    run["method_options"] = options
+    return run
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file; a :class:`StudyError` lists every problem found."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise StudyError(f"study file {path} does not exist; pick one from studies/ or write one") from None
+    except (OSError, yaml.YAMLError) as error:
+        raise StudyError(f"study file {path} is not readable YAML: {' '.join(str(error).split())}") from None
+    return parse_study(data, default_name=path.stem)
+
+
+def parse_study(data: Any, default_name: str = "study") -> Study:
+    """Validate a study mapping (as read from YAML) into a :class:`Study`."""
+    problems: list[str] = []
+    if not isinstance(data, Mapping):
+        raise StudyError("the study must be a YAML mapping with at least `benchmark` and `methods`")
+    for key in sorted(set(data) - _TOP_KEYS):
+        problems.append(f"{key}: unknown key; valid keys: {', '.join(sorted(_TOP_KEYS))}")
+
+    benchmark = data.get("benchmark")
+    if not isinstance(benchmark, str):
+        problems.append("benchmark: missing; name one from `spp-sweep benchmarks`")
+    elif benchmark not in BENCHMARKS:
+        problems.append(f"benchmark: unknown benchmark {benchmark!r}; choose one of: {', '.join(BENCHMARKS)}")
+    benchmark_options = _mapping(data, "benchmark_options", problems)
+    fixed = _mapping(data, "fixed", problems)
+    for key in sorted(set(fixed) & set(_NOT_FIXED)):
+        problems.append(f"fixed.{key}: set by the study itself (benchmark, methods, seeds, resources), not in fixed")
+
+    search = _mapping(data, "search", problems)
+    for key in sorted(set(search) - {"sampler", "seed", "num_samples", "metric"}):
+        problems.append(f"search.{key}: unknown key; valid keys: metric, num_samples, sampler, seed")
+    sampler = search.get("sampler", "grid")
+    if sampler not in SAMPLERS:
+        problems.append(f"search.sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}")
+    metric = search.get("metric", "acc")
+    if metric not in METRICS:
+        problems.append(f"search.metric: {metric!r} is not one of {', '.join(METRICS)}")
+    sampler_seed = _whole(search.get("seed", 0), "search.seed", problems, minimum=0)
+    num_samples = _whole(search.get("num_samples", 10), "search.num_samples", problems, minimum=1)
+
+    seeds = _seeds(data.get("seeds", 1), "seeds", problems)
+    final = data.get("final") or {}
+    if not isinstance(final, Mapping) or set(final) - {"seeds"}:
+        problems.append("final: expected a mapping with one key, seeds (a count or a list)")
+        final = {}
+    final_seeds = _seeds(final["seeds"], "final.seeds", problems) if "seeds" in final else ()
+    if sampler in ("tpe", "random") and len(seeds) > 1:
+        problems.append(f"seeds: with sampler {sampler} each suggested configuration runs once (seed {seeds[0]}); "
+                        "put repeats under final.seeds")
+
+    methods = _methods(data.get("methods"), sampler, problems)
+    resources = _mapping(data, "resources", problems)
+    for key in sorted(set(resources) - {"cpu", "gpu"}):
+        problems.append(f"resources.{key}: unknown key; valid keys: cpu, gpu")
+    cpu = _number(resources.get("cpu", 1), "resources.cpu", problems, low=0.0, low_open=True)
+    gpu = _number(resources.get("gpu", 0), "resources.gpu", problems, low=0.0)
+    if isinstance(gpu, float) and gpu > 1 and not gpu.is_integer():
+        problems.append(f"resources.gpu: {gpu} GPUs per trial; use a fraction up to 1 or a whole number")
+    max_concurrent = data.get("max_concurrent")
+    if max_concurrent is not None:
+        max_concurrent = _whole(max_concurrent, "max_concurrent", problems, minimum=1)
+    max_failures = _whole(data.get("max_failures", 2), "max_failures", problems, minimum=0)
+    scheduler = _scheduler(data.get("scheduler"), problems)
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
+        problems.append(f"name: {name!r} must be a non-empty word without spaces or slashes")
+    storage = data.get("storage", "results/sweeps")
+    if not isinstance(storage, str) or not storage:
+        problems.append("storage: must be a folder path or a URI such as s3://bucket/sweeps")
+
+    if not problems:
+        study = Study(
+            name=name, benchmark=benchmark, methods=tuple(methods), description=str(data.get("description", "")),
+            benchmark_options=dict(benchmark_options), fixed=dict(fixed), sampler=sampler,
+            sampler_seed=sampler_seed, num_samples=num_samples, metric=metric, seeds=seeds,
+            final_seeds=final_seeds, scheduler=scheduler, cpu=cpu, gpu=gpu, max_concurrent=max_concurrent,
+            max_failures=max_failures, storage=storage, source=dict(data),
+        )
+        problems.extend(check_trials(study))
+    if problems:
+        raise StudyError("\n".join(problems))
+    return study
+
+
+def check_trials(study: Study) -> list[str]:
+    """Build the RunConfig of one point per method (every value at the bounds) to catch bad values."""
+    problems: list[str] = []
+    for method in study.methods:
+        corners: list[dict[str, Any]] = [{}]
+        for key, dim in method.space.items():
+            values = list(dim.values) if dim.is_grid else [dim.low, dim.high]
+            corners = [{**c, key: v} for c in corners for v in values] if len(corners) * len(values) <= 256 else \
+                [{**c, key: values[0]} for c in corners]
+        for point in corners:
+            try:
+                RunConfig.from_dict(run_settings(study.study_part(), study.trial_spec(method, point, 0))).resolved()
+            except UserError as error:
+                problems.append(f"methods.{method.method}: {error}")
+                break
+    return problems
+
+
+# -- small validators (each appends one line per problem) --------------------------------------
+def _mapping(data: Mapping[str, Any], key: str, problems: list[str]) -> dict[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, Mapping):
+        problems.append(f"{key}: expected a mapping, got {type(value).__name__}")
+        return {}
+    return dict(value)
+
+
+def _whole(value: Any, key: str, problems: list[str], minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        problems.append(f"{key}: {value!r} must be a whole number >= {minimum}")
+        return minimum
+    return value
+
+
+def _number(value: Any, key: str, problems: list[str], low: float, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < low or (low_open and value == low):
+        problems.append(f"{key}: {value!r} must be a number {'>' if low_open else '>='} {low:g}")
+        return 1.0
+    return float(value)
+
+
+def _seeds(value: Any, key: str, problems: list[str]) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return tuple(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                 for s in value) and len(set(value)) == len(value):
+        return tuple(value)
+    problems.append(f"{key}: {value!r} must be a count >= 1 or a list of distinct whole numbers >= 0")
+    return (0,)
+
+
+def _dimension(value: Any, key: str, sampler: str, problems: list[str]) -> Dimension | None:
+    if isinstance(value, list):
+        if not value:
+            problems.append(f"{key}: an empty list of values")
+            return None
+        return Dimension("values", tuple(value))
+    if isinstance(value, Mapping) and len(value) == 1:
+        (kind, bounds), = value.items()
+        if kind == "choice" and isinstance(bounds, list) and bounds:
+            return Dimension("values", tuple(bounds))
+        if kind in ("loguniform", "uniform", "int"):
+            if not (isinstance(bounds, list) and len(bounds) == 2
+                    and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+                    and bounds[0] < bounds[1] and (kind != "loguniform" or bounds[0] > 0)):
+                problems.append(f"{key}: {kind} needs [low, high] with low < high{' and low > 0' if kind == 'loguniform' else ''}")
+                return None
+            if sampler == "grid":
+                problems.append(f"{key}: a {kind} range cannot be searched by the grid sampler; "
+                                "list the values, or use sampler tpe or random")
+                return None
+            return Dimension(kind, low=float(bounds[0]), high=float(bounds[1]))
+    problems.append(f"{key}: expected a list of values or one of {{loguniform|uniform|int: [low, high]}}, "
+                    f"{{choice: [...]}}; got {value!r}")
+    return None
+
+
+def _methods(value: Any, sampler: str, problems: list[str]) -> list[MethodSearch]:
+    if isinstance(value, list):  # a bare list of method names: each with its defaults
+        value = {name: {} for name in value}
+    if not isinstance(value, Mapping) or not value:
+        problems.append("methods: missing; a mapping of method name -> {options, space}, e.g. methods: {spp: {}}")
+        return []
+    methods = []
+    for name, body in value.items():
+        if name not in METHODS:
+            problems.append(f"methods.{name}: unknown method; choose from: {', '.join(METHODS)}")
+            continue
+        body = body or {}
+        if not isinstance(body, Mapping) or set(body) - {"options", "space"}:
+            problems.append(f"methods.{name}: expected a mapping with keys options and/or space")
+            continue
+        options = body.get("options") or {}
+        space_in = body.get("space") or {}
+        if not isinstance(options, Mapping) or not isinstance(space_in, Mapping):
+            problems.append(f"methods.{name}: options and space must be mappings")
+            continue
+        space = {}
+        for key, spec in space_in.items():
+            if key not in RUN_KEYS and key not in METHODS[name].options:
+                valid = ", ".join([*RUN_KEYS, *METHODS[name].options])
+                problems.append(f"methods.{name}.space.{key}: {name} has no setting {key!r}; searchable: {valid}")
+                continue
+            dim = _dimension(spec, f"methods.{name}.space.{key}", sampler, problems)
+            if dim is not None:
+                space[key] = dim
+        methods.append(MethodSearch(name, dict(options), space))
+    return methods
+
+
+def _scheduler(value: Any, problems: list[str]) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or value.get("type") != "asha" or set(value) - {"type", "grace_period",
+                                                                                       "reduction_factor"}:
+        problems.append("scheduler: only {type: asha, grace_period: N, reduction_factor: N} is supported")
+        return None
+    return dict(value)

@@ -1,0 +1,132 @@
+"""The Ray Tune trainable: one trial = the engine's whole sequential-task loop for one config.
+
+After every task it reports the running accuracy row and a checkpoint holding everything
+needed to continue (model, method state, RNG states, the finished rows of the accuracy
+matrix; the optimiser is rebuilt per task, see ``Experiment.state_dict``). A restarted
+trial continues from its last finished task and, on CPU, ends with the numbers of an
+uninterrupted run. A diverged run (NaN/inf loss) is *reported* as ``status: diverged``
+with ``score = -1`` so the sweep and its sampler go on.
+
+The final checkpoint also holds ``result.json`` (the engine's result, the same file as
+``spp-sweep run`` writes) and, when importances are saved, ``importances.npz``: the
+analysis package reads those, never the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import ray
+import torch
+from ray import tune
+
+from .. import metrics
+from ..config import RunConfig
+from ..engine import Experiment, RunResult, TaskReport
+from .study import run_settings
+
+STATE_FILE = "state.pt"
+RESULT_FILE = "result.json"
+IMPORTANCES_FILE = "importances.npz"
+DIVERGED_SCORE = -1.0  # below every ACC/BWT/FWT/SMT value, so samplers learn to avoid the region
+
+
+def trial_run_config(config: Mapping[str, Any]) -> RunConfig:
+    """The RunConfig of a trial, on the CPUs/GPU share Ray assigned to this worker."""
+    assigned = ray.get_runtime_context().get_assigned_resources() if ray.is_initialized() else {}
+    threads = max(1, int(assigned.get("CPU", 1)))
+    device = "cuda" if assigned.get("GPU", 0) > 0 else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES to our share
+    run = run_settings(config["study"], config["trial"])
+    return RunConfig.from_dict({**run, "threads": threads, "device": device}).resolved()
+
+
+def train_continual(config: dict[str, Any]) -> None:
+    """Function trainable: run (or continue) one configuration, reporting after each task."""
+    run_config = trial_run_config(config)
+    metric = config.get("metric", "acc")
+    experiment = Experiment(run_config)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            folder = Path(folder)
+            if (folder / RESULT_FILE).exists():  # finished before a driver restart: report, don't rerun
+                result = json.loads((folder / RESULT_FILE).read_text())
+                node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+                tune.report({**_final_metrics(result, metric), "replayed": True, "node_id": node})
+                return
+            experiment.load_state_dict(torch.load(folder / STATE_FILE, weights_only=False))
+    chaos = config.get("_chaos")
+    if chaos and chaos.get("method", run_config.method) != run_config.method:
+        chaos = None
+
+    def on_task_end(report: TaskReport, exp: Experiment) -> None:
+        if chaos:
+            _inject_fault(chaos, report.task)
+        last = report.task == report.n_tasks - 1
+        if last:  # the final report comes from the result below, with the whole checkpoint
+            return
+        partial = metrics.summarize(report.accuracy_matrix, exp.initial_accuracy, None)
+        _report(exp, {
+            "task": report.task + 1, "n_tasks": report.n_tasks, "status": "running",
+            "running_acc": report.running_acc, "accuracy_row": report.accuracy_row,
+            "score": _score(partial.get(metric, math.nan)), "seconds": report.seconds,
+        })
+
+    result = experiment.run(on_task_end=on_task_end)
+    _report(experiment, _final_metrics(result.to_json(), metric), result=result)
+
+
+def _inject_fault(chaos: Mapping[str, Any], task: int) -> None:
+    """Fault injection for the tests (config key ``_chaos``; never set by a study file).
+
+    ``kill_at_task``: SIGKILL this worker process once (a marker file remembers it), as a
+    crashed node would; ``raise_at_task``: raise every time, so the trial ends errored.
+    """
+    if task == chaos.get("raise_at_task"):
+        raise RuntimeError(f"injected failure at task {task + 1}")
+    if task == chaos.get("kill_at_task") and not Path(chaos["marker"]).exists():
+        Path(chaos["marker"]).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _final_metrics(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
+    """The last report of a trial: every metric, the whole accuracy matrix and the status."""
+    values = {k: (math.nan if v is None else v) for k, v in result["metrics"].items()}
+    n_rows = len(result["accuracy_matrix"])
+    diverged = result["status"] == "diverged"
+    return {
+        "task": n_rows, "n_tasks": len(result["task_names"]), "status": result["status"],
+        "running_acc": metrics.running_accuracy(result["accuracy_matrix"][-1], n_rows - 1) if n_rows else math.nan,
+        "accuracy_row": result["accuracy_matrix"][-1] if n_rows else [],
+        **values,
+        "score": DIVERGED_SCORE if diverged else _score(values.get(metric, math.nan)),
+        "diverged_at_task": result["diverged_at_task"],
+        "accuracy_matrix": result["accuracy_matrix"], "initial_accuracy": result["initial_accuracy"],
+        "seconds": result["seconds"], "replayed": False,
+    }
+
+
+def _score(value: float) -> float:
+    return value if math.isfinite(value) else DIVERGED_SCORE
+
+
+def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | None = None) -> None:
+    """tune.report with a checkpoint of the experiment (plus the result files when done)."""
+    with tempfile.TemporaryDirectory(prefix="spp-ckpt-") as folder:
+        folder_path = Path(folder)
+        torch.save(experiment.state_dict(), folder_path / STATE_FILE)
+        if result is not None:
+            (folder_path / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=1))
+            if result.importances:
+                arrays = {f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.importances)
+                          for name, tensor in per_task.items()}
+                np.savez_compressed(folder_path / IMPORTANCES_FILE, **arrays)
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        tune.report({**values, "node_id": node}, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -1,0 +1,102 @@
+"""analysis/: best configurations, robustness score and concentration on hand-made tables;
+the report's files on a small real sweep."""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.importance import concentration
+from analysis.load import load_matrices, load_trials
+from analysis.report import write_report
+from analysis.robustness import robustness_scores
+from analysis.tables import best_configs, summarize_configs
+from spp_sweep.sweep.runner import SweepOptions, run_sweep
+from spp_sweep.sweep.study import parse_study
+
+
+def trial(method: str, lam: float | None, seed: int, acc: float, status: str = "finished") -> dict:
+    row = {"method": method, "seed": seed, "status": status, "acc": acc if status == "finished" else math.nan,
+           "bwt": -0.01, "fwt": 0.0, "fwt_paper": math.nan, "smt": 0.0, "seconds": 1.0,
+           "params": "lam" if lam is not None else "", "lam": lam if lam is not None else math.nan}
+    return row
+
+
+def test_best_config_is_the_highest_mean_over_seeds_with_diverged_seeds_at_minus_one() -> None:
+    rows = [trial("spp", 1, 0, 0.90), trial("spp", 1, 1, 0.92),            # mean 0.91
+            trial("spp", 4, 0, 0.99), trial("spp", 4, 1, 0.0, "diverged"),  # (0.99 - 1) / 2 < 0.91
+            trial("spp", 0.5, 0, 0.91), trial("spp", 0.5, 1, 0.91),        # tie with λ=1: smaller wins
+            trial("joint", None, 0, 0.97), trial("joint", None, 1, 0.99)]
+    best = best_configs(pd.DataFrame(rows)).set_index("method")
+    assert best.loc["spp", "lam"] == 0.5 and best.loc["spp", "config"] == "lam=0.5"
+    assert best.loc["spp", "acc_mean"] == pytest.approx(0.91) and best.loc["spp", "acc_std"] == pytest.approx(0.0)
+    assert best.loc["joint", "acc_mean"] == pytest.approx(0.98)
+    assert best.loc["joint", "acc_std"] == pytest.approx(np.std([0.97, 0.99], ddof=1))
+    summary = summarize_configs(pd.DataFrame(rows)).set_index("config")
+    assert summary.loc["lam=4", "n_diverged"] == 1 and summary.loc["lam=4", "acc_mean"] == pytest.approx(0.99)
+
+
+def test_robustness_score_is_the_width_in_decades_around_the_best() -> None:
+    accs = {0.01: 0.90, 0.1: 0.955, 1: 0.96, 10: 0.965, 100: 0.958, 1000: 0.90}
+    rows = [trial("spp", lam, s, acc) for lam, acc in accs.items() for s in (0, 1)]
+    rows += [trial("ewc", lam, s, acc) for lam, acc in {0.1: 0.90, 1: 0.96, 10: 0.94}.items() for s in (0, 1)]
+    rows += [trial("mas", 0.1, 0, 0.97), trial("mas", 1, 0, 0.969), trial("mas", 10, 0, 0.0, "diverged")]
+    scores = robustness_scores(pd.DataFrame(rows)).set_index("method")
+    # spp: best 0.965 at λ=10; within 1 point: 0.1 .. 100 (0.955 >= 0.955) -> 3 decades
+    assert scores.loc["spp", "best_lam"] == 10 and scores.loc["spp", "decades"] == pytest.approx(3.0)
+    assert scores.loc["ewc", "decades"] == pytest.approx(0.0)
+    assert scores.loc["mas", "stable_high"] == 1 and scores.loc["mas", "first_diverged_lam"] == 10
+
+
+def test_concentration_by_hand() -> None:
+    values = np.array([0.0, 0.0, 0.0, 4.0])  # one parameter holds everything
+    result = concentration(values)
+    # Gini of (0,0,0,4): sum_i (2i - n - 1) v_i / (n sum v) = (2*4 - 5) * 4 / (4 * 4) = 0.75
+    assert result["gini"] == pytest.approx(0.75)
+    assert result["top1_share"] == pytest.approx(1.0) and result["near_zero"] == pytest.approx(0.75)
+    assert concentration(np.ones(10))["gini"] == pytest.approx(0.0)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_of_a_real_sweep_with_diverged_and_errored_trials(tmp_path: Path, ray_local) -> None:
+    study = parse_study({
+        "name": "r", "benchmark": "split_digits", "fixed": {"epochs": 2, "save_importances": True},
+        "methods": {"spp": {"space": {"lam": [0.5, 4.0, 1e5]}}, "ewc": {"space": {"lam": [1.0, 10.0]}},
+                    "joint": {}, "finetune": {}},
+        "seeds": 2, "resources": {"cpu": 1}, "max_failures": 0, "storage": str(tmp_path),
+    })
+    outcome = run_sweep(study, SweepOptions(verbose=0),
+                        extra_config={"_chaos": {"method": "finetune", "raise_at_task": 0}})
+    trials = load_trials(outcome.root)
+    assert len(trials) == 3 * 2 + 2 * 2 + 2 + 2  # nothing dropped
+    counts = trials["status"].value_counts()
+    assert counts["errored"] == 2 and counts["diverged"] == 2 and counts["finished"] == 10
+    matrices = load_matrices(outcome.root)
+    assert set(matrices["after_task"]) == {1, 2, 3, 4, 5}
+
+    report = write_report(outcome.root, tmp_path / "report")
+    text = report.read_text()
+    assert "2 errored" in text and "2 diverged" in text and "injected failure" in text
+    assert "FWT (paper eq. 7, vs joint)" in text  # the study has a joint run
+    for name in ["lambda_robustness", "accuracy_matrices", "running_accuracy", "importance"]:
+        width, height = png_size(tmp_path / "report" / f"{name}.png")
+        assert 300 < width < 4000 and 200 < height < 3000, (name, width, height)
+        assert (tmp_path / "report" / f"{name}.pdf").stat().st_size > 1000
+        assert f"({name}.png)" in text
+    table = pd.read_csv(tmp_path / "report" / "best_configs.csv")
+    assert set(table["method"]) == {"spp", "ewc", "joint"}  # finetune errored on every seed
+    assert "\\begin{tabular}" in (tmp_path / "report" / "best_configs.tex").read_text()
+    assert len(pd.read_parquet(tmp_path / "report" / "trials.parquet")) == len(trials)
+    concentration_table = pd.read_csv(tmp_path / "report" / "importance_concentration.csv")
+    assert set(concentration_table["method"]) == {"spp", "ewc"}
+    assert concentration_table["gini"].between(0, 1).all()

@@ -1,0 +1,96 @@
+"""Study files: parsing, validation (one line per problem), overrides. No Ray needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spp_sweep.sweep.study import StudyError, load_study, parse_study, run_settings
+
+from .conftest import REPO
+
+STUDIES = sorted((REPO / "studies").glob("*.yaml"))
+
+
+def test_the_shipped_studies_exist_and_validate() -> None:
+    names = {p.stem for p in STUDIES}
+    assert {"lambda_robustness", "lambda_robustness_mnist", "method_comparison", "split_mnist",
+            "permuted_mnist"} <= names
+    for path in STUDIES:
+        study = load_study(path)
+        assert study.name == path.stem
+        assert study.to_dict() == parse_study(study.to_dict()).to_dict()  # the saved copy reloads identically
+
+
+def test_lambda_robustness_is_the_authors_set_plus_a_wide_range() -> None:
+    study = load_study(REPO / "studies" / "lambda_robustness.yaml")
+    spp = next(m for m in study.methods if m.method == "spp")
+    lams = set(spp.space["lam"].values)
+    assert {0.01, 0.1, 0.5, 1, 2, 4, 6, 8, 12} <= lams and max(lams) >= 1e4
+    assert study.benchmark == "split_digits" and len(study.seeds) >= 3
+    assert {m.method for m in study.methods} >= {"spp", "ewc", "mas", "si", "joint"}
+    assert len({m.space["lam"].values for m in study.methods if m.space}) == 1  # one grid for all: fair scores
+
+
+def test_every_problem_is_one_line_naming_its_key() -> None:
+    bad = {
+        "benchmark": "split_digitz",
+        "methods": {"spp": {"space": {"lam": {"loguniform": [0, 10]}, "foo": [1]}}, "ewcc": {}},
+        "seeds": -1, "resources": {"gpu": -1}, "colour": "red", "search": {"sampler": "bayes"},
+    }
+    with pytest.raises(StudyError) as error:
+        parse_study(bad)
+    lines = str(error.value).splitlines()
+    for key in ["colour:", "benchmark:", "seeds:", "methods.spp.space.lam:", "methods.spp.space.foo:",
+                "methods.ewcc:", "resources.gpu:", "search.sampler:"]:
+        assert sum(line.startswith(key) for line in lines) == 1, (key, lines)
+    assert len(lines) == 8
+
+
+def test_bad_values_are_caught_by_building_each_methods_run_config() -> None:
+    study = {"benchmark": "split_digits", "methods": {"spp": {"space": {"lam": [1, -2]}}}}
+    with pytest.raises(StudyError, match=r"methods\.spp: .*lam"):
+        parse_study(study)
+    with pytest.raises(StudyError, match="grid sampler"):
+        parse_study({"benchmark": "split_digits", "methods": {"spp": {"space": {"lam": {"loguniform": [1, 9]}}}}})
+    with pytest.raises(StudyError, match="final.seeds"):
+        parse_study({"benchmark": "split_digits", "methods": ["spp"], "seeds": 3, "search": {"sampler": "tpe"}})
+
+
+def test_grid_points_and_run_settings() -> None:
+    study = parse_study({
+        "benchmark": "split_digits", "fixed": {"epochs": 3},
+        "methods": {"spp": {"options": {"importance": "per_sample"}, "space": {"lam": [1, 4], "lr": [0.1, 0.01]}},
+                    "joint": {}},
+        "seeds": [0, 5],
+    })
+    spp, joint = study.methods
+    assert len(spp.grid_points()) == 4 and joint.grid_points() == [{}]
+    run = run_settings(study.study_part(), study.trial_spec(spp, {"lam": 4, "lr": 0.01}, 5))
+    assert run["lr"] == 0.01 and run["epochs"] == 3 and run["seed"] == 5
+    assert run["method_options"] == {"importance": "per_sample", "lam": 4}
+
+
+def test_small_finite_spaces_run_on_the_grid_even_under_tpe() -> None:
+    study = parse_study({"benchmark": "split_digits", "search": {"sampler": "tpe", "num_samples": 4},
+                         "methods": {"finetune": {"space": {"lr": [0.1, 0.01]}},
+                                     "spp": {"space": {"lam": {"loguniform": [0.1, 10]}}}}})
+    finetune, spp = study.methods
+    assert not study.searched_by_optuna(finetune) and study.searched_by_optuna(spp)
+
+
+def test_cli_bad_study_exits_2_one_line_each_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"benchmark": "nope", "methods": {"spp": {}}, "storage": str(tmp_path / "out")}))
+    proc = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one problem, one line
+    assert "benchmark:" in proc.stderr and not (tmp_path / "out").exists()
+    missing = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", str(tmp_path / "absent.yaml")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

@@ -1,0 +1,124 @@
+"""Sweeps through Ray Tune, in this process on one shared local Ray instance."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.load import load_trials, read_reports
+from spp_sweep.config import RunConfig
+from spp_sweep.engine import run_experiment
+from spp_sweep.errors import ConfigError
+from spp_sweep.sweep.runner import SweepOptions, run_sweep
+from spp_sweep.sweep.study import load_study, parse_study
+
+from .conftest import REPO
+
+QUIET = SweepOptions(verbose=0)
+
+
+def study_of(tmp_path: Path, **values) -> object:
+    base = {"name": "s", "benchmark": "split_digits", "fixed": {"epochs": 1}, "storage": str(tmp_path),
+            "resources": {"cpu": 1}, "max_failures": 1}
+    return parse_study({**base, **values})
+
+
+def fresh_reports(trial_path: str) -> list[int]:
+    """Task numbers a trial trained and reported (replays of a finished trial left out)."""
+    return [r["task"] for r in read_reports(Path(trial_path)) if not r.get("replayed")]
+
+
+def test_lambda_robustness_study_gives_one_result_per_lambda_and_seed(tmp_path: Path, ray_local) -> None:
+    study = load_study(REPO / "studies" / "lambda_robustness.yaml")
+    spp = next(m for m in study.methods if m.method == "spp")
+    study = dataclasses.replace(study, methods=(spp,), fixed={"epochs": 1}, storage=str(tmp_path))
+    outcome = run_sweep(study, QUIET)
+    trials = load_trials(outcome.root)
+    expected = {(float(lam), seed) for lam in spp.space["lam"].values for seed in study.seeds}
+    assert sorted(zip(trials["lam"].astype(float), trials["seed"])) == sorted(expected)  # each exactly once
+    assert set(trials["status"]) <= {"finished", "diverged"}
+    finished = trials[trials["status"] == "finished"]
+    assert len(finished) >= 3 * 9  # the authors' λ set trains fine for one epoch
+    assert finished[["acc", "bwt", "fwt", "smt"]].notna().all().all()
+    assert (finished["acc"] > 0.5).all()
+    assert (Path(outcome.root) / "study.yaml").exists()
+
+
+def test_diverged_and_errored_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path, ray_local) -> None:
+    study = study_of(tmp_path, methods={"spp": {"space": {"lr": [1e4, 0.1]}}, "finetune": {}}, max_failures=0)
+    outcome = run_sweep(study, QUIET, extra_config={"_chaos": {"method": "finetune", "raise_at_task": 1}})
+    trials = load_trials(outcome.root).set_index(["method", "lr"], drop=False)
+    diverged = trials.loc[("spp", 1e4)]
+    assert diverged["status"] == "diverged" and diverged["score"] == -1.0
+    assert diverged[["acc", "bwt"]].isna().all() and diverged["diverged_at_task"] == 0
+    assert trials.loc[("spp", 0.1), "status"] == "finished"
+    errored = trials[trials["method"] == "finetune"].iloc[0]
+    assert errored["status"] == "errored" and "injected failure" in errored["error"]
+
+
+def test_a_killed_trial_resumes_from_its_last_task_with_identical_numbers(tmp_path: Path, ray_local) -> None:
+    marker = tmp_path / "killed"
+    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [4.0]}}}, fixed={"epochs": 3}, max_failures=2)
+    outcome = run_sweep(study, QUIET, extra_config={"_chaos": {"kill_at_task": 2, "marker": str(marker)}})
+    assert marker.exists()  # the worker process really was killed after task 3's training
+    trial = load_trials(outcome.root).iloc[0]
+    assert trial["status"] == "finished"
+    assert fresh_reports(trial["path"]) == [1, 2, 3, 4, 5]  # task 3 redone once, tasks 1-2 not retrained
+    final = read_reports(Path(trial["path"]))[-1]
+    reference = run_experiment(RunConfig(method="spp", benchmark="split_digits", epochs=3, threads=1,
+                                         method_options={"lam": 4.0}))
+    assert final["accuracy_matrix"] == reference.accuracy_matrix  # bit-identical on CPU
+
+
+def test_seeded_tpe_suggests_the_same_configurations_twice(tmp_path: Path, ray_local) -> None:
+    values = dict(methods={"spp": {"space": {"lam": {"loguniform": [0.1, 10.0]}}}}, max_concurrent=1,
+                  search={"sampler": "tpe", "seed": 3, "num_samples": 4})
+    runs = []
+    for name in ("first", "second"):
+        outcome = run_sweep(study_of(tmp_path, name=name, **values), QUIET)
+        trials = load_trials(outcome.root).sort_values("trial_id")
+        runs.append(sorted(round(v, 12) for v in trials["lam"]))  # trial ids need not follow suggestion order
+    assert len(runs[0]) == 4 and len(set(runs[0])) == 4
+    assert runs[0] == runs[1]
+
+
+def test_final_phase_reruns_each_methods_best_configuration(tmp_path: Path, ray_local) -> None:
+    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 4.0, 1e4]}}}, final={"seeds": [1, 2]})
+    outcome = run_sweep(study, QUIET)
+    assert outcome.phases == ["grid", "final"]
+    trials = load_trials(outcome.root)
+    grid, final = trials[trials["phase"] == "grid"], trials[trials["phase"] == "final"]
+    best_lam = grid.sort_values(["score", "lam"], ascending=[False, True])["lam"].iloc[0]
+    assert sorted(final["seed"]) == [1, 2] and set(final["lam"]) == {best_lam}
+
+
+def test_a_gpu_study_without_gpus_fails_at_once_and_writes_nothing(tmp_path: Path, ray_local) -> None:
+    study = study_of(tmp_path, methods=["spp"], resources={"cpu": 1, "gpu": 0.25})
+    with pytest.raises(ConfigError, match="no GPU"):
+        run_sweep(study, QUIET)
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_existing_sweep_needs_resume_and_resume_needs_a_sweep(tmp_path: Path, ray_local) -> None:
+    study = study_of(tmp_path, methods=["finetune"])
+    with pytest.raises(ConfigError, match="no sweep"):
+        run_sweep(study, SweepOptions(verbose=0, resume=True))
+    outcome = run_sweep(study, QUIET)
+    with pytest.raises(ConfigError, match="--resume"):
+        run_sweep(study, QUIET)
+    again = run_sweep(study, SweepOptions(verbose=0, resume=True))  # finished: nothing reruns
+    trial = load_trials(again.root).iloc[0]
+    assert fresh_reports(trial["path"]) == [1, 2, 3, 4, 5]
+    assert json.loads((Path(outcome.root) / "grid" / Path(trial["path"]).name / "params.json").read_text())
+
+
+def test_asha_on_the_task_index_stops_weak_trials_early(tmp_path: Path, ray_local) -> None:
+    study = study_of(tmp_path, methods={"spp": {"space": {"lr": [0.1, 0.001, 0.0001, 0.00001]}}},
+                     scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2}, max_concurrent=1)
+    outcome = run_sweep(study, QUIET)
+    trials = load_trials(outcome.root)
+    assert len(trials) == 4 and (trials["status"] == "finished").any()
+    assert (trials["status"] == "incomplete").any()  # stopped early by ASHA, kept in the table

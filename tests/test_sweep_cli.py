@@ -1,0 +1,61 @@
+"""`spp-sweep sweep` as a user runs it: a killed driver, --resume, and the report at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from analysis.load import load_trials, read_reports
+
+
+def finished_trials(root: Path) -> int:
+    return sum(any(r.get("status") == "finished" for r in read_reports(p.parent)) for p in root.rglob("params.json"))
+
+
+def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Path) -> None:
+    lams = [0.5, 1.0, 2.0, 4.0, 6.0, 8.0]
+    study = {"name": "killed", "benchmark": "split_digits", "fixed": {"epochs": 4},
+             "methods": {"spp": {"space": {"lam": lams}}}, "seeds": 1, "max_concurrent": 1,
+             "resources": {"cpu": 1}, "storage": str(tmp_path / "sweeps")}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    command = [sys.executable, "-m", "spp_sweep", "sweep", str(path), "--quiet"]
+    driver = subprocess.Popen([*command, "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = tmp_path / "sweeps" / "killed"
+    deadline = time.time() + 240
+    while finished_trials(root) < 2 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    done_before = finished_trials(root)
+    assert 2 <= done_before < len(lams)
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    trials = load_trials(root)
+    assert sorted(trials["lam"]) == lams  # every trial exactly once
+    assert set(trials["status"]) == {"finished"}
+    for trial_path in trials["path"]:
+        tasks = [r["task"] for r in read_reports(Path(trial_path)) if not r.get("replayed")]
+        assert tasks == [1, 2, 3, 4, 5], (trial_path, tasks)  # no task of any trial trained twice
+    assert "best configuration per method" in resumed.stdout
+    report = root / "report" / "report.md"
+    assert report.exists() and "lambda_robustness.png" in report.read_text()
+    assert (root / "report" / "lambda_robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_command_on_a_sweep_folder_and_bad_folders(tmp_path: Path) -> None:
+    missing = subprocess.run([sys.executable, "-m", "spp_sweep", "report", str(tmp_path / "nothing")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "not a folder" in missing.stderr and "Traceback" not in missing.stderr
+    empty = subprocess.run([sys.executable, "-m", "spp_sweep", "report", str(tmp_path)], capture_output=True, text=True)
+    assert empty.returncode == 2 and "no Ray Tune trials" in empty.stderr
+    assert json.dumps(sorted(os.listdir(tmp_path))) == "[]"  # nothing half-written
