@@ -89,6 +89,8 @@ def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
         "score": _number(last.get("score")),
         "seconds": _number(last.get("seconds")),
         "node_id": last.get("node_id"),
+        "threads": last.get("threads"),
+        "device": last.get("device"),
         "error": _first_line(folder / "error.txt") if status == "errored" else None,
         "path": str(folder),
     }
@@ -115,9 +117,10 @@ def load_matrices(root: str | Path) -> pd.DataFrame:
 def add_paper_fwt(trials: pd.DataFrame, matrices: pd.DataFrame) -> pd.DataFrame:
     """Fill ``fwt_paper`` (eq. 7) from the sweep's own joint runs.
 
-    m_i is the joint run's final accuracy on task i, from the joint trial with the same seed
-    where there is one, else the mean over the joint trials. ``fwt_reference`` says which.
-    Without a finished joint run, ``fwt_paper`` stays NaN.
+    m_i is the final accuracy on task i of the joint run at its best configuration (highest
+    mean ACC, when several learning rates were tried): from the trial of the same phase and
+    seed where there is one, else of the same seed, else the mean over those joint trials.
+    ``fwt_reference`` says which. Without a finished joint run, ``fwt_paper`` stays NaN.
     """
     from spp_sweep.metrics import forward_transfer_paper  # pure numpy formulas, not the engine
 
@@ -126,26 +129,35 @@ def add_paper_fwt(trials: pd.DataFrame, matrices: pd.DataFrame) -> pd.DataFrame:
     joint = trials[(trials["method"] == "joint") & (trials["status"] == "finished")]
     if joint.empty or matrices.empty:
         return trials
-    final_rows = {tid: _final_row(matrices, tid) for tid in joint["trial_id"]}
-    by_seed = {seed: final_rows[tid] for seed, tid in zip(joint["seed"], joint["trial_id"])}
-    mean_row = list(pd.DataFrame(list(final_rows.values())).mean())
+    labels = joint.apply(_config_key, axis=1)
+    best = joint.assign(_config=labels).groupby("_config")["acc"].mean().idxmax()
+    joint = joint[labels == best]
+    rows = {tid: _matrix(matrices, tid)[-1] for tid in joint["trial_id"]}
+    mean_row = list(pd.DataFrame(list(rows.values())).mean())
     for index, trial in trials[trials["status"] == "finished"].iterrows():
+        same_seed = joint[joint["seed"] == trial["seed"]]
+        same_phase = same_seed[same_seed["phase"] == trial["phase"]]
+        if len(same_phase):
+            reference, source = rows[same_phase["trial_id"].iloc[0]], "joint, same seed"
+        elif len(same_seed):
+            reference, source = rows[same_seed["trial_id"].iloc[0]], "joint, same seed"
+        else:
+            reference, source = mean_row, "joint, mean over seeds"
         matrix = _matrix(matrices, trial["trial_id"])
-        reference, source = (by_seed[trial["seed"]], "joint, same seed") if trial["seed"] in by_seed \
-            else (mean_row, "joint, mean over seeds")
         if len(reference) == len(matrix[-1]):
             trials.at[index, "fwt_paper"] = forward_transfer_paper(matrix, reference)
             trials.at[index, "fwt_reference"] = source
     return trials
 
 
+def _config_key(row: pd.Series) -> str:
+    names = [n for n in str(row.get("params") or "").split(",") if n]
+    return ",".join(f"{n}={row[n]}" for n in names)
+
+
 def _matrix(matrices: pd.DataFrame, trial_id: str) -> list[list[float]]:
     table = matrices[matrices["trial_id"] == trial_id].pivot(index="after_task", columns="task", values="accuracy")
     return table.sort_index().sort_index(axis=1).values.tolist()
-
-
-def _final_row(matrices: pd.DataFrame, trial_id: str) -> list[float]:
-    return _matrix(matrices, trial_id)[-1]
 
 
 def load_importances(folder: str | Path) -> dict[str, Any] | None:

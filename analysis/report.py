@@ -147,10 +147,14 @@ def _status_lines(trials: pd.DataFrame) -> list[str]:
         for method, group in diverged.groupby("method"):
             names = [n for n in str(group["params"].iloc[0] or "").split(",") if n]
             group = group.sort_values(names) if names else group
-            labels = list(dict.fromkeys(config_label(r) or "-" for _, r in group.iterrows()))
+            labels = list(dict.fromkeys(_bracket(config_label(r)) for _, r in group.iterrows()))
             parts.append(f"{method}: {', '.join(labels)} ({len(group)} trials)")
         lines.append("- diverged (loss NaN/inf; no metrics): " + "; ".join(parts))
     return lines
+
+
+def _bracket(label: str) -> str:
+    return f"({label})" if "," in label else (label or "-")
 
 
 def _study_metric(root: Path) -> str:

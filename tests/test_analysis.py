@@ -100,3 +100,24 @@ def test_report_of_a_real_sweep_with_diverged_and_errored_trials(tmp_path: Path,
     concentration_table = pd.read_csv(tmp_path / "report" / "importance_concentration.csv")
     assert set(concentration_table["method"]) == {"spp", "ewc"}
     assert concentration_table["gini"].between(0, 1).all()
+
+
+def test_paper_fwt_uses_the_best_joint_configuration_of_the_same_seed() -> None:
+    from analysis.load import add_paper_fwt
+
+    def matrix_rows(trial_id: str, rows: list[list[float]]) -> list[dict]:
+        return [{"trial_id": trial_id, "after_task": j + 1, "task": i + 1, "accuracy": a}
+                for j, row in enumerate(rows) for i, a in enumerate(row)]
+
+    trials = pd.DataFrame([
+        {**trial("joint", None, 0, 0.85), "trial_id": "j1", "phase": "grid", "params": "lr", "lr": 0.1},
+        {**trial("joint", None, 0, 0.50), "trial_id": "j2", "phase": "grid", "params": "lr", "lr": 0.001},
+        {**trial("spp", 4, 0, 0.875), "trial_id": "s", "phase": "grid"},
+    ])
+    matrices = pd.DataFrame(matrix_rows("j1", [[0.9, 0.8], [0.9, 0.8]]) + matrix_rows("j2", [[0.5, 0.5], [0.5, 0.5]])
+                            + matrix_rows("s", [[0.95, 0.5], [0.9, 0.85]]))
+    result = add_paper_fwt(trials, matrices).set_index("trial_id")
+    # eq. 7 with T = 2: P[1,1] - m_1 = 0.95 - 0.9 (m from joint lr=0.1, the better joint config)
+    assert result.loc["s", "fwt_paper"] == pytest.approx(0.05)
+    assert result.loc["j1", "fwt_paper"] == pytest.approx(0.0)
+    assert result.loc["s", "fwt_reference"] == "joint, same seed"

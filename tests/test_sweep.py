@@ -44,6 +44,7 @@ def test_lambda_robustness_study_gives_one_result_per_lambda_and_seed(tmp_path: 
     assert len(finished) >= 3 * 9  # the authors' λ set trains fine for one epoch
     assert finished[["acc", "bwt", "fwt", "smt"]].notna().all().all()
     assert (finished["acc"] > 0.5).all()
+    assert set(trials["threads"]) == {1} and set(trials["device"]) == {"cpu"}  # exactly the 1 CPU Ray gave
     assert (Path(outcome.root) / "study.yaml").exists()
 
 

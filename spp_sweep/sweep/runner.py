@@ -103,6 +103,8 @@ def connect(address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    if address and address != "auto":
+        _probe(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False)
@@ -111,6 +113,21 @@ def connect(address: str | None) -> None:
     except ConnectionError as error:
         raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({error}); start it with `ray start --head` "
                           "or check --address") from None
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds on an address nobody listens at (Ray itself retries for minutes)."""
+    import socket
+
+    host_port = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ConfigError(f"cannot reach the Ray cluster at {address} ({error.strerror or error}); start it with "
+                          "`ray start --head` or check --address") from None
 
 
 def check_resources(study: Study) -> None:

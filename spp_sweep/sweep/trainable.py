@@ -129,4 +129,5 @@ def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | 
                           for name, tensor in per_task.items()}
                 np.savez_compressed(folder_path / IMPORTANCES_FILE, **arrays)
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        tune.report({**values, "node_id": node}, checkpoint=tune.Checkpoint.from_directory(folder))
+        where = {"node_id": node, "threads": experiment.config.threads, "device": experiment.config.device}
+        tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))
