@@ -22,7 +22,7 @@ class RunConfig:
     benchmark: str = "split_digits"
     method_options: dict[str, Any] = field(default_factory=dict)
     benchmark_options: dict[str, Any] = field(default_factory=dict)
-    model: str = "mlp"
+    model: str | None = None  # None: the benchmark's default model (mlp, vgg9 or resnet18)
     model_options: dict[str, Any] = field(default_factory=dict)
     epochs: int | None = None
     batch_size: int | None = None
@@ -66,7 +66,9 @@ class RunConfig:
             batch_size=self.batch_size if self.batch_size is not None else spec.train_defaults["batch_size"],
             lr=self.lr if self.lr is not None else spec.train_defaults["lr"],
             method_options=method_cls.validate_options({**method_defaults, **self.method_options}),
-            model_options={**spec.model_defaults, **self.model_options},
+            model=self.model or spec.default_model,
+            model_options={**(spec.model_defaults if (self.model or spec.default_model) == spec.default_model else {}),
+                           **self.model_options},
         )
         config._check_numbers()
         return config

@@ -159,6 +159,7 @@ class Experiment:
         if not train_on:  # e.g. joint after its single training phase: nothing to do
             if bar is not None:
                 bar.update(self.config.epochs)
+            self.model.remember_norm_stats(task)
             return True
         for t in train_on:
             self.method.before_task(self.view(t))
@@ -187,6 +188,7 @@ class Experiment:
         if finite:
             for t in train_on:
                 self.method.after_task(self.view(t))
+        self.model.remember_norm_stats(task)  # BN statistics per task (models/cnn.py); no-op without BN
         return finite
 
     def _schedule(self, tasks: list[int]) -> list[tuple[int, torch.Tensor]]:
@@ -225,10 +227,11 @@ class Experiment:
         for index, task in enumerate(self.benchmark.tasks):
             targets = self._targets[index][1]
             correct = torch.zeros((), device=self.device)
-            for start in range(0, len(targets), self.config.eval_batch_size):
-                stop = start + self.config.eval_batch_size
-                logits = self.model(task.x_test[start:stop], self.head_of(index))
-                correct += (logits.argmax(-1) == targets[start:stop]).sum()
+            with self.model.norm_stats_of(index):
+                for start in range(0, len(targets), self.config.eval_batch_size):
+                    stop = start + self.config.eval_batch_size
+                    logits = self.model(task.x_test[start:stop], self.head_of(index))
+                    correct += (logits.argmax(-1) == targets[start:stop]).sum()
             accuracies.append(correct.item() / max(1, len(targets)))
         self.model.train(was_training)
         return accuracies
@@ -284,6 +287,7 @@ class Experiment:
             "shuffle_rng": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),
             "importances": self.importances,
+            "norm_stats": self.model.norm_stats,
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -300,6 +304,7 @@ class Experiment:
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.importances = list(state.get("importances", []))
+        self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
 
 
 def _progress_bar(experiment: Experiment, enabled: bool):

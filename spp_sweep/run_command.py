@@ -38,7 +38,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         model_options["hidden"] = tuple(args.hidden)
     values: dict[str, Any] = {
         "method": args.method, "benchmark": args.benchmark, "method_options": method_options,
-        "benchmark_options": benchmark_options, "model_options": model_options,
+        "benchmark_options": benchmark_options, "model": args.model, "model_options": model_options,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "seed": args.seed, "device": args.device, "threads": args.threads,
         "save_importances": args.save_importances,

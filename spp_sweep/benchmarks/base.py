@@ -78,7 +78,8 @@ class BenchmarkSpec:
     build: Callable[..., Benchmark]
     train_defaults: dict[str, object] = field(default_factory=dict)
     method_defaults: dict[str, dict[str, object]] = field(default_factory=dict)
-    model_defaults: dict[str, object] = field(default_factory=dict)
+    model_defaults: dict[str, object] = field(default_factory=dict)  # options of default_model only
+    default_model: str = "mlp"
 
 
 def stratified_split(

@@ -11,9 +11,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import ConfigError
 from .base import ContinualModel
+from .cnn import resnet18, vgg9
 from .mlp import mlp
 
-MODELS: dict[str, Callable[..., ContinualModel]] = {"mlp": mlp}
+MODELS: dict[str, Callable[..., ContinualModel]] = {"mlp": mlp, "vgg9": vgg9, "resnet18": resnet18}
 
 
 def build_model(

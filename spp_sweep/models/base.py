@@ -6,6 +6,7 @@ their task. Single-head methods (plain SGD) get one head that every task uses.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 import torch
@@ -20,6 +21,8 @@ class ContinualModel(nn.Module):
         self.trunk = trunk
         make_head = head_factory or (lambda n_out: nn.Linear(feature_dim, n_out))
         self.heads = nn.ModuleList(make_head(n) for n in head_sizes)
+        # Per task, the batch-norm running statistics it was trained with (empty without BN).
+        self.norm_stats: dict[int, dict[str, torch.Tensor]] = {}
 
     def forward(self, x: torch.Tensor, head: int = 0) -> torch.Tensor:
         return self.heads[head](self.trunk(x))
@@ -31,3 +34,30 @@ class ContinualModel(nn.Module):
     def named_shared_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         for name, param in self.trunk.named_parameters():
             yield f"trunk.{name}", param
+
+    def _norm_buffers(self) -> dict[str, torch.Tensor]:
+        return {name: buffer for name, buffer in self.named_buffers()
+                if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")}
+
+    def remember_norm_stats(self, task: int) -> None:
+        """Keep the BN running statistics as they are after training ``task`` (engine, after each task)."""
+        buffers = self._norm_buffers()
+        if buffers:
+            self.norm_stats[task] = {name: b.detach().clone() for name, b in buffers.items()}
+
+    @contextmanager
+    def norm_stats_of(self, task: int) -> Iterator[None]:
+        """Evaluate with ``task``'s own BN statistics (current ones for a task not trained yet)."""
+        saved = self.norm_stats.get(task)
+        if saved is None:
+            yield
+            return
+        buffers = self._norm_buffers()
+        current = {name: b.clone() for name, b in buffers.items()}
+        for name, b in buffers.items():
+            b.copy_(saved[name])
+        try:
+            yield
+        finally:
+            for name, b in buffers.items():
+                b.copy_(current[name])
