@@ -287,7 +287,7 @@ class Experiment:
             "shuffle_rng": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),
             "importances": self.importances,
-            "norm_stats": self.model.norm_stats,
+            "norm_stats": {task: dict(stats) for task, stats in self.model.norm_stats.items()},
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)

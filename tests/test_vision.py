@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import struct
 from pathlib import Path
@@ -215,3 +216,17 @@ def test_the_image_studies_run_on_files_in_the_real_formats(name: str, image_roo
     outcome = run_sweep(study, SweepOptions(verbose=0, data_root=str(image_root)))
     trials = load_trials(outcome.root)
     assert len(trials) >= 1 and set(trials["status"]) <= {"finished", "diverged"}
+
+
+def test_a_vgg9_checkpoint_continues_to_the_same_matrix(image_root: Path) -> None:
+    config = RunConfig(method="ewc", benchmark="visual_sequence", epochs=1, batch_size=16, threads=2,
+                       benchmark_options={"data_root": str(image_root), "order": "cifar10,svhn,mnist"},
+                       model_options={"channels": [4, 8, 8], "fc": 16, "dropout": 0.2})
+    whole = Experiment(config).run()
+    states = {}
+    Experiment(config).run(
+        on_task_end=lambda report, exp: states.setdefault(report.task, copy.deepcopy(exp.state_dict())))
+    resumed = Experiment(config)
+    resumed.load_state_dict(states[0])
+    assert sorted(resumed.model.norm_stats) == [0]  # BN statistics travel with the checkpoint
+    assert resumed.run().accuracy_matrix == whole.accuracy_matrix
