@@ -168,8 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(error).splitlines() or [""]:  # a study file's problems: one line each
             sys.stderr.write(f"spp-sweep: error: {line}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("spp-sweep: interrupted\n")
+    except KeyboardInterrupt as interrupt:
+        sys.stderr.write(f"spp-sweep: interrupted{': ' + str(interrupt) if str(interrupt) else ''}\n")
         return 130
     return 2
 

@@ -58,6 +58,26 @@ def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Pa
     assert (root / "report" / "lambda_robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_ctrl_c_stops_the_sweep_without_starting_more_and_resume_finishes_it(tmp_path: Path) -> None:
+    study = {"name": "ctrlc", "benchmark": "split_digits", "fixed": {"epochs": 4}, "max_concurrent": 1,
+             "methods": {"spp": {"space": {"lam": [0.5, 1.0, 2.0, 4.0, 6.0]}}}, "storage": str(tmp_path)}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    command = [sys.executable, "-m", "spp_sweep", "sweep", str(path), "--quiet", "--no-report"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    root = tmp_path / "ctrlc"
+    deadline = time.time() + 240
+    while finished_trials(root) < 1 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in root.iterdir()) == ["grid", "study.yaml"]  # no further phase started
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert sorted(load_trials(root)["lam"]) == [0.5, 1.0, 2.0, 4.0, 6.0]
+
+
 def test_report_command_on_a_sweep_folder_and_bad_folders(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "spp_sweep", "report", str(tmp_path / "nothing")],
                              capture_output=True, text=True)

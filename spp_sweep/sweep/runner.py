@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +36,7 @@ os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # frequent snapshots are intended
 
 
-class SweepInterrupted(UserError):
+class SweepInterrupted(KeyboardInterrupt):
     """Ray Tune stopped before every trial ended (Ctrl+C); --resume continues."""
 
 
@@ -285,11 +287,35 @@ def _run_phase(study: Study, root: str, phase: str, space: dict[str, Any],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
         )
-    results = tuner.fit()
+    results, interrupted = _fit(tuner)
     unfinished = len(results) - results.num_terminated - results.num_errors
-    if unfinished > 0:  # Ray Tune stopped on Ctrl+C: do not start the next phase
-        raise SweepInterrupted(f"the sweep stopped with {unfinished} unfinished trial(s) in phase {phase}; "
-                               f"continue it with --resume")
+    if interrupted or unfinished > 0:  # Ray Tune stopped on Ctrl+C: do not start the next phase
+        raise SweepInterrupted(f"the sweep stopped in phase {phase} before every trial ended; "
+                               "continue it with --resume")
+
+
+def _interrupt_sentinel(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _fit(tuner: Any) -> tuple[Any, bool]:
+    """``tuner.fit()``, and whether Ctrl+C stopped it.
+
+    On SIGINT Ray Tune stops gracefully, saves its state and puts back the handler that was
+    installed before it ran; a sentinel handler installed here shows that it happened.
+    """
+    watching = threading.current_thread() is threading.main_thread() and \
+        not int(os.getenv("TUNE_DISABLE_SIGINT_HANDLER", "0"))
+    previous = signal.getsignal(signal.SIGINT)
+    if watching:
+        signal.signal(signal.SIGINT, _interrupt_sentinel)
+    try:
+        results = tuner.fit()
+    finally:
+        interrupted = watching and signal.getsignal(signal.SIGINT) is _interrupt_sentinel
+        if watching:
+            signal.signal(signal.SIGINT, previous)
+    return results, interrupted
 
 
 def _trial_name(trial: Any) -> str:
