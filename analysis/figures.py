@@ -33,19 +33,22 @@ def baseline(trials: pd.DataFrame) -> tuple[float, str] | None:
     return None
 
 
-def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", parameter: str = "lam") -> Path | None:
+def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", parameter: str = "lam",
+                 panels: list[tuple[str, str]] | None = None, stem: str = "lambda_robustness") -> Path | None:
     """Figure 4: ACC, FWT and BWT against λ (log axis), mean and 95% CI over seeds, per method.
 
     Diverged λ values have no metrics: they are marked with an ``x`` under each panel.
+    ``panels`` (column, title) replaces the three panels, e.g. with validation ACC first.
     """
     swept = trials[trials["params"] == parameter] if parameter in trials.columns else trials.iloc[0:0]
     if swept.empty or swept[parameter].nunique() < 2:
         return None
     methods = list(dict.fromkeys(swept["method"]))
     palette = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
-    panels = [(fwt_column if c == "fwt" else c, f"{t} ({'paper eq. 7' if fwt_column == 'fwt_paper' else 'standard'})"
-               if c == "fwt" else t) for c, t in _PANELS]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4), sharex=True)
+    custom = panels is not None
+    panels = panels or [(fwt_column if c == "fwt" else c, f"{t} ({'paper eq. 7' if fwt_column == 'fwt_paper' else 'standard'})"
+                         if c == "fwt" else t) for c, t in _PANELS]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.7 * len(panels), 4), sharex=True)
     finished = swept[swept["status"] == "finished"]
     diverged = swept[swept["status"] == "diverged"]
     line = baseline(trials)
@@ -65,13 +68,13 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
         ax.set_xscale("log")
         ax.set_xlabel("λ")
         ax.set_title(title)
-        ax.set_ylabel(column.upper().replace("_PAPER", ""))
+        ax.set_ylabel(title if custom else column.upper().replace("_PAPER", ""))
     handles, labels = axes[0].get_legend_handles_labels()
     axes[0].get_legend().remove()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), title="x: λ diverged", fontsize=8)
     fig.suptitle("λ robustness: mean over seeds, 95% CI")
     fig.tight_layout()
-    return save(fig, out, "lambda_robustness")
+    return save(fig, out, stem)
 
 
 def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Path) -> Path | None:

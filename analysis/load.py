@@ -17,6 +17,8 @@ from typing import Any, Iterator
 import pandas as pd
 
 METRIC_COLUMNS = ["acc", "bwt", "fwt", "fwt_paper", "smt"]
+# the same on the validation split, for sweeps that select on it (NaN where none was held out)
+VALIDATION_COLUMNS = ["val_acc", "val_bwt", "val_fwt", "val_smt"]
 # status: finished | diverged (loss NaN/inf; metrics NaN) | errored (raised; see error.txt)
 #         | incomplete (still running, interrupted, or stopped early by a scheduler)
 STATUSES = ("finished", "diverged", "errored", "incomplete")
@@ -27,7 +29,8 @@ def trial_folders(root: str | Path) -> Iterator[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    yield from sorted(p.parent for p in root.rglob("params.json") if "checkpoint_" not in p.parent.name)
+    yield from sorted(p.parent for p in root.rglob("params.json") if "checkpoint_" not in p.parent.name
+                      and not any(part.startswith(".") for part in p.relative_to(root).parts))  # .abandoned-N
 
 
 def read_reports(folder: Path) -> list[dict[str, Any]]:
@@ -59,7 +62,8 @@ def load_trials(root: str | Path) -> pd.DataFrame:
     rows = [_trial_row(root, folder) for folder in trial_folders(root)]
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["phase", "trial_id", "method", "seed", "status", *METRIC_COLUMNS])
+        return pd.DataFrame(columns=["phase", "trial_id", "method", "seed", "status", *METRIC_COLUMNS,
+                                     *VALIDATION_COLUMNS])
     return frame
 
 
@@ -85,7 +89,7 @@ def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
         "tasks_done": int(last.get("task", 0) or 0),
         "n_tasks": last.get("n_tasks"),
         "diverged_at_task": last.get("diverged_at_task"),
-        **{m: _number(last.get(m)) if status == "finished" else math.nan for m in METRIC_COLUMNS},
+        **{m: _number(last.get(m)) if status == "finished" else math.nan for m in METRIC_COLUMNS + VALIDATION_COLUMNS},
         "score": _number(last.get("score")),
         "seconds": _number(last.get("seconds")),
         "node_id": last.get("node_id"),

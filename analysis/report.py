@@ -74,7 +74,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     lines = [f"# Sweep report: {root.name}", ""]
     lines += _status_lines(trials)
     lines += ["", f"## Best configuration per method (Tables 2/3)", "",
-              f"Selected by mean {metric.upper()} over seeds (a diverged seed counts as -1; ties go to the "
+              f"Selected by mean {_metric_name(metric)} over seeds (a diverged seed counts as -1; ties go to the "
               f"smaller value), from the {'final re-runs' if compared is not trials else 'whole sweep'}. "
               f"Mean ± std over seeds. The FWT column is the {FWT_NAMES[fwt_column]}.", "",
               table.to_markdown(index=False), ""]
@@ -103,8 +103,10 @@ def format_best_table(best: pd.DataFrame, fwt_column: str) -> pd.DataFrame:
         mean, std = row.get(f"{name}_mean", math.nan), row.get(f"{name}_std", math.nan)
         return "n/a" if mean != mean else f"{mean:.4f} ± {std:.4f}"
 
+    validated = "val_acc_mean" in best and best["val_acc_mean"].notna().any()
     return pd.DataFrame([{
         "method": row["method"], "configuration": row["config"] or "-",
+        **({"val ACC": cell(row, "val_acc"), "val BWT": cell(row, "val_bwt")} if validated else {}),
         FWT_NAMES[fwt_column]: cell(row, fwt_column), "BWT": cell(row, "bwt"), "ACC": cell(row, "acc"),
         "seeds": int(row["n_seeds"]), "diverged": int(row["n_diverged"]),
     } for _, row in best.iterrows()])
@@ -155,6 +157,14 @@ def _status_lines(trials: pd.DataFrame) -> list[str]:
 
 def _bracket(label: str) -> str:
     return f"({label})" if "," in label else (label or "-")
+
+
+def _metric_name(metric: str) -> str:
+    """How the report names the selection metric, saying whether the test set took part."""
+    if metric.startswith("val_"):
+        return (f"validation {metric[4:].upper()} (a held-out part of each task's training data; the test "
+                "columns were not used to select)")
+    return f"test {metric.upper()} (no validation split was held out)"
 
 
 def _study_metric(root: Path) -> str:

@@ -17,18 +17,20 @@ import pandas as pd
 from .tables import summarize_configs
 
 
-def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: str = "lam") -> pd.DataFrame:
-    """One row per method swept over ``parameter``: best λ, stable range, width in decades."""
+def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: str = "lam",
+                      metric: str = "acc") -> pd.DataFrame:
+    """One row per method swept over ``parameter``: best λ, stable range, width in decades
+    (``metric``: ``acc``, or ``val_acc`` where the sweep selects on validation)."""
     if parameter not in trials.columns:
         return pd.DataFrame(columns=["method", "best_lam", "best_acc", "stable_low", "stable_high", "decades"])
     swept = trials[trials["params"] == parameter]  # methods whose only searched value is λ
-    summary = summarize_configs(swept, metric="acc")
+    summary = summarize_configs(swept, metric=metric)
     rows = []
     for method, group in summary.groupby("method", sort=False):
         group = group.sort_values(parameter)
         lams = group[parameter].to_numpy(dtype=float)
         # a λ with a diverged seed fails; otherwise its mean ACC over seeds
-        acc = np.where(group["n_diverged"].to_numpy() > 0, -np.inf, group["acc_mean"].to_numpy(dtype=float))
+        acc = np.where(group["n_diverged"].to_numpy() > 0, -np.inf, group[f"{metric}_mean"].to_numpy(dtype=float))
         if len(lams) < 2 or not np.isfinite(acc).any():
             continue
         best = int(np.nanargmax(acc))

@@ -14,7 +14,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .load import METRIC_COLUMNS
+from .load import METRIC_COLUMNS, VALIDATION_COLUMNS
 
 DIVERGED_VALUE = -1.0
 _DONE = ("finished", "diverged")
@@ -45,7 +45,7 @@ def summarize_configs(trials: pd.DataFrame, metric: str = "acc") -> pd.DataFrame
                "rank_value": float(group["rank_input"].mean())}
         for name in [n for n in str(group["params"].iloc[0] or "").split(",") if n]:
             row[name] = group[name].iloc[0]
-        for column in METRIC_COLUMNS:
+        for column in [c for c in METRIC_COLUMNS + VALIDATION_COLUMNS if c in finished]:
             values = finished[column].dropna()
             row[f"{column}_mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{column}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else math.nan)

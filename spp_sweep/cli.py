@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("benchmarks", help="list the benchmarks", description="List the benchmarks, one line each.")
     _add_sweep(commands)
     _add_report(commands)
+    _add_recommend(commands)
     return parser
 
 
@@ -141,6 +142,43 @@ def _add_report(commands: Any) -> None:
     report.add_argument("--out", help="output folder (default: RESULTS_DIR/report)")
 
 
+def _add_recommend(commands: Any) -> None:
+    recommend = commands.add_parser(
+        "recommend", help="which method, λ and learning rate to use on your own data",
+        description="Compare methods on your data with the same TPE budget each (strength and learning rate), "
+        "selected on a validation split carved from the training data (the test set takes no part), re-run each "
+        "method's best over --seeds, sweep the winner's λ around its best, and write a ranked report and "
+        "recommended.yaml. Results go to STORAGE/NAME/{search,curve,recommendation}.",
+    )
+    recommend.add_argument("data", metavar="DATA", help="an .npz/.pt file (x_train, y_train, x_test, y_test), an "
+                           "image folder (one subfolder per class), package.module:function, or a benchmark name")
+    recommend.add_argument("--methods", type=lambda t: tuple(m.strip() for m in t.split(",") if m.strip()),
+                           help="comma-separated methods (default: spp,ewc,si,mas,lwf,finetune)")
+    recommend.add_argument("--budget", type=_positive_int, default=12, help="TPE trials per method (default 12)")
+    recommend.add_argument("--seeds", type=_positive_int, default=3, help="seeds of each method's best (default 3)")
+    recommend.add_argument("--validation", type=float, default=0.2,
+                           help="fraction of each task's training data held out for selection (default 0.2)")
+    recommend.add_argument("--curve-points", type=_at_least(int, 0, "a whole number"), default=7,
+                           help="λ values of the winner's robustness curve, 0 for none (default 7)")
+    recommend.add_argument("--tasks", type=_positive_int, help="split the classes into this many tasks")
+    recommend.add_argument("--groups", help="the classes of each task, e.g. 0,1;2,3;4,5")
+    recommend.add_argument("--order", choices=["sequential", "random"], help="class order for --tasks")
+    recommend.add_argument("--permutations", type=_positive_int, help="permuted tasks instead of class splits (.npz/.pt)")
+    recommend.add_argument("--image-size", type=_positive_int, help="image folders: resize to this size (default 32)")
+    recommend.add_argument("--benchmark-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                           help="any other benchmark option, e.g. test_fraction=0.2 or options={n: 3} (entry points)")
+    recommend.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                           help="a run setting for every trial, e.g. --set epochs=5 or --set model=vgg9")
+    recommend.add_argument("--address", help="join this Ray cluster (auto, HOST:PORT, ray://HOST:10001)")
+    recommend.add_argument("--storage", default="results/recommend", help="results folder (default results/recommend)")
+    recommend.add_argument("--name", help="results go to STORAGE/NAME (default: from DATA)")
+    recommend.add_argument("--resume", action="store_true", help="continue an interrupted recommendation")
+    recommend.add_argument("--max-concurrent", type=_positive_int, help="at most this many trials at once")
+    recommend.add_argument("--cpus-per-trial", type=_positive_float, help="CPUs per trial (= torch threads)")
+    recommend.add_argument("--gpus-per-trial", type=_positive_float, help="GPU share per trial, e.g. 0.25")
+    recommend.add_argument("--quiet", action="store_true", help="no Ray Tune progress tables")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -164,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .sweep.command import report_command
 
             return report_command(args)
+        if args.command == "recommend":
+            from .sweep.command import recommend_command
+
+            return recommend_command(args)
     except UserError as error:
         for line in str(error).splitlines() or [""]:  # a study file's problems: one line each
             sys.stderr.write(f"spp-sweep: error: {line}\n")

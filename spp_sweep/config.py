@@ -35,6 +35,10 @@ class RunConfig:
     threads: int | None = None
     eval_batch_size: int = 2048
     save_importances: bool = False
+    # Fraction of each task's training data held out for model selection (0: none); the split
+    # is seeded by validation_seed alone, so every trial of a sweep validates on the same samples.
+    validation: float = 0.0
+    validation_seed: int = 0
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
@@ -83,6 +87,8 @@ class RunConfig:
             ("eval_batch_size", self.eval_batch_size, lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
             ("threads", self.threads, lambda v: v is None or (isinstance(v, int) and v >= 1), "a whole number >= 1"),
             ("seed", self.seed, lambda v: isinstance(v, int) and v >= 0, "a whole number >= 0"),
+            ("validation", self.validation, lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+            ("validation_seed", self.validation_seed, lambda v: isinstance(v, int) and v >= 0, "a whole number >= 0"),
         ]
         for name, value, ok, wanted in checks:
             try:

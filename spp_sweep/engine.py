@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 
 from . import metrics
 from .benchmarks import Benchmark, build_benchmark
+from .benchmarks.base import with_validation
+from .benchmarks.streaming import ImageFiles, batch_loader
 from .config import RunConfig
 from .errors import ConfigError
 from .methods import Method, Step, TaskView, get_method
@@ -35,6 +37,7 @@ class TaskReport:
     accuracy_matrix: list[list[float]]
     running_acc: float
     seconds: float
+    validation_matrix: list[list[float]] | None = None  # rows on the validation split, when held out
 
 
 @dataclass
@@ -50,6 +53,10 @@ class RunResult:
     task_names: list[str]
     diverged_at_task: int | None = None
     importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
+    # The same on the validation split (RunConfig.validation > 0), which sweeps select on.
+    validation_matrix: list[list[float]] | None = None
+    initial_validation_accuracy: list[float] | None = None
+    validation_metrics: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
@@ -62,6 +69,11 @@ class RunResult:
             "initial_accuracy": self.initial_accuracy,
             "metrics": {k: clean(v) for k, v in self.metrics.items()},
             "seconds": self.seconds,
+            **({} if self.validation_matrix is None else {
+                "validation_matrix": self.validation_matrix,
+                "initial_validation_accuracy": self.initial_validation_accuracy,
+                "validation_metrics": {k: clean(v) for k, v in (self.validation_metrics or {}).items()},
+            }),
         }
 
 
@@ -89,7 +101,11 @@ class Experiment:
         if self.config.threads is not None:
             torch.set_num_threads(self.config.threads)
         self.joint_accuracy = joint_accuracy
-        self.benchmark = (benchmark or build_benchmark(self.config.benchmark, self.config.benchmark_options)).to(self.device)
+        benchmark = benchmark or build_benchmark(self.config.benchmark, self.config.benchmark_options)
+        if self.config.validation > 0:
+            benchmark = with_validation(benchmark, self.config.validation, self.config.validation_seed)
+        self.benchmark = benchmark.to(self.device)
+        self.has_validation = self.config.validation > 0
         method_cls = get_method(self.config.method)
         torch.manual_seed(self.config.seed)
         head_sizes = (
@@ -104,22 +120,25 @@ class Experiment:
         self.shuffle = torch.Generator().manual_seed(self.config.seed)
         self._targets = [self._task_targets(i) for i in range(self.benchmark.n_tasks)]
         self.rows: list[list[float]] = []
+        self.val_rows: list[list[float]] = []
         self.importances: list[dict[str, torch.Tensor]] = []
         self.seconds = 0.0
         self.status = "running"
         self.diverged_at: int | None = None
         self.initial_accuracy = self.evaluate()  # b_i of the standard FWT: the untrained model
+        self.initial_val_accuracy = self.evaluate("val") if self.has_validation else []
 
     # -- data views ----------------------------------------------------------------------
     def head_of(self, task: int) -> int:
         return 0 if self.method.single_head else task
 
-    def _task_targets(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _task_targets(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(train, test, validation) targets: local labels, or global class ids for a single head."""
         task = self.benchmark.tasks[index]
         if not self.method.single_head:
-            return task.y_train, task.y_test
+            return task.y_train, task.y_test, task.y_val
         classes = torch.tensor(task.classes, device=self.device)
-        return classes[task.y_train], classes[task.y_test]
+        return classes[task.y_train], classes[task.y_test], None if task.y_val is None else classes[task.y_val]
 
     def view(self, task: int) -> TaskView:
         return TaskView(task, self.head_of(task), self.benchmark.tasks[task].x_train, self._targets[task][0])
@@ -141,6 +160,8 @@ class Experiment:
                     self.seconds += time.perf_counter() - start
                     break
                 self.rows.append(self.evaluate())
+                if self.has_validation:
+                    self.val_rows.append(self.evaluate("val"))
                 if self.config.save_importances and self.method.importances() is not None:
                     self.importances.append({k: v.detach().cpu() for k, v in self.method.importances().items()})
                 self.seconds += time.perf_counter() - start
@@ -175,8 +196,8 @@ class Experiment:
             for group in optimizer.param_groups:
                 group["lr"] = self.config.lr * self.config.lr_decay**epoch  # section 4.1: decayed lr
             running = torch.zeros((), device=self.device)
-            for t, index in self._schedule(train_on):
-                running += self._step(optimizer, t, index)
+            for t, x, y in self._batches(train_on):
+                running += self._step(optimizer, t, x, y)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(task=task + 1, loss=f"{running.item() / max(1, len(train_on)):.3g}")
@@ -202,9 +223,22 @@ class Experiment:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=self.shuffle)]
         return batches
 
-    def _step(self, optimizer: torch.optim.Optimizer, task: int, index: torch.Tensor) -> torch.Tensor:
-        x = self.benchmark.tasks[task].x_train[index]
-        y = self._targets[task][0][index]
+    def _batches(self, tasks: list[int]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(task, x, y) per mini-batch of the schedule: index gathers from tensors in memory, or
+        batches decoded by DataLoader workers for tasks held as files (benchmarks/streaming.py)."""
+        schedule = self._schedule(tasks)
+        streams = {}
+        for t in tasks:
+            images = self.benchmark.tasks[t].x_train
+            if isinstance(images, ImageFiles):
+                own = [index for s, index in schedule if s == t]
+                streams[t] = iter(batch_loader(images, own, images.workers, self.device.type == "cuda"))
+        for t, index in schedule:
+            x = next(streams[t]).to(self.device, non_blocking=True) if t in streams \
+                else self.benchmark.tasks[t].x_train[index]
+            yield t, x, self._targets[t][0][index]
+
+    def _step(self, optimizer: torch.optim.Optimizer, task: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         head = self.head_of(task)
         features = self.model.trunk(x)
         logits = self.model.heads[head](features)
@@ -219,18 +253,20 @@ class Experiment:
         return loss.detach()
 
     @torch.no_grad()
-    def evaluate(self) -> list[float]:
-        """Test accuracy on every task (also those not trained yet, for the standard FWT)."""
+    def evaluate(self, split: str = "test") -> list[float]:
+        """Accuracy on every task's ``split`` (test or val), also on tasks not trained yet
+        (for the standard FWT)."""
         was_training = self.model.training
         self.model.eval()
         accuracies = []
         for index, task in enumerate(self.benchmark.tasks):
-            targets = self._targets[index][1]
+            targets = self._targets[index][2 if split == "val" else 1]
+            inputs = task.x_val if split == "val" else task.x_test
             correct = torch.zeros((), device=self.device)
             with self.model.norm_stats_of(index):
                 for start in range(0, len(targets), self.config.eval_batch_size):
                     stop = start + self.config.eval_batch_size
-                    logits = self.model(task.x_test[start:stop], self.head_of(index))
+                    logits = self.model(inputs[start:stop], self.head_of(index))
                     correct += (logits.argmax(-1) == targets[start:stop]).sum()
             accuracies.append(correct.item() / max(1, len(targets)))
         self.model.train(was_training)
@@ -245,6 +281,7 @@ class Experiment:
             accuracy_matrix=[list(r) for r in self.rows],
             running_acc=metrics.running_accuracy(self.rows[task], task),
             seconds=self.seconds,
+            validation_matrix=[list(r) for r in self.val_rows] if self.has_validation else None,
         )
 
     def result(self) -> RunResult:
@@ -258,6 +295,11 @@ class Experiment:
         )
         if self.status == "diverged":  # a diverged run has no final metrics: NaN, never a partial score
             summary = {k: math.nan for k in summary}
+        validation = None
+        if self.has_validation:
+            reference = self.val_rows[-1] if self.config.method == "joint" and self.val_rows else None
+            validation = (metrics.summarize(self.val_rows, self.initial_val_accuracy, reference)
+                          if self.val_rows and self.status != "diverged" else {k: math.nan for k in summary})
         return RunResult(
             config=self.config.to_dict(),
             accuracy_matrix=[list(r) for r in self.rows],
@@ -268,6 +310,9 @@ class Experiment:
             task_names=[t.name for t in self.benchmark.tasks],
             diverged_at_task=self.diverged_at,
             importances=self.importances,
+            validation_matrix=[list(r) for r in self.val_rows] if self.has_validation else None,
+            initial_validation_accuracy=list(self.initial_val_accuracy) if self.has_validation else None,
+            validation_metrics=validation,
         )
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -281,6 +326,8 @@ class Experiment:
             "config": self.config.to_dict(),
             "rows": [list(r) for r in self.rows],
             "initial_accuracy": list(self.initial_accuracy),
+            "val_rows": [list(r) for r in self.val_rows],
+            "initial_val_accuracy": list(self.initial_val_accuracy),
             "seconds": self.seconds,
             "model": self.model.state_dict(),
             "method": self.method.state_dict(),
@@ -296,6 +343,8 @@ class Experiment:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.rows = [list(r) for r in state["rows"]]
         self.initial_accuracy = list(state["initial_accuracy"])
+        self.val_rows = [list(r) for r in state.get("val_rows", [])]
+        self.initial_val_accuracy = list(state.get("initial_val_accuracy", self.initial_val_accuracy))
         self.seconds = float(state["seconds"])
         self.model.load_state_dict(state["model"])
         self.method.load_state_dict(state["method"])

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from analysis.load import load_trials, read_reports
 from spp_sweep.config import RunConfig
@@ -123,3 +124,78 @@ def test_asha_on_the_task_index_stops_weak_trials_early(tmp_path: Path, ray_loca
     trials = load_trials(outcome.root)
     assert len(trials) == 4 and (trials["status"] == "finished").any()
     assert (trials["status"] == "incomplete").any()  # stopped early by ASHA, kept in the table
+
+
+def test_a_restored_trial_continues_from_its_newest_readable_checkpoint(tmp_path: Path, capsys) -> None:
+    from spp_sweep.engine import Experiment
+    from spp_sweep.sweep.trainable import STATE_FILE, newest_first, resume_from
+
+    config = RunConfig(method="spp", benchmark="split_digits", epochs=1, threads=1).resolved()
+    trained = Experiment(config)
+    for index, task in enumerate([0, 1]):
+        trained.train_task(task)
+        trained.rows.append(trained.evaluate())
+        folder = tmp_path / f"checkpoint_00000{index}"
+        folder.mkdir()
+        torch.save(trained.state_dict(), folder / STATE_FILE)
+    order = newest_first(tmp_path)
+    assert [f.name for f in order] == ["checkpoint_000001", "checkpoint_000000"]
+    resumed = Experiment(config)
+    assert resume_from(order, resumed) is None and resumed.next_task == 2  # the newest: after task 2
+
+    (tmp_path / "checkpoint_000001" / STATE_FILE).write_bytes(b"cut short")  # a copy killed midway
+    older = Experiment(config)
+    assert resume_from(newest_first(tmp_path), older) is None and older.next_task == 1  # falls back one task
+    assert "checkpoint_000001 is unusable" in capsys.readouterr().err
+
+    (tmp_path / "checkpoint_000000" / STATE_FILE).write_bytes(b"")
+    fresh = Experiment(config)
+    assert resume_from(newest_first(tmp_path), fresh) is None and fresh.next_task == 0  # starts over
+    assert "rerunning this trial from its first task" in capsys.readouterr().err
+
+
+def test_an_unreadable_sweep_state_resumes_from_the_trial_folders(tmp_path: Path, ray_local) -> None:
+    """A driver killed while Ray Tune writes its state leaves an empty state file; --resume
+    keeps the finished trials, continues the cut one from its checkpoint, reruns the lost one."""
+    import shutil
+
+    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}})
+    outcome = run_sweep(study, QUIET)
+    grid = Path(outcome.root) / "grid"
+    before = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
+    for state in grid.glob("experiment_state-*.json"):
+        state.write_text("")
+    cut = Path(before.loc[1, "path"])  # lam 1.0: as if killed after task 4, before the final report
+    matrix = read_reports(cut)[-1]["accuracy_matrix"]
+    (cut / "result.json").write_text("\n".join((cut / "result.json").read_text().splitlines()[:4]) + "\n")
+    shutil.rmtree(sorted(cut.glob("checkpoint_*"))[-1])
+    shutil.rmtree(before.loc[2, "path"])  # lam 2.0: never created before the kill
+
+    run_sweep(study, dataclasses.replace(QUIET, resume=True))
+    after = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
+    assert list(after["lam"]) == [0.5, 1.0, 2.0] and set(after["status"]) == {"finished"}
+    assert after.loc[0, "trial_id"] == before.loc[0, "trial_id"]  # finished: kept, not rerun
+    assert fresh_reports(after.loc[1, "path"]) == [5]  # continued from its checkpoint after task 4
+    assert read_reports(Path(after.loc[1, "path"]))[-1]["accuracy_matrix"] == matrix
+    assert fresh_reports(after.loc[2, "path"]) == [1, 2, 3, 4, 5]
+    assert len(list(grid.glob(".abandoned-1/experiment_state-*.json"))) == 1
+
+
+def test_an_unreadable_optuna_state_keeps_the_budget_and_what_finished(tmp_path: Path, ray_local) -> None:
+    study = study_of(tmp_path, methods={"spp": {"space": {"lam": {"loguniform": [0.1, 10.0]}}}}, max_concurrent=1,
+                     search={"sampler": "tpe", "seed": 2, "num_samples": 3})
+    outcome = run_sweep(study, QUIET)
+    phase = Path(outcome.root) / "optuna-spp"
+    before = load_trials(outcome.root)
+    for state in [*phase.glob("experiment_state-*.json"), *phase.glob("searcher-state-*.pkl")]:
+        state.write_bytes(b"")
+    lost = before.sort_values("trial_id").iloc[-1]
+    import shutil
+
+    shutil.rmtree(lost["path"])
+    run_sweep(study, dataclasses.replace(QUIET, resume=True))
+    after = load_trials(outcome.root)
+    assert len(after) == 3 and set(after["status"]) == {"finished"}  # the budget, not more
+    kept = set(before["trial_id"]) - {lost["trial_id"]}
+    assert kept <= set(after["trial_id"])
+    assert len(list(phase.glob(".abandoned-1/searcher-state-*.pkl"))) == 1

@@ -20,6 +20,14 @@ def finished_trials(root: Path) -> int:
     return sum(any(r.get("status") == "finished" for r in read_reports(p.parent)) for p in root.rglob("params.json"))
 
 
+def trained_tasks(folder: Path) -> list[int]:
+    """The tasks a trial trained, with those of the trial it continued where the sweep's saved
+    state was unreadable and the unfinished trial moved aside (config ``resume_from``)."""
+    before = json.loads((folder / "params.json").read_text())["trial"].get("resume_from")
+    earlier = trained_tasks(Path(before)) if before else []
+    return earlier + [r["task"] for r in read_reports(folder) if not r.get("replayed")]
+
+
 @pytest.mark.parametrize("sampler", ["grid", "tpe"])
 def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Path, sampler: str) -> None:
     lams = [0.5, 1.0, 2.0, 4.0, 6.0, 8.0]
@@ -48,10 +56,13 @@ def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Pa
     assert len(trials) == len(lams) and trials["trial_id"].is_unique  # every trial exactly once
     if sampler == "grid":
         assert sorted(trials["lam"]) == lams
-    assert set(trials["status"]) == {"finished"}
+    assert set(trials["status"]) == {"finished"}, trials[["status", "error"]].to_string()
     for trial_path in trials["path"]:
-        tasks = [r["task"] for r in read_reports(Path(trial_path)) if not r.get("replayed")]
-        assert tasks == [1, 2, 3, 4, 5], (trial_path, tasks)  # no task of any trial trained twice
+        tasks = trained_tasks(Path(trial_path))
+        # no task of any trial trained twice (a task whose report the killed driver never logged
+        # but whose checkpoint it wrote is not retrained, so its line may be missing)
+        assert tasks == sorted(set(tasks)) and tasks[-1] == 5, (trial_path, tasks)
+        assert len(read_reports(Path(trial_path))[-1]["accuracy_matrix"]) == 5
     assert "best configuration per method" in resumed.stdout
     report = root / "report" / "report.md"
     assert report.exists() and "lambda_robustness.png" in report.read_text()

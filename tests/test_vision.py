@@ -230,3 +230,21 @@ def test_a_vgg9_checkpoint_continues_to_the_same_matrix(image_root: Path) -> Non
     resumed.load_state_dict(states[0])
     assert sorted(resumed.model.norm_stats) == [0]  # BN statistics travel with the checkpoint
     assert resumed.run().accuracy_matrix == whole.accuracy_matrix
+
+
+def test_streamed_caltech_trains_to_the_same_matrix_as_in_memory(image_root: Path) -> None:
+    from spp_sweep.benchmarks.streaming import ImageFiles
+
+    options = {"data_root": str(image_root), "class_counts": "2,2", "image_size": 32}
+    base = dict(method="spp", benchmark="caltech101", epochs=1, batch_size=4, threads=2,
+                model_options={"head_hidden": 16})
+    memory_experiment = Experiment(RunConfig(**base, benchmark_options=options))
+    streamed_experiment = Experiment(RunConfig(**base, benchmark_options={**options, "in_memory": False,
+                                                                          "workers": 1}))
+    streamed_task, memory_task = streamed_experiment.benchmark.tasks[1], memory_experiment.benchmark.tasks[1]
+    assert isinstance(streamed_task.x_train, ImageFiles)
+    assert torch.equal(streamed_task.x_train[:], memory_task.x_train)  # the same pixels, decoded on demand
+    assert torch.equal(streamed_task.y_test, memory_task.y_test)
+    in_memory = memory_experiment.run()
+    streamed = streamed_experiment.run()
+    np.testing.assert_allclose(streamed.accuracy_matrix, in_memory.accuracy_matrix, atol=0)

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 from .base import Benchmark, BenchmarkSpec, Task
+from .custom import arrays, image_folder, python
 from .digits import permuted_digits, split_digits
 from .mnist import permuted_mnist, split_mnist
 from .vision import caltech101, split_cifar100, visual_sequence
@@ -82,6 +83,30 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             train_defaults={"epochs": 10, "lr": 0.001, "batch_size": 128},
             default_model="resnet18",
             method_defaults={"spp": {"lam": 4.0}},
+        ),
+        # Your own data (README "Your own benchmark"): settings are starting points only, which
+        # is what `spp-sweep recommend` is for.
+        BenchmarkSpec(
+            name="arrays",
+            description="your data: an .npz/.pt file with x_train, y_train, x_test, y_test (path=...; "
+                        "groups, n_tasks or permutations)",
+            build=arrays,
+            train_defaults={"epochs": 10, "lr": 0.05, "batch_size": 64},
+            model_defaults={"hidden": (256, 128), "dropout": 0.0},
+        ),
+        BenchmarkSpec(
+            name="image_folder",
+            description="your data: an ImageFolder tree PATH/CLASS/*.png (path=...; groups or n_tasks)",
+            build=image_folder,
+            train_defaults={"epochs": 10, "lr": 0.05, "batch_size": 64},
+            model_defaults={"hidden": (256, 128), "dropout": 0.0},
+        ),
+        BenchmarkSpec(
+            name="python",
+            description="your data: entry=package.module:function returning the tasks (options=... its kwargs)",
+            build=python,
+            train_defaults={"epochs": 10, "lr": 0.05, "batch_size": 64},
+            model_defaults={"hidden": (256, 128), "dropout": 0.0},
         ),
     ]
 }

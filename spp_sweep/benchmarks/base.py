@@ -29,18 +29,23 @@ class Task:
     x_test: torch.Tensor
     y_test: torch.Tensor
     classes: tuple[int, ...]
+    x_val: torch.Tensor | None = None  # carved from the training data by with_validation()
+    y_val: torch.Tensor | None = None
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
 
     def to(self, device: torch.device) -> "Task":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return replace(
             self,
             x_train=self.x_train.to(device),
             y_train=self.y_train.to(device),
             x_test=self.x_test.to(device),
             y_test=self.y_test.to(device),
+            x_val=move(self.x_val),
+            y_val=move(self.y_val),
         )
 
 
@@ -94,6 +99,33 @@ def stratified_split(
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(test)).values
+
+
+def with_validation(benchmark: Benchmark, fraction: float, seed: int) -> Benchmark:
+    """Hold out a seeded, per-class ``fraction`` of every task's training data for validation.
+
+    The split depends only on ``seed`` (not on a trial's seed), so every configuration and
+    every repeat of a sweep is selected on the same validation samples, and the test set is
+    never seen before the selected configuration is reported.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    tasks = []
+    for task in benchmark.tasks:
+        train, val = stratified_split(task.y_train.cpu(), fraction, generator)
+        if len(train) == 0 or len(val) == 0:
+            raise ConfigError(f"validation={fraction:g} leaves task {task.name!r} ({len(task.y_train)} training "
+                              "samples) with an empty training or validation part; choose a fraction in (0, 1) "
+                              "that leaves samples on both sides")
+        tasks.append(replace(task, x_train=take(task.x_train, train), y_train=task.y_train[train.to(task.y_train.device)],
+                             x_val=take(task.x_train, val), y_val=task.y_train[val.to(task.y_train.device)]))
+    return replace(benchmark, tasks=tuple(tasks))
+
+
+def take(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``images[index]`` for tensors, and for image sets held as files (a lazy subset)."""
+    if hasattr(images, "subset"):
+        return images.subset(index.tolist())
+    return images[index.to(images.device)]
 
 
 def split_by_classes(

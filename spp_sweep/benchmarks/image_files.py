@@ -137,6 +137,14 @@ def load_stl10(data_root: str | None, download: bool = False) -> Arrays:
     return (*read("train"), *read("test"))
 
 
+def image_paths(folder: Path) -> list[Path]:
+    """The image files of a folder, sorted by name (what the in-memory reader reads too)."""
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise DataError(f"{folder} holds no image file; fetch the dataset again")
+    return paths
+
+
 def read_image_folder(folder: Path, size: int | None, mode: str) -> torch.Tensor:
     """Every readable image file of a folder, sorted by name, as uint8 (N, C, size, size)."""
     from PIL import Image, UnidentifiedImageError

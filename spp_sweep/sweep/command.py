@@ -63,3 +63,25 @@ def report_command(args: argparse.Namespace) -> int:
     report = write_report(root, Path(args.out) if args.out else root / "report")
     print(f"report: {report}")
     return 0
+
+
+def recommend_command(args: argparse.Namespace) -> int:
+    from .recommend import DEFAULT_METHODS, RecommendOptions, recommend
+
+    benchmark_options = dict(args.benchmark_option)
+    for key, value in [("n_tasks", args.tasks), ("groups", args.groups), ("order", args.order),
+                       ("permutations", args.permutations), ("image_size", args.image_size)]:
+        if value is not None:
+            benchmark_options[key] = value
+    options = RecommendOptions(
+        data=args.data, methods=args.methods or DEFAULT_METHODS, budget=args.budget, seeds=args.seeds,
+        validation=args.validation, curve_points=args.curve_points,
+        benchmark_options=tuple(benchmark_options.items()), settings=tuple(args.set), storage=args.storage,
+        name=args.name, resume=args.resume, address=args.address, max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, verbose=0 if args.quiet else 1,
+    )
+    report = recommend(options)
+    print(f"\n{report.read_text().split(chr(10) + '## Ranking')[0].strip()}")
+    print(f"\nrecommendation: {report}")
+    print(f"config:         {report.parent / 'recommended.yaml'}")
+    return 0

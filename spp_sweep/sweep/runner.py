@@ -18,7 +18,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
+import re
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,11 @@ STUDY_COPY = "study.yaml"
 # driver loses no finished trial; the state of a sweep is small, so this costs milliseconds.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # frequent snapshots are intended
+# Ray Tune deletes a trial's older checkpoints as soon as a new one registers, while the
+# experiment snapshot on storage may still name the older one (it is synced asynchronously).
+# Keeping two means a driver killed in that window restores from a checkpoint that exists.
+KEEP_CHECKPOINTS = 2
+MAX_REST_EXPERIMENTS = 3  # follow-up experiments for grid points a killed driver's restore lost
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -111,7 +119,7 @@ def connect(address: str | None) -> None:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)  # a new instance, never a stale one
     except ConnectionError as error:
         raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({error}); start it with `ray start --head` "
                           "or check --address") from None
@@ -175,7 +183,8 @@ def run_sweep(study: Study, options: SweepOptions = SweepOptions(),
         phases += _run_grid(study, root, "grid", points, extra, options)
     for method in [m for m in study.methods if study.searched_by_optuna(m)]:
         phase = f"optuna-{method.method}"
-        _run_phase(study, root, phase, _optuna_space(study, method, extra), _optuna_searcher(study), options)
+        _run_phase(study, root, phase, lambda m=method: _optuna_space(study, m, extra),
+                   _optuna_searcher(study, method, f"{root}/{phase}"), options)
         phases.append(phase)
     if study.final_seeds:
         points = _final_points(study, root, phases)
@@ -190,17 +199,38 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
 
     Ray Tune snapshots its state between events; a driver killed in between could restore
     an experiment that never created some trials. Any point without a trial folder runs in
-    a follow-up experiment ``PHASE-rest``, so no configuration is ever lost.
+    a follow-up experiment ``PHASE-rest`` (``-rest2``...), so no configuration is ever lost.
     """
-    _run_phase(study, root, phase, _grid_space(study, points, extra), None, options)
     if "://" in root:  # object stores: trust Ray Tune's restore (no cheap listing here)
+        _run_phase(study, root, phase, lambda: _grid_space(study, points, extra), None, options)
         return [phase]
-    missing = [p for p in points if _point_key(p) not in _trial_keys(f"{root}/{phase}")]
-    if not missing:
-        return [phase]
-    rest = f"{phase}-rest"
-    _run_phase(study, root, rest, _grid_space(study, missing, extra), None, options)
-    return [phase, rest]
+    names: list[str] = []
+    for attempt in range(MAX_REST_EXPERIMENTS + 1):
+        name = phase if attempt == 0 else f"{phase}-rest{attempt if attempt > 1 else ''}"
+        if attempt > 0 and not Path(root, name).is_dir() and not _missing(points, root, names):
+            break
+        done = names + [name]
+        _run_phase(study, root, name, lambda: _grid_space(study, _resumable(_missing(points, root, done), root, done),
+                                                          extra), None, options)
+        names.append(name)
+    return names
+
+
+def _missing(points: list[dict[str, Any]], root: str, names: list[str]) -> list[dict[str, Any]]:
+    """The points with no trial folder in any of the experiments ``names``."""
+    present = set().union(*(_trial_keys(f"{root}/{name}") for name in names))
+    return [p for p in points if _point_key(p) not in present]
+
+
+def _resumable(points: list[dict[str, Any]], root: str, names: list[str]) -> list[dict[str, Any]]:
+    """Points whose trial was moved aside unfinished (see _abandon) continue from its checkpoints."""
+    moved = {}
+    for params in [f for name in names for f in sorted(Path(root, name).glob(".abandoned-*/*/params.json"))]:
+        try:
+            moved[_point_key(json.loads(params.read_text())["trial"])] = str(params.parent)
+        except (ValueError, KeyError, OSError):
+            continue
+    return [{**p, "resume_from": moved[_point_key(p)]} if _point_key(p) in moved else p for p in points]
 
 
 def _point_key(spec: dict[str, Any]) -> str:
@@ -220,52 +250,158 @@ def _trial_keys(path: str) -> set[str]:
     return keys
 
 
-def _grid_space(study: Study, points: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+# -- Ray Tune's saved experiment state ------------------------------------------------------------
+def _saved_state(path: str) -> str:
+    """``none``, ``valid`` or ``corrupt``: can Ray Tune restore the experiment at ``path``?
+
+    Ray Tune writes its state files in place and copies them to storage in a background
+    thread, so a driver killed at the wrong moment leaves an empty or half-written file
+    there, from which ``Tuner.restore`` would silently restore nothing. Checked here, for
+    local storage; the newest file of each kind is the one a restore reads.
+    """
     from ray import tune
 
+    if "://" in path:
+        return "valid" if tune.Tuner.can_restore(path) else "none"
+    folder = Path(path)
+    files = [f for f in folder.glob("*") if f.is_file() and not f.name.startswith(".")]
+    if not any(f.name.startswith("experiment_state") for f in files):
+        return "corrupt" if (folder / "tuner.pkl").exists() else "none"
+    newest: dict[str, Path] = {}
+    for file in sorted(files, key=lambda f: f.stat().st_mtime):
+        newest[re.sub(r"-?\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d.*$", "", file.stem)] = file
+    return "valid" if all(_readable(file) for file in newest.values()) else "corrupt"
+
+
+def _readable(file: Path) -> bool:
+    """Whether a state file loads as JSON or as a pickle (Ray writes both, not always by suffix)."""
+    try:
+        json.loads(file.read_bytes())
+        return True
+    except (ValueError, OSError):
+        pass
+    try:
+        with open(file, "rb") as handle:
+            pickle.load(handle)
+        return True
+    except Exception:  # a cut-short pickle raises EOFError, UnpicklingError, ValueError, ...
+        return False
+
+
+def _abandon(path: str) -> None:
+    """Move an unreadable Ray Tune state, and the trials it leaves unfinished, into ``.abandoned-N``.
+
+    Finished (and diverged or errored) trials stay where they are and count as done; the
+    phase goes on as a new experiment in the same folder for what is left, and an unfinished
+    grid trial continues from its own newest checkpoint (trial config ``resume_from``).
+    """
+    import shutil
+
+    from analysis.load import read_reports
+
+    folder = Path(path)
+    target = folder / f".abandoned-{len(list(folder.glob('.abandoned-*'))) + 1}"
+    target.mkdir()
+    moved = 0
+    for item in list(folder.iterdir()):
+        if item.name.startswith("."):
+            continue
+        if item.is_dir():
+            reports = read_reports(item)
+            if reports and reports[-1].get("status") in ("finished", "diverged") or (item / "error.txt").exists():
+                continue
+            moved += 1
+        shutil.move(str(item), str(target / item.name))
+    sys.stderr.write(f"spp-sweep: Ray Tune's saved state in {path} is unreadable (the driver was killed while "
+                     f"writing it); moved it and {moved} unfinished trial(s) to {target.name}/ and continuing "
+                     "from the trial folders\n")
+
+
+def _grid_space(study: Study, points: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any] | None:
+    """The param space of a grid experiment over ``points`` (None: nothing left to run)."""
+    from ray import tune
+
+    if not points:
+        return None
     return {"trial": tune.grid_search(points), "study": study.study_part(), "metric": study.metric, **extra}
 
 
 def _optuna_space(study: Study, method: MethodSearch, extra: dict[str, Any]) -> dict[str, Any]:
-    from ray import tune
-
-    domains = {
-        "values": lambda d: tune.choice(list(d.values)),
-        "loguniform": lambda d: tune.loguniform(d.low, d.high),
-        "uniform": lambda d: tune.uniform(d.low, d.high),
-        "int": lambda d: tune.randint(int(d.low), int(d.high) + 1),
-    }
+    """The constant part of an Optuna phase's configs; the searched values come from the searcher."""
     spec = study.trial_spec(method, {}, study.seeds[0])
-    spec["params"] = {key: domains[dim.kind](dim) for key, dim in method.space.items()}
     return {"trial": spec, "study": study.study_part(), "metric": study.metric, **extra}
 
 
-def _optuna_searcher(study: Study) -> Callable[[], Any]:
-    def build() -> Any:
+def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[[], tuple[Any, int]]:
+    """OptunaSearch given its space as Optuna distributions (keys ``trial/params/NAME``), and
+    how many trials are left to run.
+
+    Handing the space to the searcher itself, rather than as Tune domains in the param
+    space, keeps it in the searcher's saved state: a restored sweep can always suggest again.
+    Trials already done in ``path`` (left there when an unreadable state was moved aside)
+    are told to the sampler with their scores and count against ``num_samples``.
+    """
+    def build() -> tuple[Any, int]:
         import optuna
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
         from ray.tune.search.optuna import OptunaSearch
 
+        distributions = {
+            "values": lambda d: CategoricalDistribution(list(d.values)),
+            "loguniform": lambda d: FloatDistribution(d.low, d.high, log=True),
+            "uniform": lambda d: FloatDistribution(d.low, d.high),
+            "int": lambda d: IntDistribution(int(d.low), int(d.high)),
+        }
+        space = {f"trial/params/{key}": distributions[dim.kind](dim) for key, dim in method.space.items()}
         if study.sampler == "tpe":
             startup = min(10, max(3, study.num_samples // 3))
             sampler = optuna.samplers.TPESampler(seed=study.sampler_seed, n_startup_trials=startup)
         else:
             sampler = optuna.samplers.RandomSampler(seed=study.sampler_seed)
-        return OptunaSearch(sampler=sampler, seed=study.sampler_seed)
+        done = _done_trials(path)
+        points = [{f"trial/params/{k}": v for k, v in params.items()} for params, _ in done]
+        searcher = OptunaSearch(space=space, metric="score", mode="max", sampler=sampler,
+                                points_to_evaluate=points or None,
+                                evaluated_rewards=[score for _, score in done] or None)
+        return searcher, study.num_samples - len(done)
 
     return build
 
 
-def _run_phase(study: Study, root: str, phase: str, space: dict[str, Any],
+def _done_trials(path: str) -> list[tuple[dict[str, Any], float]]:
+    """(searched values, score) of the trials that ended in an experiment folder (local only)."""
+    from analysis.load import read_reports
+
+    done = []
+    for params in sorted(Path(path).glob("*/params.json")) if "://" not in path else []:
+        reports = read_reports(params.parent)
+        if reports and reports[-1].get("status") in ("finished", "diverged"):
+            score = reports[-1].get("score")
+            done.append((json.loads(params.read_text())["trial"]["params"],
+                         float(score) if score is not None else -1.0))
+    return done
+
+
+def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str, Any]],
                searcher: Callable[[], Any] | None, options: SweepOptions) -> None:
+    """Run one Ray Tune experiment, or restore it; ``space``/``searcher`` are built only when
+    it starts anew (after an unreadable state is moved aside, for what that state left to do)."""
     from ray import tune
 
     from .trainable import train_continual
 
     trainable = tune.with_resources(train_continual, {"cpu": study.cpu, "gpu": study.gpu})
     path = f"{root}/{phase}"
-    if tune.Tuner.can_restore(path):
+    state = _saved_state(path)
+    if state == "corrupt":
+        _abandon(path)
+    if state == "valid":
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
+        param_space = space()
+        built, num_samples = searcher() if searcher else (None, 1)
+        if param_space is None or num_samples < 1:  # nothing left to run
+            return
         scheduler = None
         if study.scheduler:
             from ray.tune.schedulers import ASHAScheduler
@@ -275,16 +411,16 @@ def _run_phase(study: Study, root: str, phase: str, space: dict[str, Any],
                                       reduction_factor=float(study.scheduler.get("reduction_factor", 2)))
         tuner = tune.Tuner(
             trainable,
-            param_space=space,
+            param_space=param_space,
             tune_config=tune.TuneConfig(
-                metric="score", mode="max", search_alg=searcher() if searcher else None, scheduler=scheduler,
-                num_samples=study.num_samples if searcher else 1, max_concurrent_trials=study.max_concurrent,
+                metric="score", mode="max", search_alg=built, scheduler=scheduler,
+                num_samples=num_samples, max_concurrent_trials=study.max_concurrent,
                 reuse_actors=True, trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_name,
             ),
             run_config=tune.RunConfig(
                 name=phase, storage_path=root, verbose=options.verbose,
                 failure_config=tune.FailureConfig(max_failures=study.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             ),
         )
     results, interrupted = _fit(tuner)

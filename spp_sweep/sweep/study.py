@@ -22,7 +22,9 @@ from ..errors import UserError
 from ..methods import METHODS
 
 SAMPLERS = ("grid", "tpe", "random")
-METRICS = ("acc", "bwt", "fwt", "smt")
+# val_*: the same metric on the validation split (needs fixed.validation > 0); select on these
+# when the test set must stay unseen (README "Your own benchmark").
+METRICS = ("acc", "bwt", "fwt", "smt", "val_acc", "val_bwt", "val_fwt", "val_smt")
 # Searchable run settings; every other space key is a method option (lam, xi, temperature...).
 RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay")
 # Keys of `fixed` that the study sets elsewhere (or the trial decides from its resources).
@@ -187,6 +189,9 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
     metric = search.get("metric", "acc")
     if metric not in METRICS:
         problems.append(f"search.metric: {metric!r} is not one of {', '.join(METRICS)}")
+    elif metric.startswith("val_") and not _is_fraction(fixed.get("validation", 0)):
+        problems.append(f"search.metric: {metric} needs a validation split; set fixed.validation to a fraction "
+                        "such as 0.1 (held out of each task's training data)")
     sampler_seed = _whole(search.get("seed", 0), "search.seed", problems, minimum=0)
     num_samples = _whole(search.get("num_samples", 10), "search.num_samples", problems, minimum=1)
 
@@ -253,6 +258,10 @@ def check_trials(study: Study) -> list[str]:
 
 
 # -- small validators (each appends one line per problem) --------------------------------------
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+
+
 def _mapping(data: Mapping[str, Any], key: str, problems: list[str]) -> dict[str, Any]:
     value = data.get(key) or {}
     if not isinstance(value, Mapping):

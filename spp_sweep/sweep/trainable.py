@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -52,16 +54,20 @@ def train_continual(config: dict[str, Any]) -> None:
     run_config = trial_run_config(config)
     metric = config.get("metric", "acc")
     experiment = Experiment(run_config)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    checkpoint, result = tune.get_checkpoint(), None
+    if checkpoint is not None and checkpoint.filesystem.type_name == "local":
+        # Ray Tune's experiment snapshot may name an older checkpoint than the trial wrote last
+        # (it is saved asynchronously): continue from the newest one in the trial's own folder.
+        result = resume_from(newest_first(Path(checkpoint.path).parent, Path(checkpoint.path)), experiment)
+    elif checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            folder = Path(folder)
-            if (folder / RESULT_FILE).exists():  # finished before a driver restart: report, don't rerun
-                result = json.loads((folder / RESULT_FILE).read_text())
-                node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-                tune.report({**_final_metrics(result, metric), "replayed": True, "node_id": node})
-                return
-            experiment.load_state_dict(torch.load(folder / STATE_FILE, weights_only=False))
+            result = resume_from([Path(folder)], experiment)
+    elif config["trial"].get("resume_from"):  # a trial moved aside when its sweep state was unreadable
+        result = resume_from(newest_first(Path(config["trial"]["resume_from"])), experiment)
+    if result is not None:  # finished before a driver restart: report, don't rerun
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        tune.report({**_final_metrics(result, metric), "replayed": True, "node_id": node})
+        return
     chaos = config.get("_chaos")
     if chaos and chaos.get("method", run_config.method) != run_config.method:
         chaos = None
@@ -73,14 +79,51 @@ def train_continual(config: dict[str, Any]) -> None:
         if last:  # the final report comes from the result below, with the whole checkpoint
             return
         partial = metrics.summarize(report.accuracy_matrix, exp.initial_accuracy, None)
-        _report(exp, {
-            "task": report.task + 1, "n_tasks": report.n_tasks, "status": "running",
-            "running_acc": report.running_acc, "accuracy_row": report.accuracy_row,
-            "score": _score(partial.get(metric, math.nan)), "seconds": report.seconds,
-        })
+        values = {"task": report.task + 1, "n_tasks": report.n_tasks, "status": "running",
+                  "running_acc": report.running_acc, "accuracy_row": report.accuracy_row,
+                  "seconds": report.seconds}
+        if report.validation_matrix:
+            partial.update({f"val_{k}": v for k, v in
+                            metrics.summarize(report.validation_matrix, exp.initial_val_accuracy, None).items()})
+            values["validation_row"] = report.validation_matrix[-1]
+        _report(exp, {**values, "score": _score(partial.get(metric, math.nan))})
 
     result = experiment.run(on_task_end=on_task_end)
     _report(experiment, _final_metrics(result.to_json(), metric), result=result)
+
+
+def newest_first(trial_folder: Path, known: Path | None = None) -> list[Path]:
+    """A trial folder's checkpoints, a finished run's first, then newest state first."""
+    def age(folder: Path) -> tuple[bool, float]:
+        files = [f for f in (folder / RESULT_FILE, folder / STATE_FILE) if f.exists()]
+        return (folder / RESULT_FILE).exists(), max((f.stat().st_mtime for f in files), default=-math.inf)
+
+    folders = set(trial_folder.glob("checkpoint_*")) | ({known} if known is not None else set())
+    return sorted(folders, key=age, reverse=True)
+
+
+def resume_from(folders: list[Path], experiment: Experiment) -> dict[str, Any] | None:
+    """Load the first readable of ``folders`` (checkpoints) into ``experiment``; returns the
+    run's result if that checkpoint is a finished run's.
+
+    A checkpoint whose files are missing or unreadable (a copy cut short by a killed process)
+    is skipped for the next older one; with none left the run starts again from task 1 with
+    the same seed, which on CPU ends with the same numbers. (A checkpoint folder that is gone
+    altogether is refused by Ray Tune before this runs; runner.KEEP_CHECKPOINTS prevents it.)
+    """
+    for folder in folders:
+        try:
+            if (folder / RESULT_FILE).exists():
+                return json.loads((folder / RESULT_FILE).read_text())
+            state = torch.load(folder / STATE_FILE, weights_only=False)
+        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            print(f"spp-sweep: checkpoint {folder} is unusable ({type(error).__name__}: {error})", file=sys.stderr)
+            continue
+        experiment.load_state_dict(state)  # a state that loads but does not fit is a bug: raise
+        return None
+    if folders:
+        print("spp-sweep: no usable checkpoint; rerunning this trial from its first task", file=sys.stderr)
+    return None
 
 
 def _inject_fault(chaos: Mapping[str, Any], task: int) -> None:
@@ -99,17 +142,19 @@ def _inject_fault(chaos: Mapping[str, Any], task: int) -> None:
 def _final_metrics(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
     """The last report of a trial: every metric, the whole accuracy matrix and the status."""
     values = {k: (math.nan if v is None else v) for k, v in result["metrics"].items()}
+    validation = {f"val_{k}": (math.nan if v is None else v) for k, v in result.get("validation_metrics", {}).items()}
     n_rows = len(result["accuracy_matrix"])
     diverged = result["status"] == "diverged"
     return {
         "task": n_rows, "n_tasks": len(result["task_names"]), "status": result["status"],
         "running_acc": metrics.running_accuracy(result["accuracy_matrix"][-1], n_rows - 1) if n_rows else math.nan,
         "accuracy_row": result["accuracy_matrix"][-1] if n_rows else [],
-        **values,
-        "score": DIVERGED_SCORE if diverged else _score(values.get(metric, math.nan)),
+        **values, **validation,
+        "score": DIVERGED_SCORE if diverged else _score({**values, **validation}.get(metric, math.nan)),
         "diverged_at_task": result["diverged_at_task"],
         "accuracy_matrix": result["accuracy_matrix"], "initial_accuracy": result["initial_accuracy"],
         "seconds": result["seconds"], "replayed": False,
+        **({"validation_matrix": result["validation_matrix"]} if "validation_matrix" in result else {}),
     }
 
 

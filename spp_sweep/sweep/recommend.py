@@ -1,0 +1,206 @@
+"""``spp-sweep recommend DATA``: which method, strength and learning rate for a new benchmark.
+
+Selection never sees the test set: every task holds out a seeded validation part of its
+training data (``--validation``), and every choice below is made on validation ACC. Test
+metrics are reported beside it, for the chosen configurations only as a reader would.
+
+Two sweeps under ``STORAGE/NAME/``, then the recommendation:
+
+* ``search/``: each method searched by TPE over its strength and learning rate with the same
+  trial budget (``--budget``), then each method's best configuration re-run over ``--seeds``
+  (phase ``final``): the ranking;
+* ``curve/``: the winner's strength on a log grid around its best value (at its best
+  learning rate), ``--seeds`` each: its λ-robustness curve;
+* ``recommendation/``: recommendation.md, ranking.{md,csv}, the curve (PNG, PDF) and
+  ``recommended.yaml``, a study file that re-runs the recommended configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..benchmarks import BENCHMARKS
+from ..errors import ConfigError, UserError
+from ..methods import METHODS
+from .study import Study, parse_study
+
+DEFAULT_METHODS = ("spp", "ewc", "si", "mas", "lwf", "finetune")
+# Search ranges of each method's strength: wide, on a log scale (the λ study shows where
+# each one stops working on the embedded benchmark); the learning rate spans 0.001-0.3.
+STRENGTH_RANGES = {"spp": (0.01, 100.0), "ewc": (0.1, 1e4), "si": (0.01, 100.0), "mas": (0.01, 100.0),
+                   "lwf": (0.01, 10.0)}
+LR_RANGE = (1e-3, 0.3)
+CURVE_DECADES = 2.0  # the robustness curve spans the best strength / 100 .. x 100
+NOT_CONTINUAL = ("joint",)  # an upper bound to compare with, never a recommendation
+
+
+@dataclass(frozen=True)
+class RecommendOptions:
+    data: str
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    budget: int = 12
+    seeds: int = 3
+    validation: float = 0.2
+    curve_points: int = 7
+    benchmark_options: tuple[tuple[str, Any], ...] = ()  # groups, n_tasks, permutations, image_size...
+    settings: tuple[tuple[str, Any], ...] = ()  # run settings for every trial (epochs, model...)
+    storage: str = "results/recommend"
+    name: str | None = None
+    resume: bool = False
+    address: str | None = None
+    max_concurrent: int | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    verbose: int = 1
+
+
+def benchmark_for(data: str) -> tuple[str, dict[str, Any]]:
+    """DATA -> (benchmark, options): a file of arrays, an image folder, an entry point, or a name."""
+    path = Path(data).expanduser()
+    if path.is_file():
+        if path.suffix not in (".npz", ".pt"):
+            raise ConfigError(f"DATA {data}: unknown file type {path.suffix!r}; give an .npz or .pt file of "
+                              "x_train, y_train, x_test, y_test, or an image folder")
+        return "arrays", {"path": str(path.resolve())}
+    if path.is_dir():
+        return "image_folder", {"path": str(path.resolve())}
+    if data in BENCHMARKS:
+        return data, {}
+    if ":" in data and not path.suffix:
+        return "python", {"entry": data}
+    raise ConfigError(f"DATA {data!r} is not an .npz/.pt file, an image folder, package.module:function or a "
+                      f"benchmark name ({', '.join(BENCHMARKS)}); check the path")
+
+
+def search_study(options: RecommendOptions, name: str) -> Study:
+    """The method comparison on the user's data, selected on validation ACC."""
+    unknown = [m for m in options.methods if m not in METHODS]
+    if unknown or not options.methods:
+        raise ConfigError(f"--methods: unknown method {', '.join(unknown) or '(none given)'}; choose from "
+                          f"{', '.join(METHODS)}")
+    if options.budget < 1 or options.seeds < 1 or options.curve_points < 0:
+        raise ConfigError("--budget and --seeds must be >= 1 and --curve-points >= 0")
+    if not 0 < options.validation < 1:
+        raise ConfigError(f"--validation {options.validation:g} is invalid; give a fraction in (0, 1) such as 0.2")
+    benchmark, benchmark_options = benchmark_for(options.data)
+    methods = {}
+    for method in options.methods:
+        space: dict[str, Any] = {"lr": {"loguniform": list(LR_RANGE)}}
+        if method in STRENGTH_RANGES:
+            space["lam"] = {"loguniform": list(STRENGTH_RANGES[method])}
+        methods[method] = {"space": space}
+    data = {
+        "name": name, "description": f"spp-sweep recommend {options.data}",
+        "benchmark": benchmark, "benchmark_options": {**benchmark_options, **dict(options.benchmark_options)},
+        "fixed": {**dict(options.settings), "validation": options.validation},
+        "methods": methods,
+        "search": {"sampler": "tpe", "seed": 0, "num_samples": options.budget, "metric": "val_acc"},
+        "seeds": [0], "final": {"seeds": options.seeds},
+        "resources": {"cpu": options.cpus_per_trial or 1, "gpu": options.gpus_per_trial or 0},
+        "storage": options.storage,
+    }
+    if options.max_concurrent:
+        data["max_concurrent"] = options.max_concurrent
+    return parse_study(data, default_name=name)
+
+
+def curve_study(search: Study, winner: dict[str, Any], points: int, seeds: int) -> Study | None:
+    """The winner's strength on a log grid around its best value, at its best learning rate."""
+    if "lam" not in winner["params"] or points < 2:
+        return None
+    best = float(winner["params"]["lam"])
+    lams = sorted({float(f"{best * 10 ** e:.4g}") for e in np.linspace(-CURVE_DECADES, CURVE_DECADES, points)})
+    fixed = {**search.fixed, **{k: v for k, v in winner["params"].items() if k != "lam"}}
+    data = {**search.to_dict(), "name": "curve", "fixed": fixed,
+            "methods": {winner["method"]: {"space": {"lam": lams}}},
+            "search": {"sampler": "grid", "seed": 0, "num_samples": 1, "metric": "val_acc"},
+            "seeds": seeds}
+    data.pop("final", None)
+    return parse_study(data, default_name="curve")
+
+
+def recommend(options: RecommendOptions) -> Path:
+    """Run (or resume) both sweeps and write the recommendation; returns recommendation.md."""
+    from .runner import SweepOptions, run_sweep, sweep_root
+
+    name = options.name or _default_name(options.data)
+    study = search_study(options, "search")
+    home = f"{sweep_root(dataclasses.replace(study, name=name))}"
+    if "://" in home:
+        raise ConfigError("recommend writes its report next to the sweeps; give a local --storage folder "
+                          "(every node must see it: a shared file system)")
+    if Path(home).exists() and not options.resume:
+        raise ConfigError(f"{home} exists; pass --resume to continue it, or --name NEW for a new recommendation")
+    if options.resume and not Path(home, "search", "study.yaml").exists():
+        raise ConfigError(f"--resume: no recommendation at {home}; run it without --resume first")
+    sweep_options = SweepOptions(address=options.address, storage=home, resume=options.resume,
+                                 max_concurrent=options.max_concurrent, verbose=options.verbose)
+    run_sweep(study, dataclasses.replace(sweep_options, name="search"))
+    ranking = rank_methods(f"{home}/search")
+    winner = next((row for row in ranking if row["method"] not in NOT_CONTINUAL), None)
+    if winner is None:
+        raise UserError(f"no continual method finished in {home}/search; see its trials' error.txt, then --resume")
+    curve = curve_study(study, winner, options.curve_points, options.seeds)
+    if curve is not None:
+        resume_curve = options.resume and Path(home, "curve", "study.yaml").exists()
+        run_sweep(curve, dataclasses.replace(sweep_options, name="curve", resume=resume_curve))
+    from analysis.recommendation import write_recommendation
+    from analysis.report import write_report
+
+    write_report(f"{home}/search", Path(home, "search", "report"))
+    recommended = recommended_study(study, winner, name, options.seeds)
+    return write_recommendation(home, ranking, winner, recommended, selected_on="val_acc")
+
+
+def rank_methods(search_root: str) -> list[dict[str, Any]]:
+    """Each method's best configuration in the final phase, best validation ACC first."""
+    from analysis.load import load_trials
+    from analysis.tables import best_configs, params_of
+
+    trials = load_trials(search_root)
+    final = trials[trials["phase"] == "final"]
+    best = best_configs(final, metric="val_acc").sort_values("rank_value", ascending=False, kind="mergesort")
+    rows = []
+    for _, row in best.iterrows():
+        names = [n for n in final.loc[final["method"] == row["method"], "params"].iloc[0].split(",") if n]
+        rows.append({**{k: _plain(v) for k, v in row.items()}, "params": params_of(row, names)})
+    return rows
+
+
+def recommended_study(search: Study, winner: dict[str, Any], name: str, seeds: int) -> dict[str, Any]:
+    """A study file that re-runs the recommended configuration over ``seeds`` seeds."""
+    run_keys = {"lr", "epochs", "batch_size", "momentum", "lr_decay"}
+    params = winner["params"]
+    return {
+        "name": f"{name}_{winner['method']}",
+        "description": f"recommended by spp-sweep recommend (validation ACC {winner['val_acc_mean']:.4f})",
+        "benchmark": search.benchmark, "benchmark_options": dict(search.benchmark_options),
+        "fixed": {**search.fixed, **{k: v for k, v in params.items() if k in run_keys}},
+        "methods": {winner["method"]: {"options": {k: v for k, v in params.items() if k not in run_keys}}},
+        "search": {"sampler": "grid", "metric": "val_acc"},
+        "seeds": seeds, "resources": {"cpu": search.cpu, "gpu": search.gpu},
+    }
+
+
+def _default_name(data: str) -> str:
+    stem = Path(data).stem if (Path(data).exists() or "/" in data) else data.replace(":", "_").replace(".", "_")
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in stem) or "data"
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def dump_study(study: dict[str, Any]) -> str:
+    return yaml.safe_dump(study, sort_keys=False)

@@ -1,0 +1,86 @@
+"""Selection on validation, never on test, and `spp-sweep recommend` end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.load import load_trials
+from analysis.tables import best_configs
+from spp_sweep.sweep.recommend import RecommendOptions, recommend
+from spp_sweep.sweep.runner import SweepOptions, run_sweep
+from spp_sweep.sweep.study import load_study, parse_study
+
+from .test_custom_data import blobs
+
+
+def test_selection_follows_validation_where_test_disagrees(tmp_path: Path, ray_local) -> None:
+    """A planted case: test labels are flipped, so learning well scores high on validation
+    (carved from training data) and near zero on test; barely training scores ~0.5 on both."""
+    data = blobs(n_classes=2, per_class=60)
+    np.savez(tmp_path / "flipped.npz", **{**data, "y_test": 1 - data["y_test"]})
+    study = parse_study({
+        "name": "planted", "benchmark": "arrays", "storage": str(tmp_path / "sweeps"),
+        "benchmark_options": {"path": str(tmp_path / "flipped.npz"), "n_tasks": 1},
+        "fixed": {"epochs": 5, "validation": 0.25, "batch_size": 16},
+        "methods": {"finetune": {"space": {"lr": [1e-6, 0.1]}}},
+        "search": {"metric": "val_acc"}, "final": {"seeds": [0, 1]}, "resources": {"cpu": 1},
+    })
+    outcome = run_sweep(study, SweepOptions(verbose=0))
+    trials = load_trials(outcome.root)
+    grid = trials[trials["phase"] == "grid"]
+    on_test = best_configs(grid, metric="acc").iloc[0]
+    on_validation = best_configs(grid, metric="val_acc").iloc[0]
+    assert on_test["lr"] == 1e-6 and on_validation["lr"] == 0.1  # the two criteria disagree here
+    final = trials[trials["phase"] == "final"]
+    assert set(final["lr"]) == {0.1}  # the sweep re-ran the configuration validation chose
+    assert final["val_acc"].min() > 0.9 and final["acc"].max() < 0.2
+
+
+def test_recommend_end_to_end_and_resume(tmp_path: Path, ray_local) -> None:
+    np.savez(tmp_path / "mine.npz", **blobs(n_classes=4, per_class=30))
+    options = RecommendOptions(data=str(tmp_path / "mine.npz"), methods=("spp", "finetune"), budget=2, seeds=2,
+                               curve_points=3, benchmark_options=(("n_tasks", 2),), settings=(("epochs", 2),),
+                               storage=str(tmp_path / "rec"), verbose=0)
+    report = recommend(options)
+    home = tmp_path / "rec" / "mine"
+    assert report == home / "recommendation" / "recommendation.md" and "**Use " in report.read_text()
+    ranking = pd.read_csv(report.parent / "ranking.csv")
+    assert list(ranking["method"]) and set(ranking["method"]) == {"spp", "finetune"}
+    values = ranking["validation ACC"].str.split(" ± ").str[0].astype(float)
+    assert list(values) == sorted(values, reverse=True)  # ranked on validation ACC
+    recommended = load_study(report.parent / "recommended.yaml")
+    assert recommended.methods[0].method == ranking["method"].iloc[0]
+    assert recommended.fixed["validation"] == 0.2 and recommended.benchmark == "arrays"
+    search = load_trials(home / "search")
+    assert (search.groupby("phase").size().to_dict() == {"optuna-spp": 2, "optuna-finetune": 2, "final": 4})
+    if ranking["method"].iloc[0] == "spp":  # the winner's strength swept around its best value
+        curve = load_trials(home / "curve")
+        assert curve["lam"].nunique() == 3 and len(curve) == 6
+        assert (report.parent / "lambda_robustness.png").read_bytes()[:4] == b"\x89PNG"
+    assert (home / "search" / "report" / "report.md").exists()
+
+    before = sorted(p.parent.name for p in home.rglob("params.json"))
+    recommend(dataclasses.replace(options, resume=True))  # finished: nothing reruns
+    assert sorted(p.parent.name for p in home.rglob("params.json")) == before
+
+
+def test_recommend_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "spp_sweep", "recommend", *args], capture_output=True, text=True)
+
+    for args, message in [((str(tmp_path / "absent.npz"),), "not an .npz/.pt file"),
+                          (("split_digits", "--methods", "spp,nope"), "unknown method nope"),
+                          (("split_digits", "--validation", "1.5"), "fraction in (0, 1)"),
+                          (("split_digits", "--resume", "--storage", str(tmp_path)), "no recommendation")]:
+        done = run(*args)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert not any(tmp_path.iterdir())
+    helped = run("--help")
+    assert helped.returncode == 0 and "--budget" in helped.stdout and "validation" in helped.stdout
