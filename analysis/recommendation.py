@@ -7,9 +7,6 @@ module, and writes ``recommendation/`` beside them, replaced whole at the end.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ import pandas as pd
 import yaml
 
 from . import figures
+from .folders import replace_folder
 from .load import load_trials
 from .robustness import robustness_scores
 
@@ -40,15 +38,7 @@ def write_recommendation(home: str | Path, ranking: list[dict[str, Any]], winner
     """Write ``home/recommendation/`` and return its recommendation.md."""
     home = Path(home)
     out = home / "recommendation"
-    staging = Path(tempfile.mkdtemp(prefix=".recommendation-", dir=home))
-    try:
-        _write(home, staging, ranking, winner, recommended, selected_on)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    replace_folder(out, lambda staging: _write(home, staging, ranking, winner, recommended, selected_on))
     return out / "recommendation.md"
 
 

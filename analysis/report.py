@@ -10,15 +10,13 @@ sweep saved importances. Works on a sweep that is still running: it reports what
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from . import figures
+from .folders import replace_folder
 from .importance import concentration_table, importance_table
 from .load import add_paper_fwt, load_importances, load_matrices, load_trials
 from .robustness import robustness_scores
@@ -38,15 +36,7 @@ def write_report(root: str | Path, out: str | Path) -> Path:
     matrices = load_matrices(root)
     trials = add_paper_fwt(trials, matrices)
     metric = _study_metric(root)
-    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent if out.parent.exists() else None))
-    try:
-        _write(trials, matrices, metric, root, staging)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    replace_folder(out, lambda staging: _write(trials, matrices, metric, root, staging))
     return out / "report.md"
 
 
@@ -73,7 +63,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
 
     lines = [f"# Sweep report: {root.name}", ""]
     lines += _status_lines(trials)
-    lines += ["", f"## Best configuration per method (Tables 2/3)", "",
+    lines += ["", "## Best configuration per method (Tables 2/3)", "",
               f"Selected by mean {_metric_name(metric)} over seeds (a diverged seed counts as -1; ties go to the "
               f"smaller value), from the {'final re-runs' if compared is not trials else 'whole sweep'}. "
               f"Mean ± std over seeds. The FWT column is the {FWT_NAMES[fwt_column]}.", "",

@@ -1,0 +1,26 @@
+"""Output folders written whole or not at all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def replace_folder(out: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write`` into a staging folder beside ``out``, then swap it in for ``out``.
+
+    A report that fails halfway (a bad figure, Ctrl+C) leaves the previous one in place and
+    no half-written folder behind.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent if out.parent.exists() else None))
+    try:
+        write(staging)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
