@@ -105,7 +105,6 @@ class Experiment:
         if self.config.validation > 0:
             benchmark = with_validation(benchmark, self.config.validation, self.config.validation_seed)
         self.benchmark = benchmark.to(self.device)
-        self.has_validation = self.config.validation > 0
         method_cls = get_method(self.config.method)
         torch.manual_seed(self.config.seed)
         head_sizes = (
@@ -127,6 +126,10 @@ class Experiment:
         self.diverged_at: int | None = None
         self.initial_accuracy = self.evaluate()  # b_i of the standard FWT: the untrained model
         self.initial_val_accuracy = self.evaluate("val") if self.has_validation else []
+
+    @property
+    def has_validation(self) -> bool:
+        return self.config.validation > 0
 
     # -- data views ----------------------------------------------------------------------
     def head_of(self, task: int) -> int:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ..benchmarks import BENCHMARKS
 from ..errors import ConfigError, UserError
@@ -200,7 +199,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-def dump_study(study: dict[str, Any]) -> str:
-    return yaml.safe_dump(study, sort_keys=False)
