@@ -54,7 +54,8 @@ def _write(home: Path, out: Path, ranking: list[dict[str, Any]], winner: dict[st
     lines = [f"# Recommendation for {recommended['benchmark']} "
              f"({', '.join(f'{k}={v}' for k, v in recommended['benchmark_options'].items()) or 'defaults'})", "",
              f"**Use {method}** with {_config(params)}: validation ACC {winner['val_acc_mean']:.4f} ± "
-             f"{winner['val_acc_std'] or 0.0:.4f} over {winner['n_seeds']} seeds (test ACC {_num(winner['acc_mean'])}, "
+             f"{winner['val_acc_std'] or 0.0:.4f} over {winner['n_seeds']} seed{'s' * (winner['n_seeds'] != 1)} "
+             f"(test ACC {_num(winner['acc_mean'])}, "
              f"test BWT {_num(winner['bwt_mean'])}).", "",
              f"Selected on {_selection(selected_on)}. Each method had the same TPE budget over its strength and "
              "learning rate; its best configuration was then re-run over the seeds below. A diverged seed counts "

@@ -21,7 +21,8 @@ import torch
 
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import run_experiment
-from spp_sweep.sweep.runner import SweepOptions, connect, run_sweep
+from spp_sweep.sweep.connection import connect
+from spp_sweep.sweep.runner import SweepOptions, run_sweep
 from spp_sweep.sweep.study import parse_study
 
 

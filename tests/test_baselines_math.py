@@ -83,6 +83,7 @@ def test_si_path_integral_by_hand(tiny):
         si.after_step()
     path = -(0.2 * -0.05) - (-0.1 * 0.02)  # Zenke eq. 3: omega = -sum g * dw
     total = -0.05 + 0.02
+    torch.testing.assert_close(w.detach() - start, torch.full_like(w, total))  # the task's whole displacement
     omega = si.task_importance(view)[0]
     torch.testing.assert_close(omega, torch.full_like(w, path / (total**2 + 0.1)))  # Zenke eq. 5
     si.after_task(view)

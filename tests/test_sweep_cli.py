@@ -64,6 +64,8 @@ def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Pa
         assert tasks == sorted(set(tasks)) and tasks[-1] == 5, (trial_path, tasks)
         assert len(read_reports(Path(trial_path))[-1]["accuracy_matrix"]) == 5
     assert "best configuration per method" in resumed.stdout
+    chatter = resumed.stdout + resumed.stderr  # --quiet: no Tune boxes, no INFO lines from Ray or Optuna
+    assert "Configuration for experiment" not in chatter and " INFO " not in chatter and "[I " not in chatter
     report = root / "report" / "report.md"
     assert report.exists() and "lambda_robustness.png" in report.read_text()
     assert (root / "report" / "lambda_robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,6 +15,7 @@ unfinished ones continue from their last checkpoint (their last finished task).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,11 +26,12 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
 from ..errors import ConfigError, UserError
+from .connection import connect
 from .study import MethodSearch, Study, parse_study
 
 STUDY_COPY = "study.yaml"
@@ -107,39 +109,6 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
     return study
 
 
-def connect(address: str | None) -> None:
-    """Join the cluster at ``address``, or start Ray on this machine (reuses a running session)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address and address != "auto":
-        _probe(address)
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(address="local", include_dashboard=False, log_to_driver=False)  # a new instance, never a stale one
-    except ConnectionError as error:
-        raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({error}); start it with `ray start --head` "
-                          "or check --address") from None
-
-
-def _probe(address: str, timeout: float = 5.0) -> None:
-    """Fail in seconds on an address nobody listens at (Ray itself retries for minutes)."""
-    import socket
-
-    host_port = address.split("://", 1)[-1].rsplit("/", 1)[0]
-    host, _, port = host_port.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as error:
-        raise ConfigError(f"cannot reach the Ray cluster at {address} ({error.strerror or error}); start it with "
-                          "`ray start --head` or check --address") from None
-
-
 def check_resources(study: Study) -> None:
     """Fail at once where trials could never be placed (instead of leaving them pending)."""
     import ray
@@ -167,10 +136,49 @@ def check_data(study: Study) -> None:
 def run_sweep(study: Study, options: SweepOptions = SweepOptions(),
               extra_config: dict[str, Any] | None = None) -> SweepOutcome:
     """Run (or resume) every phase of ``study``; returns where the results are."""
+    with _library_output(quiet=options.verbose == 0):
+        return _run_phases(study, options, extra_config)
+
+
+@contextlib.contextmanager
+def _library_output(quiet: bool) -> Iterator[None]:
+    """With --quiet, Ray's and Optuna's INFO lines and Tune's per-experiment box stay unprinted.
+
+    Tune's new console reporter prints its configuration box whatever ``verbose`` says; its
+    legacy reporter, chosen by RAY_AIR_NEW_OUTPUT=0, prints nothing at ``verbose=0``.
+    """
+    if not quiet:
+        yield
+        return
+    import logging
+
+    import optuna
+
+    loggers = [logging.getLogger(name) for name in ("ray", "ray.tune", "ray.train")]
+    levels = [logger.level for logger in loggers]
+    optuna_level, reporter = optuna.logging.get_verbosity(), os.environ.get("RAY_AIR_NEW_OUTPUT")
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        optuna.logging.set_verbosity(optuna_level)
+        if reporter is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = reporter
+
+
+def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any] | None) -> SweepOutcome:
+    """run_sweep's body: check, connect, then each phase in order."""
     study = prepare_study(study, options)
     if options.address is None:
         check_data(study)
-    connect(options.address)
+    connect(options.address, quiet=options.verbose == 0)
     check_resources(study)
     root = sweep_root(study)
     if not options.resume:
