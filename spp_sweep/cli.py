@@ -113,22 +113,28 @@ def _add_sweep(commands: Any) -> None:
         "file. Ends with each method's best configuration and a report (report.md, tables, figures).",
     )
     sweep.add_argument("study", metavar="STUDY.yaml", help="a study file, e.g. studies/lambda_robustness.yaml")
-    sweep.add_argument("--address", help="join this Ray cluster (auto, HOST:PORT or ray://HOST:10001); "
-                       "default: start Ray on this machine")
+    _add_ray_options(sweep)
     sweep.add_argument("--storage", help="folder or URI (s3://, gs://) for results; every node must reach it "
                        "(default: the study's storage, else results/sweeps)")
     sweep.add_argument("--name", help="the sweep's name: results go to STORAGE/NAME (default: the study's name)")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep: finished trials are "
                        "kept, unfinished ones continue from their last finished task")
-    sweep.add_argument("--max-concurrent", type=_positive_int, help="at most this many trials at once")
-    sweep.add_argument("--gpus-per-trial", type=_positive_float, help="GPU share per trial, e.g. 0.25 (4 per GPU)")
-    sweep.add_argument("--cpus-per-trial", type=_positive_float, help="CPUs per trial (= torch threads)")
     sweep.add_argument("--num-samples", type=_positive_int, help="trials per method for tpe/random samplers")
     sweep.add_argument("--data-root", help="folder holding the datasets on every node (default: $SPP_DATA_ROOT)")
     sweep.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                        help="a run setting for every trial, added to the study's `fixed`, e.g. --set epochs=2")
     sweep.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    sweep.add_argument("--quiet", action="store_true", help="no Ray Tune progress tables")
+
+
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how trials run: the options `sweep` and `recommend` share."""
+    parser.add_argument("--address", help="join this Ray cluster (auto, HOST:PORT or ray://HOST:10001); "
+                        "default: start Ray on this machine")
+    parser.add_argument("--max-concurrent", type=_positive_int, help="at most this many trials at once")
+    parser.add_argument("--cpus-per-trial", type=_positive_float, help="CPUs per trial (= torch threads)")
+    parser.add_argument("--gpus-per-trial", type=_positive_float, help="GPU share per trial, e.g. 0.25 (4 per GPU)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print the summary only: no Ray Tune tables or boxes, no INFO lines")
 
 
 def _add_report(commands: Any) -> None:
@@ -169,14 +175,10 @@ def _add_recommend(commands: Any) -> None:
                            help="any other benchmark option, e.g. test_fraction=0.2 or options={n: 3} (entry points)")
     recommend.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                            help="a run setting for every trial, e.g. --set epochs=5 or --set model=vgg9")
-    recommend.add_argument("--address", help="join this Ray cluster (auto, HOST:PORT, ray://HOST:10001)")
+    _add_ray_options(recommend)
     recommend.add_argument("--storage", default="results/recommend", help="results folder (default results/recommend)")
     recommend.add_argument("--name", help="results go to STORAGE/NAME (default: from DATA)")
     recommend.add_argument("--resume", action="store_true", help="continue an interrupted recommendation")
-    recommend.add_argument("--max-concurrent", type=_positive_int, help="at most this many trials at once")
-    recommend.add_argument("--cpus-per-trial", type=_positive_float, help="CPUs per trial (= torch threads)")
-    recommend.add_argument("--gpus-per-trial", type=_positive_float, help="GPU share per trial, e.g. 0.25")
-    recommend.add_argument("--quiet", action="store_true", help="no Ray Tune progress tables")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ names a benchmark itself.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError
 from .base import Benchmark, BenchmarkSpec, Task
@@ -24,6 +24,14 @@ _DIGITS_TRAIN = {"epochs": 20, "lr": 0.1, "batch_size": 32}
 # Image benchmarks: section 4.1's lr grid starts at 0.1; the authors' Caltech code used lr 0.001
 # (decay 0.9 per 100 epochs) for 100 epochs, batch 128; we default to fewer epochs (--epochs).
 _IMAGE_TRAIN = {"epochs": 10, "lr": 0.01, "batch_size": 128}
+
+
+def _your_data(name: str, build: Callable[..., Any], what: str) -> BenchmarkSpec:
+    """A user-data benchmark: one set of starting-point settings for all three (recommend tunes them)."""
+    return BenchmarkSpec(name=name, description=f"your data: {what}", build=build,
+                         train_defaults={"epochs": 10, "lr": 0.05, "batch_size": 64},
+                         model_defaults={"hidden": (256, 128), "dropout": 0.0})
+
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     spec.name: spec
@@ -86,28 +94,10 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         ),
         # Your own data (README "Your own benchmark"): settings are starting points only, which
         # is what `spp-sweep recommend` is for.
-        BenchmarkSpec(
-            name="arrays",
-            description="your data: an .npz/.pt file with x_train, y_train, x_test, y_test (path=...; "
-                        "groups, n_tasks or permutations)",
-            build=arrays,
-            train_defaults={"epochs": 10, "lr": 0.05, "batch_size": 64},
-            model_defaults={"hidden": (256, 128), "dropout": 0.0},
-        ),
-        BenchmarkSpec(
-            name="image_folder",
-            description="your data: an ImageFolder tree PATH/CLASS/*.png (path=...; groups or n_tasks)",
-            build=image_folder,
-            train_defaults={"epochs": 10, "lr": 0.05, "batch_size": 64},
-            model_defaults={"hidden": (256, 128), "dropout": 0.0},
-        ),
-        BenchmarkSpec(
-            name="python",
-            description="your data: entry=package.module:function returning the tasks (options=... its kwargs)",
-            build=python,
-            train_defaults={"epochs": 10, "lr": 0.05, "batch_size": 64},
-            model_defaults={"hidden": (256, 128), "dropout": 0.0},
-        ),
+        _your_data("arrays", arrays, "an .npz/.pt file with x_train, y_train, x_test, y_test (path=...; "
+                   "groups, n_tasks or permutations)"),
+        _your_data("image_folder", image_folder, "an ImageFolder tree PATH/CLASS/*.png (path=...; groups or n_tasks)"),
+        _your_data("python", python, "entry=package.module:function returning the tasks (options=... its kwargs)"),
     ]
 }
 

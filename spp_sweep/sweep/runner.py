@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
-import pickle
-import re
 import signal
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +28,7 @@ import yaml
 
 from ..errors import ConfigError, UserError
 from .connection import connect
+from .recovery import abandon, done_trials, missing_points, resumable, saved_state
 from .study import MethodSearch, Study, parse_study
 
 STUDY_COPY = "study.yaml"
@@ -212,117 +209,19 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
     if "://" in root:  # object stores: trust Ray Tune's restore (no cheap listing here)
         _run_phase(study, root, phase, lambda: _grid_space(study, points, extra), None, options)
         return [phase]
+
+    def space_left(done: list[str]) -> dict[str, Any] | None:  # built only when the experiment starts anew
+        return _grid_space(study, resumable(missing_points(points, root, done), root, done), extra)
+
     names: list[str] = []
     for attempt in range(MAX_REST_EXPERIMENTS + 1):
         name = phase if attempt == 0 else f"{phase}-rest{attempt if attempt > 1 else ''}"
-        if attempt > 0 and not Path(root, name).is_dir() and not _missing(points, root, names):
+        if attempt > 0 and not Path(root, name).is_dir() and not missing_points(points, root, names):
             break
         done = names + [name]
-        _run_phase(study, root, name, lambda: _grid_space(study, _resumable(_missing(points, root, done), root, done),
-                                                          extra), None, options)
+        _run_phase(study, root, name, lambda: space_left(done), None, options)
         names.append(name)
     return names
-
-
-def _missing(points: list[dict[str, Any]], root: str, names: list[str]) -> list[dict[str, Any]]:
-    """The points with no trial folder in any of the experiments ``names``."""
-    present = set().union(*(_trial_keys(f"{root}/{name}") for name in names))
-    return [p for p in points if _point_key(p) not in present]
-
-
-def _resumable(points: list[dict[str, Any]], root: str, names: list[str]) -> list[dict[str, Any]]:
-    """Points whose trial was moved aside unfinished (see _abandon) continue from its checkpoints."""
-    moved = {}
-    for params in [f for name in names for f in sorted(Path(root, name).glob(".abandoned-*/*/params.json"))]:
-        try:
-            moved[_point_key(json.loads(params.read_text())["trial"])] = str(params.parent)
-        except (ValueError, KeyError, OSError):
-            continue
-    return [{**p, "resume_from": moved[_point_key(p)]} if _point_key(p) in moved else p for p in points]
-
-
-def _point_key(spec: dict[str, Any]) -> str:
-    return json.dumps([spec["method"], spec["seed"], spec.get("params", {})], sort_keys=True, default=str)
-
-
-def _trial_keys(path: str) -> set[str]:
-    """The points that already have a trial in an experiment folder (local storage only)."""
-    if not Path(path).is_dir():
-        return set()
-    keys = set()
-    for params in Path(path).glob("*/params.json"):
-        try:
-            keys.add(_point_key(json.loads(params.read_text())["trial"]))
-        except (ValueError, KeyError, OSError):
-            continue
-    return keys
-
-
-# -- Ray Tune's saved experiment state ------------------------------------------------------------
-def _saved_state(path: str) -> str:
-    """``none``, ``valid`` or ``corrupt``: can Ray Tune restore the experiment at ``path``?
-
-    Ray Tune writes its state files in place and copies them to storage in a background
-    thread, so a driver killed at the wrong moment leaves an empty or half-written file
-    there, from which ``Tuner.restore`` would silently restore nothing. Checked here, for
-    local storage; the newest file of each kind is the one a restore reads.
-    """
-    from ray import tune
-
-    if "://" in path:
-        return "valid" if tune.Tuner.can_restore(path) else "none"
-    folder = Path(path)
-    files = [f for f in folder.glob("*") if f.is_file() and not f.name.startswith(".")]
-    if not any(f.name.startswith("experiment_state") for f in files):
-        return "corrupt" if (folder / "tuner.pkl").exists() else "none"
-    newest: dict[str, Path] = {}
-    for file in sorted(files, key=lambda f: f.stat().st_mtime):
-        newest[re.sub(r"-?\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d.*$", "", file.stem)] = file
-    return "valid" if all(_readable(file) for file in newest.values()) else "corrupt"
-
-
-def _readable(file: Path) -> bool:
-    """Whether a state file loads as JSON or as a pickle (Ray writes both, not always by suffix)."""
-    try:
-        json.loads(file.read_bytes())
-        return True
-    except (ValueError, OSError):
-        pass
-    try:
-        with open(file, "rb") as handle:
-            pickle.load(handle)
-        return True
-    except Exception:  # a cut-short pickle raises EOFError, UnpicklingError, ValueError, ...
-        return False
-
-
-def _abandon(path: str) -> None:
-    """Move an unreadable Ray Tune state, and the trials it leaves unfinished, into ``.abandoned-N``.
-
-    Finished (and diverged or errored) trials stay where they are and count as done; the
-    phase goes on as a new experiment in the same folder for what is left, and an unfinished
-    grid trial continues from its own newest checkpoint (trial config ``resume_from``).
-    """
-    import shutil
-
-    from analysis.load import read_reports
-
-    folder = Path(path)
-    target = folder / f".abandoned-{len(list(folder.glob('.abandoned-*'))) + 1}"
-    target.mkdir()
-    moved = 0
-    for item in list(folder.iterdir()):
-        if item.name.startswith("."):
-            continue
-        if item.is_dir():
-            reports = read_reports(item)
-            if reports and reports[-1].get("status") in ("finished", "diverged") or (item / "error.txt").exists():
-                continue
-            moved += 1
-        shutil.move(str(item), str(target / item.name))
-    sys.stderr.write(f"spp-sweep: Ray Tune's saved state in {path} is unreadable (the driver was killed while "
-                     f"writing it); moved it and {moved} unfinished trial(s) to {target.name}/ and continuing "
-                     "from the trial folders\n")
 
 
 def _grid_space(study: Study, points: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any] | None:
@@ -366,7 +265,7 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[
             sampler = optuna.samplers.TPESampler(seed=study.sampler_seed, n_startup_trials=startup)
         else:
             sampler = optuna.samplers.RandomSampler(seed=study.sampler_seed)
-        done = _done_trials(path)
+        done = done_trials(path)
         points = [{f"trial/params/{k}": v for k, v in params.items()} for params, _ in done]
         searcher = OptunaSearch(space=space, metric="score", mode="max", sampler=sampler,
                                 points_to_evaluate=points or None,
@@ -374,20 +273,6 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[
         return searcher, study.num_samples - len(done)
 
     return build
-
-
-def _done_trials(path: str) -> list[tuple[dict[str, Any], float]]:
-    """(searched values, score) of the trials that ended in an experiment folder (local only)."""
-    from analysis.load import read_reports
-
-    done = []
-    for params in sorted(Path(path).glob("*/params.json")) if "://" not in path else []:
-        reports = read_reports(params.parent)
-        if reports and reports[-1].get("status") in ("finished", "diverged"):
-            score = reports[-1].get("score")
-            done.append((json.loads(params.read_text())["trial"]["params"],
-                         float(score) if score is not None else -1.0))
-    return done
 
 
 def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str, Any]],
@@ -400,9 +285,9 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
 
     trainable = tune.with_resources(train_continual, {"cpu": study.cpu, "gpu": study.gpu})
     path = f"{root}/{phase}"
-    state = _saved_state(path)
+    state = saved_state(path)
     if state == "corrupt":
-        _abandon(path)
+        abandon(path)
     if state == "valid":
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:

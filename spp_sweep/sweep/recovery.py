@@ -1,0 +1,135 @@
+"""What a sweep folder already holds, so a resumed phase neither loses nor reruns a trial.
+
+Ray Tune restores an experiment from state files it writes in place and syncs in a
+background thread; a driver killed at the wrong moment leaves them unreadable, or naming
+fewer trials than it started.  These helpers read the trial folders themselves (local or
+shared-file-system storage): which grid points have a trial, whether the saved state loads,
+and what to set aside and continue from when it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _ended(reports: list[dict[str, Any]]) -> bool:
+    """Whether a trial's last report says it finished its run (diverged runs end too)."""
+    return bool(reports) and reports[-1].get("status") in ("finished", "diverged")
+
+
+def missing_points(points: list[dict[str, Any]], root: str, names: list[str]) -> list[dict[str, Any]]:
+    """The points with no trial folder in any of the experiments ``names``."""
+    present = set().union(*(trial_keys(f"{root}/{name}") for name in names))
+    return [p for p in points if point_key(p) not in present]
+
+
+def resumable(points: list[dict[str, Any]], root: str, names: list[str]) -> list[dict[str, Any]]:
+    """Points whose trial was moved aside unfinished (see abandon) continue from its checkpoints."""
+    moved = {}
+    for params in [f for name in names for f in sorted(Path(root, name).glob(".abandoned-*/*/params.json"))]:
+        try:
+            moved[point_key(json.loads(params.read_text())["trial"])] = str(params.parent)
+        except (ValueError, KeyError, OSError):
+            continue
+    return [{**p, "resume_from": moved[point_key(p)]} if point_key(p) in moved else p for p in points]
+
+
+def point_key(spec: dict[str, Any]) -> str:
+    return json.dumps([spec["method"], spec["seed"], spec.get("params", {})], sort_keys=True, default=str)
+
+
+def trial_keys(path: str) -> set[str]:
+    """The points that already have a trial in an experiment folder (local storage only)."""
+    if not Path(path).is_dir():
+        return set()
+    keys = set()
+    for params in Path(path).glob("*/params.json"):
+        try:
+            keys.add(point_key(json.loads(params.read_text())["trial"]))
+        except (ValueError, KeyError, OSError):
+            continue
+    return keys
+
+
+def saved_state(path: str) -> str:
+    """``none``, ``valid`` or ``corrupt``: can Ray Tune restore the experiment at ``path``?
+
+    Ray Tune writes its state files in place and copies them to storage in a background
+    thread, so a driver killed at the wrong moment leaves an empty or half-written file
+    there, from which ``Tuner.restore`` would silently restore nothing. Checked here, for
+    local storage; the newest file of each kind is the one a restore reads.
+    """
+    from ray import tune
+
+    if "://" in path:
+        return "valid" if tune.Tuner.can_restore(path) else "none"
+    folder = Path(path)
+    files = [f for f in folder.glob("*") if f.is_file() and not f.name.startswith(".")]
+    if not any(f.name.startswith("experiment_state") for f in files):
+        return "corrupt" if (folder / "tuner.pkl").exists() else "none"
+    newest: dict[str, Path] = {}
+    for file in sorted(files, key=lambda f: f.stat().st_mtime):
+        newest[re.sub(r"-?\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d.*$", "", file.stem)] = file
+    return "valid" if all(_readable(file) for file in newest.values()) else "corrupt"
+
+
+def _readable(file: Path) -> bool:
+    """Whether a state file loads as JSON or as a pickle (Ray writes both, not always by suffix)."""
+    try:
+        json.loads(file.read_bytes())
+        return True
+    except (ValueError, OSError):
+        pass
+    try:
+        with open(file, "rb") as handle:
+            pickle.load(handle)
+        return True
+    except Exception:  # a cut-short pickle raises EOFError, UnpicklingError, ValueError, ...
+        return False
+
+
+def abandon(path: str) -> None:
+    """Move an unreadable Ray Tune state, and the trials it leaves unfinished, into ``.abandoned-N``.
+
+    Finished (and diverged or errored) trials stay where they are and count as done; the
+    phase goes on as a new experiment in the same folder for what is left, and an unfinished
+    grid trial continues from its own newest checkpoint (trial config ``resume_from``).
+    """
+    import shutil
+
+    from analysis.load import read_reports
+
+    folder = Path(path)
+    target = folder / f".abandoned-{len(list(folder.glob('.abandoned-*'))) + 1}"
+    target.mkdir()
+    moved = 0
+    for item in list(folder.iterdir()):
+        if item.name.startswith("."):
+            continue
+        if item.is_dir():
+            if _ended(read_reports(item)) or (item / "error.txt").exists():
+                continue
+            moved += 1
+        shutil.move(str(item), str(target / item.name))
+    sys.stderr.write(f"spp-sweep: Ray Tune's saved state in {path} is unreadable (the driver was killed while "
+                     f"writing it); moved it and {moved} unfinished trial(s) to {target.name}/ and continuing "
+                     "from the trial folders\n")
+
+
+def done_trials(path: str) -> list[tuple[dict[str, Any], float]]:
+    """(searched values, score) of the trials that ended in an experiment folder (local only)."""
+    from analysis.load import read_reports
+
+    done = []
+    for params in sorted(Path(path).glob("*/params.json")) if "://" not in path else []:
+        reports = read_reports(params.parent)
+        if _ended(reports):
+            score = reports[-1].get("score")
+            done.append((json.loads(params.read_text())["trial"]["params"],
+                         float(score) if score is not None else -1.0))
+    return done
