@@ -12,6 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from .style import STEP_LINES, display_name, look  # noqa: E402
 
 _PANELS = [("acc", "ACC"), ("fwt", "FWT"), ("bwt", "BWT")]
 
@@ -24,56 +27,123 @@ def save(fig: plt.Figure, out: Path, stem: str) -> Path:
     return out / f"{stem}.png"
 
 
-def baseline(trials: pd.DataFrame) -> tuple[float, str] | None:
-    """The dotted line of Figure 4: joint training's mean ACC, else fine-tuning's (labelled so)."""
-    for method, label in [("joint", "joint training"), ("finetune", "fine-tuning (no joint run)")]:
+def _palette(methods: list[str]) -> dict[str, str]:
+    """Display name -> the method's fixed colour (analysis/style.py), for seaborn's hue."""
+    return {display_name(m): look(m).colour for m in methods}
+
+
+def _baselines(trials: pd.DataFrame, column: str) -> list[tuple[str, float]]:
+    """(method, mean) of the reference lines a panel gets: fine-tuning everywhere, joint for ACC."""
+    lines = []
+    for method in ("finetune", "joint"):
+        if method == "joint" and not column.endswith("acc"):  # joint trains all tasks at once: no BWT/FWT curve
+            continue
         rows = trials[(trials["method"] == method) & (trials["status"] == "finished")]
-        if len(rows):
-            return float(rows["acc"].mean()), f"{label}, ACC"
-    return None
+        if column in rows and rows[column].notna().any():
+            lines.append((method, float(rows[column].mean())))
+    return lines
+
+
+def _series_points(group: pd.DataFrame, parameter: str, column: str) -> pd.DataFrame:
+    """Per λ: seeds run (n), finished (k), mean and std of ``column`` over the finished ones."""
+    done = group[group["status"].isin(["finished", "diverged"])]
+    finished = done[done["status"] == "finished"]
+    stats = finished.groupby(parameter)[column].agg(["mean", "std"])
+    counts = done.groupby(parameter)["status"].agg(n="size", k=lambda s: int((s == "finished").sum()))
+    return counts.join(stats).reset_index().sort_values(parameter)
 
 
 def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", parameter: str = "lam",
                  panels: list[tuple[str, str]] | None = None, stem: str = "lambda_robustness") -> Path | None:
-    """Figure 4: ACC, FWT and BWT against λ (log axis), mean and 95% CI over seeds, per method.
+    """Figure 4: ACC, FWT and BWT against λ (log axis), mean ± std over seeds, per method
+    (and per penalty step, dashed for the implicit one, where a sweep ran both).
 
-    Diverged λ values have no metrics: they are marked with an ``x`` under each panel.
-    ``panels`` (column, title) replaces the three panels, e.g. with validation ACC first.
+    Reads like the paper's figure with what a reviewer needs beside it: y-limits come from the
+    points where every seed finished; a point where some seeds diverged is hollow (its mean is
+    over the survivors, "k/n" in the strip below, and no line passes through it); λ values where every seed diverged sit in
+    the strip under each panel, never among the data; fine-tuning (and joint, on ACC) are the
+    dotted reference lines. ``panels`` (column, title) replaces the three panels.
     """
-    swept = trials[trials["params"] == parameter] if parameter in trials.columns else trials.iloc[0:0]
+    from .robustness import VARIANT, swept_over
+
+    swept = swept_over(trials, parameter)
     if swept.empty or swept[parameter].nunique() < 2:
         return None
-    methods = list(dict.fromkeys(swept["method"]))
-    palette = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    series = list(dict.fromkeys(zip(swept["method"], swept[VARIANT])))
+    two_steps = len({step for _, step in series if step != "-"}) > 1
+    label = lambda m, s: display_name(m, s if two_steps else None)  # noqa: E731
+    n_seeds = int(swept.groupby(["method", VARIANT, parameter]).size().max())
     custom = panels is not None
     panels = panels or [(fwt_column if c == "fwt" else c, f"{t} ({'paper eq. 7' if fwt_column == 'fwt_paper' else 'standard'})"
                          if c == "fwt" else t) for c, t in _PANELS]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.7 * len(panels), 4), sharex=True)
-    finished = swept[swept["status"] == "finished"]
-    diverged = swept[swept["status"] == "diverged"]
-    line = baseline(trials)
-    for ax, (column, title) in zip(axes, panels):
-        sns.lineplot(data=finished, x=parameter, y=column, hue="method", hue_order=methods, palette=palette,
-                     marker="o", errorbar=("ci", 95), ax=ax, legend=ax is axes[0])
-        if column == "acc" and line is not None:
-            ax.axhline(line[0], linestyle=":", color="black", label=line[1])
-        if len(diverged):  # one row of x marks per method under the curves, so none hides another
-            low, high = ax.get_ylim()
-            step = 0.04 * (high - low)
-            for k, (method, group) in enumerate(diverged.groupby("method")):
-                xs = group[parameter].unique()
-                ax.scatter(xs, [low - step * (k + 1)] * len(xs), marker="x", color=palette[method], s=36,
-                           clip_on=False, zorder=5)
-            ax.set_ylim(low - step * (diverged["method"].nunique() + 1), high)
+    strip_height = 0.22 * len(series) + 0.3
+    width = 4.6 * len(panels) + 2.4  # the last 2.4 inches hold the legend
+    fig = plt.figure(figsize=(width, 3.9 + strip_height))
+    grid = fig.add_gridspec(2, len(panels), height_ratios=[3.9, strip_height], hspace=0.05, wspace=0.3,
+                            left=0.9 / width, right=1 - 2.4 / width)
+    xs = np.sort(swept[parameter].unique().astype(float))
+    for p, (column, title) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, p])
+        strip = fig.add_subplot(grid[1, p], sharex=ax)
+        full_values = []
+        for row, (method, step) in enumerate(series):
+            style = look(method)
+            points = _series_points(swept[(swept["method"] == method) & (swept[VARIANT] == step)], parameter, column)
+            alive = points[points["k"] > 0]
+            full = alive[alive["k"] == alive["n"]]
+            line = STEP_LINES.get(step, "-")
+            # the line joins only points where every seed finished: a survivors' mean is no point on it
+            ax.plot(full[parameter], full["mean"], color=style.colour, linestyle=line, linewidth=1.6, zorder=3)
+            ax.fill_between(full[parameter], full["mean"] - full["std"].fillna(0), full["mean"] + full["std"].fillna(0),
+                            color=style.colour, alpha=0.12, linewidth=0, zorder=2)
+            ax.scatter(full[parameter], full["mean"], color=style.colour, marker=style.marker, s=26, zorder=4)
+            partial = alive[alive["k"] < alive["n"]]
+            ax.scatter(partial[parameter], partial["mean"], facecolors="white", edgecolors=style.colour,
+                       marker=style.marker, s=30, linewidths=1.3, zorder=5)
+            full_values += list(full["mean"] - full["std"].fillna(0)) + list(full["mean"] + full["std"].fillna(0))
+            dead = points[points["k"] == 0][parameter]
+            strip.scatter(dead, [row] * len(dead), marker="x", color=style.colour, s=30, linewidths=1.4)
+            for _, point in partial.iterrows():
+                strip.text(point[parameter], row, f"{int(point['k'])}/{int(point['n'])}", color=style.colour,
+                           fontsize=6.5, ha="center", va="center")
+        for method, value in _baselines(trials, column):
+            ax.axhline(value, linestyle=":", linewidth=1.3, color=look(method).colour, zorder=1)
+            full_values.append(value)
+        finite = [v for v in full_values if np.isfinite(v)]
+        if finite:
+            low, high = min(finite), max(finite)
+            pad = 0.06 * (high - low) if high > low else 0.01
+            ax.set_ylim(low - pad, high + pad)
+        else:  # nothing finished on every seed: no axis values that could be read as data
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, "no λ where every seed finished", transform=ax.transAxes, ha="center",
+                    va="center", color="grey")
         ax.set_xscale("log")
-        ax.set_xlabel("λ")
         ax.set_title(title)
-        ax.set_ylabel(title if custom else column.upper().replace("_PAPER", ""))
-    handles, labels = axes[0].get_legend_handles_labels()
-    axes[0].get_legend().remove()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), title="x: λ diverged", fontsize=8)
-    fig.suptitle("λ robustness: mean over seeds, 95% CI")
-    fig.tight_layout()
+        ax.set_ylabel(title if custom else column.upper().replace("_PAPER", " (paper)"))
+        ax.tick_params(labelbottom=False)
+        ax.grid(True, which="major", alpha=0.3)
+        strip.set_ylim(len(series) - 0.5, -0.5)
+        strip.set_yticks(range(len(series)))
+        strip.set_yticklabels([label(m, s) for m, s in series] if p == 0 else [], fontsize=7)
+        strip.tick_params(axis="y", length=0)
+        strip.set_xlim(xs[0] / 1.6, xs[-1] * 1.6)
+        strip.set_xlabel("λ")
+        if p == 0:
+            strip.set_ylabel("diverged", fontsize=8)
+        for spine in ("top", "right"):
+            strip.spines[spine].set_visible(False)
+    handles = [Line2D([], [], color=look(m).colour, marker=look(m).marker, linestyle=STEP_LINES.get(s, "-"),
+                      label=label(m, s)) for m, s in series]
+    handles += [Line2D([], [], color=look(m).colour, linestyle=":", label=f"{look(m).name} (reference)")
+                for m in ("finetune", "joint") if (trials["method"] == m).any()]
+    handles += [Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="",
+                       label="some seeds diverged\n(mean of survivors)"),
+                Line2D([], [], color="grey", marker="x", linestyle="", label="all seeds diverged")]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - 2.3 / width, 0.55), fontsize=8, frameon=False,
+               handlelength=3.2)
+    fig.suptitle(f"λ robustness: mean ± std over {n_seeds} seeds" if n_seeds > 1 else
+                 "λ robustness: one seed per λ (no spread shown)", y=0.99)
     return save(fig, out, stem)
 
 
@@ -91,12 +161,16 @@ def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pa
                  .unstack("task"))
         sns.heatmap(table, vmin=0, vmax=1, annot=table.shape[1] <= 10, fmt=".2f", cmap="viridis", cbar=False, ax=ax,
                     annot_kws={"size": 7})
-        ax.set_title(method)
+        config = best_trials.loc[best_trials["method"] == method, "config"].iloc[0] \
+            if "config" in best_trials else ""
+        ax.set_title(f"{display_name(method)}" + (f" ({config})" if config else ""), fontsize=9)
         ax.set_xlabel("test task i")
         ax.set_ylabel("after training task j")
     for ax in list(axes.flat)[len(methods):]:
         ax.axis("off")
     fig.tight_layout()
+    scale = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="viridis")
+    fig.colorbar(scale, ax=list(axes.flat), shrink=0.8, label="test accuracy (mean over seeds)")
     return save(fig, out, "accuracy_matrices")
 
 
@@ -107,8 +181,13 @@ def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pat
     seen = matrices[matrices["task"] <= matrices["after_task"]]
     per_trial = seen.groupby(["trial_id", "after_task"])["accuracy"].mean().reset_index()
     data = per_trial.merge(best_trials[["trial_id", "method"]], on="trial_id")
+    methods = list(dict.fromkeys(data["method"]))
+    data["method"] = data["method"].map(display_name)
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=data, x="after_task", y="accuracy", hue="method", marker="o", errorbar=("ci", 95), ax=ax)
+    sns.lineplot(data=data, x="after_task", y="accuracy", hue="method", style="method",
+                 hue_order=[display_name(m) for m in methods], palette=_palette(methods),
+                 markers={display_name(m): look(m).marker for m in methods}, dashes=False,
+                 errorbar=("ci", 95), ax=ax)
     ax.set_xlabel("tasks learned")
     ax.set_ylabel("average accuracy on tasks seen")
     ax.set_xticks(sorted(data["after_task"].unique()))
@@ -120,10 +199,13 @@ def importance_densities(long: pd.DataFrame, out: Path, per_layer: bool = False)
     if long.empty:
         return None
     data = long.copy()
+    methods = list(dict.fromkeys(data["method"]))
     scale = data.groupby("method")["value"].transform("max").replace(0, np.nan)
     column = "log10 normalised importance (zeros at -12)"
     data[column] = np.log10(np.clip(data["value"] / scale, 1e-12, None))
+    data["method"] = data["method"].map(display_name)
     grid = sns.displot(data=data, x=column, hue="method", col="layer" if per_layer else None,
+                       hue_order=[display_name(m) for m in methods], palette=_palette(methods),
                        kind="kde", common_norm=False, fill=True, alpha=0.25, height=3.5, aspect=1.4,
                        col_wrap=3 if per_layer else None, facet_kws={"sharey": False})
     grid.figure.suptitle("importance after the last task (normalised per method)", y=1.03)

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from spp_sweep.files import publish
+
 
 def replace_folder(out: Path, write: Callable[[Path], None]) -> None:
     """Run ``write`` into a staging folder beside ``out``, then swap it in for ``out``.
@@ -18,6 +20,7 @@ def replace_folder(out: Path, write: Callable[[Path], None]) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent if out.parent.exists() else None))
     try:
         write(staging)
+        publish(staging, folder=True)  # mkdtemp made it 0700: readable by colleagues, as the umask says
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)

@@ -56,7 +56,8 @@ def load_trials(root: str | Path) -> pd.DataFrame:
     """One row per trial: phase, method, seed, every searched value, status, metrics, seconds.
 
     Searched values appear as their own columns (``lam``, ``lr``, ...); ``params`` lists
-    which columns a trial searched, so tables can group by configuration.
+    which columns a trial searched, so tables can group by configuration. ``penalty_step``
+    says how a quadratic penalty acted (explicit / implicit), searched or not.
     """
     root = Path(root)
     rows = [_trial_row(root, folder) for folder in trial_folders(root)]
@@ -98,6 +99,9 @@ def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
         "error": _first_line(folder / "error.txt") if status == "errored" else None,
         "path": str(folder),
     }
+    # explicit | implicit for the quadratic-penalty methods (searched, fixed or default), else None
+    row["penalty_step"] = (params.get("penalty_step") or trial.get("options", {}).get("penalty_step")
+                           or last.get("penalty_step"))
     return row
 
 

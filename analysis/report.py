@@ -51,7 +51,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     table = format_best_table(best, fwt_column)
     table.to_csv(out / "best_configs.csv", index=False)
     (out / "best_configs.md").write_text(table.to_markdown(index=False) + "\n")
-    (out / "best_configs.tex").write_text(table.to_latex(index=False, escape=True))
+    (out / "best_configs.tex").write_text(latex_table(table))
     best_trials = _trials_of(compared, best)
 
     robust = robustness_scores(trials)
@@ -62,7 +62,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     importance, concentration = _importance(best_trials, out)
 
     lines = [f"# Sweep report: {root.name}", ""]
-    lines += _status_lines(trials)
+    lines += _status_lines(trials, _planned_trials(root))
     lines += ["", "## Best configuration per method (Tables 2/3)", "",
               f"Selected by mean {_metric_name(metric)} over seeds (a diverged seed counts as -1; ties go to the "
               f"smaller value), from the {'final re-runs' if compared is not trials else 'whole sweep'}. "
@@ -102,6 +102,12 @@ def format_best_table(best: pd.DataFrame, fwt_column: str) -> pd.DataFrame:
     } for _, row in best.iterrows()])
 
 
+def latex_table(table: pd.DataFrame) -> str:
+    """The table as LaTeX (booktabs rules, ± as $\\pm$), with a comment saying what it needs."""
+    body = table.to_latex(index=False, escape=True).replace("±", r"$\pm$")
+    return "% spp-sweep report table; needs \\usepackage{booktabs} in the preamble\n" + body
+
+
 def _trials_of(trials: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
     """The finished trials (all seeds) of each method's best configuration."""
     if best.empty:
@@ -127,10 +133,11 @@ def _importance(best_trials: pd.DataFrame, out: Path) -> tuple[Path | None, pd.D
     return figures.importance_densities(long, out), table
 
 
-def _status_lines(trials: pd.DataFrame) -> list[str]:
+def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]:
     counts = trials["status"].value_counts()
-    lines = [f"{len(trials)} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
-                                                   ("finished", "diverged", "errored", "incomplete")) + "."]
+    total = f"{len(trials)} of {planned}" if planned is not None and planned != len(trials) else f"{len(trials)}"
+    lines = [f"{total} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
+                                             ("finished", "diverged", "errored", "incomplete")) + "."]
     for _, row in trials[trials["status"] == "errored"].iterrows():
         lines.append(f"- errored: {row['method']} {config_label(row)} seed {row['seed']}: {row['error']}")
     diverged = trials[trials["status"] == "diverged"]
@@ -155,6 +162,19 @@ def _metric_name(metric: str) -> str:
         return (f"validation {metric[4:].upper()} (a held-out part of each task's training data; the test "
                 "columns were not used to select)")
     return f"test {metric.upper()} (no validation split was held out)"
+
+
+def _planned_trials(root: Path) -> int | None:
+    """The sweep's planned trial count, from the study.yaml it saved (None for a phase folder or
+    an unreadable file: the report then gives the count alone)."""
+    from spp_sweep.sweep.study import load_study  # parses the saved file only; no Ray, no engine
+
+    if not (root / "study.yaml").exists():
+        return None
+    try:
+        return load_study(root / "study.yaml").planned_trials()
+    except Exception:  # a study written by another version: the count alone is still right
+        return None
 
 
 def _study_metric(root: Path) -> str:

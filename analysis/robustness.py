@@ -5,6 +5,10 @@ run of swept λ values around the best one whose mean ACC stays within ``toleran
 1 point) of it — a λ where any seed diverged never counts. Its width in decades,
 log10(λ_high / λ_low), is the robustness score. It is limited by the grid's resolution:
 compare methods swept over the same λ values.
+
+A method swept with both penalty steps (``penalty_step: [explicit, implicit]`` in its space,
+or fixed in its options) gets one row per step: the explicit step's range is bounded by SGD's
+stability, the implicit one's by the method itself.
 """
 
 from __future__ import annotations
@@ -17,16 +21,31 @@ import pandas as pd
 from .tables import summarize_configs
 
 
+VARIANT = "penalty_step"  # a searched setting that makes a separate curve, not a point on one
+
+
+def swept_over(trials: pd.DataFrame, parameter: str = "lam") -> pd.DataFrame:
+    """The trials of methods whose only searched value is ``parameter`` (besides the penalty step),
+    with ``penalty_step`` filled ("-" for methods without one) so it can group curves."""
+    if parameter not in trials.columns or trials.empty:
+        return trials.iloc[0:0].assign(**{VARIANT: pd.Series(dtype=object)})
+    searched = trials["params"].fillna("").map(lambda p: set(filter(None, str(p).split(","))) - {VARIANT})
+    swept = trials[searched.map(lambda names: names == {parameter})].copy()
+    step = swept[VARIANT] if VARIANT in swept else pd.Series(None, index=swept.index, dtype=object)
+    swept[VARIANT] = step.fillna("-").astype(str)
+    return swept
+
+
 def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: str = "lam",
                       metric: str = "acc") -> pd.DataFrame:
-    """One row per method swept over ``parameter``: best λ, stable range, width in decades
-    (``metric``: ``acc``, or ``val_acc`` where the sweep selects on validation)."""
-    if parameter not in trials.columns:
-        return pd.DataFrame(columns=["method", "best_lam", "best_acc", "stable_low", "stable_high", "decades"])
-    swept = trials[trials["params"] == parameter]  # methods whose only searched value is λ
-    summary = summarize_configs(swept, metric=metric)
+    """One row per method (and penalty step) swept over ``parameter``: best λ, stable range,
+    width in decades (``metric``: ``acc``, or ``val_acc`` where the sweep selects on validation)."""
+    swept = swept_over(trials, parameter)
     rows = []
-    for method, group in summary.groupby("method", sort=False):
+    for (method, step), by_step in swept.groupby(["method", VARIANT], sort=False):
+        group = summarize_configs(by_step.drop(columns=[VARIANT]).assign(params=parameter), metric=metric)
+        if group.empty:
+            continue
         group = group.sort_values(parameter)
         lams = group[parameter].to_numpy(dtype=float)
         # a λ with a diverged seed fails; otherwise its mean ACC over seeds
@@ -42,10 +61,15 @@ def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: 
             high += 1
         diverged = group.loc[group["n_diverged"] > 0, parameter]
         rows.append({
-            "method": method, "best_lam": lams[best], "best_acc": float(acc[best]),
+            "method": method, VARIANT: step, "best_lam": lams[best], "best_acc": float(acc[best]),
             "stable_low": lams[low], "stable_high": lams[high],
             "decades": math.log10(lams[high] / lams[low]) if lams[low] > 0 else math.inf,
             "first_diverged_lam": float(diverged.min()) if len(diverged) else math.nan,
             "n_lams": len(lams),
         })
-    return pd.DataFrame(rows)
+    columns = ["method", VARIANT, "best_lam", "best_acc", "stable_low", "stable_high", "decades",
+               "first_diverged_lam", "n_lams"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if (frame[VARIANT] == "-").all():  # nothing had a penalty step to tell apart: keep the table short
+        frame = frame.drop(columns=[VARIANT])
+    return frame

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from . import __version__
 from .errors import UserError
 
 
@@ -42,12 +43,14 @@ def _int_list(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="spp-sweep", description="Soft Parameter Pruning and its baselines: runs and sweeps.")
+    parser.add_argument("--version", action="version", version=f"spp-sweep {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser(
         "run", help="run one method on one benchmark, task after task",
         description="Train every task of a benchmark in sequence with one method; print the accuracy matrix "
-        "and ACC/BWT/FWT/SMT; write result.json and accuracy_matrix.csv into --out.",
+        "and ACC/BWT/FWT/SMT; write result.json and accuracy_matrix.csv into --out. Exit code 0: finished; "
+        "3: the run diverged (result.json written, metrics null); 2: bad input (nothing written).",
     )
     run.add_argument("--method", default="spp", help="a method from `spp-sweep methods` (default: spp)")
     run.add_argument("--benchmark", default="split_digits", help="a benchmark from `spp-sweep benchmarks` (default: split_digits)")
@@ -75,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a model option, e.g. --model-option dropout=0")
     run.add_argument("--joint-reference", help="result.json of a joint run: its accuracies are m_i of the paper's FWT")
     run.add_argument("--save-importances", action="store_true", help="also write importances.pt (per task, per parameter)")
-    run.add_argument("--out", help="output folder (default: results/METHOD-BENCHMARK-seedS)")
+    run.add_argument("--out", help="output folder (default: results/METHOD-BENCHMARK-seedS); must be new or empty")
+    run.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
     methods = commands.add_parser("methods", help="list the methods", description="List the methods, one line each.")
@@ -135,6 +139,12 @@ def _add_ray_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus-per-trial", type=_positive_float, help="GPU share per trial, e.g. 0.25 (4 per GPU)")
     parser.add_argument("--quiet", action="store_true",
                         help="print the summary only: no Ray Tune tables or boxes, no INFO lines")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="say where TensorBoard finds the sweep (event files are written in every trial folder)")
+    parser.add_argument("--mlflow", metavar="URI", help="also log every trial to MLflow at this tracking URI, e.g. "
+                        "sqlite:///data/mlflow.db or http://host:5000 (pip install 'spp-sweep[mlflow]')")
+    parser.add_argument("--wandb", metavar="PROJECT", help="also log every trial to this Weights & Biases project "
+                        "(pip install 'spp-sweep[wandb]'; WANDB_MODE=offline keeps runs on disk)")
 
 
 def _add_report(commands: Any) -> None:
@@ -166,6 +176,9 @@ def _add_recommend(commands: Any) -> None:
                            help="fraction of each task's training data held out for selection (default 0.2)")
     recommend.add_argument("--curve-points", type=_at_least(int, 0, "a whole number"), default=7,
                            help="λ values of the winner's robustness curve, 0 for none (default 7)")
+    recommend.add_argument("--penalty-step", choices=["explicit", "implicit", "search"], default="explicit",
+                           help="how spp/ewc/si/mas apply their penalty: explicit (in the loss, the paper's), "
+                           "implicit (exact proximal step, stable at any λ) or search (TPE picks; default explicit)")
     recommend.add_argument("--tasks", type=_positive_int, help="split the classes into this many tasks")
     recommend.add_argument("--groups", help="the classes of each task, e.g. 0,1;2,3;4,5")
     recommend.add_argument("--order", choices=["sequential", "random"], help="class order for --tasks")

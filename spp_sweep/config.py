@@ -8,12 +8,36 @@ every value, so a bad configuration fails before any data is loaded or file is w
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .benchmarks import benchmark_option_names, get_spec
+from .benchmarks import get_spec
 from .errors import ConfigError
 from .methods import get_method
+from .models import MODELS
+from .options import Rule, resolve_options
+
+# What an option's type cannot say (spp_sweep/options.py checks the types).
+_WHOLE_POSITIVE: Rule = (lambda v: v >= 1, "a whole number >= 1")
+BENCHMARK_RULES: dict[str, Rule] = {
+    "data_seed": (lambda v: v >= 0, "a whole number >= 0"),
+    "n_tasks": _WHOLE_POSITIVE, "classes_per_task": _WHOLE_POSITIVE, "max_train_per_task": _WHOLE_POSITIVE,
+    "train_per_task": _WHOLE_POSITIVE, "test_per_task": _WHOLE_POSITIVE, "permutations": _WHOLE_POSITIVE,
+    "image_size": _WHOLE_POSITIVE, "workers": (lambda v: v >= 0, "a whole number >= 0"),
+    "test_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
+}
+MODEL_RULES: dict[str, Rule] = {
+    "hidden": (lambda v: len(v) >= 1 and min(v) >= 1, "a list of widths >= 1, e.g. [512, 256]"),
+    "channels": (lambda v: len(v) >= 1 and min(v) >= 1, "a list of channel counts >= 1"),
+    "fc": _WHOLE_POSITIVE, "head_hidden": _WHOLE_POSITIVE,
+    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"), "head_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "init": (lambda v: v in ("normal", "torch"), "normal (N(0, 0.1^2), section 4.1) or torch (PyTorch's default)"),
+}
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -55,12 +79,15 @@ class RunConfig:
         """Fill unset fields from the benchmark's defaults and check every value."""
         spec = get_spec(self.benchmark)
         method_cls = get_method(self.method)
-        unknown = sorted(set(self.benchmark_options) - set(benchmark_option_names(self.benchmark)))
-        if unknown:
-            raise ConfigError(
-                f"benchmark {self.benchmark!r} has no option {', '.join(map(repr, unknown))}; "
-                f"valid options: {', '.join(benchmark_option_names(self.benchmark))}"
-            )
+        # every option in force, defaults included, each type-checked (result.json records them all)
+        benchmark_options = resolve_options(spec.build, self.benchmark_options, f"benchmark {self.benchmark!r}",
+                                            rules=BENCHMARK_RULES)
+        model = self.model or spec.default_model
+        if model not in MODELS:
+            raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+        model_options = resolve_options(
+            MODELS[model], {**(spec.model_defaults if model == spec.default_model else {}), **self.model_options},
+            f"model {model!r}", skip=("input_shape", "head_sizes"), rules=MODEL_RULES)
         method_defaults = {
             k: v for k, v in spec.method_defaults.get(self.method, {}).items() if k in method_cls.options
         }
@@ -70,24 +97,25 @@ class RunConfig:
             batch_size=self.batch_size if self.batch_size is not None else spec.train_defaults["batch_size"],
             lr=self.lr if self.lr is not None else spec.train_defaults["lr"],
             method_options=method_cls.validate_options({**method_defaults, **self.method_options}),
-            model=self.model or spec.default_model,
-            model_options={**(spec.model_defaults if (self.model or spec.default_model) == spec.default_model else {}),
-                           **self.model_options},
+            benchmark_options=benchmark_options,
+            model=model,
+            model_options=model_options,
         )
         config._check_numbers()
+        method_cls.check_training(config.method_options, momentum=config.momentum)
         return config
 
     def _check_numbers(self) -> None:
         checks = [
             ("epochs", self.epochs, lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
             ("batch_size", self.batch_size, lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
-            ("lr", self.lr, lambda v: v > 0, "> 0"),
-            ("lr_decay", self.lr_decay, lambda v: 0 < v <= 1, "in (0, 1]"),
-            ("momentum", self.momentum, lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("lr", self.lr, lambda v: _finite(v) and v > 0, "a finite number > 0"),
+            ("lr_decay", self.lr_decay, lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]"),
+            ("momentum", self.momentum, lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
             ("eval_batch_size", self.eval_batch_size, lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
             ("threads", self.threads, lambda v: v is None or (isinstance(v, int) and v >= 1), "a whole number >= 1"),
             ("seed", self.seed, lambda v: isinstance(v, int) and v >= 0, "a whole number >= 0"),
-            ("validation", self.validation, lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+            ("validation", self.validation, lambda v: _finite(v) and 0 <= v < 1, "a fraction in [0, 1)"),
             ("validation_seed", self.validation_seed, lambda v: isinstance(v, int) and v >= 0, "a whole number >= 0"),
         ]
         for name, value, ok, wanted in checks:

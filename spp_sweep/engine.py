@@ -10,6 +10,7 @@ continues from it and produces exactly the numbers of an uninterrupted run on CP
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
@@ -51,7 +52,7 @@ class RunResult:
     status: str  # "finished" or "diverged"
     seconds: float
     task_names: list[str]
-    diverged_at_task: int | None = None
+    diverged_at_task: int | None = None  # the task (counting from 1, as printed) whose training diverged
     importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
     # The same on the validation split (RunConfig.validation > 0), which sweeps select on.
     validation_matrix: list[list[float]] | None = None
@@ -124,6 +125,7 @@ class Experiment:
         self.seconds = 0.0
         self.status = "running"
         self.diverged_at: int | None = None
+        self.last_loss = math.nan  # mean training loss (with any penalty) of the latest epoch
         self.initial_accuracy = self.evaluate()  # b_i of the standard FWT: the untrained model
         self.initial_val_accuracy = self.evaluate("val") if self.has_validation else []
 
@@ -159,7 +161,7 @@ class Experiment:
             for task in range(self.next_task, self.benchmark.n_tasks):
                 start = time.perf_counter()
                 if not self.train_task(task, bar):
-                    self.status, self.diverged_at = "diverged", task
+                    self.status, self.diverged_at = "diverged", task + 1
                     self.seconds += time.perf_counter() - start
                     break
                 self.rows.append(self.evaluate())
@@ -168,6 +170,11 @@ class Experiment:
                 if self.config.save_importances and self.method.importances() is not None:
                     self.importances.append({k: v.detach().cpu() for k, v in self.method.importances().items()})
                 self.seconds += time.perf_counter() - start
+                if progress and bar is None:  # not a terminal (a log, a pipe): one line per task
+                    print(f"{self.config.method}: task {task + 1}/{self.benchmark.n_tasks} done in "
+                          f"{time.perf_counter() - start:.2f} s, mean loss of its last epoch {self.last_loss:.4g}, "
+                          f"ACC on tasks seen {metrics.running_accuracy(self.rows[task], task):.4f}",
+                          file=sys.stderr, flush=True)
                 if on_task_end is not None:
                     on_task_end(self.report(task), self)
             else:
@@ -199,12 +206,15 @@ class Experiment:
             for group in optimizer.param_groups:
                 group["lr"] = self.config.lr * self.config.lr_decay**epoch  # section 4.1: decayed lr
             running = torch.zeros((), device=self.device)
+            n_batches = 0
             for t, x, y in self._batches(train_on):
                 running += self._step(optimizer, t, x, y)
+                n_batches += 1
+            self.last_loss = running.item() / max(1, n_batches)  # one device sync per epoch, not per step
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(task=task + 1, loss=f"{running.item() / max(1, len(train_on)):.3g}")
-            if not torch.isfinite(running):  # one device sync per epoch, not per step
+                bar.set_postfix(task=task + 1, loss=f"{self.last_loss:.3g}")  # mean over the epoch's batches
+            if not math.isfinite(self.last_loss):
                 finite = False
                 break
         for p in self.model.parameters():
@@ -252,7 +262,7 @@ class Experiment:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        self.method.after_step()
+        self.method.after_step(optimizer.param_groups[0]["lr"])
         return loss.detach()
 
     @torch.no_grad()
@@ -298,11 +308,15 @@ class Experiment:
         )
         if self.status == "diverged":  # a diverged run has no final metrics: NaN, never a partial score
             summary = {k: math.nan for k in summary}
+        if self.config.method == "joint":  # it trains every task at once: transfer "before task i" has no meaning
+            summary["fwt"] = math.nan
         validation = None
         if self.has_validation:
             reference = self.val_rows[-1] if self.config.method == "joint" and self.val_rows else None
             validation = (metrics.summarize(self.val_rows, self.initial_val_accuracy, reference)
                           if self.val_rows and self.status != "diverged" else {k: math.nan for k in summary})
+            if self.config.method == "joint":
+                validation["fwt"] = math.nan
         return RunResult(
             config=self.config.to_dict(),
             accuracy_matrix=[list(r) for r in self.rows],
@@ -364,9 +378,11 @@ def _progress_bar(experiment: Experiment, enabled: bool):
         return None
     from tqdm.auto import tqdm
 
+    if not sys.stderr.isatty():  # a log or a pipe: Experiment.run prints one line per task instead
+        return None
     remaining = experiment.benchmark.n_tasks - experiment.next_task
     return tqdm(total=remaining * experiment.config.epochs, unit="epoch", desc=experiment.config.method,
-                leave=False, disable=None)
+                leave=False)
 
 
 def run_experiment(config: RunConfig, **kwargs: Any) -> RunResult:

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from .benchmarks import BENCHMARKS, benchmark_option_names
 from .config import RunConfig
 from .engine import Experiment, RunResult
 from .errors import ConfigError, DataError
+from .files import atomic_write
 from .methods import METHODS
 
 
@@ -62,50 +64,91 @@ def load_joint_reference(path: str | None) -> list[float] | None:
     return row
 
 
+DIVERGED_EXIT = 3  # the run ended and result.json was written, but training diverged (README "One run")
+QUADRATIC_COST_TASKS = 20  # beyond this many tasks, say why a run takes long (every task is evaluated after every task)
+
+
 def run_command(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     joint = load_joint_reference(args.joint_reference)
     out = Path(args.out or f"results/{config.method}-{config.benchmark}-seed{config.seed}")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a folder; choose another path")
+    check_out(out, args.overwrite)
     experiment = Experiment(config, joint_accuracy=joint)
     if joint is not None and len(joint) != experiment.benchmark.n_tasks:
         raise DataError(f"--joint-reference has {len(joint)} tasks, this benchmark has {experiment.benchmark.n_tasks}")
+    n_tasks = experiment.benchmark.n_tasks
+    if n_tasks > QUADRATIC_COST_TASKS and not args.quiet:
+        print(f"note: {n_tasks} tasks; each is evaluated after every task for the accuracy matrix, so evaluation "
+              f"costs {n_tasks * (n_tasks + 1)} test passes and grows with the square of the task count",
+              file=sys.stderr)
+    make_out(out)
+    if not args.quiet:
+        print(format_config(config), flush=True)
     result = experiment.run(progress=not args.quiet)
     write_result(result, out)
     if not args.quiet:
         print(format_result(result))
+    if result.status == "diverged":
+        print(f"diverged at task {result.diverged_at_task} (training loss not finite); metrics are null",
+              file=sys.stderr)
     print(f"wrote {out / 'result.json'}")
-    return 0
+    return DIVERGED_EXIT if result.status == "diverged" else 0
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that would overwrite an earlier run, or that cannot be a folder, before any work."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder; choose another path")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"--out {out} already holds files (an earlier run?); pass --overwrite to replace them, "
+                          "or choose another --out")
+    parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {parent} is not a writable folder; choose another --out")
+
+
+def make_out(out: Path) -> None:
+    """Create --out (after the data loaded, before training) and prove a file can be written there."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise ConfigError(f"--out {out} cannot be written ({error.strerror or error}); choose another --out") \
+            from None
+
+
+def format_config(config: RunConfig) -> str:
+    """The settings a run uses, resolved (defaults included), so its numbers can be compared."""
+    def mapping(values: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in values.items()) or "-"
+
+    return "\n".join([
+        f"method     {config.method} ({mapping(config.method_options)})",
+        f"benchmark  {config.benchmark} ({mapping(config.benchmark_options)})",
+        f"model      {config.model} ({mapping(config.model_options)})",
+        f"training   epochs/task {config.epochs}, lr {config.lr:g} (decay {config.lr_decay:g}/epoch), batch "
+        f"{config.batch_size}, momentum {config.momentum:g}, seed {config.seed}, device {config.device}"
+        + (f", validation {config.validation:g}" if config.validation else ""),
+    ])
 
 
 def write_result(result: RunResult, out: Path) -> None:
     """result.json, accuracy_matrix.csv (and importances.pt), each written whole or not at all."""
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "result.json", json.dumps(result.to_json(), indent=2).encode())
+    atomic_write(out / "result.json", json.dumps(result.to_json(), indent=2).encode())
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["after_task", *result.task_names])
     for index, row in enumerate(result.accuracy_matrix):
         writer.writerow([index, *row])
-    _atomic_write(out / "accuracy_matrix.csv", table.getvalue().encode())
+    atomic_write(out / "accuracy_matrix.csv", table.getvalue().encode())
     if result.importances:
         import torch
 
         buffer = io.BytesIO()
         torch.save(result.importances, buffer)
-        _atomic_write(out / "importances.pt", buffer.getvalue())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+        atomic_write(out / "importances.pt", buffer.getvalue())
 
 
 def format_result(result: RunResult) -> str:
@@ -120,7 +163,7 @@ def format_result(result: RunResult) -> str:
     fmt = lambda v: "n/a" if v != v else f"{v:+.4f}"  # noqa: E731
     lines.append(
         f"status {result.status}"
-        + (f" at task {result.diverged_at_task + 1}" if result.diverged_at_task is not None else "")
+        + (f" at task {result.diverged_at_task}" if result.diverged_at_task is not None else "")
         + f" | ACC {fmt(m['acc'])} | BWT {fmt(m['bwt'])} | FWT(standard) {fmt(m['fwt'])}"
         + f" | FWT(paper) {fmt(m['fwt_paper'])} | SMT {fmt(m['smt'])} | {result.seconds:.1f}s"
     )

@@ -26,7 +26,8 @@ def mnist_root() -> Path | None:
 def data_root() -> Path:
     root = mnist_root()
     if root is None:
-        pytest.skip("real MNIST not found: set SPP_DATA_ROOT or place it in ../shared/data")
+        pytest.skip("real MNIST not found: set SPP_DATA_ROOT to a folder holding MNIST/raw/*-ubyte "
+                    "(e.g. `spp-sweep run --benchmark split_mnist --data-root DIR --download` once)")
     return root
 
 

@@ -53,6 +53,26 @@ def test_robustness_score_is_the_width_in_decades_around_the_best() -> None:
     assert scores.loc["mas", "stable_high"] == 1 and scores.loc["mas", "first_diverged_lam"] == 10
 
 
+def test_robustness_has_a_row_per_penalty_step_and_the_figure_draws_both(tmp_path: Path) -> None:
+    rows = []
+    for step, accs in [("explicit", {0.1: 0.95, 1: 0.96, 10: None, 100: None}),
+                       ("implicit", {0.1: 0.95, 1: 0.96, 10: 0.958, 100: 0.957})]:
+        for lam, acc in accs.items():
+            for seed in (0, 1):
+                row = trial("spp", lam, seed, acc if acc is not None else 0.0, "finished" if acc else "diverged")
+                rows.append({**row, "params": "lam,penalty_step", "penalty_step": step})
+    rows += [{**trial("finetune", None, 0, 0.9), "penalty_step": None}]
+    frame = pd.DataFrame(rows)
+    scores = robustness_scores(frame).set_index("penalty_step")
+    assert list(scores["method"]) == ["spp", "spp"]
+    assert scores.loc["explicit", "stable_high"] == 1 and scores.loc["explicit", "first_diverged_lam"] == 10
+    assert scores.loc["implicit", "stable_high"] == 100 and scores.loc["implicit", "decades"] == pytest.approx(3.0)
+    from analysis.figures import lambda_curve
+
+    path = lambda_curve(frame, tmp_path)
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_concentration_by_hand() -> None:
     values = np.array([0.0, 0.0, 0.0, 4.0])  # one parameter holds everything
     result = concentration(values)
@@ -121,3 +141,23 @@ def test_paper_fwt_uses_the_best_joint_configuration_of_the_same_seed() -> None:
     assert result.loc["s", "fwt_paper"] == pytest.approx(0.05)
     assert result.loc["j1", "fwt_paper"] == pytest.approx(0.0)
     assert result.loc["s", "fwt_reference"] == "joint, same seed"
+
+
+def test_a_report_of_a_sweep_whose_every_trial_diverged(tmp_path: Path, ray_local) -> None:
+    """Every λ diverges with the explicit step at lr 0.1: the report lists them, draws the
+    figure with their diverged strip, and says how many of the planned trials there are."""
+    study = parse_study({"name": "dead", "benchmark": "split_digits", "fixed": {"epochs": 3},
+                         "methods": {"spp": {"space": {"lam": [1000, 10000]}}}, "seeds": 1,
+                         "resources": {"cpu": 1}, "storage": str(tmp_path)})
+    outcome = run_sweep(study, SweepOptions(verbose=0))
+    report = write_report(outcome.root, Path(outcome.root) / "report")
+    text = report.read_text()
+    assert "2 trials: 0 finished, 2 diverged" in text and "spp: lam=1000, lam=10000 (2 trials)" in text
+    assert (report.parent / "lambda_robustness.png").exists()
+    tex = (report.parent / "best_configs.tex").read_text()
+    assert tex.startswith("% ") and "booktabs" in tex.splitlines()[0] and "±" not in tex
+    # a half-finished sweep says how many of its planned trials it holds
+    import shutil
+
+    shutil.rmtree(sorted(Path(outcome.root, "grid").glob("spp_*"))[0])
+    assert "1 of 2 trials:" in write_report(outcome.root, Path(outcome.root) / "report").read_text()

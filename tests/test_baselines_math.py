@@ -80,7 +80,7 @@ def test_si_path_integral_by_hand(tiny):
         w.grad = grad
         with torch.no_grad():
             w.add_(delta)
-        si.after_step()
+        si.after_step(0.1)
     path = -(0.2 * -0.05) - (-0.1 * 0.02)  # Zenke eq. 3: omega = -sum g * dw
     total = -0.05 + 0.02
     torch.testing.assert_close(w.detach() - start, torch.full_like(w, total))  # the task's whole displacement
@@ -105,7 +105,7 @@ def test_si_removes_the_penalty_gradient_from_the_path_integral(tiny):
     w.grad = task_grad + 2 * 2.0 * 3.0 * 0.1  # what backward() gives: task + penalty gradient
     with torch.no_grad():
         w.add_(-0.01)
-    si.after_step()
+    si.after_step(0.1)
     torch.testing.assert_close(si._path[0], torch.full_like(w, -0.4 * -0.01))
 
 
@@ -143,6 +143,21 @@ def test_linear_fast_path_equals_vmap_per_sample_gradients():
     x = torch.randn(9, 6, dtype=torch.float64)
     fast = per_sample_square_sums(model, 1, _sample_entropies, x)
     slow = [g.square().sum(0) for g in per_sample_gradients(model, 1, lambda z, _: entropy(z), x)]
+    assert len(fast) == 4
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b)
+
+
+def test_linear_abs_fast_path_equals_vmap_per_sample_gradients():
+    """MAS's sum_i |g_i| as |delta|^T |a| (one matmul) against torch.func's per-sample gradients."""
+    from spp_sweep.methods.gradients import per_sample_abs_sums, per_sample_gradients
+    from spp_sweep.models.mlp import mlp
+
+    torch.manual_seed(0)
+    model = mlp((6,), [3, 4], hidden=(5, 4), dropout=0.0).double().eval()
+    x = torch.randn(9, 6, dtype=torch.float64)
+    fast = per_sample_abs_sums(model, 1, lambda z: z.square().sum(-1), x)
+    slow = [g.abs().sum(0) for g in per_sample_gradients(model, 1, lambda z, _: z.square().sum(), x)]
     assert len(fast) == 4
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b)

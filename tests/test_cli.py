@@ -73,6 +73,13 @@ def _cli(*args, tmp_path):
         (["run", "--benchmark", "split_mnist", "--data-root", "nowhere"], "MNIST not found"),
         (["run", "--device", "cuda"], "no CUDA GPU; use --device cpu"),
         (["run", "--epochs", "many"], "invalid int value"),
+        (["run", "--benchmark-option", "data_seed=abc"], "data_seed='abc' is invalid; it must be a whole number"),
+        (["run", "--lam", "inf"], "lam=inf must be a finite number"),
+        (["run", "--lr", "inf"], "lr=inf is invalid"),
+        (["run", "--lr", "nan"], "lr=nan is invalid"),
+        (["run", "--hidden", "0"], "widths >= 1"),
+        (["run", "--model-option", "dropout=1.5"], "dropout=1.5 is invalid"),
+        (["run", "-o", "penalty_step=implicit", "--momentum", "0.9"], "momentum"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, expected):
@@ -101,3 +108,63 @@ def test_split_mnist_short_run(tmp_path, data_root):
     assert code == 0
     result = json.loads((out / "result.json").read_text())
     assert result["metrics"]["acc"] > 0.85  # 2 epochs on 2000 samples per task already separate digit pairs
+
+
+def test_an_unwritable_or_used_out_folder_is_refused_before_training(tmp_path):
+    for out, expected in [("/proc/spp-sweep-test", "cannot be written"), ("/sys/spp-sweep-test", "cannot be written")]:
+        completed = _cli("run", "--out", out, tmp_path=tmp_path)
+        assert completed.returncode == 2 and expected in completed.stderr, completed.stderr
+        assert completed.stderr.count("\n") == 1 and "after T1" not in completed.stdout  # nothing trained
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "result.json").write_text("{}")
+    completed = _cli("run", "--out", "used", tmp_path=tmp_path)
+    assert completed.returncode == 2 and "--overwrite" in completed.stderr
+    assert (used / "result.json").read_text() == "{}"
+    completed = _cli("run", "--out", "used", "--overwrite", "--epochs", "1", "--quiet", tmp_path=tmp_path)
+    assert completed.returncode == 0 and json.loads((used / "result.json").read_text())["status"] == "finished"
+
+
+def test_run_prints_its_resolved_settings_and_a_line_per_task_in_a_log(tmp_path):
+    completed = _cli("run", "--method", "ewc", "--epochs", "2", "--out", "out", tmp_path=tmp_path)
+    assert completed.returncode == 0
+    first = completed.stdout.splitlines()[:4]
+    assert first[0].startswith("method     ewc (lam=100.0") and "penalty_step=explicit" in first[0]
+    assert first[1].startswith("benchmark  split_digits (data_seed=0")
+    assert first[2] == "model      mlp (hidden=(64, 32), dropout=0.0, init=normal)"
+    assert "epochs/task 2, lr 0.1" in first[3]
+    # stderr is a pipe here, not a terminal: one line per task instead of a progress bar
+    lines = [line for line in completed.stderr.splitlines() if " done in " in line]
+    assert [line.split(":")[1].split()[1] for line in lines] == ["1/5", "2/5", "3/5", "4/5", "5/5"]
+    loss = float(lines[0].split("mean loss of its last epoch ")[1].split(",")[0])
+    assert 0 < loss < 1.5  # a mean over batches of a two-class cross-entropy, not their sum
+    config = json.loads((tmp_path / "out" / "result.json").read_text())["config"]
+    assert config["model_options"] == {"hidden": [64, 32], "dropout": 0.0, "init": "normal"}
+    assert config["benchmark_options"]["test_fraction"] == 0.3  # every setting in force, defaults included
+
+
+def test_a_diverged_run_says_so_in_every_mode_and_counts_tasks_from_one(tmp_path):
+    completed = _cli("run", "--lr", "1e6", "--lr-decay", "1", "--epochs", "2", "--quiet", "--out", "out",
+                     tmp_path=tmp_path)
+    assert completed.returncode == 3
+    assert "diverged at task 1" in completed.stderr
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["status"] == "diverged" and result["diverged_at_task"] == 1
+
+
+def test_files_follow_the_umask(tmp_path):
+    previous = os.umask(0o002)
+    try:
+        assert main(["run", "--epochs", "1", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out" / "result.json").stat().st_mode & 0o777 == 0o664
+    assert (tmp_path / "out" / "accuracy_matrix.csv").stat().st_mode & 0o777 == 0o664
+
+
+def test_joint_has_no_standard_fwt_and_version_is_printed(tmp_path):
+    assert main(["run", "--method", "joint", "--epochs", "1", "--out", str(tmp_path / "j"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "j" / "result.json").read_text())["metrics"]
+    assert metrics["fwt"] is None and metrics["acc"] is not None
+    completed = _cli("--version", tmp_path=tmp_path)
+    assert completed.returncode == 0 and completed.stdout.startswith("spp-sweep 0.")

@@ -84,3 +84,30 @@ def test_recommend_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
     helped = run("--help")
     assert helped.returncode == 0 and "--budget" in helped.stdout and "validation" in helped.stdout
+
+
+def test_recommend_penalty_step_fixed_searched_and_carried_into_follow_up_studies() -> None:
+    from spp_sweep.errors import UserError
+    from spp_sweep.sweep.recommend import curve_study, recommended_study, search_study
+
+    searched = search_study(RecommendOptions(data="split_digits", methods=("spp", "lwf"), penalty_step="search"), "s")
+    spp, lwf = searched.methods
+    assert spp.space["penalty_step"].values == ("explicit", "implicit") and "penalty_step" not in lwf.space
+    fixed = search_study(RecommendOptions(data="split_digits", methods=("ewc", "lwf"), penalty_step="implicit"), "s")
+    assert fixed.methods[0].options == {"penalty_step": "implicit"} and fixed.methods[1].options == {}
+    # a winner whose step was fixed (options) or searched (params): the curve and the recommended
+    # study keep it as a method option, never as a run setting
+    winner = {"method": "ewc", "params": {"lam": 30.0, "lr": 0.05}, "val_acc_mean": 0.9}
+    curve = curve_study(fixed, winner, points=3, seeds=1)
+    assert curve.methods[0].options == {"penalty_step": "implicit"} and curve.fixed["lr"] == 0.05
+    winner = {"method": "spp", "params": {"lam": 30.0, "lr": 0.05, "penalty_step": "implicit"}, "val_acc_mean": 0.9}
+    assert curve_study(searched, winner, points=3, seeds=1).methods[0].options == {"penalty_step": "implicit"}
+    recommended = parse_study(recommended_study(searched, winner, "mine", 2))
+    assert recommended.methods[0].options == {"penalty_step": "implicit", "lam": 30.0}
+    try:  # the implicit step is plain SGD's: momentum is refused before any trial
+        search_study(RecommendOptions(data="split_digits", methods=("spp",), penalty_step="implicit",
+                                      settings=(("momentum", 0.9),)), "s")
+    except UserError as error:
+        assert "momentum" in str(error)
+    else:
+        raise AssertionError("momentum with the implicit step was accepted")

@@ -59,10 +59,15 @@ def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Pa
     assert set(trials["status"]) == {"finished"}, trials[["status", "error"]].to_string()
     for trial_path in trials["path"]:
         tasks = trained_tasks(Path(trial_path))
+        last = read_reports(Path(trial_path))[-1]
         # no task of any trial trained twice (a task whose report the killed driver never logged
-        # but whose checkpoint it wrote is not retrained, so its line may be missing)
-        assert tasks == sorted(set(tasks)) and tasks[-1] == 5, (trial_path, tasks)
-        assert len(read_reports(Path(trial_path))[-1]["accuracy_matrix"]) == 5
+        # but whose checkpoint it wrote is not retrained, so its line may be missing); the last
+        # task was reached: trained here, or trained before the kill and its finished result
+        # replayed from the checkpoint (grid phases snapshot Ray's state every few seconds, so a
+        # trial that finished just before the kill is restored as running and replays)
+        reached = tasks + ([last["task"]] if last.get("replayed") and last.get("status") == "finished" else [])
+        assert tasks == sorted(set(tasks)) and reached[-1] == 5, (trial_path, tasks)
+        assert len(last["accuracy_matrix"]) == 5
     assert "best configuration per method" in resumed.stdout
     chatter = resumed.stdout + resumed.stderr  # --quiet: no Tune boxes, no INFO lines from Ray or Optuna
     assert "Configuration for experiment" not in chatter and " INFO " not in chatter and "[I " not in chatter

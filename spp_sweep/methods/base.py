@@ -6,15 +6,18 @@ The engine calls, for each task t of the sequence::
     trainable_parameters(t)       what the optimiser may change (SGD-F: heads only after task 0)
     before_task(view)             snapshot what the method needs (LwF's old model, SI's start)
     penalty(step)                 extra loss term added to every mini-batch's task loss
-    after_step()                  after each optimiser step (SI's path integral)
+    after_step(lr)                after each optimiser step, with the step size it used
+                                  (the implicit penalty step, then SI's path integral)
     after_task(view)              update state from the finished task (importances, anchors)
 
-plus ``state_dict``/``load_state_dict`` so a checkpoint taken between tasks continues
+plus ``check_training`` (refuse optimiser settings a method's options cannot work with, before
+any data is loaded) and ``state_dict``/``load_state_dict`` so a checkpoint taken between tasks continues
 exactly. A method is one short file that overrides only the hooks it needs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -43,6 +46,8 @@ class Option:
             raise ConfigError(f"{method} option {name}={value!r} must be a {kind.__name__}") from None
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{method} option {name}={value!r}; choose one of: {', '.join(self.choices)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{method} option {name}={value!r} must be a finite number")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and self.minimum is not None:
             if value != value or (value <= self.minimum if self.exclusive_minimum else value < self.minimum):
                 bound = f"> {self.minimum}" if self.exclusive_minimum else f">= {self.minimum}"
@@ -106,6 +111,10 @@ class Method:
             merged[name] = cls.options[name].check(cls.name, name, value)
         return merged
 
+    @classmethod
+    def check_training(cls, hparams: Mapping[str, Any], *, momentum: float) -> None:
+        """Raise ConfigError if validated options ``hparams`` cannot run with these optimiser settings."""
+
     # -- hooks -------------------------------------------------------------------------
     def tasks_to_train(self, task: int, n_tasks: int) -> list[int]:
         return [task]
@@ -119,8 +128,8 @@ class Method:
     def penalty(self, step: Step) -> torch.Tensor | None:
         return None
 
-    def after_step(self) -> None:
-        pass
+    def after_step(self, lr: float) -> None:
+        """After each optimiser step; ``lr`` is the step size it used (the decayed learning rate)."""
 
     def after_task(self, view: TaskView) -> None:
         pass

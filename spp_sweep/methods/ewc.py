@@ -26,6 +26,7 @@ class EWC(QuadraticPenaltyMethod):
         "fisher": Option("true", "true: expectation over the model's predictions; empirical: at the labels",
                          choices=("true", "empirical")),
         "fisher_batch_size": Option(100, "mini-batch size of the Fisher pass", 0, True),
+        **QuadraticPenaltyMethod.options,
     }
 
     def task_importance(self, view: TaskView) -> list[torch.Tensor]:

@@ -57,11 +57,34 @@ def per_sample_square_sums(
     sample_objectives: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
 ) -> list[torch.Tensor] | None:
-    """sum_i (d l_i / d w)^2 for every shared parameter, where l = sample_objectives(logits) has
-    one entry per sample, without materialising per-sample gradients.
+    """sum_i (d l_i / d w)^2 for every shared parameter (see :func:`per_sample_linear_sums`)."""
+    return per_sample_linear_sums(model, head, sample_objectives, x, torch.square)
+
+
+def per_sample_abs_sums(
+    model: ContinualModel,
+    head: int,
+    sample_objectives: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+) -> list[torch.Tensor] | None:
+    """sum_i |d l_i / d w| for every shared parameter (see :func:`per_sample_linear_sums`)."""
+    return per_sample_linear_sums(model, head, sample_objectives, x, torch.abs)
+
+
+def per_sample_linear_sums(
+    model: ContinualModel,
+    head: int,
+    sample_objectives: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    magnitude: Callable[[torch.Tensor], torch.Tensor],
+) -> list[torch.Tensor] | None:
+    """sum_i m(d l_i / d w) for every shared parameter, m = square or abs, where
+    l = sample_objectives(logits) has one entry per sample, without materialising per-sample
+    gradients.
 
     For a Linear layer the per-sample weight gradient is delta_i a_i^T (delta: gradient at the
-    layer's output, a: its input), so sum_i (delta_i a_i^T)^2 = (delta^2)^T (a^2): one matmul.
+    layer's output, a: its input), and m(u v) = m(u) m(v) for both magnitudes, so
+    sum_i m(delta_i a_i^T) = m(delta)^T m(a): one matmul (bias: sum_i m(delta_i)).
     Exact when every shared parameter sits in an nn.Linear fed (batch, features) inputs and no
     layer mixes samples; returns None otherwise, and callers fall back to per_sample_gradients.
     """
@@ -79,10 +102,10 @@ def per_sample_square_sums(
     if any(m not in seen or seen[m][0].dim() != 2 for m in linears):
         return None
     deltas = torch.autograd.grad(sample_objectives(logits).sum(), [seen[m][1] for m in linears])
-    squares: dict[int, torch.Tensor] = {}
+    sums: dict[int, torch.Tensor] = {}
     for module, delta in zip(linears, deltas):
-        d2, a2 = delta.square(), seen[module][0].detach().square()
-        squares[id(module.weight)] = d2.T @ a2
+        d, a = magnitude(delta), magnitude(seen[module][0].detach())
+        sums[id(module.weight)] = d.T @ a
         if module.bias is not None:
-            squares[id(module.bias)] = d2.sum(0)
-    return [squares[id(p)] for p in model.shared_parameters()]
+            sums[id(module.bias)] = d.sum(0)
+    return [sums[id(p)] for p in model.shared_parameters()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .base import Option, TaskView
-from .gradients import minibatches, per_sample_gradients
+from .gradients import minibatches, per_sample_abs_sums, per_sample_gradients
 from .quadratic import QuadraticPenaltyMethod
 
 
@@ -20,6 +20,7 @@ class MAS(QuadraticPenaltyMethod):
     options = {
         "lam": Option(1.0, "penalty strength lambda of MAS eq. 3"),
         "importance_batch_size": Option(100, "mini-batch size of the importance pass", 0, True),
+        **QuadraticPenaltyMethod.options,
     }
 
     def task_importance(self, view: TaskView) -> list[torch.Tensor]:
@@ -27,8 +28,13 @@ class MAS(QuadraticPenaltyMethod):
         self.model.eval()
         total = [torch.zeros_like(p) for p in self.model.shared_parameters()]
         for batch in minibatches(len(view.x), self.hparams["importance_batch_size"]):
-            grads = per_sample_gradients(self.model, view.head, lambda logits, _: logits.square().sum(), view.x[batch])
-            for acc, g in zip(total, grads):
-                acc += g.abs().sum(0)
+            x = view.x[batch]
+            # sum_i |g_i|: one matmul per Linear layer (gradients.py), else vectorised per-sample gradients
+            sums = per_sample_abs_sums(self.model, view.head, lambda logits: logits.square().sum(-1), x)
+            if sums is None:
+                grads = per_sample_gradients(self.model, view.head, lambda logits, _: logits.square().sum(), x)
+                sums = [g.abs().sum(0) for g in grads]
+            for acc, g in zip(total, sums):
+                acc += g
         self.model.train(was_training)
         return [acc / len(view.x) for acc in total]

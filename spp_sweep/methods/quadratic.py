@@ -3,6 +3,20 @@
 After each task the method measures a per-parameter importance ``omega_t``; importances are
 accumulated (SPP eq. 4) and new training pays ``scale * lam * sum_k Omega_k (w_k - w*_k)^2``
 (SPP eq. 5). Subclasses only say how ``omega_t`` is measured.
+
+How the penalty acts is the option ``penalty_step``:
+
+* ``explicit`` (the paper's): the penalty is added to each mini-batch's loss, so SGD takes a
+  gradient step on it. That step, ``w -= lr * 2 s lam Omega (w - w*)``, overshoots the anchor
+  once ``lr * 2 s lam Omega > 2`` and the run diverges: at large lam the limit is the
+  optimiser's, not the method's.
+* ``implicit``: SGD steps on the task loss alone, then the penalty is applied as its exact
+  proximal map with the same step size ``lr``: the minimiser of
+  ``||w - v||^2 / (2 lr) + s lam Omega (w - w*)^2`` is ``(v + c w*) / (1 + c)`` with
+  ``c = 2 lr s lam Omega``. It moves ``w`` towards ``w*`` by a fraction ``c / (1 + c) < 1``, so it
+  is stable for every lam, and it agrees with the explicit step to first order in ``c``.
+  Defined for plain SGD only (momentum 0): with momentum the velocity would carry the task
+  gradient but not the penalty, which is no longer a proximal method of a known objective.
 """
 
 from __future__ import annotations
@@ -11,12 +25,24 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
-from .base import Method, Step, TaskView
+from ..errors import ConfigError
+from .base import Method, Option, Step, TaskView
+
+PENALTY_STEPS = ("explicit", "implicit")
 
 
 class QuadraticPenaltyMethod(Method):
     """Accumulated importance ``omega`` and anchor ``anchor`` over the shared parameters."""
 
+    # Every subclass lists these after its own options: ``options = {..., **QuadraticPenaltyMethod.options}``.
+    options = {
+        "penalty_step": Option(
+            "explicit",
+            "explicit: penalty added to the loss (paper); implicit: exact proximal step after each SGD step, "
+            "stable at any lam (plain SGD only)",
+            choices=PENALTY_STEPS,
+        ),
+    }
     penalty_scale: ClassVar[float] = 1.0
     # False: the anchor is the parameters after the latest task (SPP, MAS, SI).
     # True: the importance-weighted mean of each task's parameters, which makes one
@@ -28,6 +54,17 @@ class QuadraticPenaltyMethod(Method):
         self.omega: list[torch.Tensor] | None = None
         self.anchor: list[torch.Tensor] | None = None
         self.last_importance: list[torch.Tensor] | None = None
+
+    @classmethod
+    def check_training(cls, hparams, *, momentum: float) -> None:
+        if hparams.get("penalty_step") == "implicit" and momentum != 0:
+            raise ConfigError(
+                f"{cls.name}: penalty_step=implicit is the exact proximal step of plain SGD and is not defined "
+                f"with momentum={momentum:g}; set momentum to 0 or use penalty_step=explicit")
+
+    @property
+    def implicit(self) -> bool:
+        return self.hparams["penalty_step"] == "implicit"
 
     def task_importance(self, view: TaskView) -> list[torch.Tensor]:
         """omega_t for the task just learned, one tensor per shared parameter."""
@@ -51,12 +88,26 @@ class QuadraticPenaltyMethod(Method):
 
     def penalty(self, step: Step) -> torch.Tensor | None:
         lam = self.hparams["lam"]
-        if self.omega is None or lam == 0:
+        if self.omega is None or lam == 0 or self.implicit:
             return None
         total = sum(
             (o * (p - a).square()).sum() for o, p, a in zip(self.omega, self.model.shared_parameters(), self.anchor)
         )
         return (self.penalty_scale * lam) * total  # SPP eq. 5: lam * sum_k Omega_k (w_k - w*_k)^2
+
+    @torch.no_grad()
+    def after_step(self, lr: float) -> None:
+        """The implicit penalty step (module docstring); nothing with the explicit one."""
+        lam = self.hparams["lam"]
+        if not self.implicit or self.omega is None or lam == 0:
+            return
+        rate = 2.0 * lr * self.penalty_scale * lam
+        for p, o, a in zip(self.model.shared_parameters(), self.omega, self.anchor):
+            if p.requires_grad:  # only what the optimiser may change
+                c = rate * o
+                # proximal map of eq. 5's penalty: w <- (w + c w*) / (1 + c), c = 2 lr s lam Omega,
+                # written w* + (w - w*) / (1 + c): a contraction towards the anchor, finite for any c
+                p.sub_(a).div_(c + 1.0).add_(a)
 
     def importances(self) -> dict[str, torch.Tensor] | None:
         if self.last_importance is None:

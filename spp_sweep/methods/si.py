@@ -1,7 +1,8 @@
 """Synaptic Intelligence (Zenke et al. 2017).
 
 While training task t: omega_k += -g_k * (delta w_k) per optimiser step (Zenke eq. 3), with g the
-gradient of the task loss alone (the penalty's analytic gradient is removed, as in the authors' code).
+gradient of the task loss alone (the penalty's analytic gradient is removed, as in the authors' code;
+with penalty_step=implicit the gradient holds no penalty, and delta w includes the proximal step).
 After the task: Omega_k += omega_k / (Delta_k^2 + xi), Delta_k the total change over the task
 (Zenke eq. 5). Penalty c * sum_k Omega_k (w_k - w*_k)^2 (Zenke eq. 4), c exposed as ``lam``.
 Checkpoints are taken between tasks, after the path integral was folded into Omega, so the
@@ -24,6 +25,7 @@ class SI(QuadraticPenaltyMethod):
     options = {
         "lam": Option(1.0, "penalty strength c of Zenke eq. 4"),
         "xi": Option(0.1, "damping xi of Zenke eq. 5", 0.0, True),
+        **QuadraticPenaltyMethod.options,
     }
 
     def __init__(self, model, **options: Any):
@@ -39,13 +41,14 @@ class SI(QuadraticPenaltyMethod):
         self._path = [torch.zeros_like(p) for p in params]
 
     @torch.no_grad()
-    def after_step(self) -> None:
+    def after_step(self, lr: float) -> None:
+        super().after_step(lr)  # the implicit penalty step first: delta w is the whole step
         params = self.model.shared_parameters()
         lam = self.hparams["lam"]
         for index, (p, previous, path) in enumerate(zip(params, self._previous, self._path)):
             if p.grad is not None:
                 grad = p.grad
-                if self.omega is not None and lam > 0:  # remove d/dw of the penalty at the pre-step point
+                if self.omega is not None and lam > 0 and not self.implicit:  # remove d/dw of the penalty at the pre-step point
                     grad = grad - 2.0 * lam * self.omega[index] * (previous - self.anchor[index])
                 path -= grad * (p - previous)  # Zenke eq. 3: omega += -g * dw
             previous.copy_(p)

@@ -53,6 +53,7 @@ class SPP(QuadraticPenaltyMethod):
         ),
         "importance_batch_size": Option(100, "mini-batch size of the importance pass (authors: 100)", 0, True),
         "beta": Option(0.0, "sharpening: omega <- softmax(beta*omega) per tensor (authors' code used 3); 0 = off"),
+        **QuadraticPenaltyMethod.options,
     }
 
     def task_importance(self, view: TaskView) -> list[torch.Tensor]:

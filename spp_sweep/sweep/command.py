@@ -19,7 +19,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, num_samples=args.num_samples, data_root=args.data_root,
         settings=tuple(args.set),
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else 1, trackers=trackers_from(args),
     )
     outcome = run_sweep(study, options)
     print(f"\nsweep {outcome.study.name}: phases {', '.join(outcome.phases)}")
@@ -34,6 +34,12 @@ def sweep_command(args: argparse.Namespace) -> int:
         report = write_report(outcome.root, Path(outcome.root) / "report")
         print(f"report:  {report}")
     return 0
+
+
+def trackers_from(args: argparse.Namespace) -> "Trackers":
+    from .trackers import Trackers
+
+    return Trackers(tensorboard=args.tensorboard, mlflow=args.mlflow, wandb=args.wandb)
 
 
 def best_summary(root: str, metric: str) -> str:
@@ -75,10 +81,11 @@ def recommend_command(args: argparse.Namespace) -> int:
             benchmark_options[key] = value
     options = RecommendOptions(
         data=args.data, methods=args.methods or DEFAULT_METHODS, budget=args.budget, seeds=args.seeds,
-        validation=args.validation, curve_points=args.curve_points,
+        validation=args.validation, curve_points=args.curve_points, penalty_step=args.penalty_step,
         benchmark_options=tuple(benchmark_options.items()), settings=tuple(args.set), storage=args.storage,
         name=args.name, resume=args.resume, address=args.address, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, verbose=0 if args.quiet else 1,
+        trackers=trackers_from(args),
     )
     report = recommend(options)
     print(f"\n{report.read_text().split(chr(10) + '## Ranking')[0].strip()}")

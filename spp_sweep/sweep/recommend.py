@@ -28,7 +28,7 @@ import numpy as np
 from ..benchmarks import BENCHMARKS
 from ..errors import ConfigError, UserError
 from ..methods import METHODS
-from .study import Study, parse_study
+from .study import RUN_KEYS, Study, parse_study
 
 DEFAULT_METHODS = ("spp", "ewc", "si", "mas", "lwf", "finetune")
 # Search ranges of each method's strength: wide, on a log scale (the λ study shows where
@@ -36,6 +36,7 @@ DEFAULT_METHODS = ("spp", "ewc", "si", "mas", "lwf", "finetune")
 STRENGTH_RANGES = {"spp": (0.01, 100.0), "ewc": (0.1, 1e4), "si": (0.01, 100.0), "mas": (0.01, 100.0),
                    "lwf": (0.01, 10.0)}
 LR_RANGE = (1e-3, 0.3)
+PENALTY_STEPS = ("explicit", "implicit", "search")  # --penalty-step: fixed, or searched by TPE beside λ and lr
 CURVE_DECADES = 2.0  # the robustness curve spans the best strength / 100 .. x 100
 NOT_CONTINUAL = ("joint",)  # an upper bound to compare with, never a recommendation
 
@@ -48,6 +49,9 @@ class RecommendOptions:
     seeds: int = 3
     validation: float = 0.2
     curve_points: int = 7
+    # explicit (paper) / implicit (proximal, stable at any λ) / search (a TPE dimension) for the
+    # quadratic-penalty methods (spp, ewc, si, mas); ignored by the others
+    penalty_step: str = "explicit"
     benchmark_options: tuple[tuple[str, Any], ...] = ()  # groups, n_tasks, permutations, image_size...
     settings: tuple[tuple[str, Any], ...] = ()  # run settings for every trial (epochs, model...)
     storage: str = "results/recommend"
@@ -58,6 +62,7 @@ class RecommendOptions:
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     verbose: int = 1
+    trackers: Any = None  # trackers.Trackers: TensorBoard / MLflow / W&B for both sweeps
 
 
 def benchmark_for(data: str) -> tuple[str, dict[str, Any]]:
@@ -88,13 +93,21 @@ def search_study(options: RecommendOptions, name: str) -> Study:
         raise ConfigError("--budget and --seeds must be >= 1 and --curve-points >= 0")
     if not 0 < options.validation < 1:
         raise ConfigError(f"--validation {options.validation:g} is invalid; give a fraction in (0, 1) such as 0.2")
+    if options.penalty_step not in PENALTY_STEPS:
+        raise ConfigError(f"--penalty-step {options.penalty_step!r}; choose one of: {', '.join(PENALTY_STEPS)}")
     benchmark, benchmark_options = benchmark_for(options.data)
     methods = {}
     for method in options.methods:
         space: dict[str, Any] = {"lr": {"loguniform": list(LR_RANGE)}}
+        method_options: dict[str, Any] = {}
         if method in STRENGTH_RANGES:
             space["lam"] = {"loguniform": list(STRENGTH_RANGES[method])}
-        methods[method] = {"space": space}
+        if "penalty_step" in METHODS[method].options:
+            if options.penalty_step == "search":
+                space["penalty_step"] = {"choice": ["explicit", "implicit"]}
+            else:
+                method_options["penalty_step"] = options.penalty_step
+        methods[method] = {"space": space, "options": method_options}
     data = {
         "name": name, "description": f"spp-sweep recommend {options.data}",
         "benchmark": benchmark, "benchmark_options": {**benchmark_options, **dict(options.benchmark_options)},
@@ -116,9 +129,11 @@ def curve_study(search: Study, winner: dict[str, Any], points: int, seeds: int) 
         return None
     best = float(winner["params"]["lam"])
     lams = sorted({float(f"{best * 10 ** e:.4g}") for e in np.linspace(-CURVE_DECADES, CURVE_DECADES, points)})
-    fixed = {**search.fixed, **{k: v for k, v in winner["params"].items() if k != "lam"}}
+    others = {k: v for k, v in winner["params"].items() if k != "lam"}
+    fixed = {**search.fixed, **{k: v for k, v in others.items() if k in RUN_KEYS}}
+    options = {**_method_options(search, winner["method"]), **{k: v for k, v in others.items() if k not in RUN_KEYS}}
     data = {**search.to_dict(), "name": "curve", "fixed": fixed,
-            "methods": {winner["method"]: {"space": {"lam": lams}}},
+            "methods": {winner["method"]: {"options": options, "space": {"lam": lams}}},
             "search": {"sampler": "grid", "seed": 0, "num_samples": 1, "metric": "val_acc"},
             "seeds": seeds}
     data.pop("final", None)
@@ -140,7 +155,8 @@ def recommend(options: RecommendOptions) -> Path:
     if options.resume and not Path(home, "search", "study.yaml").exists():
         raise ConfigError(f"--resume: no recommendation at {home}; run it without --resume first")
     sweep_options = SweepOptions(address=options.address, storage=home, resume=options.resume,
-                                 max_concurrent=options.max_concurrent, verbose=options.verbose)
+                                 max_concurrent=options.max_concurrent, verbose=options.verbose,
+                                 **({"trackers": options.trackers} if options.trackers is not None else {}))
     run_sweep(study, dataclasses.replace(sweep_options, name="search"))
     ranking = rank_methods(f"{home}/search")
     winner = next((row for row in ranking if row["method"] not in NOT_CONTINUAL), None)
@@ -168,24 +184,35 @@ def rank_methods(search_root: str) -> list[dict[str, Any]]:
     best = best_configs(final, metric="val_acc").sort_values("rank_value", ascending=False, kind="mergesort")
     rows = []
     for _, row in best.iterrows():
-        names = [n for n in final.loc[final["method"] == row["method"], "params"].iloc[0].split(",") if n]
-        rows.append({**{k: _plain(v) for k, v in row.items()}, "params": params_of(row, names)})
+        of_method = final[final["method"] == row["method"]]
+        names = [n for n in of_method["params"].iloc[0].split(",") if n]
+        params = params_of(row, names)
+        steps = of_method["penalty_step"].dropna().unique() if "penalty_step" in of_method else []
+        if "penalty_step" not in params and len(steps) == 1:  # fixed, not searched: still part of the choice
+            params["penalty_step"] = str(steps[0])
+        rows.append({**{k: _plain(v) for k, v in row.items()}, "params": params})
     return rows
 
 
 def recommended_study(search: Study, winner: dict[str, Any], name: str, seeds: int) -> dict[str, Any]:
     """A study file that re-runs the recommended configuration over ``seeds`` seeds."""
-    run_keys = {"lr", "epochs", "batch_size", "momentum", "lr_decay"}
+    run_keys = set(RUN_KEYS)
     params = winner["params"]
     return {
         "name": f"{name}_{winner['method']}",
         "description": f"recommended by spp-sweep recommend (validation ACC {winner['val_acc_mean']:.4f})",
         "benchmark": search.benchmark, "benchmark_options": dict(search.benchmark_options),
         "fixed": {**search.fixed, **{k: v for k, v in params.items() if k in run_keys}},
-        "methods": {winner["method"]: {"options": {k: v for k, v in params.items() if k not in run_keys}}},
+        "methods": {winner["method"]: {"options": {**_method_options(search, winner["method"]),
+                                                   **{k: v for k, v in params.items() if k not in run_keys}}}},
         "search": {"sampler": "grid", "metric": "val_acc"},
         "seeds": seeds, "resources": {"cpu": search.cpu, "gpu": search.gpu},
     }
+
+
+def _method_options(study: Study, method: str) -> dict[str, Any]:
+    """The options a study fixed for ``method`` (e.g. penalty_step), to carry into follow-up studies."""
+    return next((dict(m.options) for m in study.methods if m.method == method), {})
 
 
 def _default_name(data: str) -> str:

@@ -105,8 +105,7 @@ def abandon(path: str) -> None:
     from analysis.load import read_reports
 
     folder = Path(path)
-    target = folder / f".abandoned-{len(list(folder.glob('.abandoned-*'))) + 1}"
-    target.mkdir()
+    target = _next_aside(folder)
     moved = 0
     for item in list(folder.iterdir()):
         if item.name.startswith("."):
@@ -119,6 +118,39 @@ def abandon(path: str) -> None:
     sys.stderr.write(f"spp-sweep: Ray Tune's saved state in {path} is unreadable (the driver was killed while "
                      f"writing it); moved it and {moved} unfinished trial(s) to {target.name}/ and continuing "
                      "from the trial folders\n")
+
+
+def set_aside_strays(path: str, owned: set[str]) -> int:
+    """Move trial folders the restored experiment does not own, and that never ended, into
+    ``.abandoned-N``; returns how many. ``owned``: the folder names of the experiment's trials.
+
+    Grid phases snapshot Ray Tune's state every few seconds, not after every event (runner.py),
+    so a driver killed after a trial started but before the next snapshot restores an
+    experiment without that trial. Its folder holds params.json and maybe checkpoints; set
+    aside, its point runs in the phase's ``-rest`` experiment and continues from the newest of
+    those checkpoints (:func:`resumable`), so no task is trained twice.
+    """
+    import shutil
+
+    from analysis.load import read_reports
+
+    folder = Path(path)
+    strays = [item for item in sorted(folder.iterdir()) if item.is_dir() and not item.name.startswith(".")
+              and (item / "params.json").exists() and item.name not in owned
+              and not _ended(read_reports(item)) and not (item / "error.txt").exists()]
+    if strays:
+        target = _next_aside(folder)
+        for item in strays:
+            shutil.move(str(item), str(target / item.name))
+        sys.stderr.write(f"spp-sweep: {len(strays)} trial(s) in {path} were started after Ray Tune's last "
+                         f"snapshot; moved to {target.name}/ and continuing them from their checkpoints\n")
+    return len(strays)
+
+
+def _next_aside(folder: Path) -> Path:
+    target = folder / f".abandoned-{len(list(folder.glob('.abandoned-*'))) + 1}"
+    target.mkdir()
+    return target
 
 
 def done_trials(path: str) -> list[tuple[dict[str, Any], float]]:

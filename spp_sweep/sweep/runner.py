@@ -28,13 +28,23 @@ import yaml
 
 from ..errors import ConfigError, UserError
 from .connection import connect
-from .recovery import abandon, done_trials, missing_points, resumable, saved_state
+from .recovery import abandon, done_trials, missing_points, resumable, saved_state, set_aside_strays
 from .study import MethodSearch, Study, parse_study
+from .trackers import Trackers
 
 STUDY_COPY = "study.yaml"
-# Snapshot the experiment state after every event (default: every 10 s or more), so a killed
-# driver loses no finished trial; the state of a sweep is small, so this costs milliseconds.
-os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+# How often Ray Tune snapshots an experiment's state (TUNE_GLOBAL_CHECKPOINT_S, read when a
+# phase starts). The snapshot serialises every trial of the phase (~26 KB each), so taking it
+# after every event costs O(trials^2): 414 trials of the main job wrote 10.8 MB after each of
+# ~2,500 events and the sweep took 9:15 instead of 3:47 (README "Speed"). Grid phases therefore
+# use Ray's own "auto" period (>= 10 s, at most ~5% of the time): a stale snapshot loses nothing
+# there, since recovery.py runs points without a trial and a trial that finished after the
+# snapshot replays its result instead of training again, and Ray still forces a snapshot before
+# it deletes a checkpoint the last one may name (CheckpointConfig.num_to_keep). Optuna phases are
+# small and their searcher state must not go stale, so they snapshot after every event.
+# A value the user exported wins for both.
+_USER_SNAPSHOT_PERIOD = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")
+GRID_SNAPSHOT_PERIOD, OPTUNA_SNAPSHOT_PERIOD = "auto", "0"
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # frequent snapshots are intended
 # Ray Tune deletes a trial's older checkpoints as soon as a new one registers, while the
 # experiment snapshot on storage may still name the older one (it is synced asynchronously).
@@ -62,6 +72,7 @@ class SweepOptions:
     data_root: str | None = None
     settings: tuple[tuple[str, Any], ...] = ()  # --set KEY=VALUE: run settings added to the study's `fixed`
     verbose: int = 1
+    trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B (trackers.py)
 
 
 @dataclass
@@ -137,27 +148,36 @@ def run_sweep(study: Study, options: SweepOptions = SweepOptions(),
         return _run_phases(study, options, extra_config)
 
 
+# Loggers whose lines say nothing a sweep's user can act on: Ray's note that token
+# authentication is on (quiet only), and the ResultGrid's "Failed to fetch metrics ...
+# FileNotFoundError" for trials with no progress file yet, printed on resume and Ctrl+C (always:
+# the sweep reads results from the trial folders, never from those dataframes).
+_QUIET_ONLY = ("ray._private.authentication.authentication_token_setup",)
+_ALWAYS_SILENT = ("ray.tune.analysis.experiment_analysis",)
+
+
 @contextlib.contextmanager
 def _library_output(quiet: bool) -> Iterator[None]:
-    """With --quiet, Ray's and Optuna's INFO lines and Tune's per-experiment box stay unprinted.
+    """Tune's legacy console reporter for the sweep's duration, and quieter libraries.
 
-    Tune's new console reporter prints its configuration box whatever ``verbose`` says; its
-    legacy reporter, chosen by RAY_AIR_NEW_OUTPUT=0, prints nothing at ``verbose=0``.
+    Tune's new console output prints a configuration box for every trial's start and end
+    (9,281 lines for the main job); its legacy reporter, chosen by RAY_AIR_NEW_OUTPUT=0, prints
+    the compact progress table of :func:`_progress_reporter` at ``verbose=1`` and nothing at
+    ``verbose=0``. With --quiet, Ray's and Optuna's INFO lines are left out too.
     """
-    if not quiet:
-        yield
-        return
     import logging
 
     import optuna
 
-    loggers = [logging.getLogger(name) for name in ("ray", "ray.tune", "ray.train")]
+    names = ("ray", "ray.tune", "ray.train", *_QUIET_ONLY) if quiet else ()
+    loggers = [logging.getLogger(name) for name in (*names, *_ALWAYS_SILENT)]
     levels = [logger.level for logger in loggers]
     optuna_level, reporter = optuna.logging.get_verbosity(), os.environ.get("RAY_AIR_NEW_OUTPUT")
     try:
         for logger in loggers:
-            logger.setLevel(logging.WARNING)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+            logger.setLevel(logging.ERROR if logger.name in (*_QUIET_ONLY, *_ALWAYS_SILENT) else logging.WARNING)
+        if quiet:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
         yield
     finally:
@@ -173,6 +193,7 @@ def _library_output(quiet: bool) -> Iterator[None]:
 def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any] | None) -> SweepOutcome:
     """run_sweep's body: check, connect, then each phase in order."""
     study = prepare_study(study, options)
+    options.trackers.check()
     if options.address is None:
         check_data(study)
     connect(options.address, quiet=options.verbose == 0)
@@ -180,6 +201,8 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     root = sweep_root(study)
     if not options.resume:
         _write_text(f"{root}/{STUDY_COPY}", yaml.safe_dump(study.to_dict(), sort_keys=False))
+    if options.trackers.tensorboard and options.verbose:
+        print(f"TensorBoard: tensorboard --logdir {root}  (one run per trial; step = task)", flush=True)
     extra = dict(extra_config or {})
     phases: list[str] = []
     grid_methods = [m for m in study.methods if not study.searched_by_optuna(m)]
@@ -311,16 +334,44 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
                 reuse_actors=True, trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_name,
             ),
             run_config=tune.RunConfig(
-                name=phase, storage_path=root, verbose=options.verbose,
+                name=phase, storage_path=root, verbose=options.verbose, progress_reporter=_progress_reporter(study),
                 failure_config=tune.FailureConfig(max_failures=study.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+                callbacks=options.trackers.callbacks(study.name, phase),
             ),
         )
+    if _USER_SNAPSHOT_PERIOD is None:
+        os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = GRID_SNAPSHOT_PERIOD if searcher is None else OPTUNA_SNAPSHOT_PERIOD
     results, interrupted = _fit(tuner)
     unfinished = len(results) - results.num_terminated - results.num_errors
     if interrupted or unfinished > 0:  # Ray Tune stopped on Ctrl+C: do not start the next phase
         raise SweepInterrupted(f"the sweep stopped in phase {phase} before every trial ended; "
                                "continue it with --resume")
+    if searcher is None and "://" not in root:  # grid: trials started after the last snapshot
+        set_aside_strays(path, {Path(result.path).name for result in results})
+
+
+REPORT_EVERY_S = 30  # how often the progress table is printed (Ray's default is every 5 s)
+
+
+def _progress_reporter(study: Study) -> Any:
+    """Ray Tune's progress as one short table every 30 s: counts by status, the running trials
+    and their task and ACC so far, the best one (what to watch, not a log of every trial)."""
+    from ray import tune
+
+    class CompactReporter(tune.CLIReporter):
+        """Its last table is as short as the others (Ray's lists every trial); the sweep's summary follows."""
+
+        def report(self, trials: Any, done: bool, *sys_info: str) -> None:
+            super().report(trials, False, *sys_info)
+
+    searched = sorted({key for method in study.methods for key in method.space})
+    return CompactReporter(
+        parameter_columns={"trial/method": "method", **{f"trial/params/{k}": k for k in searched},
+                           "trial/seed": "seed"},
+        metric_columns={"task": "task", "running_acc": "ACC so far"},
+        max_progress_rows=8, max_error_rows=5, max_report_frequency=REPORT_EVERY_S, print_intermediate_tables=True,
+    )
 
 
 def _interrupt_sentinel(signum: int, frame: Any) -> None:

@@ -100,6 +100,14 @@ class Study:
         finite = all(d.is_grid for d in method.space.values())
         return not finite or len(method.grid_points()) > self.num_samples
 
+    def planned_trials(self) -> int:
+        """How many trials the whole sweep runs: grid points x seeds, each Optuna method's budget,
+        and each method's best configuration over the final seeds."""
+        total = 0
+        for method in self.methods:
+            total += self.num_samples if self.searched_by_optuna(method) else len(method.grid_points()) * len(self.seeds)
+        return total + len(self.methods) * len(self.final_seeds)
+
     def study_part(self) -> dict[str, Any]:
         """What every trial of the study shares (goes into each trial's config as ``study``)."""
         return {"benchmark": self.benchmark, "benchmark_options": dict(self.benchmark_options),

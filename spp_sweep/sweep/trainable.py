@@ -174,5 +174,8 @@ def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | 
                           for name, tensor in per_task.items()}
                 np.savez_compressed(folder_path / IMPORTANCES_FILE, **arrays)
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        where = {"node_id": node, "threads": experiment.config.threads, "device": experiment.config.device}
+        where = {"node_id": node, "threads": experiment.config.threads, "device": experiment.config.device,
+                 # how the quadratic penalty acted (explicit / implicit; None for other methods): a
+                 # study may fix it in a method's options, and every table must still name it
+                 "penalty_step": experiment.config.method_options.get("penalty_step")}
         tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))

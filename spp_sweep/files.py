@@ -1,0 +1,38 @@
+"""Files written whole or not at all, with the permissions the user's umask asks for.
+
+``tempfile`` creates files 0600 and folders 0700 (private, so nobody reads a half-written
+file); once complete, they get the mode an ordinary ``open``/``mkdir`` would have given them,
+so colleagues on shared storage can read the results. Standard library only: the analysis
+package uses it too.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def umask() -> int:
+    """The process's umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish(path: Path, folder: bool = False) -> None:
+    """Give a finished temporary file (0666) or folder (0777) the mode the umask allows."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it, then rename it into place."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        publish(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
