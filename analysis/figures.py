@@ -60,9 +60,9 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
 
     Reads like the paper's figure with what a reviewer needs beside it: y-limits come from the
     points where every seed finished; a point where some seeds diverged is hollow (its mean is
-    over the survivors, "k/n" in the strip below, and no line passes through it); λ values where every seed diverged sit in
-    the strip under each panel, never among the data; fine-tuning (and joint, on ACC) are the
-    dotted reference lines. ``panels`` (column, title) replaces the three panels.
+    over the survivors, "k/n" in the strip below, and no line passes through it); λ values where
+    every seed diverged sit in the strip under each panel, never among the data; fine-tuning (and
+    joint, on ACC) are the dotted reference lines. ``panels`` (column, title) replaces the three.
     """
     from .robustness import VARIANT, swept_over
 

@@ -53,3 +53,25 @@ def ray_local():
         # address=local: a new instance even where a `ray start` cluster runs on this machine
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
+
+
+def resumed_after_second_task(config):
+    """Run ``config`` with a checkpoint (through torch.save) after task 2, then a fresh
+    Experiment loaded from it run to the end: what a restarted trial does. Returns its result."""
+    import io
+
+    from spp_sweep.engine import Experiment
+
+    checkpoints = []
+
+    def keep_after_second_task(report, experiment):
+        if report.task == 1:
+            buffer = io.BytesIO()
+            torch.save(experiment.state_dict(), buffer)
+            checkpoints.append(buffer.getvalue())
+
+    Experiment(config).run(on_task_end=keep_after_second_task)
+    resumed = Experiment(config)
+    resumed.load_state_dict(torch.load(io.BytesIO(checkpoints[0]), weights_only=False))
+    assert resumed.next_task == 2
+    return resumed.run()

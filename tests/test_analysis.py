@@ -150,7 +150,14 @@ def test_a_report_of_a_sweep_whose_every_trial_diverged(tmp_path: Path, ray_loca
                          "methods": {"spp": {"space": {"lam": [1000, 10000]}}}, "seeds": 1,
                          "resources": {"cpu": 1}, "storage": str(tmp_path)})
     outcome = run_sweep(study, SweepOptions(verbose=0))
-    report = write_report(outcome.root, Path(outcome.root) / "report")
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        report = write_report(outcome.root, Path(outcome.root) / "report")
+    finally:
+        os.umask(previous)
+    assert report.parent.stat().st_mode & 0o777 == 0o755  # colleagues can read it (not mkdtemp's 0700)
     text = report.read_text()
     assert "2 trials: 0 finished, 2 diverged" in text and "spp: lam=1000, lam=10000 (2 trials)" in text
     assert (report.parent / "lambda_robustness.png").exists()

@@ -168,3 +168,9 @@ def test_joint_has_no_standard_fwt_and_version_is_printed(tmp_path):
     assert metrics["fwt"] is None and metrics["acc"] is not None
     completed = _cli("--version", tmp_path=tmp_path)
     assert completed.returncode == 0 and completed.stdout.startswith("spp-sweep 0.")
+
+
+def test_many_tasks_say_why_the_run_is_slow(tmp_path):
+    completed = _cli("run", "--benchmark", "permuted_digits", "--n-tasks", "21", "--epochs", "1",
+                     "--max-train-per-task", "20", "--method", "finetune", "--out", "out", tmp_path=tmp_path)
+    assert completed.returncode == 0 and "21 tasks" in completed.stderr and "square" in completed.stderr

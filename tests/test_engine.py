@@ -1,6 +1,5 @@
 """The sequential loop: determinism, checkpoint round-trip, divergence, frozen layers, heads."""
 
-import io
 import math
 
 import pytest
@@ -8,6 +7,8 @@ import torch
 
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment
+
+from .conftest import resumed_after_second_task
 
 FAST = dict(benchmark="split_digits", epochs=5)
 
@@ -24,20 +25,7 @@ def test_same_seed_same_matrix():
 def test_checkpoint_round_trip_continues_identically(method):
     config = RunConfig(method=method, model_options={"dropout": 0.3}, **FAST)  # dropout: RNG state matters
     uninterrupted = Experiment(config).run()
-
-    checkpoints = []
-
-    def keep_after_second_task(report, experiment):
-        if report.task == 1:
-            buffer = io.BytesIO()
-            torch.save(experiment.state_dict(), buffer)
-            checkpoints.append(buffer.getvalue())
-
-    Experiment(config).run(on_task_end=keep_after_second_task)
-    resumed = Experiment(config)
-    resumed.load_state_dict(torch.load(io.BytesIO(checkpoints[0]), weights_only=False))
-    assert resumed.next_task == 2
-    result = resumed.run()
+    result = resumed_after_second_task(config)
     assert result.accuracy_matrix == uninterrupted.accuracy_matrix
     assert result.metrics == uninterrupted.metrics
 

@@ -4,8 +4,6 @@ Hand computations on the tiny linear model, first-order agreement with the expli
 stability where the explicit step diverges, and checkpoint continuity.
 """
 
-import io
-
 import numpy as np
 import pytest
 import torch
@@ -18,6 +16,8 @@ from spp_sweep.methods.ewc import EWC
 from spp_sweep.methods.mas import MAS
 from spp_sweep.methods.si import SI
 from spp_sweep.methods.spp import SPP
+
+from .conftest import resumed_after_second_task
 
 # Each method's own factor in front of lam * sum Omega (w - w*)^2, written out independently of
 # the code: SPP eq. 5, MAS eq. 3, Zenke eq. 4 have 1; Kirkpatrick eq. 3 has 1/2.
@@ -149,17 +149,6 @@ def test_implicit_step_at_small_lambda_tracks_the_explicit_run():
 def test_checkpoint_round_trip_with_the_implicit_step(method):
     config = RunConfig(method=method, method_options={"lam": 300.0, "penalty_step": "implicit"}, **FAST)
     uninterrupted = Experiment(config).run()
-    checkpoints = []
-
-    def keep_after_second_task(report, experiment):
-        if report.task == 1:
-            buffer = io.BytesIO()
-            torch.save(experiment.state_dict(), buffer)
-            checkpoints.append(buffer.getvalue())
-
-    Experiment(config).run(on_task_end=keep_after_second_task)
-    resumed = Experiment(config)
-    resumed.load_state_dict(torch.load(io.BytesIO(checkpoints[0]), weights_only=False))
-    result = resumed.run()
+    result = resumed_after_second_task(config)
     assert uninterrupted.status == "finished"
     assert result.accuracy_matrix == uninterrupted.accuracy_matrix

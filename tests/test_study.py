@@ -59,6 +59,20 @@ def test_bad_values_are_caught_by_building_each_methods_run_config() -> None:
         parse_study({"benchmark": "split_digits", "methods": {"spp": {"space": {"lam": {"loguniform": [1, 9]}}}}})
     with pytest.raises(StudyError, match="final.seeds"):
         parse_study({"benchmark": "split_digits", "methods": ["spp"], "seeds": 3, "search": {"sampler": "tpe"}})
+    for fixed, message in [({"lr": float("inf")}, "lr=inf is invalid"),  # --set lr=.inf
+                           ({"model_options": {"hidden": [0]}}, "widths >= 1")]:
+        with pytest.raises(StudyError, match=message):
+            parse_study({"benchmark": "split_digits", "methods": ["spp"], "fixed": fixed})
+    with pytest.raises(StudyError, match="data_seed"):
+        parse_study({"benchmark": "split_digits", "benchmark_options": {"data_seed": "abc"}, "methods": ["spp"]})
+
+
+def test_the_planned_trial_count_of_each_phase() -> None:
+    study = parse_study({"benchmark": "split_digits", "seeds": 1, "final": {"seeds": 3},
+                         "search": {"sampler": "tpe", "num_samples": 5},
+                         "methods": {"spp": {"space": {"lam": {"loguniform": [0.1, 10]}}},  # optuna: 5
+                                     "finetune": {"space": {"lr": [0.1, 0.01]}}}})        # grid: 2 x 1 seed
+    assert study.planned_trials() == 5 + 2 + 2 * 3  # and each method's best over 3 final seeds
 
 
 def test_grid_points_and_run_settings() -> None:

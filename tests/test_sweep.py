@@ -38,8 +38,11 @@ def test_lambda_robustness_study_gives_one_result_per_lambda_and_seed(tmp_path: 
     study = dataclasses.replace(study, methods=(spp,), fixed={"epochs": 1}, storage=str(tmp_path))
     outcome = run_sweep(study, QUIET)
     trials = load_trials(outcome.root)
-    expected = {(float(lam), seed) for lam in spp.space["lam"].values for seed in study.seeds}
-    assert sorted(zip(trials["lam"].astype(float), trials["seed"])) == sorted(expected)  # each exactly once
+    expected = {(float(lam), step, seed) for lam in spp.space["lam"].values
+                for step in spp.space["penalty_step"].values for seed in study.seeds}
+    found = zip(trials["lam"].astype(float), trials["penalty_step"], trials["seed"])
+    assert sorted(found) == sorted(expected)  # each exactly once
+    assert not (trials["status"] == "diverged")[trials["penalty_step"] == "implicit"].any()  # stable at any λ
     assert set(trials["status"]) <= {"finished", "diverged"}
     finished = trials[trials["status"] == "finished"]
     assert len(finished) >= 3 * 9  # the authors' λ set trains fine for one epoch

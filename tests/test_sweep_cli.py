@@ -71,6 +71,7 @@ def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Pa
     assert "best configuration per method" in resumed.stdout
     chatter = resumed.stdout + resumed.stderr  # --quiet: no Tune boxes, no INFO lines from Ray or Optuna
     assert "Configuration for experiment" not in chatter and " INFO " not in chatter and "[I " not in chatter
+    assert "Token authentication" not in chatter and "Failed to fetch metrics" not in chatter
     report = root / "report" / "report.md"
     assert report.exists() and "lambda_robustness.png" in report.read_text()
     assert (root / "report" / "lambda_robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -103,3 +104,19 @@ def test_report_command_on_a_sweep_folder_and_bad_folders(tmp_path: Path) -> Non
     empty = subprocess.run([sys.executable, "-m", "spp_sweep", "report", str(tmp_path)], capture_output=True, text=True)
     assert empty.returncode == 2 and "no Ray Tune trials" in empty.stderr
     assert json.dumps(sorted(os.listdir(tmp_path))) == "[]"  # nothing half-written
+
+
+def test_ray_tunes_progress_is_a_compact_table_and_the_summary_ends_the_log(tmp_path: Path) -> None:
+    study = {"name": "progress", "benchmark": "split_digits", "fixed": {"epochs": 1}, "resources": {"cpu": 1},
+             "methods": {"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}, "finetune": {}}, "storage": str(tmp_path)}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    done = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", str(path), "--no-report"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = done.stdout + done.stderr
+    assert "== Status ==" in log and "Number of trials: 4/4" in log  # Tune's progress, as users expect
+    assert "started with configuration" not in log and "completed after" not in log  # no box per trial
+    assert len(log.splitlines()) < 80
+    tail = done.stdout.rstrip().splitlines()
+    assert tail[-1].startswith("results: ") and any(line.startswith("  spp ") for line in tail[-5:])

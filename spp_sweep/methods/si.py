@@ -48,7 +48,8 @@ class SI(QuadraticPenaltyMethod):
         for index, (p, previous, path) in enumerate(zip(params, self._previous, self._path)):
             if p.grad is not None:
                 grad = p.grad
-                if self.omega is not None and lam > 0 and not self.implicit:  # remove d/dw of the penalty at the pre-step point
+                # remove d/dw of the penalty at the pre-step point (only the explicit step put it in the gradient)
+                if self.omega is not None and lam > 0 and not self.implicit:
                     grad = grad - 2.0 * lam * self.omega[index] * (previous - self.anchor[index])
                 path -= grad * (p - previous)  # Zenke eq. 3: omega += -g * dw
             previous.copy_(p)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .study import load_study
+
+if TYPE_CHECKING:
+    from .trackers import Trackers
 
 
 def sweep_command(args: argparse.Namespace) -> int:

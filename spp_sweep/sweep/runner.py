@@ -360,10 +360,15 @@ def _progress_reporter(study: Study) -> Any:
     from ray import tune
 
     class CompactReporter(tune.CLIReporter):
-        """Its last table is as short as the others (Ray's lists every trial); the sweep's summary follows."""
+        """Its last table is as short as the others (Ray's lists every trial); the sweep's summary
+        follows. No "Current best trial" line: it compares running scores of trials at different
+        tasks, and Ray's version raises where the best trial lacks a column (fine-tuning has no λ)."""
 
         def report(self, trials: Any, done: bool, *sys_info: str) -> None:
             super().report(trials, False, *sys_info)
+
+        def _current_best_trial(self, trials: Any) -> tuple[None, None]:
+            return None, None
 
     searched = sorted({key for method in study.methods for key in method.space})
     return CompactReporter(

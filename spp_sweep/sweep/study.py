@@ -105,7 +105,8 @@ class Study:
         and each method's best configuration over the final seeds."""
         total = 0
         for method in self.methods:
-            total += self.num_samples if self.searched_by_optuna(method) else len(method.grid_points()) * len(self.seeds)
+            searched = self.searched_by_optuna(method)
+            total += self.num_samples if searched else len(method.grid_points()) * len(self.seeds)
         return total + len(self.methods) * len(self.final_seeds)
 
     def study_part(self) -> dict[str, Any]:
