@@ -218,11 +218,7 @@ def test_a_trial_started_after_the_last_snapshot_continues_from_its_checkpoints(
     matrix = read_reports(stray)[-1]["accuracy_matrix"]
     (stray / "result.json").write_text("\n".join((stray / "result.json").read_text().splitlines()[:4]) + "\n")
     shutil.rmtree(sorted(stray.glob("checkpoint_*"))[-1])
-    # a resumed driver is a new Ray session without the killed one's staged copy of the trial's
-    # logs; this test shares one session, so drop that copy (else Ray syncs it back over the cut)
-    session = Path(ray_local._private.worker._global_node.get_session_dir_path())
-    for staged in session.glob(f"artifacts/*/grid/driver_artifacts/{stray.name}"):
-        shutil.rmtree(staged)
+    forget_staged_copy(ray_local, stray)
     for path in grid.glob("experiment_state-*.json"):
         state = json.loads(path.read_text())
         state["trial_data"] = [t for t in state["trial_data"]
@@ -236,3 +232,45 @@ def test_a_trial_started_after_the_last_snapshot_continues_from_its_checkpoints(
     assert after.loc[1, "phase"] == "grid-rest" and fresh_reports(after.loc[1, "path"]) == [5]
     assert read_reports(Path(after.loc[1, "path"]))[-1]["accuracy_matrix"] == matrix
     assert (grid / ".abandoned-1" / stray.name / "params.json").exists()
+
+
+def forget_staged_copy(ray_local, trial: Path) -> None:
+    """A resumed driver is a new Ray session without the killed one's staged copy of a trial's
+    logs; the tests share one session, so drop that copy (else Ray syncs it back over a cut)."""
+    import shutil
+
+    session = Path(ray_local._private.worker._global_node.get_session_dir_path())
+    for staged in session.glob(f"artifacts/*/grid/driver_artifacts/{trial.name}"):
+        shutil.rmtree(staged)
+
+
+def test_a_snapshot_naming_a_deleted_checkpoint_still_restores_the_trial(tmp_path: Path, ray_local) -> None:
+    """Grid snapshots can be older than a trial's two kept checkpoints: the one a snapshot names
+    may be gone. Ray would refuse to restore that trial; it continues from its newest checkpoint."""
+    import shutil
+
+    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}})
+    outcome = run_sweep(study, QUIET)
+    grid = Path(outcome.root) / "grid"
+    before = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
+    cut = Path(before.loc[1, "path"])  # lam 1.0: the snapshot says running, at its final checkpoint
+    matrix = read_reports(cut)[-1]["accuracy_matrix"]
+    (cut / "result.json").write_text("\n".join((cut / "result.json").read_text().splitlines()[:4]) + "\n")
+    named = sorted(cut.glob("checkpoint_*"))[-1]
+    shutil.rmtree(named)  # deleted by Ray after a snapshot that still names it
+    forget_staged_copy(ray_local, cut)
+    for path in grid.glob("experiment_state-*.json"):
+        state = json.loads(path.read_text())
+        for entry in state["trial_data"]:
+            trial_state = json.loads(entry[0])
+            if trial_state["trial_id"] == before.loc[1, "trial_id"]:
+                trial_state["status"] = "RUNNING"
+                entry[0] = json.dumps(trial_state)
+        path.write_text(json.dumps(state))
+
+    run_sweep(study, dataclasses.replace(QUIET, resume=True))
+    after = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
+    assert set(after["status"]) == {"finished"}, after[["status", "error"]].to_string()
+    assert list(after["trial_id"]) == list(before["trial_id"])  # restored in place, nothing rerun
+    assert fresh_reports(after.loc[1, "path"]) == [1, 2, 3, 4, 5]  # 4 before the cut, then task 5 only
+    assert read_reports(Path(after.loc[1, "path"]))[-1]["accuracy_matrix"] == matrix

@@ -147,6 +147,37 @@ def set_aside_strays(path: str, owned: set[str]) -> int:
     return len(strays)
 
 
+def recreate_named_checkpoints(path: str) -> int:
+    """Before a restore: an empty folder for each checkpoint the saved state names but Ray already
+    deleted; returns how many.
+
+    Grid phases snapshot at Ray's own pace (runner.py), and each trial keeps only its two newest
+    checkpoints, so a snapshot can name one deleted since. Ray then refuses to restore that trial
+    ("does not exist on storage anymore") and it ends errored. The trainable never resumes from
+    the named checkpoint anyway, but from the newest readable one in the trial's folder
+    (trainable.newest_first): an empty placeholder, tried last, satisfies Ray and changes nothing.
+    """
+    folder = Path(path)
+    states = sorted(folder.glob("experiment_state-*.json"), key=lambda f: f.stat().st_mtime)
+    try:
+        trials = json.loads(states[-1].read_bytes())["trial_data"] if states else []
+    except (OSError, ValueError, KeyError):
+        return 0
+    made = 0
+    for trial_state, runtime in trials:
+        try:  # the trial's folder, and the checkpoint names in its (pickled, hex-encoded) checkpoint manager
+            trial_folder = folder / json.loads(trial_state)["relative_logdir"]
+            names = {name.decode() for blob in re.findall(r'"value": "([0-9a-f]+)"', runtime) if len(blob) % 2 == 0
+                     for name in re.findall(rb"checkpoint_\d{6}", bytes.fromhex(blob))}
+        except (ValueError, KeyError, TypeError):
+            continue
+        for name in sorted(names):
+            if trial_folder.is_dir() and not (trial_folder / name).exists():
+                (trial_folder / name).mkdir()
+                made += 1
+    return made
+
+
 def _next_aside(folder: Path) -> Path:
     target = folder / f".abandoned-{len(list(folder.glob('.abandoned-*'))) + 1}"
     target.mkdir()

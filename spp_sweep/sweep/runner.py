@@ -28,7 +28,8 @@ import yaml
 
 from ..errors import ConfigError, UserError
 from .connection import connect
-from .recovery import abandon, done_trials, missing_points, resumable, saved_state, set_aside_strays
+from .recovery import (abandon, done_trials, missing_points, recreate_named_checkpoints, resumable, saved_state,
+                       set_aside_strays)
 from .study import MethodSearch, Study, parse_study
 from .trackers import Trackers
 
@@ -312,6 +313,8 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
     if state == "corrupt":
         abandon(path)
     if state == "valid":
+        if "://" not in root:
+            recreate_named_checkpoints(path)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         param_space = space()
