@@ -170,7 +170,8 @@ def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pa
         ax.axis("off")
     fig.tight_layout()
     scale = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="viridis")
-    fig.colorbar(scale, ax=list(axes.flat), shrink=0.8, label="test accuracy (mean over seeds)")
+    fig.colorbar(scale, ax=list(axes.flat)[:len(methods)], shrink=0.8, pad=0.02,
+                 label="test accuracy (mean over seeds)")
     return save(fig, out, "accuracy_matrices")
 
 

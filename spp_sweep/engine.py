@@ -298,9 +298,8 @@ class Experiment:
         )
 
     def result(self) -> RunResult:
-        joint = self.joint_accuracy
-        if self.config.method == "joint" and self.rows:
-            joint = self.rows[-1]
+        reference_run = self.method.learns_all_tasks_at_once
+        joint = self.rows[-1] if reference_run and self.rows else self.joint_accuracy
         summary = (
             metrics.summarize(self.rows, self.initial_accuracy, joint)
             if self.rows
@@ -308,15 +307,14 @@ class Experiment:
         )
         if self.status == "diverged":  # a diverged run has no final metrics: NaN, never a partial score
             summary = {k: math.nan for k in summary}
-        if self.config.method == "joint":  # it trains every task at once: transfer "before task i" has no meaning
-            summary["fwt"] = math.nan
         validation = None
         if self.has_validation:
-            reference = self.val_rows[-1] if self.config.method == "joint" and self.val_rows else None
+            reference = self.val_rows[-1] if reference_run and self.val_rows else None
             validation = (metrics.summarize(self.val_rows, self.initial_val_accuracy, reference)
                           if self.val_rows and self.status != "diverged" else {k: math.nan for k in summary})
-            if self.config.method == "joint":
-                validation["fwt"] = math.nan
+        if reference_run:  # it trains every task at once: transfer "before task i" has no meaning
+            for values in (summary, validation or {}):
+                values["fwt"] = math.nan
         return RunResult(
             config=self.config.to_dict(),
             accuracy_matrix=[list(r) for r in self.rows],

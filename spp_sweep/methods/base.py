@@ -93,6 +93,9 @@ class Method:
     name: ClassVar[str] = "base"
     summary: ClassVar[str] = ""
     single_head: ClassVar[bool] = False
+    # True for a method trained on every task's data at once (joint): its own final accuracies are
+    # the m_i of the paper's FWT (eq. 7), and the standard FWT ("before task i") means nothing for it
+    learns_all_tasks_at_once: ClassVar[bool] = False
     options: ClassVar[dict[str, Option]] = {}
 
     def __init__(self, model: ContinualModel, **options: Any):

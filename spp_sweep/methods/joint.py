@@ -13,6 +13,7 @@ from .base import Method
 class Joint(Method):
     name = "joint"
     summary = "multi-task training on all tasks at once (reference m_i of the paper's FWT)"
+    learns_all_tasks_at_once = True
 
     def tasks_to_train(self, task: int, n_tasks: int) -> list[int]:
         return list(range(n_tasks)) if task == 0 else []

@@ -29,6 +29,7 @@ from ..benchmarks import BENCHMARKS
 from ..errors import ConfigError, UserError
 from ..methods import METHODS
 from .study import RUN_KEYS, Study, parse_study
+from .trackers import Trackers
 
 DEFAULT_METHODS = ("spp", "ewc", "si", "mas", "lwf", "finetune")
 # Search ranges of each method's strength: wide, on a log scale (the λ study shows where
@@ -62,7 +63,7 @@ class RecommendOptions:
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     verbose: int = 1
-    trackers: Any = None  # trackers.Trackers: TensorBoard / MLflow / W&B for both sweeps
+    trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B for both sweeps
 
 
 def benchmark_for(data: str) -> tuple[str, dict[str, Any]]:
@@ -156,7 +157,7 @@ def recommend(options: RecommendOptions) -> Path:
         raise ConfigError(f"--resume: no recommendation at {home}; run it without --resume first")
     sweep_options = SweepOptions(address=options.address, storage=home, resume=options.resume,
                                  max_concurrent=options.max_concurrent, verbose=options.verbose,
-                                 **({"trackers": options.trackers} if options.trackers is not None else {}))
+                                 trackers=options.trackers)
     run_sweep(study, dataclasses.replace(sweep_options, name="search"))
     ranking = rank_methods(f"{home}/search")
     winner = next((row for row in ranking if row["method"] not in NOT_CONTINUAL), None)
@@ -196,15 +197,14 @@ def rank_methods(search_root: str) -> list[dict[str, Any]]:
 
 def recommended_study(search: Study, winner: dict[str, Any], name: str, seeds: int) -> dict[str, Any]:
     """A study file that re-runs the recommended configuration over ``seeds`` seeds."""
-    run_keys = set(RUN_KEYS)
     params = winner["params"]
     return {
         "name": f"{name}_{winner['method']}",
         "description": f"recommended by spp-sweep recommend (validation ACC {winner['val_acc_mean']:.4f})",
         "benchmark": search.benchmark, "benchmark_options": dict(search.benchmark_options),
-        "fixed": {**search.fixed, **{k: v for k, v in params.items() if k in run_keys}},
+        "fixed": {**search.fixed, **{k: v for k, v in params.items() if k in RUN_KEYS}},
         "methods": {winner["method"]: {"options": {**_method_options(search, winner["method"]),
-                                                   **{k: v for k, v in params.items() if k not in run_keys}}}},
+                                                   **{k: v for k, v in params.items() if k not in RUN_KEYS}}}},
         "search": {"sampler": "grid", "metric": "val_acc"},
         "seeds": seeds, "resources": {"cpu": search.cpu, "gpu": search.gpu},
     }

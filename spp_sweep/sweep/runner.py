@@ -39,10 +39,11 @@ STUDY_COPY = "study.yaml"
 # after every event costs O(trials^2): 414 trials of the main job wrote 10.8 MB after each of
 # ~2,500 events and the sweep took 9:15 instead of 3:47 (README "Speed"). Grid phases therefore
 # use Ray's own "auto" period (>= 10 s, at most ~5% of the time): a stale snapshot loses nothing
-# there, since recovery.py runs points without a trial and a trial that finished after the
-# snapshot replays its result instead of training again, and Ray still forces a snapshot before
-# it deletes a checkpoint the last one may name (CheckpointConfig.num_to_keep). Optuna phases are
-# small and their searcher state must not go stale, so they snapshot after every event.
+# there: recovery.py runs points without a trial, continues trials started after the snapshot
+# (set_aside_strays), gives a checkpoint the snapshot names but Ray deleted an empty placeholder
+# (recreate_named_checkpoints), and a trial that finished after the snapshot replays its result
+# instead of training again. Optuna phases are small and their searcher state must not go stale,
+# so they snapshot after every event.
 # A value the user exported wins for both.
 _USER_SNAPSHOT_PERIOD = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")
 GRID_SNAPSHOT_PERIOD, OPTUNA_SNAPSHOT_PERIOD = "auto", "0"
