@@ -211,3 +211,28 @@ def importance_densities(long: pd.DataFrame, out: Path, per_layer: bool = False)
                        col_wrap=3 if per_layer else None, facet_kws={"sharey": False})
     grid.figure.suptitle("importance after the last task (normalised per method)", y=1.03)
     return save(grid.figure, out, "importance_by_layer" if per_layer else "importance")
+
+
+_HYPERPARAMETER_NAMES = {"lam": "λ (strength)", "lr": "learning rate", "penalty_step": "penalty step"}
+
+
+def hyperparameter_importance(table: pd.DataFrame, out: Path, stem: str = "hyperparameter_importance") -> Path | None:
+    """One bar per searched hyperparameter, a panel per method in its colour: fANOVA's share
+    of the score's variance (analysis.selection.hyperparameter_importances). Methods whose
+    importances could not be fitted are left out."""
+    table = table.dropna(subset=["importance"])
+    if table.empty:
+        return None
+    methods = list(dict.fromkeys(table["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods) + 0.8, 2.6), sharex=True, squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        rows = table[table["method"] == method].sort_values("importance")
+        labels = [_HYPERPARAMETER_NAMES.get(n, n) for n in rows["hyperparameter"]]
+        ax.barh(labels, rows["importance"], color=look(method).colour)
+        ax.set_xlim(0, 1)
+        ax.set_title(f"{display_name(method)} ({int(rows['trials'].iloc[0])} trials)", fontsize=10)
+        ax.set_xlabel("importance (fANOVA)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Which hyperparameters matter: share of the score's variance", fontsize=11)
+    fig.tight_layout()
+    return save(fig, out, stem)

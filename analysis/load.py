@@ -93,6 +93,10 @@ def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
         **{m: _number(last.get(m)) if status == "finished" else math.nan for m in METRIC_COLUMNS + VALIDATION_COLUMNS},
         "score": _number(last.get("score")),
         "seconds": _number(last.get("seconds")),
+        # when the trial's last report came (Unix time) and how long its trainable ran: compute spent
+        "ended_at": _number(last.get("timestamp")),
+        "time_total_s": _number(last.get("time_total_s")),
+        "first_tasks": int(study.get("fixed", {}).get("first_tasks") or 0),  # 0: the whole stream
         "node_id": last.get("node_id"),
         "threads": last.get("threads"),
         "device": last.get("device"),

@@ -1,4 +1,6 @@
-"""The report of ``spp-sweep recommend``: the ranking, the winner's λ curve, the config to use.
+"""The report of ``spp-sweep recommend``: the protocol, the ranking with its ties, the winner's
+λ curve and robust choice, the choice on the whole stream, which hyperparameters matter, the
+compute spent, and the config to use.
 
 Reads the two sweeps' result folders (``search/`` and ``curve/``), like every analysis
 module, and writes ``recommendation/`` beside them, replaced whole at the end.
@@ -17,6 +19,8 @@ from . import figures
 from .folders import replace_folder
 from .load import load_trials
 from .robustness import robustness_scores
+from .selection import compute_spent, hyperparameter_importances
+from .style import display_name
 
 
 def ranking_table(ranking: list[dict[str, Any]]) -> pd.DataFrame:
@@ -33,58 +37,243 @@ def ranking_table(ranking: list[dict[str, Any]]) -> pd.DataFrame:
     } for index, row in enumerate(ranking)])
 
 
+PROTOCOL_TEXT = {
+    "end_of_training": "end-of-training selection: every candidate trained on the whole stream and chosen on its "
+                       "final validation ACC (the usual protocol; optimistic, since a learner sees its stream once)",
+    "first_tasks": "first-tasks selection (Lee et al. 2024): candidates trained on the first {tasks} tasks only and "
+                   "chosen on their validation ACC; the choice then runs on the whole stream with its values fixed",
+    "transfer": "transfer selection (Cha & Cho 2024): candidates tuned on {tune_on} and chosen on its validation ACC; "
+                "the chosen values then run on this benchmark unchanged",
+}
+
+
 def write_recommendation(home: str | Path, ranking: list[dict[str, Any]], winner: dict[str, Any],
-                         recommended: dict[str, Any], selected_on: str = "val_acc") -> Path:
+                         recommended: dict[str, Any], selected_on: str = "val_acc",
+                         ties: pd.DataFrame | None = None, robust: dict[str, Any] | None = None,
+                         protocol: dict[str, Any] | None = None, tolerance: float = 0.01) -> Path:
     """Write ``home/recommendation/`` and return its recommendation.md."""
     home = Path(home)
     out = home / "recommendation"
-    replace_folder(out, lambda staging: _write(home, staging, ranking, winner, recommended, selected_on))
+    context = {"ties": ties, "robust": robust, "protocol": protocol or {"protocol": "end_of_training"},
+               "tolerance": tolerance}
+    replace_folder(out, lambda staging: _write(home, staging, ranking, winner, recommended, selected_on, context))
     return out / "recommendation.md"
 
 
 def _write(home: Path, out: Path, ranking: list[dict[str, Any]], winner: dict[str, Any],
-           recommended: dict[str, Any], selected_on: str) -> None:
+           recommended: dict[str, Any], selected_on: str, context: dict[str, Any]) -> None:
+    protocol = context["protocol"]
+    apart = protocol["protocol"] != "end_of_training"
     table = ranking_table(ranking)
+    ties = context["ties"]
+    if ties is not None and len(ties):
+        tied = dict(zip(ties["method"], ties["tied_with_leader"]))
+        table.insert(2, "tied with #1", [("yes" if tied.get(m) else "no") if m in tied else "-" for m in table["method"]])
     table.to_csv(out / "ranking.csv", index=False)
     (out / "ranking.md").write_text(table.to_markdown(index=False) + "\n")
     (out / "recommended.yaml").write_text(
         "# The configuration spp-sweep recommend selected (on validation ACC); run it with\n"
         "#   spp-sweep sweep recommended.yaml\n" + yaml.safe_dump(recommended, sort_keys=False))
-    method, params = winner["method"], winner["params"]
+    method = winner["method"]
+    params = next(iter(recommended["methods"].values()))["options"]
+    params = {**{k: v for k, v in recommended["fixed"].items() if k == "lr"}, **params}
+    where = "the selection data" if apart else "validation"
     lines = [f"# Recommendation for {recommended['benchmark']} "
              f"({', '.join(f'{k}={v}' for k, v in recommended['benchmark_options'].items()) or 'defaults'})", "",
-             f"**Use {method}** with {_config(params)}: validation ACC {winner['val_acc_mean']:.4f} ± "
-             f"{winner['val_acc_std'] or 0.0:.4f} over {winner['n_seeds']} seed{'s' * (winner['n_seeds'] != 1)} "
-             f"(test ACC {_num(winner['acc_mean'])}, "
-             f"test BWT {_num(winner['bwt_mean'])}).", "",
+             f"**Use {_name(method)}** with {_config(params)}. Its search result re-run over "
+             f"{winner['n_seeds']} seed{'s' * (winner['n_seeds'] != 1)}"
+             f"{' on the selection data' if apart else ''}: validation ACC {_num(winner['val_acc_mean'])} ± "
+             f"{winner['val_acc_std'] or 0.0:.4f} (test ACC {_num(winner['acc_mean'])}, test BWT "
+             f"{_num(winner['bwt_mean'])})" + ("; the recommended λ is the robust choice below." if
+                                                context["robust"] is not None else "."), "",
+             f"**Protocol**: {_protocol_text(protocol)}.", "",
              f"Selected on {_selection(selected_on)}. Each method had the same TPE budget over its strength and "
-             "learning rate; its best configuration was then re-run over the seeds below. A diverged seed counts "
-             "as -1 when ranking.", "", "## Ranking", "", table.to_markdown(index=False), ""]
+             f"learning rate; its best configuration was then re-run over the seeds below (on {where}). A diverged "
+             "seed counts as -1 when ranking.", ""]
+    lines += _tie_lines(ties, method)
+    lines += ["## Ranking" + (" (on the selection data)" if apart else ""), "", table.to_markdown(index=False), ""]
+    search = load_trials(home / "search")
+    if apart:
+        lines += _evaluation_lines(home, search, protocol, out)
     curve_root = home / "curve"
     if curve_root.is_dir():
         curve = load_trials(curve_root)
-        search = load_trials(home / "search")
         reference = search[(search["phase"] == "final") & search["method"].isin(["joint", "finetune"])]
         panels = [("val_acc", "validation ACC"), ("acc", "test ACC"), ("bwt", "test BWT")]
         path = figures.lambda_curve(pd.concat([curve, reference], ignore_index=True), out, panels=panels,
                                     stem="lambda_robustness")
-        robust = robustness_scores(curve, metric="val_acc")
+        robust_scores = robustness_scores(curve, metric="val_acc")
         if path is not None:
-            lines += [f"## λ-robustness of {method}", "",
+            lines += [f"## λ-robustness of {_name(method)}" + (" (on the selection data)" if apart else ""), "",
                       f"![λ-robustness of {method}]({path.name}) ([PDF]({path.with_suffix('.pdf').name}))", ""]
-        if len(robust):
-            row = robust.iloc[0]
-            lines += [f"Validation ACC stays within 1 point of its best (λ = {row['best_lam']:.4g}) from "
-                      f"λ = {row['stable_low']:.4g} to {row['stable_high']:.4g}: {row['decades']:.2f} decades "
-                      f"of the {int(row['n_lams'])} values tried"
-                      + (f"; it diverged from λ = {row['first_diverged_lam']:.4g}." if
-                         row["first_diverged_lam"] == row["first_diverged_lam"] else "."), ""]
-            robust.to_csv(out / "robustness.csv", index=False)
+        if len(robust_scores):
+            robust_scores.to_csv(out / "robustness.csv", index=False)
+        lines += _robust_lines(context["robust"], winner, curve, context["tolerance"])
+    lines += _importance_lines(home / "search", search, out)
+    lines += _compute_lines(home, protocol, out)
     lines += ["## Files", "", "- `recommended.yaml`: a study that re-runs the recommendation "
               "(`spp-sweep sweep recommended.yaml`)",
-              "- `ranking.csv` / `ranking.md`: the table above",
+              "- `ranking.csv` / `ranking.md`: the ranking above; `ties.csv`: the tie test",
+              "- `hyperparameter_importance.csv`, `compute.csv`: the tables above",
               "- `../search/report/report.md`: the full report of the method comparison (every trial)", ""]
     (out / "recommendation.md").write_text("\n".join(lines))
+    if ties is not None:
+        ties.to_csv(out / "ties.csv", index=False)
+
+
+def _protocol_text(protocol: dict[str, Any]) -> str:
+    tune_on = protocol.get("tune_on") or {}
+    options = ", ".join(f"{k}={v}" for k, v in (tune_on.get("benchmark_options") or {}).items())
+    return PROTOCOL_TEXT[protocol["protocol"]].format(
+        tasks=protocol.get("tasks"), tune_on=f"{tune_on.get('benchmark')}" + (f" ({options})" if options else ""))
+
+
+def _tie_lines(ties: pd.DataFrame | None, chosen: str) -> list[str]:
+    """Say out loud which methods the seeds cannot tell apart, and why the chosen one."""
+    if ties is None or ties.empty:
+        return []
+    leader = ties.iloc[0]
+    tied = ties[ties["tied_with_leader"]]
+    test = ("Welch's two-sided t-test on the seeds' validation ACC against the leader, level 0.05: a method is "
+            "tied when the test cannot tell its mean from the leader's")
+    if len(tied) == 1:
+        if ties["p_value"].isna().all() and len(ties) > 1:
+            return [f"**Ties**: not tested ({int(leader['seeds'])} seed; the test needs 2 or more).", ""]
+        return [f"**Ties**: none; {_name(leader['method'])} is ahead of every other method ({test}).", ""]
+    names = ", ".join(f"{_name(r['method'])} {r['mean']:.4f} ± {r['std']:.4f}" for _, r in tied.iterrows())
+    reason = ("the leader" if chosen == leader["method"] else
+              "the simplest, cheapest of them: fewest searched hyperparameters, then shortest mean run time")
+    return [f"**Ties**: {names} are tied ({test}). The recommendation is {_name(chosen)}, {reason}. On this data "
+            "the choice among them matters less than the seeds do.", ""]
+
+
+def _robust_lines(robust: dict[str, Any] | None, winner: dict[str, Any], curve: pd.DataFrame,
+                  tolerance: float) -> list[str]:
+    if robust is None:
+        return []
+    table = robust["table"]
+    searched = float(winner["params"].get("lam", math.nan))
+    near = table.iloc[(table["value"] - searched).abs().argsort()[:1]]
+
+    def cell(row: pd.Series) -> str:
+        return f"{row['mean']:.4f} ± {row['std']:.4f} ({int(row['finished'])}/{int(row['seeds'])} seeds)"
+
+    at = {v: table[table["value"] == v].iloc[0] for v in (robust["robust"], robust["argmax"])}
+    rows = [{"λ": "the search's best (TPE, one seed)", "value": f"{searched:.4g}", "validation ACC": cell(near.iloc[0])},
+            {"λ": "best mean over seeds on the curve", "value": f"{robust['argmax']:.4g}",
+             "validation ACC": cell(at[robust['argmax']])},
+            {"λ": "**robust choice (recommended)**", "value": f"{robust['robust']:.4g}",
+             "validation ACC": cell(at[robust['robust']])}]
+    edge = (" The region reaches the end of the curve, so it may extend further; the choice is the centre of what "
+            "was measured." if robust["at_edge"] else "")
+    return [f"**Robust choice**: λ is stable where every seed finished and the mean validation ACC is within "
+            f"{tolerance:g} of the best mean: from λ = {robust['stable_low']:.4g} to {robust['stable_high']:.4g} "
+            f"({robust['decades']:.2f} decades). The recommendation is the grid value nearest that region's centre on "
+            f"the log scale, at the winner's learning rate.{edge}", "",
+            pd.DataFrame(rows).to_markdown(index=False), ""]
+
+
+def _evaluation_lines(home: Path, search: pd.DataFrame, protocol: dict[str, Any], out: Path) -> list[str]:
+    """The chosen values on DATA's whole stream, beside what selection saw; the gap to
+    end-of-training selection when ``reference/`` ran; the robust choice on DATA."""
+    from .tables import summarize_configs
+
+    def summary(trials: pd.DataFrame) -> pd.DataFrame:
+        return summarize_configs(trials, metric="val_acc").set_index("method") if len(trials) else pd.DataFrame()
+
+    selected = summary(search[search["phase"] == "final"])
+    evaluated = summary(search[search["phase"] == "evaluate"])
+    reference = pd.DataFrame()
+    if (home / "reference").is_dir():
+        ref = load_trials(home / "reference")
+        reference = summary(ref[ref["phase"] == "final"])
+    seen = ("the first {} tasks".format(protocol.get("tasks")) if protocol["protocol"] == "first_tasks"
+            else (protocol.get("tune_on") or {}).get("benchmark", "the tuning benchmark"))
+    rows = []
+    for method in evaluated.index:
+        row = {"method": _name(method), "configuration": evaluated.at[method, "config"] or "-",
+               f"val ACC on {seen}": _cell(selected, method, "val_acc"),
+               "val ACC here": _cell(evaluated, method, "val_acc"), "test ACC here": _cell(evaluated, method, "acc"),
+               "test BWT here": _cell(evaluated, method, "bwt")}
+        if protocol["protocol"] == "transfer" and method in selected.index:
+            row["drop (val ACC)"] = f"{selected.at[method, 'val_acc_mean'] - evaluated.at[method, 'val_acc_mean']:+.4f}"
+        if method in reference.index:
+            row["end-of-training choice"] = reference.at[method, "config"] or "-"
+            row["its test ACC"] = _cell(reference, method, "acc")
+            row["gap (test ACC)"] = f"{evaluated.at[method, 'acc_mean'] - reference.at[method, 'acc_mean']:+.4f}"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "evaluation.csv", index=False)
+    lines = ["## The choice on this benchmark's whole stream", "",
+             "Each method's chosen values, fixed, over the same seeds on the data they are meant for (phase "
+             "`evaluate`); what selection saw is beside them." +
+             (" `drop` is the tuning benchmark's validation ACC minus this one's." if protocol["protocol"] == "transfer"
+              else "") +
+             (" The end-of-training columns come from `reference/`, the same search on the whole stream; the gap is "
+              "this protocol's test ACC minus that choice's." if len(reference) else
+              " How far this is from end-of-training selection is measured by `--compare` (it runs that search too)."),
+             "", table.to_markdown(index=False, disable_numparse=True), ""]
+    if (home / "robust").is_dir():
+        robust = summary(load_trials(home / "robust"))
+        for method in robust.index:
+            lines += [f"The robust choice ({robust.at[method, 'config']}) on the whole stream: validation ACC "
+                      f"{_cell(robust, method, 'val_acc')}, test ACC {_cell(robust, method, 'acc')} (`robust/`).", ""]
+    return lines
+
+
+def _importance_lines(search_root: Path, search: pd.DataFrame, out: Path) -> list[str]:
+    importances = hyperparameter_importances(search_root, search)
+    if importances.empty:
+        return []
+    importances.to_csv(out / "hyperparameter_importance.csv", index=False)
+    path = figures.hyperparameter_importance(importances, out)
+    shown = importances.assign(method=importances["method"].map(_name),
+                               importance=importances["importance"].map(lambda v: "n/a" if v != v else f"{v:.2f}"))
+    lines = ["## Which hyperparameters matter", "",
+             "Optuna's fANOVA importance over each method's TPE trials (share of the validation score's variance "
+             "each hyperparameter explains, diverged trials at -1). With a dozen trials read it as a rough "
+             "ordering; a method with one searched hyperparameter gets 1.0 by construction, and n/a means fewer than 3 "
+             "trials or all of them scoring the same.", "",
+             shown.drop(columns=["evaluator"]).to_markdown(index=False), ""]
+    if path is not None:
+        lines += [f"![hyperparameter importance]({path.name})", ""]
+    return lines
+
+
+def _compute_lines(home: Path, protocol: dict[str, Any], out: Path) -> list[str]:
+    """Trials, trial-tasks and time per sweep phase, and the total of the protocol's own sweeps."""
+    rows = []
+    for folder in ("search", "curve", "robust", "reference"):
+        if (home / folder).is_dir():
+            spent = compute_spent(load_trials(home / folder))
+            rows += [{"sweep": folder, **row} for row in spent.to_dict("records")]
+    if not rows:
+        return []
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "compute.csv", index=False)
+    own = table[table["sweep"] != "reference"]
+    shown = table.assign(trial_seconds=table["trial_seconds"].round(1), wall_seconds=table["wall_seconds"].round(1))
+    lines = ["## Compute spent", "",
+             f"This protocol's sweeps trained {int(own['trial_tasks'].sum())} trial-tasks (tasks trained, summed over "
+             f"trials) in {own['trial_seconds'].sum():.0f} s of trial time and {own['wall_seconds'].sum():.0f} s of "
+             "wall time (phases run one after another; wall time includes Ray's start-up of each phase)."]
+    ref = table[table["sweep"] == "reference"]
+    if len(ref):
+        lines[-1] += (f" The end-of-training search it is compared with (`reference/`) trained "
+                      f"{int(ref['trial_tasks'].sum())} trial-tasks in {ref['trial_seconds'].sum():.0f} s of trial time.")
+    lines += ["", shown.to_markdown(index=False), ""]
+    return lines
+
+
+def _cell(summary: pd.DataFrame, method: str, column: str) -> str:
+    if method not in summary.index or f"{column}_mean" not in summary:
+        return "n/a"
+    mean, std = summary.at[method, f"{column}_mean"], summary.at[method, f"{column}_std"]
+    return "n/a" if mean != mean else f"{mean:.4f} ± {(std if std == std else 0.0):.4f}"
+
+
+def _name(method: str) -> str:
+    return display_name(method)
 
 
 def _selection(metric: str) -> str:

@@ -163,8 +163,10 @@ def _add_recommend(commands: Any) -> None:
         "recommend", help="which method, λ and learning rate to use on your own data",
         description="Compare methods on your data with the same TPE budget each (strength and learning rate), "
         "selected on a validation split carved from the training data (the test set takes no part), re-run each "
-        "method's best over --seeds, sweep the winner's λ around its best, and write a ranked report and "
-        "recommended.yaml. Results go to STORAGE/NAME/{search,curve,recommendation}.",
+        "method's best over --seeds, sweep the winner's λ around its best, pick a robust λ from the region that "
+        "stays within --tolerance of the best over seeds, and write a ranked report (ties, hyperparameter "
+        "importances, compute spent) and recommended.yaml. --protocol chooses what selection may see. Results go to "
+        "STORAGE/NAME/{search,curve,robust,reference,recommendation}.",
     )
     recommend.add_argument("data", metavar="DATA", help="an .npz/.pt file (x_train, y_train, x_test, y_test), an "
                            "image folder (one subfolder per class), package.module:function, or a benchmark name")
@@ -179,6 +181,23 @@ def _add_recommend(commands: Any) -> None:
     recommend.add_argument("--penalty-step", choices=["explicit", "implicit", "search"], default="explicit",
                            help="how spp/ewc/si/mas apply their penalty: explicit (in the loss, the paper's), "
                            "implicit (exact proximal step, stable at any λ) or search (TPE picks; default explicit)")
+    recommend.add_argument("--protocol", choices=["end_of_training", "first_tasks", "transfer"],
+                           default="end_of_training",
+                           help="what selection may see: the whole stream at its end (default), the first "
+                           "--first-tasks tasks only, or another benchmark (--tune-on); README 'Choosing "
+                           "hyperparameters' says when to use which")
+    recommend.add_argument("--first-tasks", type=_positive_int, default=2, metavar="K",
+                           help="first_tasks: how many tasks selection sees (default 2; at least 2)")
+    recommend.add_argument("--tune-on", metavar="OTHER", help="transfer: the benchmark to tune on (a file, an image "
+                           "folder or a benchmark name) with the same number of tasks and classes per task as DATA")
+    recommend.add_argument("--tune-on-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                           help="transfer: a benchmark option of OTHER, e.g. n_tasks=5")
+    recommend.add_argument("--compare", action="store_true",
+                           help="first_tasks/transfer: also run the end-of-training search, to measure how far the "
+                           "protocol's choice is from it (costs that search)")
+    recommend.add_argument("--tolerance", type=float, default=0.01,
+                           help="the robust λ: centre of the region within this much validation ACC of the best, "
+                           "every seed finished (default 0.01)")
     recommend.add_argument("--tasks", type=_positive_int, help="split the classes into this many tasks")
     recommend.add_argument("--groups", help="the classes of each task, e.g. 0,1;2,3;4,5")
     recommend.add_argument("--order", choices=["sequential", "random"], help="class order for --tasks")

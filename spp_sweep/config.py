@@ -63,6 +63,10 @@ class RunConfig:
     # is seeded by validation_seed alone, so every trial of a sweep validates on the same samples.
     validation: float = 0.0
     validation_seed: int = 0
+    # Train and evaluate on the first `first_tasks` tasks of the stream only (0: all of them): the
+    # first_tasks selection protocol tunes on this prefix (Lee et al. 2024; README "Choosing
+    # hyperparameters"). The later tasks' data take no part in such a run.
+    first_tasks: int = 0
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
@@ -117,6 +121,8 @@ class RunConfig:
             ("seed", self.seed, lambda v: isinstance(v, int) and v >= 0, "a whole number >= 0"),
             ("validation", self.validation, lambda v: _finite(v) and 0 <= v < 1, "a fraction in [0, 1)"),
             ("validation_seed", self.validation_seed, lambda v: isinstance(v, int) and v >= 0, "a whole number >= 0"),
+            ("first_tasks", self.first_tasks, lambda v: isinstance(v, int) and v >= 0,
+             "a whole number >= 0 (0: every task)"),
         ]
         for name, value, ok, wanted in checks:
             try:

@@ -9,6 +9,7 @@ continues from it and produces exactly the numbers of an uninterrupted run on CP
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -78,6 +79,16 @@ class RunResult:
         }
 
 
+def first_tasks(benchmark: Benchmark, count: int) -> Benchmark:
+    """The stream cut to its first ``count`` tasks (0: whole), before any data is split or moved."""
+    if count == 0:
+        return benchmark
+    if count > benchmark.n_tasks:
+        raise ConfigError(f"first_tasks={count} but {benchmark.name} has {benchmark.n_tasks} tasks; "
+                          f"choose at most {benchmark.n_tasks}")
+    return dataclasses.replace(benchmark, tasks=benchmark.tasks[:count])
+
+
 def select_device(name: str) -> torch.device:
     """The run's device; asking for CUDA where there is none is a user error, not a crash."""
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -102,7 +113,8 @@ class Experiment:
         if self.config.threads is not None:
             torch.set_num_threads(self.config.threads)
         self.joint_accuracy = joint_accuracy
-        benchmark = benchmark or build_benchmark(self.config.benchmark, self.config.benchmark_options)
+        benchmark = first_tasks(benchmark or build_benchmark(self.config.benchmark, self.config.benchmark_options),
+                                self.config.first_tasks)
         if self.config.validation > 0:
             benchmark = with_validation(benchmark, self.config.validation, self.config.validation_seed)
         self.benchmark = benchmark.to(self.device)

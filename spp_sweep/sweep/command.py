@@ -89,7 +89,8 @@ def recommend_command(args: argparse.Namespace) -> int:
         benchmark_options=tuple(benchmark_options.items()), settings=tuple(args.set), storage=args.storage,
         name=args.name, resume=args.resume, address=args.address, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, verbose=0 if args.quiet else 1,
-        trackers=trackers_from(args),
+        trackers=trackers_from(args), protocol=args.protocol, first_tasks=args.first_tasks, tune_on=args.tune_on,
+        tune_on_options=tuple(args.tune_on_option), compare=args.compare, tolerance=args.tolerance,
     )
     report = recommend(options)
     print(f"\n{report.read_text().split(chr(10) + '## Ranking')[0].strip()}")

@@ -4,15 +4,23 @@ Selection never sees the test set: every task holds out a seeded validation part
 training data (``--validation``), and every choice below is made on validation ACC. Test
 metrics are reported beside it, for the chosen configurations only as a reader would.
 
-Two sweeps under ``STORAGE/NAME/``, then the recommendation:
+What selection may look at is the ``--protocol`` (study.PROTOCOLS): the whole stream at its
+end (``end_of_training``), the first ``--first-tasks`` tasks only (``first_tasks``), or another
+benchmark of the same scenario shape (``transfer --tune-on OTHER``). Sweeps under
+``STORAGE/NAME/``, then the recommendation:
 
 * ``search/``: each method searched by TPE over its strength and learning rate with the same
   trial budget (``--budget``), then each method's best configuration re-run over ``--seeds``
-  (phase ``final``): the ranking;
+  (phase ``final``): the ranking, on the data the protocol lets selection see; under
+  first_tasks/transfer also phase ``evaluate``: the same configurations on DATA's whole stream;
 * ``curve/``: the winner's strength on a log grid around its best value (at its best
-  learning rate), ``--seeds`` each: its λ-robustness curve;
-* ``recommendation/``: recommendation.md, ranking.{md,csv}, the curve (PNG, PDF) and
-  ``recommended.yaml``, a study file that re-runs the recommended configuration.
+  learning rate), ``--seeds`` each, on the selection data: its λ-robustness curve and the
+  robust choice (analysis.selection.robust_choice);
+* ``robust/`` (first_tasks/transfer, when the robust value is not the searched one): the robust
+  choice on DATA's whole stream; ``reference/`` (``--compare``): the end-of-training search, to
+  measure how far the protocol's choice is from it;
+* ``recommendation/``: recommendation.md, ranking.{md,csv}, ties, hyperparameter importances,
+  compute spent, the curve (PNG, PDF) and ``recommended.yaml``.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import numpy as np
 from ..benchmarks import BENCHMARKS
 from ..errors import ConfigError, UserError
 from ..methods import METHODS
-from .study import RUN_KEYS, Study, parse_study
+from .study import PROTOCOLS, RUN_KEYS, Study, parse_study
 from .trackers import Trackers
 
 DEFAULT_METHODS = ("spp", "ewc", "si", "mas", "lwf", "finetune")
@@ -64,6 +72,12 @@ class RecommendOptions:
     gpus_per_trial: float | None = None
     verbose: int = 1
     trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B for both sweeps
+    protocol: str = "end_of_training"  # what selection may see (study.PROTOCOLS)
+    first_tasks: int = 2  # first_tasks: the tasks selection sees
+    tune_on: str | None = None  # transfer: the benchmark to tune on (any DATA form)
+    tune_on_options: tuple[tuple[str, Any], ...] = ()  # its benchmark options (n_tasks, groups...)
+    compare: bool = False  # first_tasks/transfer: also run the end-of-training search, to measure the gap
+    tolerance: float = 0.01  # the robust choice's region: within this much validation ACC of the best
 
 
 def benchmark_for(data: str) -> tuple[str, dict[str, Any]]:
@@ -96,6 +110,9 @@ def search_study(options: RecommendOptions, name: str) -> Study:
         raise ConfigError(f"--validation {options.validation:g} is invalid; give a fraction in (0, 1) such as 0.2")
     if options.penalty_step not in PENALTY_STEPS:
         raise ConfigError(f"--penalty-step {options.penalty_step!r}; choose one of: {', '.join(PENALTY_STEPS)}")
+    if not 0 < options.tolerance < 1:
+        raise ConfigError(f"--tolerance {options.tolerance:g} is invalid; give a fraction of ACC such as 0.01")
+    selection = _selection_block(options)
     benchmark, benchmark_options = benchmark_for(options.data)
     methods = {}
     for method in options.methods:
@@ -117,32 +134,68 @@ def search_study(options: RecommendOptions, name: str) -> Study:
         "search": {"sampler": "tpe", "seed": 0, "num_samples": options.budget, "metric": "val_acc"},
         "seeds": [0], "final": {"seeds": options.seeds},
         "resources": {"cpu": options.cpus_per_trial or 1, "gpu": options.gpus_per_trial or 0},
-        "storage": options.storage,
+        "storage": options.storage, "selection": selection,
     }
     if options.max_concurrent:
         data["max_concurrent"] = options.max_concurrent
     return parse_study(data, default_name=name)
 
 
+def _selection_block(options: RecommendOptions) -> dict[str, Any]:
+    """The study's ``selection`` block for ``--protocol`` (checked here, before any sweep)."""
+    if options.protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol {options.protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
+    if options.protocol != "transfer" and options.tune_on is not None:
+        raise ConfigError("--tune-on names the benchmark to tune on for --protocol transfer; add --protocol transfer")
+    if options.protocol == "first_tasks":
+        if options.first_tasks < 2:
+            raise ConfigError(f"--first-tasks {options.first_tasks}: a penalty acts from the second task on, so "
+                              "selection needs at least 2 tasks; give 2 or more")
+        return {"protocol": "first_tasks", "tasks": options.first_tasks}
+    if options.protocol == "transfer":
+        if options.tune_on is None:
+            raise ConfigError("--protocol transfer tunes on another benchmark; give it with --tune-on OTHER "
+                              "(a file, an image folder or a benchmark name)")
+        benchmark, benchmark_options = benchmark_for(options.tune_on)
+        return {"protocol": "transfer", "tune_on": {"benchmark": benchmark, "benchmark_options": {
+            **benchmark_options, **dict(options.tune_on_options)}}}
+    return {"protocol": "end_of_training"}
+
+
 def curve_study(search: Study, winner: dict[str, Any], points: int, seeds: int) -> Study | None:
-    """The winner's strength on a log grid around its best value, at its best learning rate."""
+    """The winner's strength on a log grid around its best value, at its best learning rate, on
+    the data the protocol lets selection see (the robust choice is made from it)."""
     if "lam" not in winner["params"] or points < 2:
         return None
     best = float(winner["params"]["lam"])
     lams = sorted({float(f"{best * 10 ** e:.4g}") for e in np.linspace(-CURVE_DECADES, CURVE_DECADES, points)})
     others = {k: v for k, v in winner["params"].items() if k != "lam"}
-    fixed = {**search.fixed, **{k: v for k, v in others.items() if k in RUN_KEYS}}
+    part = search.selection_part()
+    fixed = {**part["fixed"], **{k: v for k, v in others.items() if k in RUN_KEYS}}
     options = {**_method_options(search, winner["method"]), **{k: v for k, v in others.items() if k not in RUN_KEYS}}
-    data = {**search.to_dict(), "name": "curve", "fixed": fixed,
+    data = {**search.to_dict(), "name": "curve", "fixed": fixed, "benchmark": part["benchmark"],
+            "benchmark_options": part["benchmark_options"],
             "methods": {winner["method"]: {"options": options, "space": {"lam": lams}}},
             "search": {"sampler": "grid", "seed": 0, "num_samples": 1, "metric": "val_acc"},
             "seeds": seeds}
     data.pop("final", None)
+    data.pop("selection", None)
     return parse_study(data, default_name="curve")
 
 
+def point_study(search: Study, method: str, params: dict[str, Any], seeds: int, name: str) -> Study:
+    """One configuration over ``seeds`` on the study's own data (DATA, whole stream)."""
+    return parse_study({**recommended_study(search, {"method": method, "params": params, "val_acc_mean": math.nan},
+                                            name, seeds),
+                        "storage": search.storage, "name": name}, default_name=name)
+
+
 def recommend(options: RecommendOptions) -> Path:
-    """Run (or resume) both sweeps and write the recommendation; returns recommendation.md."""
+    """Run (or resume) every sweep of the protocol and write the recommendation; returns
+    recommendation.md."""
+    from analysis.load import load_trials
+    from analysis.selection import robust_choice, simplest_of_tied, tie_table
+
     from .runner import SweepOptions, run_sweep, sweep_root
 
     name = options.name or _default_name(options.data)
@@ -155,33 +208,52 @@ def recommend(options: RecommendOptions) -> Path:
         raise ConfigError(f"{home} exists; pass --resume to continue it, or --name NEW for a new recommendation")
     if options.resume and not Path(home, "search", "study.yaml").exists():
         raise ConfigError(f"--resume: no recommendation at {home}; run it without --resume first")
+    reference = search_study(dataclasses.replace(options, protocol="end_of_training", tune_on=None), "reference") \
+        if options.compare and study.evaluates_apart else None
     sweep_options = SweepOptions(address=options.address, storage=home, resume=options.resume,
                                  max_concurrent=options.max_concurrent, verbose=options.verbose,
                                  trackers=options.trackers)
-    run_sweep(study, dataclasses.replace(sweep_options, name="search"))
+
+    def run(sweep: Study, folder: str) -> None:
+        resume = options.resume and Path(home, folder, "study.yaml").exists()
+        run_sweep(sweep, dataclasses.replace(sweep_options, name=folder, resume=resume))
+
+    run(study, "search")
     ranking = rank_methods(f"{home}/search")
-    winner = next((row for row in ranking if row["method"] not in NOT_CONTINUAL), None)
-    if winner is None:
+    continual = [row for row in ranking if row["method"] not in NOT_CONTINUAL]
+    if not continual:
         raise UserError(f"no continual method finished in {home}/search; see its trials' error.txt, then --resume")
+    search_trials = load_trials(f"{home}/search")
+    ties = tie_table(search_trials[search_trials["phase"] == "final"], [row["method"] for row in continual])
+    winner = next(row for row in continual if row["method"] == simplest_of_tied(ties))
     curve = curve_study(study, winner, options.curve_points, options.seeds)
+    robust = None
     if curve is not None:
-        resume_curve = options.resume and Path(home, "curve", "study.yaml").exists()
-        run_sweep(curve, dataclasses.replace(sweep_options, name="curve", resume=resume_curve))
+        run(curve, "curve")
+        robust = robust_choice(load_trials(f"{home}/curve"), metric="val_acc", tolerance=options.tolerance)
+    chosen = dict(winner["params"])
+    if robust is not None:
+        chosen["lam"] = robust["robust"]
+        if study.evaluates_apart and not math.isclose(robust["robust"], float(winner["params"]["lam"]), rel_tol=1e-3):
+            run(point_study(study, winner["method"], chosen, options.seeds, "robust"), "robust")
+    if reference is not None:
+        run(reference, "reference")
     from analysis.recommendation import write_recommendation
     from analysis.report import write_report
 
     write_report(f"{home}/search", Path(home, "search", "report"))
-    recommended = recommended_study(study, winner, name, options.seeds)
-    return write_recommendation(home, ranking, winner, recommended, selected_on="val_acc")
+    recommended = recommended_study(study, {**winner, "params": chosen}, name, options.seeds)
+    return write_recommendation(home, ranking, winner, recommended, selected_on="val_acc", ties=ties, robust=robust,
+                                protocol=study.selection_dict(), tolerance=options.tolerance)
 
 
-def rank_methods(search_root: str) -> list[dict[str, Any]]:
-    """Each method's best configuration in the final phase, best validation ACC first."""
+def rank_methods(search_root: str, phase: str = "final") -> list[dict[str, Any]]:
+    """Each method's best configuration in ``phase``, best validation ACC first."""
     from analysis.load import load_trials
     from analysis.tables import best_configs, params_of
 
     trials = load_trials(search_root)
-    final = trials[trials["phase"] == "final"]
+    final = trials[trials["phase"] == phase]
     best = best_configs(final, metric="val_acc").sort_values("rank_value", ascending=False, kind="mergesort")
     rows = []
     for _, row in best.iterrows():
@@ -200,7 +272,8 @@ def recommended_study(search: Study, winner: dict[str, Any], name: str, seeds: i
     params = winner["params"]
     return {
         "name": f"{name}_{winner['method']}",
-        "description": f"recommended by spp-sweep recommend (validation ACC {winner['val_acc_mean']:.4f})",
+        "description": f"recommended by spp-sweep recommend ({search.protocol.replace('_', '-')} selection on "
+                       "validation ACC)",
         "benchmark": search.benchmark, "benchmark_options": dict(search.benchmark_options),
         "fixed": {**search.fixed, **{k: v for k, v in params.items() if k in RUN_KEYS}},
         "methods": {winner["method"]: {"options": {**_method_options(search, winner["method"]),

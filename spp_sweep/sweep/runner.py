@@ -7,7 +7,10 @@ Phases, each one Ray Tune experiment under ``STORAGE/NAME/``:
 * ``optuna-METHOD``: one Tuner per method searched by Optuna (TPE or random), each with
   ``num_samples`` trials, so every method gets the same budget;
 * ``final``: each method's best configuration (analysis.tables.best_configs) re-run
-  over ``final.seeds``.
+  over ``final.seeds``;
+* ``evaluate`` (selection protocols first_tasks and transfer only): the same configurations
+  over the same seeds on the data they are meant for, the study's benchmark and its whole
+  stream. Every phase before it sees only what the protocol allows (``Study.selection_part``).
 
 ``--resume`` restores every phase with ``Tuner.restore``: finished trials stay finished,
 unfinished ones continue from their last checkpoint (their last finished task).
@@ -140,7 +143,21 @@ def check_data(study: Study) -> None:
     """Build the benchmark once here, so missing data is one line before any trial starts."""
     from ..benchmarks import build_benchmark
 
-    build_benchmark(study.benchmark, study.benchmark_options)
+    evaluated = build_benchmark(study.benchmark, study.benchmark_options)
+    if study.protocol == "first_tasks" and study.selection_tasks >= evaluated.n_tasks:
+        raise ConfigError(f"selection.tasks={study.selection_tasks} but {study.benchmark} has {evaluated.n_tasks} "
+                          f"tasks; tune on fewer (2 to {evaluated.n_tasks - 1}), or use protocol end_of_training")
+    if study.protocol == "transfer" and study.tune_on is not None:
+        try:
+            tuning = build_benchmark(study.tune_on["benchmark"], study.tune_on["benchmark_options"])
+        except UserError as error:
+            raise type(error)(f"the benchmark to tune on ({study.tune_on['benchmark']}): {error}") from None
+        shape = [[t.n_classes for t in b.tasks] for b in (tuning, evaluated)]
+        if shape[0] != shape[1]:
+            raise ConfigError(f"transfer needs the same scenario on both benchmarks; {study.tune_on['benchmark']} "
+                              f"has {len(shape[0])} tasks of {_classes(shape[0])} classes, {study.benchmark} "
+                              f"{len(shape[1])} of {_classes(shape[1])}; set the tuning benchmark's options "
+                              "(n_tasks, groups...) to match")
 
 
 def run_sweep(study: Study, options: SweepOptions = SweepOptions(),
@@ -210,7 +227,7 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     grid_methods = [m for m in study.methods if not study.searched_by_optuna(m)]
     if grid_methods:
         points = [study.trial_spec(m, p, s) for m in grid_methods for p in m.grid_points() for s in study.seeds]
-        phases += _run_grid(study, root, "grid", points, extra, options)
+        phases += _run_grid(study, root, "grid", points, extra, options, study.selection_part())
     for method in [m for m in study.methods if study.searched_by_optuna(m)]:
         phase = f"optuna-{method.method}"
         _run_phase(study, root, phase, lambda m=method: _optuna_space(study, m, extra),
@@ -218,13 +235,15 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
         phases.append(phase)
     if study.final_seeds:
         points = _final_points(study, root, phases)
-        phases += _run_grid(study, root, "final", points, extra, options)
+        phases += _run_grid(study, root, "final", points, extra, options, study.selection_part())
+        if study.evaluates_apart:
+            phases += _run_grid(study, root, "evaluate", points, extra, options, study.study_part())
     return SweepOutcome(root=root, study=study, phases=phases)
 
 
 # -- phases -------------------------------------------------------------------------------------
 def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]], extra: dict[str, Any],
-              options: SweepOptions) -> list[str]:
+              options: SweepOptions, part: dict[str, Any]) -> list[str]:
     """A grid phase, then a check that every point has a trial.
 
     Ray Tune snapshots its state between events; a driver killed in between could restore
@@ -232,11 +251,11 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
     a follow-up experiment ``PHASE-rest`` (``-rest2``...), so no configuration is ever lost.
     """
     if "://" in root:  # object stores: trust Ray Tune's restore (no cheap listing here)
-        _run_phase(study, root, phase, lambda: _grid_space(study, points, extra), None, options)
+        _run_phase(study, root, phase, lambda: _grid_space(study, points, extra, part), None, options)
         return [phase]
 
     def space_left(done: list[str]) -> dict[str, Any] | None:  # built only when the experiment starts anew
-        return _grid_space(study, resumable(missing_points(points, root, done), root, done), extra)
+        return _grid_space(study, resumable(missing_points(points, root, done), root, done), extra, part)
 
     names: list[str] = []
     for attempt in range(MAX_REST_EXPERIMENTS + 1):
@@ -249,19 +268,20 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
     return names
 
 
-def _grid_space(study: Study, points: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any] | None:
-    """The param space of a grid experiment over ``points`` (None: nothing left to run)."""
+def _grid_space(study: Study, points: list[dict[str, Any]], extra: dict[str, Any],
+                part: dict[str, Any]) -> dict[str, Any] | None:
+    """The param space of a grid experiment over ``points`` on ``part``'s data (None: nothing left)."""
     from ray import tune
 
     if not points:
         return None
-    return {"trial": tune.grid_search(points), "study": study.study_part(), "metric": study.metric, **extra}
+    return {"trial": tune.grid_search(points), "study": part, "metric": study.metric, **extra}
 
 
 def _optuna_space(study: Study, method: MethodSearch, extra: dict[str, Any]) -> dict[str, Any]:
     """The constant part of an Optuna phase's configs; the searched values come from the searcher."""
     spec = study.trial_spec(method, {}, study.seeds[0])
-    return {"trial": spec, "study": study.study_part(), "metric": study.metric, **extra}
+    return {"trial": spec, "study": study.selection_part(), "metric": study.metric, **extra}
 
 
 def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[[], tuple[Any, int]]:
@@ -420,9 +440,15 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def _n_tasks(study: Study) -> int:
+    """How many tasks a searched trial trains (ASHA's horizon): what selection sees."""
     from ..benchmarks import build_benchmark
 
-    return build_benchmark(study.benchmark, study.benchmark_options).n_tasks
+    part = study.selection_part()
+    return part["fixed"].get("first_tasks") or build_benchmark(part["benchmark"], part["benchmark_options"]).n_tasks
+
+
+def _classes(shape: list[int]) -> str:
+    return str(shape[0]) if len(set(shape)) == 1 else "/".join(map(str, shape))
 
 
 def _final_points(study: Study, root: str, phases: list[str]) -> list[dict[str, Any]]:

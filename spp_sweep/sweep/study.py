@@ -30,7 +30,11 @@ RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay")
 # Keys of `fixed` that the study sets elsewhere (or the trial decides from its resources).
 _NOT_FIXED = ("method", "benchmark", "benchmark_options", "seed", "device", "threads", "method_options")
 _TOP_KEYS = {"name", "description", "benchmark", "benchmark_options", "fixed", "methods", "search", "seeds",
-             "final", "scheduler", "resources", "max_concurrent", "max_failures", "storage"}
+             "final", "scheduler", "resources", "max_concurrent", "max_failures", "storage", "selection"}
+# What selection may look at (README "Choosing hyperparameters"): the whole stream at its end
+# (the usual, optimistic protocol), the first k tasks' streams only (Lee et al. 2024), or another
+# benchmark of the same scenario shape (Cha & Cho 2024).
+PROTOCOLS = ("end_of_training", "first_tasks", "transfer")
 
 
 class StudyError(UserError):
@@ -87,7 +91,16 @@ class Study:
     max_concurrent: int | None = None
     max_failures: int = 2
     storage: str = "results/sweeps"
+    protocol: str = "end_of_training"  # selection.protocol, one of PROTOCOLS
+    selection_tasks: int = 0  # first_tasks: how many tasks selection sees
+    tune_on: dict[str, Any] | None = None  # transfer: {benchmark, benchmark_options} selection runs on
     source: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def evaluates_apart(self) -> bool:
+        """Whether the chosen values are evaluated on other data than they were chosen on: the
+        phase ``evaluate`` re-runs each method's best on the study's benchmark, full stream."""
+        return self.protocol != "end_of_training"
 
     def searched_by_optuna(self, method: MethodSearch) -> bool:
         """Optuna searches a method when the sampler is tpe/random and its space is worth sampling.
@@ -107,12 +120,22 @@ class Study:
         for method in self.methods:
             searched = self.searched_by_optuna(method)
             total += self.num_samples if searched else len(method.grid_points()) * len(self.seeds)
-        return total + len(self.methods) * len(self.final_seeds)
+        return total + len(self.methods) * len(self.final_seeds) * (2 if self.evaluates_apart else 1)
 
     def study_part(self) -> dict[str, Any]:
         """What every trial of the study shares (goes into each trial's config as ``study``)."""
         return {"benchmark": self.benchmark, "benchmark_options": dict(self.benchmark_options),
                 "fixed": dict(self.fixed)}
+
+    def selection_part(self) -> dict[str, Any]:
+        """The shared config of the phases that choose (search, final): what the protocol lets
+        selection see. ``study_part`` is the data the choice is evaluated on."""
+        if self.protocol == "first_tasks":
+            return {**self.study_part(), "fixed": {**self.fixed, "first_tasks": self.selection_tasks}}
+        if self.protocol == "transfer" and self.tune_on is not None:
+            return {**self.study_part(), "benchmark": self.tune_on["benchmark"],
+                    "benchmark_options": dict(self.tune_on.get("benchmark_options", {}))}
+        return self.study_part()
 
     def trial_spec(self, method: MethodSearch, point: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """One trial's own part of the config: method, seed, its options and searched values."""
@@ -142,7 +165,13 @@ class Study:
             "scheduler": self.scheduler,
             "resources": {"cpu": self.cpu, "gpu": self.gpu},
             "max_concurrent": self.max_concurrent, "max_failures": self.max_failures, "storage": self.storage,
+            "selection": self.selection_dict(),
         }
+
+    def selection_dict(self) -> dict[str, Any]:
+        """The ``selection`` block of the file format."""
+        return {"protocol": self.protocol, **({"tasks": self.selection_tasks} if self.protocol == "first_tasks" else {}),
+                **({"tune_on": dict(self.tune_on or {})} if self.protocol == "transfer" else {})}
 
 
 def run_settings(study_part: Mapping[str, Any], trial: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,13 +263,16 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
     if not isinstance(storage, str) or not storage:
         problems.append("storage: must be a folder path or a URI such as s3://bucket/sweeps")
 
+    protocol, selection_tasks, tune_on = _selection(data.get("selection"), fixed, final_seeds, problems)
+
     if not problems:
         study = Study(
             name=name, benchmark=benchmark, methods=tuple(methods), description=str(data.get("description", "")),
             benchmark_options=dict(benchmark_options), fixed=dict(fixed), sampler=sampler,
             sampler_seed=sampler_seed, num_samples=num_samples, metric=metric, seeds=seeds,
             final_seeds=final_seeds, scheduler=scheduler, cpu=cpu, gpu=gpu, max_concurrent=max_concurrent,
-            max_failures=max_failures, storage=storage, source=dict(data),
+            max_failures=max_failures, storage=storage, protocol=protocol, selection_tasks=selection_tasks,
+            tune_on=tune_on, source=dict(data),
         )
         problems.extend(check_trials(study))
     if problems:
@@ -249,21 +281,64 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
 
 
 def check_trials(study: Study) -> list[str]:
-    """Build the RunConfig of one point per method (every value at the bounds) to catch bad values."""
+    """Build the RunConfig of one point per method (every value at the bounds) to catch bad values,
+    on the data the choice is evaluated on and, under transfer, on the tuning benchmark too."""
     problems: list[str] = []
+    parts = [study.study_part()] + ([study.selection_part()] if study.protocol == "transfer" else [])
     for method in study.methods:
         corners: list[dict[str, Any]] = [{}]
         for key, dim in method.space.items():
             values = list(dim.values) if dim.is_grid else [dim.low, dim.high]
             corners = [{**c, key: v} for c in corners for v in values] if len(corners) * len(values) <= 256 else \
                 [{**c, key: values[0]} for c in corners]
-        for point in corners:
-            try:
-                RunConfig.from_dict(run_settings(study.study_part(), study.trial_spec(method, point, 0))).resolved()
-            except UserError as error:
-                problems.append(f"methods.{method.method}: {error}")
-                break
+        try:
+            for part in parts:
+                for point in corners:
+                    RunConfig.from_dict(run_settings(part, study.trial_spec(method, point, 0))).resolved()
+        except UserError as error:
+            problems.append(f"methods.{method.method}: {error}")
     return problems
+
+
+def _selection(value: Any, fixed: Mapping[str, Any], final_seeds: tuple[int, ...],
+               problems: list[str]) -> tuple[str, int, dict[str, Any] | None]:
+    """The ``selection`` block -> (protocol, tasks, tune_on), one line per problem."""
+    if value is None:
+        return "end_of_training", 0, None
+    if not isinstance(value, Mapping) or set(value) - {"protocol", "tasks", "tune_on"}:
+        problems.append("selection: expected a mapping with keys protocol, tasks (first_tasks), tune_on (transfer)")
+        return "end_of_training", 0, None
+    protocol = value.get("protocol", "end_of_training")
+    if protocol not in PROTOCOLS:
+        problems.append(f"selection.protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        return "end_of_training", 0, None
+    if protocol != "end_of_training" and not final_seeds:
+        problems.append(f"selection.protocol: {protocol} re-runs the chosen values on the study's benchmark over "
+                        "final.seeds; add final: {seeds: 3}")
+    for key, wanted in (("tasks", "first_tasks"), ("tune_on", "transfer")):
+        if key in value and protocol != wanted:
+            problems.append(f"selection.{key}: only for protocol {wanted}")
+    tasks, tune_on = 0, None
+    if protocol == "first_tasks":
+        # a penalty acts from the second task on: with one task its strength meets no data
+        tasks = _whole(value.get("tasks", 2), "selection.tasks", problems, minimum=2)
+        if fixed.get("first_tasks"):
+            problems.append("fixed.first_tasks: the first_tasks protocol sets it for selection; remove it from fixed")
+    if protocol == "transfer":
+        tune_on = value.get("tune_on")
+        if not isinstance(tune_on, Mapping) or set(tune_on) - {"benchmark", "benchmark_options"} \
+                or not isinstance(tune_on.get("benchmark_options") or {}, Mapping):
+            problems.append("selection.tune_on: expected {benchmark: NAME, benchmark_options: {...}}, the benchmark "
+                            "to tune on")
+            tune_on = None
+        elif tune_on.get("benchmark") not in BENCHMARKS:
+            problems.append(f"selection.tune_on.benchmark: {tune_on.get('benchmark')!r} is unknown; choose one of: "
+                            f"{', '.join(BENCHMARKS)}")
+            tune_on = None
+        else:
+            tune_on = {"benchmark": tune_on["benchmark"],
+                       "benchmark_options": dict(tune_on.get("benchmark_options") or {})}
+    return protocol, tasks, tune_on
 
 
 # -- small validators (each appends one line per problem) --------------------------------------

@@ -1,0 +1,195 @@
+"""How a choice is made from a sweep's results: a robust value, ties said out loud, which
+hyperparameters matter, and what the choice cost.
+
+Every function reads trial tables (``analysis.load.load_trials``) or a sweep folder's own
+files (``study.yaml``), never the engine. ``spp-sweep recommend`` and the sweep report use them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .tables import DIVERGED_VALUE
+
+TIE_ALPHA = 0.05  # Welch's t-test level below which a leader's advantage counts as real
+
+
+# -- a value from the interior of the stable region, not the argmax ------------------------------
+def robust_choice(curve: pd.DataFrame, metric: str = "val_acc", tolerance: float = 0.01,
+                  parameter: str = "lam") -> dict[str, Any] | None:
+    """The middle of the region where every seed finished and the mean stays near the best.
+
+    Per value of ``parameter`` (a log grid, seeds as repeats): *stable* when no seed diverged
+    or failed and the mean of ``metric`` over seeds is within ``tolerance`` of the best such
+    mean. The stable region is the contiguous run of stable grid values around the best one;
+    the robust choice is its grid value nearest the region's centre on the log scale (the
+    smaller of two equally near). A single-seed argmax sits at the edge of divergence as
+    often as not (README: SPP λ=15.9 diverged on 3 of 5 seeds); the centre keeps a margin on
+    both sides. ``at_edge`` says the region reaches the end of the grid (it may go further).
+    """
+    done = curve[curve["status"].isin(["finished", "diverged", "errored"]) & curve[parameter].notna()]
+    if done.empty:
+        return None
+    per_value = []
+    for value, group in done.groupby(parameter):
+        finished = group[group["status"] == "finished"]
+        per_value.append({"value": float(value), "seeds": len(group), "finished": len(finished),
+                          "mean": float(finished[metric].mean()) if len(finished) else math.nan,
+                          "std": float(finished[metric].std(ddof=1)) if len(finished) > 1 else 0.0})
+    table = pd.DataFrame(per_value).sort_values("value").reset_index(drop=True)
+    complete = table["finished"].eq(table["seeds"]) & table["mean"].notna()
+    if not complete.any():
+        return None
+    best_index = int(table.loc[complete, "mean"].idxmax())
+    best = float(table.at[best_index, "mean"])
+    stable = complete & (table["mean"] >= best - tolerance - 1e-12)
+    low = high = best_index
+    while low - 1 >= 0 and stable[low - 1]:
+        low -= 1
+    while high + 1 < len(table) and stable[high + 1]:
+        high += 1
+    logs = np.log10(table["value"].to_numpy())
+    centre = (logs[low] + logs[high]) / 2
+    inside = list(range(low, high + 1))
+    robust_index = min(inside, key=lambda i: (round(abs(logs[i] - centre), 9), table.at[i, "value"]))
+    row = table.loc[robust_index]
+    return {
+        "parameter": parameter, "metric": metric, "tolerance": tolerance,
+        "argmax": float(table.at[best_index, "value"]), "argmax_mean": best,
+        "argmax_std": float(table.at[best_index, "std"]),
+        "robust": float(row["value"]), "robust_mean": float(row["mean"]), "robust_std": float(row["std"]),
+        "stable_low": float(table.at[low, "value"]), "stable_high": float(table.at[high, "value"]),
+        "decades": float(logs[high] - logs[low]), "at_edge": low == 0 or high == len(table) - 1,
+        "table": table,
+    }
+
+
+# -- ties ---------------------------------------------------------------------------------------
+def tie_table(trials: pd.DataFrame, order: list[str], metric: str = "val_acc",
+              alpha: float = TIE_ALPHA) -> pd.DataFrame:
+    """Each method's per-seed ``metric`` against the leader's (``order[0]``): Welch's t-test.
+
+    A method is *tied* with the leader when the two-sided Welch t-test on their seeds
+    (diverged seeds at -1, as in ranking) cannot reject equal means at level ``alpha``. With
+    3 seeds the test is weak on purpose: it calls a difference real only when it stands
+    clearly above the seed-to-seed spread. With fewer than 2 seeds per method nothing is
+    tested (``p_value`` NaN, not tied). ``parameters`` counts what was searched and
+    ``seconds`` is the mean run time, for preferring the simplest, cheapest among the tied.
+    """
+    from scipy import stats
+
+    def values(method: str) -> np.ndarray:
+        rows = trials[(trials["method"] == method) & trials["status"].isin(["finished", "diverged"])]
+        return np.where(rows["status"] == "diverged", DIVERGED_VALUE, rows[metric]).astype(float)
+
+    leader = values(order[0])
+    out = []
+    for method in order:
+        mine = values(method)
+        rows = trials[trials["method"] == method]
+        names = [n for n in str(rows["params"].iloc[0] if len(rows) else "").split(",") if n]
+        if method == order[0]:
+            p_value, tied = math.nan, True
+        elif len(mine) < 2 or len(leader) < 2:
+            p_value, tied = math.nan, False
+        elif np.std(mine) == 0 and np.std(leader) == 0:
+            p_value, tied = (1.0, True) if np.mean(mine) == np.mean(leader) else (0.0, False)
+        else:
+            p_value = float(stats.ttest_ind(leader, mine, equal_var=False).pvalue)
+            tied = p_value >= alpha
+        out.append({"method": method, "mean": float(np.mean(mine)) if len(mine) else math.nan,
+                    "std": float(np.std(mine, ddof=1)) if len(mine) > 1 else math.nan, "seeds": len(mine),
+                    "p_value": p_value, "tied_with_leader": bool(tied), "parameters": len(names),
+                    "seconds": float(rows["time_total_s"].mean()) if "time_total_s" in rows else math.nan})
+    return pd.DataFrame(out)
+
+
+def simplest_of_tied(ties: pd.DataFrame) -> str:
+    """Among the methods tied with the leader, the one with the fewest searched
+    hyperparameters, then the shortest mean run time: the cheapest choice the data allow."""
+    tied = ties[ties["tied_with_leader"]].copy()
+    tied["_seconds"] = tied["seconds"].fillna(math.inf)
+    return str(tied.sort_values(["parameters", "_seconds"], kind="mergesort").iloc[0]["method"])
+
+
+# -- which hyperparameters matter ---------------------------------------------------------------
+def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per method, Optuna's fANOVA importance of every searched hyperparameter.
+
+    Reads the searched spaces from the sweep's ``study.yaml`` and the finished trials of each
+    ``optuna-METHOD`` phase (diverged ones at -1, as in ranking), hands them to an in-memory
+    Optuna study and asks ``optuna.importance.get_param_importances`` with its
+    ``FanovaImportanceEvaluator`` (seeded). One row per (method, hyperparameter); a method
+    with fewer than 3 usable trials, or whose trials all scored the same, gets NaN importances
+    (too few to fit the forest, or no variance to attribute).
+    """
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    from .load import load_trials
+
+    root = Path(root)
+    study_file = root / "study.yaml"
+    if not study_file.exists():
+        return pd.DataFrame(columns=["method", "hyperparameter", "importance", "trials", "evaluator"])
+    study = yaml.safe_load(study_file.read_text())
+    metric = study.get("search", {}).get("metric", "acc")
+    trials = load_trials(root) if trials is None else trials
+    rows = []
+    for method, body in (study.get("methods") or {}).items():
+        space = (body or {}).get("space") or {}
+        searched = trials[trials["phase"] == f"optuna-{method}"] if "phase" in trials else trials.iloc[0:0]
+        if not space or searched.empty:
+            continue
+        distributions = {}
+        for name, spec in space.items():
+            if isinstance(spec, list):
+                distributions[name] = CategoricalDistribution(spec)
+            else:
+                (kind, (low, high)), = spec.items()
+                distributions[name] = IntDistribution(int(low), int(high)) if kind == "int" else \
+                    FloatDistribution(float(low), float(high), log=kind == "loguniform")
+        usable = searched[searched["status"].isin(["finished", "diverged"])]
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per in-memory study
+        try:
+            optuna_study = optuna.create_study(direction="maximize")
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        for _, trial in usable.iterrows():
+            params = {n: (int(trial[n]) if isinstance(d, IntDistribution) else trial[n])
+                      for n, d in distributions.items()}
+            value = DIVERGED_VALUE if trial["status"] == "diverged" else float(trial[metric])
+            optuna_study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
+        importances: dict[str, float] = {}
+        scores = [t.value for t in optuna_study.trials]
+        if len(usable) >= 3 and max(scores) > min(scores):  # equal scores: nothing to attribute
+            importances = get_param_importances(optuna_study, evaluator=FanovaImportanceEvaluator(seed=0))
+        rows += [{"method": method, "hyperparameter": name, "importance": float(importances.get(name, math.nan)),
+                  "trials": len(usable), "evaluator": "fANOVA (Optuna)"} for name in distributions]
+    return pd.DataFrame(rows, columns=["method", "hyperparameter", "importance", "trials", "evaluator"])
+
+
+# -- what a protocol spent ----------------------------------------------------------------------
+def compute_spent(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per phase: trials, trial-tasks trained (tasks each trial finished, summed), the trials'
+    own run time summed, and wall time (first start to last report of the phase)."""
+    if trials.empty:
+        return pd.DataFrame(columns=["phase", "trials", "trial_tasks", "trial_seconds", "wall_seconds"])
+    rows = []
+    trials = trials.assign(_started=trials["ended_at"] - trials["time_total_s"])
+    order = trials.groupby("phase")["_started"].min().sort_values().index  # phases in the order they ran
+    for phase in order:
+        group = trials[trials["phase"] == phase]
+        started = group["_started"].min()
+        rows.append({"phase": phase, "trials": len(group), "trial_tasks": int(group["tasks_done"].sum()),
+                     "trial_seconds": float(group["time_total_s"].sum()),
+                     "wall_seconds": float(group["ended_at"].max() - started)})
+    return pd.DataFrame(rows)
