@@ -4,7 +4,7 @@ Writes into ``out``: report.md; trials.csv/.parquet (one row per trial) and
 accuracy_matrices.csv (long); best_configs.md/.csv/.tex (Tables 2/3); robustness.csv;
 lambda_robustness.png/.pdf (Figure 4), accuracy_matrices.png/.pdf, running_accuracy.png/.pdf
 (Figure 7a), importance.png/.pdf and importance_concentration.csv (Figure 6) where the
-sweep saved importances. Works on a sweep that is still running: it reports what finished.
+sweep saved importances, hyperparameter_importance.csv/.png where Optuna searched. Works on a sweep that is still running: it reports what finished.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .folders import replace_folder
 from .importance import concentration_table, importance_table
 from .load import add_paper_fwt, load_importances, load_matrices, load_trials
 from .robustness import robustness_scores
+from .selection import hyperparameter_importances
 from .tables import best_configs, config_label
 
 FWT_NAMES = {"fwt_paper": "FWT (paper eq. 7, vs joint)", "fwt": "FWT (standard, vs untrained)"}
@@ -45,7 +46,13 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     trials.drop(columns=["path"]).to_parquet(out / "trials.parquet", index=False)
     matrices.to_csv(out / "accuracy_matrices.csv", index=False)
 
-    compared = trials[trials["phase"] == "final"] if (trials["phase"] == "final").any() else trials
+    # Under first_tasks/transfer selection, phase `evaluate` holds the chosen configurations on the
+    # data they are meant for; every other phase saw only what the protocol allows (a prefix of the
+    # stream, another benchmark), so curves and robustness come from those, the table from evaluate.
+    evaluated = (trials["phase"] == "evaluate").any()
+    chosen_on = trials[trials["phase"] != "evaluate"]
+    compared = trials[trials["phase"] == ("evaluate" if evaluated else "final")] \
+        if (trials["phase"] == "final").any() else trials
     fwt_column = "fwt_paper" if trials["fwt_reference"].notna().any() else "fwt"
     best = best_configs(compared, metric=metric)
     table = format_best_table(best, fwt_column)
@@ -54,9 +61,9 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     (out / "best_configs.tex").write_text(latex_table(table))
     best_trials = _trials_of(compared, best)
 
-    robust = robustness_scores(trials)
+    robust = robustness_scores(chosen_on)
     robust.to_csv(out / "robustness.csv", index=False)
-    curve = figures.lambda_curve(trials, out, fwt_column=fwt_column)
+    curve = figures.lambda_curve(chosen_on, out, fwt_column=fwt_column)
     heatmaps = figures.accuracy_heatmaps(matrices, best_trials, out)
     running = figures.running_accuracy(matrices, best_trials, out)
     importance, concentration = _importance(best_trials, out)
@@ -66,8 +73,13 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     lines += ["", "## Best configuration per method (Tables 2/3)", "",
               f"Selected by mean {_metric_name(metric)} over seeds (a diverged seed counts as -1; ties go to the "
               f"smaller value), from the {'final re-runs' if compared is not trials else 'whole sweep'}. "
-              f"Mean ± std over seeds. The FWT column is the {FWT_NAMES[fwt_column]}.", "",
-              table.to_markdown(index=False), ""]
+              f"Mean ± std over seeds. The FWT column is the {FWT_NAMES[fwt_column]}.", ""]
+    lines += _protocol_lines(root, evaluated)
+    lines += [table.to_markdown(index=False), ""]
+    if metric in ("acc", "bwt", "fwt", "smt"):
+        lines += [f"**Warning**: this sweep selected on the test set (metric `{metric}`), so the table's test "
+                  "numbers are optimistic; hold out a validation split (`fixed.validation: 0.2`) and select on "
+                  "`val_acc` for numbers a reader can trust.", ""]
     if len(robust):
         shown = robust.assign(decades=robust["decades"].map(lambda v: f"{v:.2f}"))
         lines += ["## Robustness to λ", "",
@@ -79,6 +91,17 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
                         ("Importance distributions (Figure 6)", importance)]:
         if path is not None:
             lines += [f"## {title}", "", f"![{title}]({path.name}) ([PDF]({path.with_suffix('.pdf').name}))", ""]
+    importances = hyperparameter_importances(root, trials) if (trials["phase"].str.startswith("optuna")).any() \
+        else pd.DataFrame()
+    if len(importances) and importances["importance"].notna().any():
+        importances.to_csv(out / "hyperparameter_importance.csv", index=False)
+        path = figures.hyperparameter_importance(importances, out)
+        lines += ["## Which hyperparameters matter", "", "Optuna's fANOVA importance over each method's Optuna "
+                  "trials (share of the selection score's variance; diverged trials at -1; n/a: fewer than 3 trials "
+                  "or equal scores).", "", importances.drop(columns=["evaluator"]).to_markdown(index=False,
+                                                                                           floatfmt=".2f"), ""]
+        if path is not None:
+            lines += [f"![hyperparameter importance]({path.name})", ""]
     if concentration is not None:
         lines += ["Concentration of the importances (normalised by their maximum):", "",
                   concentration.to_markdown(index=False, floatfmt=".3f"), ""]
@@ -150,6 +173,27 @@ def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]
             parts.append(f"{method}: {', '.join(labels)} ({len(group)} trials)")
         lines.append("- diverged (loss NaN/inf; no metrics): " + "; ".join(parts))
     return lines
+
+
+def _protocol_lines(root: Path, evaluated: bool) -> list[str]:
+    """Which data chose the configurations and which the table shows (study.yaml's selection)."""
+    selection: dict = {}
+    if (root / "study.yaml").exists():
+        try:
+            selection = yaml.safe_load((root / "study.yaml").read_text()).get("selection") or {}
+        except (yaml.YAMLError, AttributeError):
+            selection = {}
+    protocol = selection.get("protocol", "end_of_training")
+    if protocol == "first_tasks":
+        seen = f"the first {selection.get('tasks')} tasks of the stream"
+    elif protocol == "transfer":
+        seen = f"another benchmark, {(selection.get('tune_on') or {}).get('benchmark')}"
+    else:
+        return ["Selection protocol: end of training (every trial saw the whole stream).", ""]
+    shown = ("the table shows the chosen configurations on this benchmark's whole stream (phase `evaluate`)"
+             if evaluated else "phase `evaluate` has not run yet, so the table shows what selection saw")
+    return [f"Selection protocol: {protocol.replace('_', ' ')}: configurations were chosen on {seen} (every phase "
+            f"but `evaluate`, and the λ curve below); {shown}.", ""]
 
 
 def _bracket(label: str) -> str:
