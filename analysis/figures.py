@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from .style import STEP_LINES, display_name, look  # noqa: E402
 
@@ -54,7 +55,9 @@ def _series_points(group: pd.DataFrame, parameter: str, column: str) -> pd.DataF
 
 
 def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", parameter: str = "lam",
-                 panels: list[tuple[str, str]] | None = None, stem: str = "lambda_robustness") -> Path | None:
+                 panels: list[tuple[str, str]] | None = None, stem: str = "lambda_robustness",
+                 band: tuple[float, float, str] | None = None, mark: tuple[float, str] | None = None,
+                 heading: str = "λ robustness") -> Path | None:
     """Figure 4: ACC, FWT and BWT against λ (log axis), mean ± std over seeds, per method
     (and per penalty step, dashed for the implicit one, where a sweep ran both).
 
@@ -63,6 +66,8 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     over the survivors, "k/n" in the strip below, and no line passes through it); λ values where
     every seed diverged sit in the strip under each panel, never among the data; fine-tuning (and
     joint, on ACC) are the dotted reference lines. ``panels`` (column, title) replaces the three.
+    ``band`` (low, high, label) shades a λ range in every panel (a stable region, a claimed one)
+    and ``mark`` (λ, label) draws a vertical line at a chosen value; both go in the legend.
     """
     from .robustness import VARIANT, swept_over
 
@@ -106,6 +111,10 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
             for _, point in partial.iterrows():
                 strip.text(point[parameter], row, f"{int(point['k'])}/{int(point['n'])}", color=style.colour,
                            fontsize=6.5, ha="center", va="center")
+        if band is not None:
+            ax.axvspan(band[0], band[1], color="#bbbbbb", alpha=0.25, linewidth=0, zorder=0)
+        if mark is not None:
+            ax.axvline(mark[0], color="#333333", linestyle="--", linewidth=1.1, zorder=1)
         for method, value in _baselines(trials, column):
             ax.axhline(value, linestyle=":", linewidth=1.3, color=look(method).colour, zorder=1)
             full_values.append(value)
@@ -137,13 +146,17 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
                       label=label(m, s)) for m, s in series]
     handles += [Line2D([], [], color=look(m).colour, linestyle=":", label=f"{look(m).name} (reference)")
                 for m in ("finetune", "joint") if (trials["method"] == m).any()]
+    if band is not None:
+        handles.append(Patch(facecolor="#bbbbbb", alpha=0.5, label=band[2]))
+    if mark is not None:
+        handles.append(Line2D([], [], color="#333333", linestyle="--", label=mark[1]))
     handles += [Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="",
                        label="some seeds diverged\n(mean of survivors)"),
                 Line2D([], [], color="grey", marker="x", linestyle="", label="all seeds diverged")]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - 2.3 / width, 0.55), fontsize=8, frameon=False,
                handlelength=3.2)
-    fig.suptitle(f"λ robustness: mean ± std over {n_seeds} seeds" if n_seeds > 1 else
-                 "λ robustness: one seed per λ (no spread shown)", y=0.99)
+    fig.suptitle(f"{heading}: mean ± std over {n_seeds} seeds" if n_seeds > 1 else
+                 f"{heading}: one seed per λ (no spread shown)", y=0.99)
     return save(fig, out, stem)
 
 
@@ -224,8 +237,13 @@ def hyperparameter_importance(table: pd.DataFrame, out: Path, stem: str = "hyper
     if table.empty:
         return None
     methods = list(dict.fromkeys(table["method"]))
-    fig, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods) + 0.8, 2.6), sharex=True, squeeze=False)
-    for ax, method in zip(axes[0], methods):
+    columns = min(3, len(methods))
+    rows = -(-len(methods) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns + 0.6, 2.1 * rows + 0.5), sharex=True,
+                             squeeze=False)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
+    for ax, method in zip(axes.flat, methods):
         rows = table[table["method"] == method].sort_values("importance")
         labels = [_HYPERPARAMETER_NAMES.get(n, n) for n in rows["hyperparameter"]]
         ax.barh(labels, rows["importance"], color=look(method).colour)

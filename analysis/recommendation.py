@@ -100,8 +100,13 @@ def _write(home: Path, out: Path, ranking: list[dict[str, Any]], winner: dict[st
         curve = load_trials(curve_root)
         reference = search[(search["phase"] == "final") & search["method"].isin(["joint", "finetune"])]
         panels = [("val_acc", "validation ACC"), ("acc", "test ACC"), ("bwt", "test BWT")]
-        path = figures.lambda_curve(pd.concat([curve, reference], ignore_index=True), out, panels=panels,
-                                    stem="lambda_robustness")
+        robust = context["robust"]
+        path = figures.lambda_curve(
+            pd.concat([curve, reference], ignore_index=True), out, panels=panels, stem="lambda_robustness",
+            band=None if robust is None else (robust["stable_low"], robust["stable_high"],
+                                              f"stable region (within {context['tolerance']:g} val ACC)"),
+            mark=None if robust is None else (robust["robust"], "robust choice"),
+            heading=f"λ robustness of {_name(method)}" + (" on the selection data" if apart else ""))
         robust_scores = robustness_scores(curve, metric="val_acc")
         if path is not None:
             lines += [f"## λ-robustness of {_name(method)}" + (" (on the selection data)" if apart else ""), "",
@@ -134,11 +139,11 @@ def _tie_lines(ties: pd.DataFrame | None, chosen: str) -> list[str]:
         return []
     leader = ties.iloc[0]
     tied = ties[ties["tied_with_leader"]]
-    test = ("Welch's two-sided t-test on the seeds' validation ACC against the leader, level 0.05: a method is "
-            "tied when the test cannot tell its mean from the leader's")
+    test = ("a method is tied with the leader when their mean validation ACCs differ by no more than the larger of "
+            "their standard deviations over seeds; Welch's p-values are in `ties.csv`")
     if len(tied) == 1:
-        if ties["p_value"].isna().all() and len(ties) > 1:
-            return [f"**Ties**: not tested ({int(leader['seeds'])} seed; the test needs 2 or more).", ""]
+        if len(ties) > 1 and int(leader["seeds"]) < 2:
+            return [f"**Ties**: not tested ({int(leader['seeds'])} seed; the rule needs 2 or more).", ""]
         return [f"**Ties**: none; {_name(leader['method'])} is ahead of every other method ({test}).", ""]
     names = ", ".join(f"{_name(r['method'])} {r['mean']:.4f} ± {r['std']:.4f}" for _, r in tied.iterrows())
     reason = ("the leader" if chosen == leader["method"] else
@@ -196,11 +201,11 @@ def _evaluation_lines(home: Path, search: pd.DataFrame, protocol: dict[str, Any]
                "val ACC here": _cell(evaluated, method, "val_acc"), "test ACC here": _cell(evaluated, method, "acc"),
                "test BWT here": _cell(evaluated, method, "bwt")}
         if protocol["protocol"] == "transfer" and method in selected.index:
-            row["drop (val ACC)"] = f"{selected.at[method, 'val_acc_mean'] - evaluated.at[method, 'val_acc_mean']:+.4f}"
+            row["drop (val ACC)"] = _difference(selected.at[method, "val_acc_mean"], evaluated.at[method, "val_acc_mean"])
         if method in reference.index:
             row["end-of-training choice"] = reference.at[method, "config"] or "-"
             row["its test ACC"] = _cell(reference, method, "acc")
-            row["gap (test ACC)"] = f"{evaluated.at[method, 'acc_mean'] - reference.at[method, 'acc_mean']:+.4f}"
+            row["gap (test ACC)"] = _difference(evaluated.at[method, "acc_mean"], reference.at[method, "acc_mean"])
         rows.append(row)
     table = pd.DataFrame(rows)
     table.to_csv(out / "evaluation.csv", index=False)
@@ -266,10 +271,19 @@ def _compute_lines(home: Path, protocol: dict[str, Any], out: Path) -> list[str]
 
 
 def _cell(summary: pd.DataFrame, method: str, column: str) -> str:
+    """mean ± std over the finished seeds, saying how many seeds diverged."""
     if method not in summary.index or f"{column}_mean" not in summary:
         return "n/a"
     mean, std = summary.at[method, f"{column}_mean"], summary.at[method, f"{column}_std"]
-    return "n/a" if mean != mean else f"{mean:.4f} ± {(std if std == std else 0.0):.4f}"
+    seeds, diverged = int(summary.at[method, "n_seeds"]), int(summary.at[method, "n_diverged"])
+    if math.isnan(mean):
+        return f"diverged ({diverged}/{seeds} seeds)" if diverged else "n/a"
+    note = f" ({diverged}/{seeds} seeds diverged)" if diverged else ""
+    return f"{mean:.4f} ± {(0.0 if math.isnan(std) else std):.4f}{note}"
+
+
+def _difference(ours: float, theirs: float) -> str:
+    return "n/a (a side diverged)" if math.isnan(ours) or math.isnan(theirs) else f"{ours - theirs:+.4f}"
 
 
 def _name(method: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..benchmarks import BENCHMARKS
+from ..benchmarks import BENCHMARKS, get_spec
 from ..config import RunConfig
 from ..errors import UserError
 from ..methods import METHODS
@@ -134,8 +134,22 @@ class Study:
             return {**self.study_part(), "fixed": {**self.fixed, "first_tasks": self.selection_tasks}}
         if self.protocol == "transfer" and self.tune_on is not None:
             return {**self.study_part(), "benchmark": self.tune_on["benchmark"],
-                    "benchmark_options": dict(self.tune_on.get("benchmark_options", {}))}
+                    "benchmark_options": dict(self.tune_on.get("benchmark_options", {})),
+                    "fixed": {**self._evaluation_training(), **self.fixed}}
         return self.study_part()
+
+    def _evaluation_training(self) -> dict[str, Any]:
+        """The evaluation benchmark's training defaults, so a transferred learning rate was tuned
+        with the epochs, batch size and model it will run with (benchmarks' own defaults differ:
+        split digits trains 20 epochs of a 64-32 MLP, an .npz 10 of a 256-128 one). The model is
+        pinned only where both benchmarks default to the same kind (an MLP and a CNN take
+        different inputs); ``fixed`` overrides all of it."""
+        evaluated, tuning = get_spec(self.benchmark), get_spec(self.tune_on["benchmark"])
+        pinned: dict[str, Any] = {k: v for k, v in evaluated.train_defaults.items() if k in ("epochs", "batch_size")}
+        if evaluated.default_model == tuning.default_model and "model" not in self.fixed:
+            pinned.update(model=evaluated.default_model, model_options={
+                k: list(v) if isinstance(v, tuple) else v for k, v in evaluated.model_defaults.items()})
+        return pinned
 
     def trial_spec(self, method: MethodSearch, point: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """One trial's own part of the config: method, seed, its options and searched values."""
