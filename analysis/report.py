@@ -18,6 +18,7 @@ import yaml
 from . import figures
 from .folders import replace_folder
 from .importance import concentration_table, importance_table
+from .paper import comparison_table, figure4_band, paper_results
 from .load import add_paper_fwt, load_importances, load_matrices, load_trials
 from .robustness import robustness_scores
 from .selection import hyperparameter_importances
@@ -63,7 +64,9 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
 
     robust = robustness_scores(chosen_on)
     robust.to_csv(out / "robustness.csv", index=False)
-    curve = figures.lambda_curve(chosen_on, out, fwt_column=fwt_column)
+    reproduces = _study_reproduces(root)
+    curve = figures.lambda_curve(chosen_on, out, fwt_column=fwt_column,
+                                 band=figure4_band() if "figure4" in reproduces else None)
     heatmaps = figures.accuracy_heatmaps(matrices, best_trials, out)
     running = figures.running_accuracy(matrices, best_trials, out)
     importance, concentration = _importance(best_trials, out)
@@ -80,6 +83,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
         lines += [f"**Warning**: this sweep selected on the test set (metric `{metric}`), so the table's test "
                   "numbers are optimistic; hold out a validation split (`fixed.validation: 0.2`) and select on "
                   "`val_acc` for numbers a reader can trust.", ""]
+    lines += _paper_lines(best, fwt_column, reproduces, trials, out)
     if len(robust):
         shown = robust.assign(decades=robust["decades"].map(lambda v: f"{v:.2f}"))
         lines += ["## Robustness to λ", "",
@@ -173,6 +177,40 @@ def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]
             parts.append(f"{method}: {', '.join(labels)} ({len(group)} trials)")
         lines.append("- diverged (loss NaN/inf; no metrics): " + "; ".join(parts))
     return lines
+
+
+def _paper_lines(best: pd.DataFrame, fwt_column: str, reproduces: list[str], trials: pd.DataFrame,
+                 out: Path) -> list[str]:
+    """The paper's published table beside ours, for each table the study says it reproduces."""
+    lines: list[str] = []
+    ran = set(trials["benchmark"].dropna())
+    for name in [n for n in reproduces if n.startswith("table")]:
+        published = paper_results()[name]
+        table = comparison_table(best, name, fwt_column)
+        table.to_csv(out / f"paper_{name}.csv", index=False)
+        other = "" if published["benchmark"] in ran else (
+            f" **This sweep ran {', '.join(sorted(ran))}, not {published['benchmark']}**: the columns are not the "
+            "same experiment.")
+        lines += [f"## The paper beside ours: {published['title']}", "",
+                  f"The paper's numbers (section {published['section']}, in percent, as printed) beside this sweep's "
+                  "best configurations (mean ± std over seeds). They are shown, never used to select anything. The "
+                  "paper's FWT is its eq. 7; ours is given only where the sweep has a joint run to compute it."
+                  + other, "", table.to_markdown(index=False, disable_numparse=True), ""]
+    if "figure4" in reproduces:
+        low, high, _ = figure4_band()
+        lines += [f"The λ curve below shades the paper's claim for Figure 4 (section "
+                  f"{paper_results()['figure4']['section']}): SPP stable for λ in {low:g}–{high:g}, best at "
+                  f"{paper_results()['figure4']['best']:g} (on the visual sequence with VGG-9).", ""]
+    return lines
+
+
+def _study_reproduces(root: Path) -> list[str]:
+    """``reproduces`` of the sweep's study.yaml (a name or a list), [] when absent."""
+    try:
+        value = yaml.safe_load((root / "study.yaml").read_text()).get("reproduces") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _protocol_lines(root: Path, evaluated: bool) -> list[str]:

@@ -54,6 +54,7 @@ class RunResult:
     seconds: float
     task_names: list[str]
     diverged_at_task: int | None = None  # the task (counting from 1, as printed) whose training diverged
+    diverged_reason: str | None = None  # loss not finite, or a finite blow-up (Experiment._task_loss)
     importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
     # The same on the validation split (RunConfig.validation > 0), which sweeps select on.
     validation_matrix: list[list[float]] | None = None
@@ -66,6 +67,7 @@ class RunResult:
             "config": self.config,
             "status": self.status,
             "diverged_at_task": self.diverged_at_task,
+            "diverged_reason": self.diverged_reason,
             "task_names": self.task_names,
             "accuracy_matrix": self.accuracy_matrix,
             "initial_accuracy": self.initial_accuracy,
@@ -97,6 +99,12 @@ def select_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"device {name!r} does not exist (this machine has {torch.cuda.device_count()} GPUs)")
     return device
+
+
+# _task_loss: the loss of a task may end at most this much above its untrained value before the
+# run counts as blown up (float noise of a run whose penalty holds it in place stays far below).
+BLOWUP_MARGIN = 1e-3
+LOSS_SAMPLE = 1024
 
 
 class Experiment:
@@ -137,6 +145,7 @@ class Experiment:
         self.seconds = 0.0
         self.status = "running"
         self.diverged_at: int | None = None
+        self.diverged_reason: str | None = None
         self.last_loss = math.nan  # mean training loss (with any penalty) of the latest epoch
         self.initial_accuracy = self.evaluate()  # b_i of the standard FWT: the untrained model
         self.initial_val_accuracy = self.evaluate("val") if self.has_validation else []
@@ -212,7 +221,8 @@ class Experiment:
         optimizer = torch.optim.SGD(
             [p for p in self.model.parameters() if p in trainable], lr=self.config.lr, momentum=self.config.momentum
         )
-        self.model.train()
+        self.method.set_train_mode(task)
+        loss_before = self._task_loss(train_on)
         finite = True
         for epoch in range(self.config.epochs):
             for group in optimizer.param_groups:
@@ -231,11 +241,47 @@ class Experiment:
                 break
         for p in self.model.parameters():
             p.requires_grad_(True)
+        if not finite:
+            self.diverged_reason = "training loss not finite (NaN/inf)"
+        else:
+            loss_after = self._task_loss(train_on)
+            if loss_after > loss_before + BLOWUP_MARGIN:
+                finite = False
+                self.diverged_reason = (f"finite blow-up: the task's training loss rose from {loss_before:.4g} "
+                                        f"(untrained) to {loss_after:.4g}")
         if finite:
             for t in train_on:
                 self.method.after_task(self.view(t))
         self.model.remember_norm_stats(task)  # BN statistics per task (models/cnn.py); no-op without BN
         return finite
+
+    @torch.no_grad()
+    def _task_loss(self, tasks: list[int]) -> float:
+        """Mean cross-entropy, in eval mode, on a fixed sample (at most LOSS_SAMPLE per task) of
+        the training data of ``tasks`` with their heads: measured before and after a task.
+
+        A run that blows up without NaN (an lr far too large leaves a dead network, ACC at
+        chance, every loss finite) ends its task with this loss *above* where it started; any
+        run that learns, even barely (a tiny lr), ends at or below it, so the comparison does
+        not mistake slow learning for divergence, as "accuracy at chance" alone would.
+        Tasks held as image files are skipped (NaN/inf detection still applies to them)."""
+        was_training = [m.training for m in self.model.modules()]
+        self.model.eval()
+        total, count = 0.0, 0
+        for t in tasks:
+            images = self.benchmark.tasks[t].x_train
+            if isinstance(images, ImageFiles):
+                continue
+            targets = self._targets[t][0]
+            index = torch.randperm(len(targets), generator=torch.Generator().manual_seed(t))[:LOSS_SAMPLE]
+            index = index.to(targets.device)
+            with self.model.norm_stats_of(t):
+                logits = self.model(images[index], self.head_of(t))
+            total += F.cross_entropy(logits, targets[index], reduction="sum").item()
+            count += len(index)
+        for module, mode in zip(self.model.modules(), was_training):
+            module.training = mode
+        return total / count if count else -math.inf
 
     def _schedule(self, tasks: list[int]) -> list[tuple[int, torch.Tensor]]:
         """Shuffled mini-batch index tensors; with several tasks (joint), batches interleaved."""
@@ -336,6 +382,7 @@ class Experiment:
             seconds=self.seconds,
             task_names=[t.name for t in self.benchmark.tasks],
             diverged_at_task=self.diverged_at,
+            diverged_reason=self.diverged_reason,
             importances=self.importances,
             validation_matrix=[list(r) for r in self.val_rows] if self.has_validation else None,
             initial_validation_accuracy=list(self.initial_val_accuracy) if self.has_validation else None,

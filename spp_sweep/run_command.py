@@ -89,7 +89,7 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(format_result(result))
     if result.status == "diverged":
-        print(f"diverged at task {result.diverged_at_task} (training loss not finite); metrics are null",
+        print(f"diverged at task {result.diverged_at_task} ({result.diverged_reason}); metrics are null",
               file=sys.stderr)
     print(f"wrote {out / 'result.json'}")
     return DIVERGED_EXIT if result.status == "diverged" else 0

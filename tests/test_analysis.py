@@ -94,6 +94,7 @@ def test_report_of_a_real_sweep_with_diverged_and_errored_trials(tmp_path: Path,
         "methods": {"spp": {"space": {"lam": [0.5, 4.0, 1e5]}}, "ewc": {"space": {"lam": [1.0, 10.0]}},
                     "joint": {}, "finetune": {}},
         "seeds": 2, "resources": {"cpu": 1}, "max_failures": 0, "storage": str(tmp_path),
+        "reproduces": ["table2", "figure4"],
     })
     outcome = run_sweep(study, SweepOptions(verbose=0),
                         extra_config={"_chaos": {"method": "finetune", "raise_at_task": 0}})
@@ -117,6 +118,11 @@ def test_report_of_a_real_sweep_with_diverged_and_errored_trials(tmp_path: Path,
     assert set(table["method"]) == {"spp", "ewc", "joint"}  # finetune errored on every seed
     assert "\\begin{tabular}" in (tmp_path / "report" / "best_configs.tex").read_text()
     assert len(pd.read_parquet(tmp_path / "report" / "trials.parquet")) == len(trials)
+    assert "The paper beside ours: Table 2" in text and "This sweep ran split_digits, not split_mnist" in text
+    paper = pd.read_csv(tmp_path / "report" / "paper_table2.csv", dtype=str).set_index("method")
+    assert paper.loc["SPP", "paper ACC"] == "98.31" and paper.loc["SGD", "ours ACC"] == "n/a"
+    assert "stable for λ in 0.5–4" in text and "Selection protocol: end of training" in text
+    assert "**Warning**: this sweep selected on the test set" in text  # metric acc, the default
     concentration_table = pd.read_csv(tmp_path / "report" / "importance_concentration.csv")
     assert set(concentration_table["method"]) == {"spp", "ewc"}
     assert concentration_table["gini"].between(0, 1).all()
@@ -168,3 +174,31 @@ def test_a_report_of_a_sweep_whose_every_trial_diverged(tmp_path: Path, ray_loca
 
     shutil.rmtree(sorted(Path(outcome.root, "grid").glob("spp_*"))[0])
     assert "1 of 2 trials:" in write_report(outcome.root, Path(outcome.root) / "report").read_text()
+
+
+def test_the_paper_beside_ours_by_hand() -> None:
+    """Our fractions become percent beside the paper's printed values; ACC difference in points;
+    our standard FWT is not set against the paper's eq.-7 FWT."""
+    from analysis.paper import comparison_table, paper_results
+
+    best = pd.DataFrame([{"method": "spp", "config": "lam=4", "acc_mean": 0.95, "acc_std": 0.01,
+                          "bwt_mean": -0.02, "bwt_std": 0.005, "fwt_mean": 0.001, "fwt_std": 0.0}])
+    table = comparison_table(best, "table2", fwt_column="fwt").set_index("method")
+    assert table.loc["SPP", "ours ACC"] == "95.00 ± 1.00" and table.loc["SPP", "paper ACC"] == "98.31"
+    assert table.loc["SPP", "ACC ours − paper"] == "-3.31"  # 95.00 - 98.31
+    assert table.loc["SPP", "ours BWT"] == "-2.00 ± 0.50" and table.loc["SPP", "ours FWT"] == "n/a"
+    assert table.loc["Joint", "paper FWT"] == "/" and table.loc["EWC", "ours ACC"] == "n/a"
+    assert len(table) == len(paper_results()["table2"]["rows"])
+    paper_fwt = comparison_table(best.rename(columns={"fwt_mean": "fwt_paper_mean", "fwt_std": "fwt_paper_std"}),
+                                 "table3", fwt_column="fwt_paper").set_index("method")
+    assert paper_fwt.loc["SPP", "ours FWT"] == "0.10 ± 0.00" and paper_fwt.loc["SPP", "paper ACC"] == "94.51"
+
+
+def test_reproduces_names_a_published_table() -> None:
+    from spp_sweep.sweep.study import StudyError, parse_study
+
+    base = {"benchmark": "split_digits", "methods": ["spp"]}
+    assert parse_study({**base, "reproduces": "table2"}).reproduces == ("table2",)
+    assert parse_study({**base, "reproduces": ["table3", "figure4"]}).to_dict()["reproduces"] == ["table3", "figure4"]
+    with pytest.raises(StudyError, match="reproduces: 'table9'; give one or a list of: figure4, table2, table3"):
+        parse_study({**base, "reproduces": "table9"})

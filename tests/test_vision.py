@@ -248,3 +248,23 @@ def test_streamed_caltech_trains_to_the_same_matrix_as_in_memory(image_root: Pat
     in_memory = memory_experiment.run()
     streamed = streamed_experiment.run()
     np.testing.assert_allclose(streamed.accuracy_matrix, in_memory.accuracy_matrix, atol=0)
+
+
+def test_sgd_frozen_keeps_the_first_tasks_bn_statistics_on_vgg9(image_root: Path) -> None:
+    """SGD-F's trunk is a fixed function after task 1: its weights *and* its batch-norm running
+    statistics stay as task 1 left them (train mode would re-estimate them on every task)."""
+    config = RunConfig(method="sgd_frozen", benchmark="visual_sequence", epochs=1, batch_size=16, threads=2,
+                       benchmark_options={"data_root": str(image_root)}, model_options={"channels": [8, 16, 16],
+                                                                                        "fc": 32})
+    experiment = Experiment(config)
+    assert experiment.train_task(0)
+    after_first = {k: v.clone() for k, v in experiment.model.trunk.state_dict().items()}
+    experiment.model.remember_norm_stats(0)
+    for task in (1, 2):
+        assert experiment.train_task(task)
+    now = experiment.model.trunk.state_dict()
+    running = [k for k in now if "running_" in k]
+    assert running and all(torch.equal(now[k], after_first[k]) for k in now)  # weights and BN statistics
+    assert all(torch.equal(experiment.model.norm_stats[2][k], experiment.model.norm_stats[0][k])
+               for k in experiment.model.norm_stats[0])
+    assert experiment.model.trunk.training is True  # back in train mode for what follows

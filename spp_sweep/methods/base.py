@@ -128,6 +128,11 @@ class Method:
     def before_task(self, view: TaskView) -> None:
         pass
 
+    def set_train_mode(self, task: int) -> None:
+        """Put the model in its training mode for ``task`` (all of it in train mode by default;
+        SGD-F keeps its frozen trunk's batch-norm statistics fixed)."""
+        self.model.train()
+
     def penalty(self, step: Step) -> torch.Tensor | None:
         return None
 

@@ -6,6 +6,8 @@ from torch import nn
 
 from .base import Method
 
+_NORMS = (nn.modules.batchnorm._BatchNorm,)
+
 
 class FrozenSGD(Method):
     name = "sgd_frozen"
@@ -15,3 +17,13 @@ class FrozenSGD(Method):
         if task == 0:
             return list(self.model.parameters())
         return list(self.model.heads[task].parameters())
+
+    def set_train_mode(self, task: int) -> None:
+        """A frozen trunk is a fixed function: after the first task its batch-norm layers use and
+        keep the first task's running statistics (in train mode they would re-estimate them on
+        every new task, which is adaptation SGD-F does not have and inflates its transfer)."""
+        self.model.train()
+        if task > 0:
+            for module in self.model.trunk.modules():
+                if isinstance(module, _NORMS):
+                    module.eval()

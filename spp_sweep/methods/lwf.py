@@ -5,12 +5,20 @@ head is distilled on the new task's inputs (Li & Hoiem eq. 2, temperature T):
   L_old = lam * sum_{j<t} mean_n [ -sum_c y'_nc log yhat'_nc ],
   y' = softmax(old_j(x) / T),  yhat' = softmax(new_j(x) / T).
 The paper's warm-up phase (training only the new head first) is not used.
+
+Both sides of the distillation come from the same network mode (option ``mode``): ``eval``
+(default) compares the functions the two networks compute at test time (no dropout, batch-norm
+running statistics), at the cost of one more trunk forward per batch; ``train`` compares them
+as trained (dropout, batch statistics; the old copy's running statistics are never used). With
+the old targets in eval mode and the new outputs in train mode, as Li & Hoiem's recorded
+responses and FACIL do, the loss is non-zero even when nothing has changed yet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +38,8 @@ class LwF(Method):
     options = {
         "lam": Option(1.0, "weight lambda_o of the distillation loss"),
         "temperature": Option(2.0, "distillation temperature T (Li & Hoiem used 2)", 0.0, True),
+        "mode": Option("eval", "network mode of both sides of the distillation: eval (as tested) or train "
+                       "(as trained: dropout, batch statistics)", None, choices=("eval", "train")),
     }
 
     def __init__(self, model, **options: Any):
@@ -43,13 +53,19 @@ class LwF(Method):
     def penalty(self, step: Step) -> torch.Tensor | None:
         if self.old_model is None or step.task == 0 or self.hparams["lam"] == 0:
             return None
+        as_tested = self.hparams["mode"] == "eval"
+        self.old_model.train(not as_tested)
+        heads = range(step.task)
         with torch.no_grad():
             old_features = self.old_model.trunk(step.x)
-        loss = sum(
-            distillation_loss(self.model.heads[j](step.features), self.old_model.heads[j](old_features),
-                              self.hparams["temperature"])
-            for j in range(step.task)
-        )
+            old = [self.old_model.heads[j](old_features) for j in heads]
+        if as_tested and _mode_dependent(self.model):  # as tested, with gradients; then back to training modes
+            with _evaluating(self.model):
+                features = self.model.trunk(step.x)
+                new = [self.model.heads[j](features) for j in heads]
+        else:
+            new = [self.model.heads[j](step.features) for j in heads]
+        loss = sum(distillation_loss(n, o, self.hparams["temperature"]) for n, o in zip(new, old))
         return self.hparams["lam"] * loss
 
     def state_dict(self) -> dict[str, Any]:
@@ -60,6 +76,25 @@ class LwF(Method):
         if state.get("old_model") is not None:
             self.old_model = _frozen_copy(self.model)
             self.old_model.load_state_dict(state["old_model"])
+
+
+def _mode_dependent(model: torch.nn.Module) -> bool:
+    """Whether eval and train mode compute different functions (dropout, batch norm); where
+    not, the training forward's features serve both modes and the extra forward is skipped."""
+    return any(isinstance(m, (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm))
+               for m in model.modules())
+
+
+@contextlib.contextmanager
+def _evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block, each module's own mode restored after it."""
+    modes = [module.training for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in zip(model.modules(), modes):
+            module.training = mode
 
 
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:

@@ -30,7 +30,7 @@ RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay")
 # Keys of `fixed` that the study sets elsewhere (or the trial decides from its resources).
 _NOT_FIXED = ("method", "benchmark", "benchmark_options", "seed", "device", "threads", "method_options")
 _TOP_KEYS = {"name", "description", "benchmark", "benchmark_options", "fixed", "methods", "search", "seeds",
-             "final", "scheduler", "resources", "max_concurrent", "max_failures", "storage", "selection"}
+             "final", "scheduler", "resources", "max_concurrent", "max_failures", "storage", "selection", "reproduces"}
 # What selection may look at (README "Choosing hyperparameters"): the whole stream at its end
 # (the usual, optimistic protocol), the first k tasks' streams only (Lee et al. 2024), or another
 # benchmark of the same scenario shape (Cha & Cho 2024).
@@ -94,6 +94,7 @@ class Study:
     protocol: str = "end_of_training"  # selection.protocol, one of PROTOCOLS
     selection_tasks: int = 0  # first_tasks: how many tasks selection sees
     tune_on: dict[str, Any] | None = None  # transfer: {benchmark, benchmark_options} selection runs on
+    reproduces: tuple[str, ...] = ()  # the paper's tables/figures the report puts beside ours (analysis/paper.py)
     source: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -180,6 +181,7 @@ class Study:
             "resources": {"cpu": self.cpu, "gpu": self.gpu},
             "max_concurrent": self.max_concurrent, "max_failures": self.max_failures, "storage": self.storage,
             "selection": self.selection_dict(),
+            "reproduces": list(self.reproduces),
         }
 
     def selection_dict(self) -> dict[str, Any]:
@@ -278,6 +280,7 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
         problems.append("storage: must be a folder path or a URI such as s3://bucket/sweeps")
 
     protocol, selection_tasks, tune_on = _selection(data.get("selection"), fixed, final_seeds, problems)
+    reproduces = _reproduces(data.get("reproduces"), problems)
 
     if not problems:
         study = Study(
@@ -286,7 +289,7 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
             sampler_seed=sampler_seed, num_samples=num_samples, metric=metric, seeds=seeds,
             final_seeds=final_seeds, scheduler=scheduler, cpu=cpu, gpu=gpu, max_concurrent=max_concurrent,
             max_failures=max_failures, storage=storage, protocol=protocol, selection_tasks=selection_tasks,
-            tune_on=tune_on, source=dict(data),
+            tune_on=tune_on, reproduces=reproduces, source=dict(data),
         )
         problems.extend(check_trials(study))
     if problems:
@@ -312,6 +315,18 @@ def check_trials(study: Study) -> list[str]:
         except UserError as error:
             problems.append(f"methods.{method.method}: {error}")
     return problems
+
+
+def _reproduces(value: Any, problems: list[str]) -> tuple[str, ...]:
+    """``reproduces``: a name or a list of the paper's tables/figures (analysis/paper_results.yaml)."""
+    from analysis.paper import paper_results  # the published numbers ship with the analysis package
+
+    names = [] if value is None else [value] if isinstance(value, str) else value
+    known = sorted(paper_results())
+    if not isinstance(names, list) or any(n not in known for n in names):
+        problems.append(f"reproduces: {value!r}; give one or a list of: {', '.join(known)}")
+        return ()
+    return tuple(names)
 
 
 def _selection(value: Any, fixed: Mapping[str, Any], final_seeds: tuple[int, ...],

@@ -151,7 +151,7 @@ def _final_metrics(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
         "accuracy_row": result["accuracy_matrix"][-1] if n_rows else [],
         **values, **validation,
         "score": DIVERGED_SCORE if diverged else _score({**values, **validation}.get(metric, math.nan)),
-        "diverged_at_task": result["diverged_at_task"],
+        "diverged_at_task": result["diverged_at_task"], "diverged_reason": result.get("diverged_reason"),
         "accuracy_matrix": result["accuracy_matrix"], "initial_accuracy": result["initial_accuracy"],
         "seconds": result["seconds"], "replayed": False,
         **({"validation_matrix": result["validation_matrix"]} if "validation_matrix" in result else {}),

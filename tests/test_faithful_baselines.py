@@ -1,0 +1,62 @@
+"""Baselines as the paper and the authors define them: finite blow-ups recorded as diverged,
+LwF's two sides of the distillation from the same network mode."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spp_sweep.config import RunConfig
+from spp_sweep.engine import Experiment
+from spp_sweep.methods.base import Step
+
+
+def test_a_finite_blow_up_is_recorded_as_diverged_with_its_reason() -> None:
+    """lr 50 leaves a dead network (ACC at chance, every loss finite): diverged at task 1, with
+    the untrained and final loss named; lr 1e-6 barely learns and stays finished."""
+    blown = Experiment(RunConfig(method="finetune", lr=50.0, epochs=2)).run()
+    assert blown.status == "diverged" and blown.diverged_at_task == 1
+    assert blown.diverged_reason.startswith("finite blow-up") and math.isnan(blown.metrics["acc"])
+    before, after = (float(v) for v in blown.diverged_reason.split("from ")[1].split(" (untrained) to "))
+    assert after > before + 1e-3 and abs(before - math.log(2)) < 0.05  # untrained two-class loss: about log 2
+    slow = Experiment(RunConfig(method="finetune", lr=1e-6, epochs=2)).run()
+    assert slow.status == "finished" and slow.metrics["acc"] < 0.7  # learned nothing, but did not diverge
+    nan = Experiment(RunConfig(method="spp", lr=0.1, epochs=3, method_options={"lam": 1e4})).run()
+    assert nan.status == "diverged" and nan.diverged_reason == "training loss not finite (NaN/inf)"
+
+
+def lwf_after_first_task(mode: str) -> tuple[Experiment, Step]:
+    config = RunConfig(method="lwf", epochs=1, model_options={"dropout": 0.5}, method_options={"mode": mode})
+    experiment = Experiment(config)
+    assert experiment.train_task(0)
+    experiment.method.before_task(experiment.view(1))
+    experiment.method.set_train_mode(1)
+    x = experiment.benchmark.tasks[1].x_train[:64]
+    features = experiment.model.trunk(x)
+    return experiment, Step(1, 1, x, experiment._targets[1][0][:64], features, experiment.model.heads[1](features))
+
+
+def test_lwf_distils_like_for_like_so_nothing_changed_means_no_gradient() -> None:
+    """Right after the copy, old and new networks are the same function. With both sides in
+    eval mode (the default) the distillation gradient is therefore exactly zero: d/dz of
+    CE(softmax(z_old/T), softmax(z/T)) = (softmax(z/T) - softmax(z_old/T)) / T = 0 by hand.
+    In train mode dropout draws differ between the two sides, so a gradient appears; the same
+    happens with the old mixed modes (new in train, old in eval), which this option removes."""
+    experiment, step = lwf_after_first_task("eval")
+    penalty = experiment.method.penalty(step)
+    grads = torch.autograd.grad(penalty, [p for p in experiment.model.parameters()], allow_unused=True)
+    assert max(float(g.abs().max()) for g in grads if g is not None) < 1e-7
+    assert experiment.model.training and all(m.training for m in experiment.model.modules())  # modes restored
+    temperature = experiment.method.hparams["temperature"]
+    with torch.no_grad():  # by hand: the loss is the entropy of the softened old outputs
+        experiment.model.eval()
+        p = torch.softmax(experiment.model.heads[0](experiment.model.trunk(step.x)) / temperature, -1)
+        experiment.model.train()
+    assert penalty.item() == pytest.approx((-(p * p.log()).sum(-1).mean()).item(), rel=1e-5)
+
+    experiment, step = lwf_after_first_task("train")
+    penalty = experiment.method.penalty(step)
+    grads = torch.autograd.grad(penalty, [p for p in experiment.model.parameters()], allow_unused=True)
+    assert max(float(g.abs().max()) for g in grads if g is not None) > 1e-4
