@@ -55,8 +55,9 @@ def last_checkpoint(folder: Path) -> Path | None:
 def load_trials(root: str | Path) -> pd.DataFrame:
     """One row per trial: phase, method, seed, every searched value, status, metrics, seconds.
 
-    Searched values appear as their own columns (``lam``, ``lr``, ...); ``params`` lists
-    which columns a trial searched, so tables can group by configuration. ``penalty_step``
+    Searched values appear as their own columns (``lam``, ``lr``, ...); ``searched`` lists
+    which columns a trial searched, so tables can group by configuration, and ``config`` spells
+    them out (``lam=4, lr=0.1``) for a reader of trials.csv. ``penalty_step``
     says how a quadratic penalty acted (explicit / implicit), searched or not.
     """
     root = Path(root)
@@ -85,7 +86,9 @@ def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
         "benchmark": study.get("benchmark"),
         "seed": trial.get("seed"),
         **params,
-        "params": ",".join(sorted(params)),
+        # which columns this trial searched (names; the values are in those columns and in `config`)
+        "searched": ",".join(sorted(params)),
+        "config": ", ".join(f"{k}={_short(params[k])}" for k in sorted(params)),
         "status": status,
         "tasks_done": int(last.get("task", 0) or 0),
         "n_tasks": last.get("n_tasks"),
@@ -164,7 +167,7 @@ def add_paper_fwt(trials: pd.DataFrame, matrices: pd.DataFrame) -> pd.DataFrame:
 
 
 def _config_key(row: pd.Series) -> str:
-    names = [n for n in str(row.get("params") or "").split(",") if n]
+    names = [n for n in str(row.get("searched") or "").split(",") if n]
     return ",".join(f"{n}={row[n]}" for n in names)
 
 
@@ -190,6 +193,10 @@ def _number(value: Any) -> float:
         return float(value) if value is not None else math.nan
     except (TypeError, ValueError):
         return math.nan
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _first_line(path: Path) -> str | None:

@@ -31,7 +31,7 @@ def figure4_band() -> tuple[float, float, str]:
     """The paper's claimed stable λ range for the Figure-4 curve, labelled with its source."""
     claim = paper_results()["figure4"]
     low, high = claim["stable"]
-    return float(low), float(high), f"paper's stable λ {low:g}–{high:g} (section {claim['section']})"
+    return float(low), float(high), f"SPP stable for λ {low:g}–{high:g}: the paper's claim (section {claim['section']})"
 
 
 def comparison_table(best: pd.DataFrame, table: str, fwt_column: str) -> pd.DataFrame:

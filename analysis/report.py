@@ -171,7 +171,7 @@ def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]
     if len(diverged):
         parts = []
         for method, group in diverged.groupby("method"):
-            names = [n for n in str(group["params"].iloc[0] or "").split(",") if n]
+            names = [n for n in str(group["searched"].iloc[0] or "").split(",") if n]
             group = group.sort_values(names) if names else group
             labels = list(dict.fromkeys(_bracket(config_label(r)) for _, r in group.iterrows()))
             parts.append(f"{method}: {', '.join(labels)} ({len(group)} trials)")

@@ -29,7 +29,7 @@ def swept_over(trials: pd.DataFrame, parameter: str = "lam") -> pd.DataFrame:
     with ``penalty_step`` filled ("-" for methods without one) so it can group curves."""
     if parameter not in trials.columns or trials.empty:
         return trials.iloc[0:0].assign(**{VARIANT: pd.Series(dtype=object)})
-    searched = trials["params"].fillna("").map(lambda p: set(filter(None, str(p).split(","))) - {VARIANT})
+    searched = trials["searched"].fillna("").map(lambda p: set(filter(None, str(p).split(","))) - {VARIANT})
     swept = trials[searched.map(lambda names: names == {parameter})].copy()
     step = swept[VARIANT] if VARIANT in swept else pd.Series(None, index=swept.index, dtype=object)
     swept[VARIANT] = step.fillna("-").astype(str)
@@ -43,7 +43,7 @@ def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: 
     swept = swept_over(trials, parameter)
     rows = []
     for (method, step), by_step in swept.groupby(["method", VARIANT], sort=False):
-        group = summarize_configs(by_step.drop(columns=[VARIANT]).assign(params=parameter), metric=metric)
+        group = summarize_configs(by_step.drop(columns=[VARIANT]).assign(searched=parameter), metric=metric)
         if group.empty:
             continue
         group = group.sort_values(parameter)

@@ -93,7 +93,7 @@ def tie_table(trials: pd.DataFrame, order: list[str], metric: str = "val_acc") -
     for method in order:
         mine = values(method)
         rows = trials[trials["method"] == method]
-        names = [n for n in str(rows["params"].iloc[0] if len(rows) else "").split(",") if n]
+        names = [n for n in str(rows["searched"].iloc[0] if len(rows) else "").split(",") if n]
         p_value = math.nan
         if method == order[0]:
             tied = True

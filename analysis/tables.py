@@ -22,7 +22,7 @@ _DONE = ("finished", "diverged")
 
 def config_label(row: pd.Series) -> str:
     """``lam=4, lr=0.1`` from a trial row (empty string for a method with nothing searched)."""
-    names = [n for n in str(row.get("params") or "").split(",") if n]
+    names = [n for n in str(row.get("searched") or "").split(",") if n]
     return ", ".join(f"{n}={_short(row[n])}" for n in names)
 
 
@@ -43,7 +43,7 @@ def summarize_configs(trials: pd.DataFrame, metric: str = "acc") -> pd.DataFrame
         row = {"method": method, "config": config, "n_seeds": len(group),
                "n_diverged": int((group["status"] == "diverged").sum()),
                "rank_value": float(group["rank_input"].mean())}
-        for name in [n for n in str(group["params"].iloc[0] or "").split(",") if n]:
+        for name in [n for n in str(group["searched"].iloc[0] or "").split(",") if n]:
             row[name] = group[name].iloc[0]
         for column in [c for c in METRIC_COLUMNS + VALIDATION_COLUMNS if c in finished]:
             values = finished[column].dropna()
@@ -74,7 +74,7 @@ def best_configs(trials: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
 
 def _param_names(trials: pd.DataFrame) -> list[str]:
     names: list[str] = []
-    for value in trials.get("params", pd.Series(dtype=str)).dropna().unique():
+    for value in trials.get("searched", pd.Series(dtype=str)).dropna().unique():
         names += [n for n in str(value).split(",") if n and n not in names]
     return sorted(names)
 

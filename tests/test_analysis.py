@@ -23,7 +23,7 @@ from spp_sweep.sweep.study import parse_study
 def trial(method: str, lam: float | None, seed: int, acc: float, status: str = "finished") -> dict:
     row = {"method": method, "seed": seed, "status": status, "acc": acc if status == "finished" else math.nan,
            "bwt": -0.01, "fwt": 0.0, "fwt_paper": math.nan, "smt": 0.0, "seconds": 1.0,
-           "params": "lam" if lam is not None else "", "lam": lam if lam is not None else math.nan}
+           "searched": "lam" if lam is not None else "", "lam": lam if lam is not None else math.nan}
     return row
 
 
@@ -60,7 +60,7 @@ def test_robustness_has_a_row_per_penalty_step_and_the_figure_draws_both(tmp_pat
         for lam, acc in accs.items():
             for seed in (0, 1):
                 row = trial("spp", lam, seed, acc if acc is not None else 0.0, "finished" if acc else "diverged")
-                rows.append({**row, "params": "lam,penalty_step", "penalty_step": step})
+                rows.append({**row, "searched": "lam,penalty_step", "penalty_step": step})
     rows += [{**trial("finetune", None, 0, 0.9), "penalty_step": None}]
     frame = pd.DataFrame(rows)
     scores = robustness_scores(frame).set_index("penalty_step")
@@ -118,8 +118,11 @@ def test_report_of_a_real_sweep_with_diverged_and_errored_trials(tmp_path: Path,
     assert set(table["method"]) == {"spp", "ewc", "joint"}  # finetune errored on every seed
     assert "\\begin{tabular}" in (tmp_path / "report" / "best_configs.tex").read_text()
     assert len(pd.read_parquet(tmp_path / "report" / "trials.parquet")) == len(trials)
+    exported = pd.read_csv(tmp_path / "report" / "trials.csv")  # a reader sees the values, not just names
+    assert {"lam=0.5", "lam=4", "lam=1e+05"} <= set(exported["config"].dropna()) and "params" not in exported
+    assert set(exported["searched"].dropna()) == {"lam"}
     assert "The paper beside ours: Table 2" in text and "This sweep ran split_digits, not split_mnist" in text
-    paper = pd.read_csv(tmp_path / "report" / "paper_table2.csv", dtype=str).set_index("method")
+    paper = pd.read_csv(tmp_path / "report" / "paper_table2.csv", dtype=str, keep_default_na=False).set_index("method")
     assert paper.loc["SPP", "paper ACC"] == "98.31" and paper.loc["SGD", "ours ACC"] == "n/a"
     assert "stable for λ in 0.5–4" in text and "Selection protocol: end of training" in text
     assert "**Warning**: this sweep selected on the test set" in text  # metric acc, the default
@@ -136,8 +139,8 @@ def test_paper_fwt_uses_the_best_joint_configuration_of_the_same_seed() -> None:
                 for j, row in enumerate(rows) for i, a in enumerate(row)]
 
     trials = pd.DataFrame([
-        {**trial("joint", None, 0, 0.85), "trial_id": "j1", "phase": "grid", "params": "lr", "lr": 0.1},
-        {**trial("joint", None, 0, 0.50), "trial_id": "j2", "phase": "grid", "params": "lr", "lr": 0.001},
+        {**trial("joint", None, 0, 0.85), "trial_id": "j1", "phase": "grid", "searched": "lr", "lr": 0.1},
+        {**trial("joint", None, 0, 0.50), "trial_id": "j2", "phase": "grid", "searched": "lr", "lr": 0.001},
         {**trial("spp", 4, 0, 0.875), "trial_id": "s", "phase": "grid"},
     ])
     matrices = pd.DataFrame(matrix_rows("j1", [[0.9, 0.8], [0.9, 0.8]]) + matrix_rows("j2", [[0.5, 0.5], [0.5, 0.5]])

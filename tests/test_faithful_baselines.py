@@ -15,12 +15,17 @@ from spp_sweep.methods.base import Step
 
 def test_a_finite_blow_up_is_recorded_as_diverged_with_its_reason() -> None:
     """lr 50 leaves a dead network (ACC at chance, every loss finite): diverged at task 1, with
-    the untrained and final loss named; lr 1e-6 barely learns and stays finished."""
+    the untrained and final loss named; lr 1e-6 barely learns and stays finished, and so does a
+    CNN whose eval-mode batch-norm statistics lag after one short epoch (tests/test_vision.py)."""
     blown = Experiment(RunConfig(method="finetune", lr=50.0, epochs=2)).run()
     assert blown.status == "diverged" and blown.diverged_at_task == 1
     assert blown.diverged_reason.startswith("finite blow-up") and math.isnan(blown.metrics["acc"])
-    before, after = (float(v) for v in blown.diverged_reason.split("from ")[1].split(" (untrained) to "))
-    assert after > before + 1e-3 and abs(before - math.log(2)) < 0.05  # untrained two-class loss: about log 2
+    text = blown.diverged_reason.split("from ")[1]
+    before, after = float(text.split(" (first batch)")[0]), float(text.split(" to ")[1].split(" (last epoch)")[0])
+    # by hand: the untrained two-class loss is about log 2, and the dead network's is above it by
+    # more than the 25% the rule allows and above 0.9 log 2 (no better than guessing)
+    assert abs(before - math.log(2)) < 0.1 and after > 1.25 * before and after >= 0.9 * math.log(2)
+    assert "log 2 = 0.693" in blown.diverged_reason
     slow = Experiment(RunConfig(method="finetune", lr=1e-6, epochs=2)).run()
     assert slow.status == "finished" and slow.metrics["acc"] < 0.7  # learned nothing, but did not diverge
     nan = Experiment(RunConfig(method="spp", lr=0.1, epochs=3, method_options={"lam": 1e4})).run()

@@ -140,7 +140,7 @@ def test_the_robust_choice_is_inside_the_stable_range_not_at_the_edge() -> None:
 
 def test_ties_within_seed_noise_go_to_the_simplest_cheapest_method() -> None:
     def rows(method: str, values: list[float], seconds: float, params: str) -> list[dict]:
-        return [{"method": method, "seed": s, "status": "finished", "val_acc": v, "params": params,
+        return [{"method": method, "seed": s, "status": "finished", "val_acc": v, "searched": params,
                  "time_total_s": seconds} for s, v in enumerate(values)]
 
     # the numbers: SPP 0.9825 ± 0.0035, EWC 0.9821 ± 0.0030, fine-tuning 0.9817 ± 0.0035

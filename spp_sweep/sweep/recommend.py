@@ -258,7 +258,7 @@ def rank_methods(search_root: str, phase: str = "final") -> list[dict[str, Any]]
     rows = []
     for _, row in best.iterrows():
         of_method = final[final["method"] == row["method"]]
-        names = [n for n in of_method["params"].iloc[0].split(",") if n]
+        names = [n for n in of_method["searched"].iloc[0].split(",") if n]
         params = params_of(row, names)
         steps = of_method["penalty_step"].dropna().unique() if "penalty_step" in of_method else []
         if "penalty_step" not in params and len(steps) == 1:  # fixed, not searched: still part of the choice
