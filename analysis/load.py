@@ -107,6 +107,8 @@ def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
         "error": _first_line(folder / "error.txt") if status == "errored" else None,
         "path": str(folder),
     }
+    # per_task | shared | class_incremental: how tasks map to output layers (None: a sweep from before)
+    row["output"] = last.get("output") or study.get("fixed", {}).get("output")
     # explicit | implicit for the quadratic-penalty methods (searched, fixed or default), else None
     row["penalty_step"] = (params.get("penalty_step") or trial.get("options", {}).get("penalty_step")
                            or last.get("penalty_step"))

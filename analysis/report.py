@@ -123,10 +123,20 @@ def format_best_table(best: pd.DataFrame, fwt_column: str) -> pd.DataFrame:
     validated = "val_acc_mean" in best and best["val_acc_mean"].notna().any()
     return pd.DataFrame([{
         "method": row["method"], "configuration": row["config"] or "-",
+        **({"output": _output_name(row.get("output"))} if "output" in best else {}),
         **({"val ACC": cell(row, "val_acc"), "val BWT": cell(row, "val_bwt")} if validated else {}),
         FWT_NAMES[fwt_column]: cell(row, fwt_column), "BWT": cell(row, "bwt"), "ACC": cell(row, "acc"),
         "seeds": int(row["n_seeds"]), "diverged": int(row["n_diverged"]),
     } for _, row in best.iterrows()])
+
+
+OUTPUT_NAMES = {"per_task": "head per task", "shared": "one shared head (task's size)",
+                "class_incremental": "one head, all classes"}
+
+
+def _output_name(output: object) -> str:
+    """How a table names the output layout (a sweep from before the setting: unknown)."""
+    return OUTPUT_NAMES.get(output, "unknown") if isinstance(output, str) else "unknown"
 
 
 def latex_table(table: pd.DataFrame) -> str:

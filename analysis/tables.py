@@ -50,6 +50,8 @@ def summarize_configs(trials: pd.DataFrame, metric: str = "acc") -> pd.DataFrame
             row[f"{column}_mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{column}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else math.nan)
         row["seconds_mean"] = float(group["seconds"].mean())
+        if "output" in group and group["output"].notna().any():  # the output layout, named in every table
+            row["output"] = str(group["output"].dropna().iloc[0])
         groups.append(row)
     return pd.DataFrame(groups)
 

@@ -36,6 +36,12 @@ MODEL_RULES: dict[str, Rule] = {
 }
 
 
+# per_task: one head per task (task-incremental); shared: one head of the task's size reused by
+# every task, local labels (domain-incremental); class_incremental: one head over every class,
+# global labels.
+OUTPUTS = ("per_task", "shared", "class_incremental")
+
+
 def _finite(value: float) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -67,6 +73,9 @@ class RunConfig:
     # first_tasks selection protocol tunes on this prefix (Lee et al. 2024; README "Choosing
     # hyperparameters"). The later tasks' data take no part in such a run.
     first_tasks: int = 0
+    # How tasks map to output layers (OUTPUTS); None: the method's default (sgd: shared, as the
+    # authors' split-MNIST code; every other method: per_task). README "Output layers".
+    output: str | None = None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
@@ -95,8 +104,11 @@ class RunConfig:
         method_defaults = {
             k: v for k, v in spec.method_defaults.get(self.method, {}).items() if k in method_cls.options
         }
+        output = self.output if self.output is not None else method_cls.default_output
+        if output not in OUTPUTS:
+            raise ConfigError(f"output={output!r} is invalid; choose one of: {', '.join(OUTPUTS)}")
         config = dataclasses.replace(
-            self,
+            self, output=output,
             epochs=self.epochs if self.epochs is not None else spec.train_defaults["epochs"],
             batch_size=self.batch_size if self.batch_size is not None else spec.train_defaults["batch_size"],
             lr=self.lr if self.lr is not None else spec.train_defaults["lr"],

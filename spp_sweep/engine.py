@@ -131,12 +131,7 @@ class Experiment:
         self.benchmark = benchmark.to(self.device)
         method_cls = get_method(self.config.method)
         torch.manual_seed(self.config.seed)
-        head_sizes = (
-            [self.benchmark.n_global_classes]
-            if method_cls.single_head
-            else [task.n_classes for task in self.benchmark.tasks]
-        )
-        self.head_sizes = head_sizes
+        self.head_sizes = head_sizes = self._head_sizes()
         self.model: ContinualModel = build_model(
             self.config.model, self.benchmark.input_shape, head_sizes, self.config.model_options
         ).to(self.device)
@@ -160,12 +155,28 @@ class Experiment:
 
     # -- data views ----------------------------------------------------------------------
     def head_of(self, task: int) -> int:
-        return 0 if self.method.single_head else task
+        return task if self.config.output == "per_task" else 0
+
+    def _head_sizes(self) -> list[int]:
+        """The output layers of ``config.output``: one per task, one of the task's size, or one
+        over every class."""
+        tasks = self.benchmark.tasks
+        if self.config.output == "class_incremental":
+            return [self.benchmark.n_global_classes]
+        if self.config.output == "shared":
+            sizes = sorted({task.n_classes for task in tasks})
+            if len(sizes) > 1:
+                raise ConfigError(f"output=shared reuses one output layer of the task's size, but the tasks of "
+                                  f"{self.benchmark.name} have {'/'.join(map(str, sizes))} classes; use "
+                                  "output=class_incremental or per_task")
+            return sizes
+        return [task.n_classes for task in tasks]
 
     def _task_targets(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(train, test, validation) targets: local labels, or global class ids for a single head."""
+        """(train, test, validation) targets: local labels, or global class ids for one head
+        over every class (class-incremental)."""
         task = self.benchmark.tasks[index]
-        if not self.method.single_head:
+        if self.config.output != "class_incremental":
             return task.y_train, task.y_test, task.y_val
         classes = torch.tensor(task.classes, device=self.device)
         return classes[task.y_train], classes[task.y_test], None if task.y_val is None else classes[task.y_val]

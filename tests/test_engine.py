@@ -7,6 +7,7 @@ import torch
 
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment
+from spp_sweep.errors import ConfigError
 
 from .conftest import resumed_after_second_task
 
@@ -57,10 +58,26 @@ def test_frozen_sgd_keeps_the_trunk_after_the_first_task():
     assert not torch.equal(snapshots[0]["heads.1.weight"], snapshots[1]["heads.1.weight"])
 
 
-def test_single_head_sgd_predicts_global_classes():
-    experiment = Experiment(RunConfig(method="sgd", **FAST))
-    assert len(experiment.model.heads) == 1 and experiment.model.heads[0].out_features == 10
-    assert set(experiment.view(3).y.tolist()) == {6, 7}
+def test_sgd_shares_one_head_of_the_tasks_size_by_default_and_class_incremental_on_request():
+    """The authors' split-MNIST SGD: one 2-way output layer reused by every task, local labels
+    (domain-incremental). class_incremental: one 10-way layer, global labels. Any method can
+    take either layout; fine-tuning keeps a head per task by default."""
+    shared = Experiment(RunConfig(method="sgd", **FAST))
+    assert shared.config.output == "shared" and len(shared.model.heads) == 1
+    assert shared.model.heads[0].out_features == 2 and set(shared.view(3).y.tolist()) == {0, 1}
+    assert [shared.head_of(t) for t in range(5)] == [0] * 5
+    result = shared.run()
+    assert result.status == "finished" and result.metrics["acc"] > 0.6  # far above class-incremental's ~0.19
+    incremental = Experiment(RunConfig(method="sgd", output="class_incremental", **FAST))
+    assert len(incremental.model.heads) == 1 and incremental.model.heads[0].out_features == 10
+    assert set(incremental.view(3).y.tolist()) == {6, 7}
+    finetune = Experiment(RunConfig(method="finetune", **FAST))
+    assert finetune.config.output == "per_task" and len(finetune.model.heads) == 5
+    for method in ("finetune", "spp", "lwf", "sgd_frozen"):  # every method runs with a shared head
+        run = Experiment(RunConfig(method=method, output="shared", **FAST)).run()
+        assert run.status == "finished", method
+    with pytest.raises(ConfigError, match="output='two'"):
+        RunConfig(method="sgd", output="two").resolved()
 
 
 def test_joint_trains_once_on_all_tasks():

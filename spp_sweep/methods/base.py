@@ -92,7 +92,8 @@ class Method:
 
     name: ClassVar[str] = "base"
     summary: ClassVar[str] = ""
-    single_head: ClassVar[bool] = False
+    # the output layout a run uses unless its `output` setting says otherwise (config.OUTPUTS)
+    default_output: ClassVar[str] = "per_task"
     # True for a method trained on every task's data at once (joint): its own final accuracies are
     # the m_i of the paper's FWT (eq. 7), and the standard FWT ("before task i") means nothing for it
     learns_all_tasks_at_once: ClassVar[bool] = False

@@ -16,7 +16,7 @@ class FrozenSGD(Method):
     def trainable_parameters(self, task: int) -> list[nn.Parameter]:
         if task == 0:
             return list(self.model.parameters())
-        return list(self.model.heads[task].parameters())
+        return list(self.model.heads[min(task, len(self.model.heads) - 1)].parameters())  # its head, or the shared one
 
     def set_train_mode(self, task: int) -> None:
         """A frozen trunk is a fixed function: after the first task its batch-norm layers use and

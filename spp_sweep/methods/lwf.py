@@ -55,7 +55,7 @@ class LwF(Method):
             return None
         as_tested = self.hparams["mode"] == "eval"
         self.old_model.train(not as_tested)
-        heads = range(step.task)
+        heads = range(step.task) if len(self.model.heads) > 1 else [0]  # one shared head: distil it
         with torch.no_grad():
             old_features = self.old_model.trunk(step.x)
             old = [self.old_model.heads[j](old_features) for j in heads]

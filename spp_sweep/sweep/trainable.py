@@ -177,5 +177,6 @@ def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | 
         where = {"node_id": node, "threads": experiment.config.threads, "device": experiment.config.device,
                  # how the quadratic penalty acted (explicit / implicit; None for other methods): a
                  # study may fix it in a method's options, and every table must still name it
-                 "penalty_step": experiment.config.method_options.get("penalty_step")}
+                 "penalty_step": experiment.config.method_options.get("penalty_step"),
+                 "output": experiment.config.output}
         tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))
