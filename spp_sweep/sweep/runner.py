@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import signal
 import threading
@@ -173,6 +174,16 @@ def run_sweep(study: Study, options: SweepOptions = SweepOptions(),
 # the sweep reads results from the trial folders, never from those dataframes).
 _QUIET_ONLY = ("ray._private.authentication.authentication_token_setup",)
 _ALWAYS_SILENT = ("ray.tune.analysis.experiment_analysis",)
+_SYNCER = "ray.train._internal.syncer"
+
+
+class _SearcherStateRace(logging.Filter):
+    """Drops Ray's "Last sync command failed" traceback when the file it missed is OptunaSearch's
+    temporary state (written to a temp name, then renamed, while the syncer copies the folder):
+    the next sync copies the renamed file, so nothing is lost. Every other sync failure shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "tmp-searcher-state" not in record.getMessage()
 
 
 @contextlib.contextmanager
@@ -184,10 +195,10 @@ def _library_output(quiet: bool) -> Iterator[None]:
     the compact progress table of :func:`_progress_reporter` at ``verbose=1`` and nothing at
     ``verbose=0``. With --quiet, Ray's and Optuna's INFO lines are left out too.
     """
-    import logging
-
     import optuna
 
+    race = _SearcherStateRace()
+    logging.getLogger(_SYNCER).addFilter(race)
     names = ("ray", "ray.tune", "ray.train", *_QUIET_ONLY) if quiet else ()
     loggers = [logging.getLogger(name) for name in (*names, *_ALWAYS_SILENT)]
     levels = [logger.level for logger in loggers]
@@ -203,6 +214,7 @@ def _library_output(quiet: bool) -> Iterator[None]:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
         optuna.logging.set_verbosity(optuna_level)
+        logging.getLogger(_SYNCER).removeFilter(race)
         if reporter is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:
