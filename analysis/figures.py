@@ -250,6 +250,7 @@ def hyperparameter_importance(table: pd.DataFrame, out: Path, stem: str = "hyper
         ax.set_xlim(0, 1)
         ax.set_title(f"{display_name(method)} ({int(rows['trials'].iloc[0])} trials)", fontsize=10)
         ax.set_xlabel("importance (fANOVA)")
+        ax.tick_params(labelbottom=True)  # every panel readable on its own (shared x hides upper rows' ticks)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Which hyperparameters matter: share of the score's variance", fontsize=11)
     fig.tight_layout()
