@@ -274,3 +274,21 @@ def test_a_snapshot_naming_a_deleted_checkpoint_still_restores_the_trial(tmp_pat
     assert list(after["trial_id"]) == list(before["trial_id"])  # restored in place, nothing rerun
     assert fresh_reports(after.loc[1, "path"]) == [1, 2, 3, 4, 5]  # 4 before the cut, then task 5 only
     assert read_reports(Path(after.loc[1, "path"]))[-1]["accuracy_matrix"] == matrix
+
+
+def test_only_the_searcher_state_sync_race_is_silenced(caplog) -> None:
+    """Ray logs a traceback when its syncer copies the driver's folder while the searcher renames
+    its temporary state file; that one is harmless and hidden, any other sync failure shows."""
+    import logging
+
+    from spp_sweep.sweep.runner import _library_output
+
+    logger = logging.getLogger("ray.tune.execution.experiment_state")
+    with _library_output(quiet=False), caplog.at_level(logging.ERROR, logger=logger.name):
+        for name in (".e1-tmp-searcher-state-2026.pkl", "experiment_state-2026.json"):
+            try:
+                raise FileNotFoundError(f"Failed to open local file '/tmp/ray/x/{name}'")
+            except FileNotFoundError:
+                logger.error("Saving experiment state to storage failed with exception: ", exc_info=True)
+    shown = [str(r.exc_info[1]) for r in caplog.records]
+    assert len(shown) == 1 and "experiment_state-2026.json" in shown[0]

@@ -174,16 +174,19 @@ def run_sweep(study: Study, options: SweepOptions = SweepOptions(),
 # the sweep reads results from the trial folders, never from those dataframes).
 _QUIET_ONLY = ("ray._private.authentication.authentication_token_setup",)
 _ALWAYS_SILENT = ("ray.tune.analysis.experiment_analysis",)
-_SYNCER = "ray.train._internal.syncer"
+_SYNC_LOGGERS = ("ray.train._internal.syncer", "ray.tune.execution.experiment_state")
 
 
 class _SearcherStateRace(logging.Filter):
-    """Drops Ray's "Last sync command failed" traceback when the file it missed is OptunaSearch's
-    temporary state (written to a temp name, then renamed, while the syncer copies the folder):
-    the next sync copies the renamed file, so nothing is lost. Every other sync failure shows."""
+    """Drops Ray's sync-failure tracebacks ("Last sync command failed", "Saving experiment state
+    to storage ... failed") when the file the copy missed is the searcher's temporary state: it
+    is written under a temporary name and renamed while the syncer copies the folder, and the
+    next sync copies the renamed file. A snapshot left stale by it is what recovery.py's guards
+    are for. Every other sync failure still shows."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "tmp-searcher-state" not in record.getMessage()
+        error = record.exc_info[1] if record.exc_info else None
+        return "tmp-searcher-state" not in f"{record.getMessage()} {error}"
 
 
 @contextlib.contextmanager
@@ -198,7 +201,8 @@ def _library_output(quiet: bool) -> Iterator[None]:
     import optuna
 
     race = _SearcherStateRace()
-    logging.getLogger(_SYNCER).addFilter(race)
+    for name in _SYNC_LOGGERS:
+        logging.getLogger(name).addFilter(race)
     names = ("ray", "ray.tune", "ray.train", *_QUIET_ONLY) if quiet else ()
     loggers = [logging.getLogger(name) for name in (*names, *_ALWAYS_SILENT)]
     levels = [logger.level for logger in loggers]
@@ -214,7 +218,8 @@ def _library_output(quiet: bool) -> Iterator[None]:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
         optuna.logging.set_verbosity(optuna_level)
-        logging.getLogger(_SYNCER).removeFilter(race)
+        for name in _SYNC_LOGGERS:
+            logging.getLogger(name).removeFilter(race)
         if reporter is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:
