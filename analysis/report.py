@@ -214,23 +214,24 @@ def _paper_lines(best: pd.DataFrame, fwt_column: str, reproduces: list[str], tri
     return lines
 
 
+def _saved_study(root: Path) -> dict:
+    """The sweep's study.yaml as a mapping ({} where there is none or it does not read)."""
+    try:
+        data = yaml.safe_load((root / "study.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _study_reproduces(root: Path) -> list[str]:
     """``reproduces`` of the sweep's study.yaml (a name or a list), [] when absent."""
-    try:
-        value = yaml.safe_load((root / "study.yaml").read_text()).get("reproduces") or []
-    except (OSError, yaml.YAMLError, AttributeError):
-        return []
+    value = _saved_study(root).get("reproduces") or []
     return [value] if isinstance(value, str) else list(value)
 
 
 def _protocol_lines(root: Path, evaluated: bool) -> list[str]:
     """Which data chose the configurations and which the table shows (study.yaml's selection)."""
-    selection: dict = {}
-    if (root / "study.yaml").exists():
-        try:
-            selection = yaml.safe_load((root / "study.yaml").read_text()).get("selection") or {}
-        except (yaml.YAMLError, AttributeError):
-            selection = {}
+    selection = _saved_study(root).get("selection") or {}
     protocol = selection.get("protocol", "end_of_training")
     if protocol == "first_tasks":
         seen = f"the first {selection.get('tasks')} tasks of the stream"

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from .tables import DIVERGED_VALUE
 
@@ -133,32 +132,26 @@ def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = N
     (too few to fit the forest, or no variance to attribute).
     """
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.distributions import IntDistribution
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    from spp_sweep.sweep.study import load_study  # parses the saved file only; no Ray, no engine
 
     from .load import load_trials
 
+    columns = ["method", "hyperparameter", "importance", "trials", "evaluator"]
     root = Path(root)
-    study_file = root / "study.yaml"
-    if not study_file.exists():
-        return pd.DataFrame(columns=["method", "hyperparameter", "importance", "trials", "evaluator"])
-    study = yaml.safe_load(study_file.read_text())
-    metric = study.get("search", {}).get("metric", "acc")
+    try:
+        study = load_study(root / "study.yaml")
+    except Exception:  # no study file here (a phase folder), or one from another version
+        return pd.DataFrame(columns=columns)
     trials = load_trials(root) if trials is None else trials
     rows = []
-    for method, body in (study.get("methods") or {}).items():
-        space = (body or {}).get("space") or {}
-        searched = trials[trials["phase"] == f"optuna-{method}"] if "phase" in trials else trials.iloc[0:0]
-        if not space or searched.empty:
+    for method in study.methods:
+        searched = trials[trials["phase"] == f"optuna-{method.method}"] if "phase" in trials else trials.iloc[0:0]
+        if not method.space or searched.empty:
             continue
-        distributions = {}
-        for name, spec in space.items():
-            if isinstance(spec, list):
-                distributions[name] = CategoricalDistribution(spec)
-            else:
-                (kind, (low, high)), = spec.items()
-                distributions[name] = IntDistribution(int(low), int(high)) if kind == "int" else \
-                    FloatDistribution(float(low), float(high), log=kind == "loguniform")
+        distributions = {name: dim.optuna_distribution() for name, dim in method.space.items()}
         usable = searched[searched["status"].isin(["finished", "diverged"])]
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per in-memory study
@@ -169,15 +162,15 @@ def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = N
         for _, trial in usable.iterrows():
             params = {n: (int(trial[n]) if isinstance(d, IntDistribution) else trial[n])
                       for n, d in distributions.items()}
-            value = DIVERGED_VALUE if trial["status"] == "diverged" else float(trial[metric])
+            value = DIVERGED_VALUE if trial["status"] == "diverged" else float(trial[study.metric])
             optuna_study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
         importances: dict[str, float] = {}
         scores = [t.value for t in optuna_study.trials]
         if len(usable) >= 3 and max(scores) > min(scores):  # equal scores: nothing to attribute
             importances = get_param_importances(optuna_study, evaluator=FanovaImportanceEvaluator(seed=0))
-        rows += [{"method": method, "hyperparameter": name, "importance": float(importances.get(name, math.nan)),
+        rows += [{"method": method.method, "hyperparameter": name, "importance": float(importances.get(name, math.nan)),
                   "trials": len(usable), "evaluator": "fANOVA (Optuna)"} for name in distributions]
-    return pd.DataFrame(rows, columns=["method", "hyperparameter", "importance", "trials", "evaluator"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 # -- what a protocol spent ----------------------------------------------------------------------

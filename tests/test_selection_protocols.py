@@ -219,7 +219,8 @@ def test_recommend_first_tasks_and_transfer_from_the_command_line(tmp_path: Path
 
 
 def test_importances_need_the_searched_space_and_enough_trials(tmp_path: Path) -> None:
-    (tmp_path / "study.yaml").write_text("search: {metric: val_acc}\nmethods:\n  spp:\n    space:\n"
+    (tmp_path / "study.yaml").write_text("benchmark: split_digits\nfixed: {validation: 0.2}\n"
+                                         "search: {sampler: tpe, metric: val_acc}\nmethods:\n  spp:\n    space:\n"
                                          "      lam: {loguniform: [0.1, 100]}\n      lr: {loguniform: [0.001, 0.3]}\n")
     rng = np.random.default_rng(0)
     lam, lr = 10 ** rng.uniform(-1, 2, 12), 10 ** rng.uniform(-3, -0.5, 12)

@@ -312,16 +312,9 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[
     """
     def build() -> tuple[Any, int]:
         import optuna
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
         from ray.tune.search.optuna import OptunaSearch
 
-        distributions = {
-            "values": lambda d: CategoricalDistribution(list(d.values)),
-            "loguniform": lambda d: FloatDistribution(d.low, d.high, log=True),
-            "uniform": lambda d: FloatDistribution(d.low, d.high),
-            "int": lambda d: IntDistribution(int(d.low), int(d.high)),
-        }
-        space = {f"trial/params/{key}": distributions[dim.kind](dim) for key, dim in method.space.items()}
+        space = {f"trial/params/{key}": dim.optuna_distribution() for key, dim in method.space.items()}
         if study.sampler == "tpe":
             startup = min(10, max(3, study.num_samples // 3))
             sampler = optuna.samplers.TPESampler(seed=study.sampler_seed, n_startup_trials=startup)

@@ -54,6 +54,17 @@ class Dimension:
     def is_grid(self) -> bool:
         return self.kind == "values"
 
+    def optuna_distribution(self) -> Any:
+        """The dimension as an Optuna distribution: what the Optuna phases sample from, and what
+        the hyperparameter-importance evaluators are told the space was."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.kind == "values":
+            return CategoricalDistribution(list(self.values))
+        if self.kind == "int":
+            return IntDistribution(int(self.low), int(self.high))
+        return FloatDistribution(self.low, self.high, log=self.kind == "loguniform")
+
 
 @dataclass(frozen=True)
 class MethodSearch:
