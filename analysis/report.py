@@ -62,7 +62,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     (out / "best_configs.tex").write_text(latex_table(table))
     best_trials = _trials_of(compared, best)
 
-    robust = robustness_scores(chosen_on)
+    robust = robustness_scores(chosen_on, metric=metric if metric.endswith("acc") else "acc")
     robust.to_csv(out / "robustness.csv", index=False)
     reproduces = _study_reproduces(root)
     curve = figures.lambda_curve(chosen_on, out, fwt_column=fwt_column,
@@ -87,8 +87,10 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     if len(robust):
         shown = robust.assign(decades=robust["decades"].map(lambda v: f"{v:.2f}"))
         lines += ["## Robustness to λ", "",
-                  "Width (decades of λ) of the contiguous swept range around the best λ whose mean ACC stays "
-                  "within 1 point of the best; a λ with a diverged seed never counts. Limited by the grid.", "",
+                  f"Width (decades of λ) of the contiguous swept range around the best λ whose mean "
+                  f"{_split_name(robust['selected_on'].iloc[0])} ACC stays within 1 point of the best (`best_score`); "
+                  "a λ with a diverged seed never counts. Limited by the grid. `best_acc` is the test ACC at the "
+                  "best λ.", "",
                   shown.to_markdown(index=False, floatfmt=".4g"), ""]
     for title, path in [("λ-robustness curve (Figure 4)", curve), ("Accuracy matrices of the best configurations",
                         heatmaps), ("Average accuracy as tasks are added (Figure 7a)", running),
@@ -247,6 +249,11 @@ def _protocol_lines(root: Path, evaluated: bool) -> list[str]:
 
 def _bracket(label: str) -> str:
     return f"({label})" if "," in label else (label or "-")
+
+
+def _split_name(metric: str) -> str:
+    """``validation`` or ``test``: which split a metric is measured on."""
+    return "validation" if metric.startswith("val_") else "test"
 
 
 def _metric_name(metric: str) -> str:

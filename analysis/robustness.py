@@ -39,7 +39,11 @@ def swept_over(trials: pd.DataFrame, parameter: str = "lam") -> pd.DataFrame:
 def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: str = "lam",
                       metric: str = "acc") -> pd.DataFrame:
     """One row per method (and penalty step) swept over ``parameter``: best λ, stable range,
-    width in decades (``metric``: ``acc``, or ``val_acc`` where the sweep selects on validation)."""
+    width in decades.
+
+    ``metric`` chooses the best λ and the stable range: ``acc``, or ``val_acc`` where the sweep
+    selects on validation (the test set then never picks anything). ``best_acc`` is always the
+    test ACC at the chosen λ; ``best_score`` is the selection metric there."""
     swept = swept_over(trials, parameter)
     rows = []
     for (method, step), by_step in swept.groupby(["method", VARIANT], sort=False):
@@ -60,14 +64,16 @@ def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: 
         while high < len(lams) - 1 and ok[high + 1]:
             high += 1
         diverged = group.loc[group["n_diverged"] > 0, parameter]
+        test_acc = group["acc_mean"].to_numpy(dtype=float)[best] if "acc_mean" in group else math.nan
         rows.append({
-            "method": method, VARIANT: step, "best_lam": lams[best], "best_acc": float(acc[best]),
+            "method": method, VARIANT: step, "selected_on": metric, "best_lam": lams[best],
+            "best_score": float(acc[best]), "best_acc": float(test_acc),
             "stable_low": lams[low], "stable_high": lams[high],
             "decades": math.log10(lams[high] / lams[low]) if lams[low] > 0 else math.inf,
             "first_diverged_lam": float(diverged.min()) if len(diverged) else math.nan,
             "n_lams": len(lams),
         })
-    columns = ["method", VARIANT, "best_lam", "best_acc", "stable_low", "stable_high", "decades",
+    columns = ["method", VARIANT, "selected_on", "best_lam", "best_score", "best_acc", "stable_low", "stable_high", "decades",
                "first_diverged_lam", "n_lams"]
     frame = pd.DataFrame(rows, columns=columns)
     if (frame[VARIANT] == "-").all():  # nothing had a penalty step to tell apart: keep the table short

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a model option, e.g. --model-option dropout=0")
     run.add_argument("--joint-reference", help="result.json of a joint run: its accuracies are m_i of the paper's FWT")
     run.add_argument("--save-importances", action="store_true", help="also write importances.pt (per task, per parameter)")
+    run.add_argument("--output", choices=("per_task", "shared", "class_incremental"),  # config.OUTPUTS (kept light)
+                     help="output layers: a head per task, one shared head of the "
+                     "task's size, or one head over every class (default: the method's; sgd: shared, others: per_task)")
     run.add_argument("--out", help="output folder (default: results/METHOD-BENCHMARK-seedS); must be new or empty")
     run.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
@@ -124,7 +127,11 @@ def _add_sweep(commands: Any) -> None:
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep: finished trials are "
                        "kept, unfinished ones continue from their last finished task")
     sweep.add_argument("--num-samples", type=_positive_int, help="trials per method for tpe/random samplers")
+    sweep.add_argument("--final-seeds", type=_positive_int, help="re-run each method's best over seeds 0..N-1 "
+                       "(replaces the study's final.seeds; the phase must exist in the file)")
     sweep.add_argument("--data-root", help="folder holding the datasets on every node (default: $SPP_DATA_ROOT)")
+    sweep.add_argument("--benchmark-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                       help="a benchmark option added to the study's benchmark_options, e.g. max_train_per_task=10000")
     sweep.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                        help="a run setting for every trial, added to the study's `fixed`, e.g. --set epochs=2")
     sweep.add_argument("--no-report", action="store_true", help="do not write the report at the end")

@@ -49,6 +49,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         values["lr_decay"] = args.lr_decay
     if args.momentum is not None:
         values["momentum"] = args.momentum
+    if args.output is not None:
+        values["output"] = args.output
     return RunConfig.from_dict(values).resolved()
 
 

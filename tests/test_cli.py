@@ -24,6 +24,18 @@ def test_run_writes_result_json_and_csv(tmp_path, capsys):
     assert "result.json" in capsys.readouterr().out
 
 
+def test_run_output_flag_sets_the_head_layout(tmp_path):
+    from spp_sweep.cli import build_parser
+    from spp_sweep.config import OUTPUTS
+
+    assert main(["run", "--method", "finetune", "--output", "shared", "--epochs", "1", "--max-train-per-task", "60",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    assert json.loads((tmp_path / "result.json").read_text())["config"]["output"] == "shared"
+    flag = next(a for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions
+                if a.dest == "output")
+    assert tuple(flag.choices) == OUTPUTS  # the CLI's light copy of the list stays in step with the engine's
+
+
 def test_run_prints_matrix_and_metrics(tmp_path, capsys):
     assert main(["run", "--method", "finetune", "--epochs", "2", "--max-train-per-task", "80", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

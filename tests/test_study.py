@@ -120,3 +120,25 @@ def test_cli_missing_data_and_unreachable_cluster_fail_in_one_line(tmp_path: Pat
                             capture_output=True, text=True, timeout=60)
     assert nobody.returncode == 2 and "cannot reach the Ray cluster" in nobody.stderr
     assert len(nobody.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_every_shipped_study_selects_on_validation() -> None:
+    """Issue 11: no shipped study lets the test set choose a configuration."""
+    for path in STUDIES:
+        study = load_study(path)
+        assert study.metric.startswith("val_"), path.name
+        assert 0 < study.fixed["validation"] < 1, path.name
+
+
+def test_final_seeds_num_samples_and_benchmark_options_override_the_file(tmp_path: Path) -> None:
+    from spp_sweep.errors import ConfigError
+    from spp_sweep.sweep.runner import SweepOptions, prepare_study
+
+    study = load_study(REPO / "studies" / "split_mnist.yaml")
+    prepared = prepare_study(study, SweepOptions(storage=str(tmp_path), num_samples=4, final_seeds=3,
+                                                 benchmark_options=(("max_train_per_task", 100),)))
+    assert prepared.num_samples == 4 and prepared.final_seeds == (0, 1, 2)
+    assert prepared.benchmark_options["max_train_per_task"] == 100
+    grid_only = load_study(REPO / "studies" / "lambda_robustness.yaml")
+    with pytest.raises(ConfigError, match="--final-seeds: this study has no final phase"):
+        prepare_study(grid_only, SweepOptions(storage=str(tmp_path), final_seeds=3))

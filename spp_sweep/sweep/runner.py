@@ -75,8 +75,10 @@ class SweepOptions:
     gpus_per_trial: float | None = None
     cpus_per_trial: float | None = None
     num_samples: int | None = None
+    final_seeds: int | None = None  # --final-seeds N: the final phase's seeds become 0..N-1
     data_root: str | None = None
     settings: tuple[tuple[str, Any], ...] = ()  # --set KEY=VALUE: run settings added to the study's `fixed`
+    benchmark_options: tuple[tuple[str, Any], ...] = ()  # --benchmark-option KEY=VALUE
     verbose: int = 1
     trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B (trackers.py)
 
@@ -108,8 +110,14 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
         raise ConfigError(f"a sweep already exists at {root}; pass --resume to continue it, or --name NEW for a new one")
     study = study.with_overrides(max_concurrent=options.max_concurrent, gpu=options.gpus_per_trial,
                                  cpu=options.cpus_per_trial, num_samples=options.num_samples)
+    if options.final_seeds is not None:
+        if not study.final_seeds:
+            raise ConfigError("--final-seeds: this study has no final phase; add `final: {seeds: N}` to the file")
+        study = study.with_overrides(final_seeds=tuple(range(options.final_seeds)))
     if options.data_root is not None:
         study = study.with_overrides(data_root=str(Path(options.data_root).expanduser().resolve()))
+    if options.benchmark_options:
+        study = study.with_overrides(benchmark_options={**study.benchmark_options, **dict(options.benchmark_options)})
     if options.settings:
         study = parse_study({**study.to_dict(), "fixed": {**study.fixed, **dict(options.settings)}},
                             default_name=study.name)
