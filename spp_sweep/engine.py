@@ -136,6 +136,7 @@ class Experiment:
             self.config.model, self.benchmark.input_shape, head_sizes, self.config.model_options
         ).to(self.device)
         self.method: Method = method_cls(self.model, **self.config.method_options)
+        self.method.record_importances = self.config.save_importances
         self.shuffle = torch.Generator().manual_seed(self.config.seed)
         self._targets = [self._task_targets(i) for i in range(self.benchmark.n_tasks)]
         self.rows: list[list[float]] = []

@@ -161,3 +161,27 @@ def test_linear_abs_fast_path_equals_vmap_per_sample_gradients():
     assert len(fast) == 4
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b)
+
+
+def test_true_fisher_batched_over_classes_equals_a_loop_over_classes():
+    """EWC's exact Fisher with every class in one batched backward against a class-by-class loop
+    of torch.func per-sample gradients (the path CNNs take)."""
+    import torch.nn.functional as F
+
+    from spp_sweep.methods.gradients import per_sample_gradients, true_fisher_square_sums
+    from spp_sweep.models.mlp import mlp
+
+    torch.manual_seed(0)
+    model = mlp((6,), [3, 10], hidden=(5, 4), dropout=0.0).double().eval()
+    x = torch.randn(9, 6, dtype=torch.float64)
+    fast = true_fisher_square_sums(model, 1, x)
+    probs = torch.softmax(model(x, 1), dim=-1).detach()
+    slow = None
+    for c in range(10):
+        grads = per_sample_gradients(model, 1, lambda z, t: -F.cross_entropy(z.unsqueeze(0), t.unsqueeze(0)), x,
+                                     torch.full((9,), c))
+        term = [torch.einsum("n,n...->...", probs[:, c], g.square()) for g in grads]
+        slow = term if slow is None else [s + t for s, t in zip(slow, term)]
+    assert len(fast) == 4
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b)

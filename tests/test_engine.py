@@ -100,3 +100,19 @@ def test_spp_forgets_less_than_finetuning():
     finetune = Experiment(RunConfig(method="finetune", benchmark="split_digits")).run()
     assert spp.config["method_options"]["lam"] == 4.0
     assert spp.metrics["bwt"] > finetune.metrics["bwt"] + 0.015
+
+
+@pytest.mark.parametrize("method", ["spp", "ewc", "mas", "si"])
+def test_a_penalty_switched_off_measures_nothing_and_changes_no_number(method, monkeypatch):
+    """λ = 0: no importance pass (issue 14), and the run is fine-tuning to the last digit."""
+    finetune = Experiment(RunConfig(method="finetune", **FAST)).run()
+    measured = Experiment(RunConfig(method=method, method_options={"lam": 0.0}, save_importances=True, **FAST))
+    method_cls = type(measured.method)
+    calls = []
+    original = method_cls.task_importance
+    monkeypatch.setattr(method_cls, "task_importance", lambda self, view: calls.append(view.index) or original(self, view))
+    assert measured.run().accuracy_matrix == finetune.accuracy_matrix
+    assert len(calls) == 5  # saving importances still measures them
+    calls.clear()
+    skipped = Experiment(RunConfig(method=method, method_options={"lam": 0.0}, **FAST)).run()
+    assert calls == [] and skipped.accuracy_matrix == finetune.accuracy_matrix

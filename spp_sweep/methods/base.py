@@ -102,6 +102,9 @@ class Method:
     def __init__(self, model: ContinualModel, **options: Any):
         self.model = model
         self.hparams = self.validate_options(options)
+        # Set by the engine from the run's `save_importances`: when False, a method may skip
+        # measuring an importance that nothing would use (a penalty switched off by lam = 0).
+        self.record_importances = False
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:

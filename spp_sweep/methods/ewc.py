@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Option, TaskView
-from .gradients import minibatches, per_sample_gradients, per_sample_square_sums
+from .gradients import minibatches, per_sample_gradients, per_sample_square_sums, true_fisher_square_sums
 from .quadratic import QuadraticPenaltyMethod
 
 
@@ -46,17 +46,16 @@ class EWC(QuadraticPenaltyMethod):
             if fast is not None:
                 return fast
             return [g.square().sum(0) for g in per_sample_gradients(self.model, head, _log_likelihood, x, y)]
+        fast = true_fisher_square_sums(self.model, head, x)  # every class in one batched backward
+        if fast is not None:
+            return fast
         with torch.no_grad():
             probs = torch.softmax(self.model(x, head), dim=-1)
         total = None
-        for c in range(probs.shape[1]):  # exact expectation over y ~ p(y|x)
-            label = torch.full_like(y, c)
-            # scaling sample i's objective by sqrt(p_ic) scales its squared gradient by p_ic
-            fast = per_sample_square_sums(self.model, head, lambda z: probs[:, c].sqrt() * _log_likelihoods(z, label), x)
-            if fast is None:
-                grads = per_sample_gradients(self.model, head, _log_likelihood, x, label)
-                fast = [torch.einsum("n,n...->...", probs[:, c], g.square()) for g in grads]
-            total = fast if total is None else [t + f for t, f in zip(total, fast)]
+        for c in range(probs.shape[1]):  # exact expectation over y ~ p(y|x), one class at a time
+            grads = per_sample_gradients(self.model, head, _log_likelihood, x, torch.full_like(y, c))
+            square_sums = [torch.einsum("n,n...->...", probs[:, c], g.square()) for g in grads]
+            total = square_sums if total is None else [t + f for t, f in zip(total, square_sums)]
         return total
 
 

@@ -88,6 +88,57 @@ def per_sample_linear_sums(
     Exact when every shared parameter sits in an nn.Linear fed (batch, features) inputs and no
     layer mixes samples; returns None otherwise, and callers fall back to per_sample_gradients.
     """
+    forward = _linear_forward(model, head, x)
+    if forward is None:
+        return None
+    linears, seen, logits = forward
+    deltas = torch.autograd.grad(sample_objectives(logits).sum(), [seen[m][1] for m in linears])
+    sums: dict[int, torch.Tensor] = {}
+    for module, delta in zip(linears, deltas):
+        d, a = magnitude(delta), magnitude(seen[module][0].detach())
+        sums[id(module.weight)] = d.T @ a
+        if module.bias is not None:
+            sums[id(module.bias)] = d.sum(0)
+    return [sums[id(p)] for p in model.shared_parameters()]
+
+
+def true_fisher_square_sums(model: ContinualModel, head: int, x: torch.Tensor) -> list[torch.Tensor] | None:
+    """sum_i sum_c p(c|x_i) (d log p(c|x_i) / d w)^2 for every shared parameter: the exact
+    ("true") Fisher of EWC summed over a batch, with every class in one batched backward.
+
+    Class c's weighted per-sample gradient at a Linear layer is delta_ic a_i^T, where a_i, the
+    layer's input, does not depend on c; so sum_c sum_i (delta_ic a_i^T)^2 =
+    (sum_c delta_ic^2)^T (a_i^2): one forward, one backward batched over the C classes
+    (``is_grads_batched``), one matmul per layer, instead of C forward-backward passes. At the
+    logits, d/dz [sqrt(p_ic) log p(c|x_i)] = sqrt(p_ic) (e_c - p_i), p held fixed (it weights the
+    expectation, Kirkpatrick eq. 3's F = E_y[(d log p / dw)^2]). None where the Linear fast
+    path does not apply (callers then loop over classes with per-sample gradients).
+    """
+    forward = _linear_forward(model, head, x)
+    if forward is None:
+        return None
+    linears, seen, logits = forward
+    probs = torch.softmax(logits.detach(), dim=-1)
+    n_classes = probs.shape[1]
+    eye = torch.eye(n_classes, dtype=probs.dtype, device=probs.device)
+    # grad_outputs[c, i, :] = sqrt(p_ic) (e_c - p_i)
+    grad_outputs = probs.T.sqrt().unsqueeze(-1) * (eye.unsqueeze(1) - probs.unsqueeze(0))
+    deltas = torch.autograd.grad(logits, [seen[m][1] for m in linears], grad_outputs=grad_outputs,
+                                 is_grads_batched=True)
+    sums: dict[int, torch.Tensor] = {}
+    for module, delta in zip(linears, deltas):
+        d = delta.square().sum(0)  # (batch, out): sum over classes of delta_ic^2
+        sums[id(module.weight)] = d.T @ seen[module][0].detach().square()
+        if module.bias is not None:
+            sums[id(module.bias)] = d.sum(0)
+    return [sums[id(p)] for p in model.shared_parameters()]
+
+
+def _linear_forward(
+    model: ContinualModel, head: int, x: torch.Tensor
+) -> tuple[list[nn.Linear], dict[nn.Module, tuple[torch.Tensor, torch.Tensor]], torch.Tensor] | None:
+    """The trunk's Linear layers, each one's (input, output) in a forward pass, and the logits;
+    None unless every shared parameter sits in an nn.Linear fed (batch, features) inputs."""
     linears = [m for m in model.trunk.modules() if isinstance(m, nn.Linear)]
     covered = {id(p) for m in linears for p in m.parameters()}
     if not linears or any(id(p) not in covered for p in model.shared_parameters()):
@@ -101,11 +152,4 @@ def per_sample_linear_sums(
             handle.remove()
     if any(m not in seen or seen[m][0].dim() != 2 for m in linears):
         return None
-    deltas = torch.autograd.grad(sample_objectives(logits).sum(), [seen[m][1] for m in linears])
-    sums: dict[int, torch.Tensor] = {}
-    for module, delta in zip(linears, deltas):
-        d, a = magnitude(delta), magnitude(seen[module][0].detach())
-        sums[id(module.weight)] = d.T @ a
-        if module.bias is not None:
-            sums[id(module.bias)] = d.sum(0)
-    return [sums[id(p)] for p in model.shared_parameters()]
+    return linears, seen, logits

@@ -66,11 +66,19 @@ class QuadraticPenaltyMethod(Method):
     def implicit(self) -> bool:
         return self.hparams["penalty_step"] == "implicit"
 
+    @property
+    def measures_importance(self) -> bool:
+        """False when lam = 0 and nobody saves importances: the penalty is off, so measuring
+        omega would cost an importance pass per task and change no number (issue 14)."""
+        return self.hparams["lam"] != 0 or self.record_importances
+
     def task_importance(self, view: TaskView) -> list[torch.Tensor]:
         """omega_t for the task just learned, one tensor per shared parameter."""
         raise NotImplementedError
 
     def after_task(self, view: TaskView) -> None:
+        if not self.measures_importance:
+            return
         new = [o.detach() for o in self.task_importance(view)]
         params = [p.detach().clone() for p in self.model.shared_parameters()]
         if self.omega is None:

@@ -43,6 +43,8 @@ class SI(QuadraticPenaltyMethod):
     @torch.no_grad()
     def after_step(self, lr: float) -> None:
         super().after_step(lr)  # the implicit penalty step first: delta w is the whole step
+        if not self.measures_importance:  # lam = 0: no path integral is ever used
+            return
         params = self.model.shared_parameters()
         lam = self.hparams["lam"]
         for index, (p, previous, path) in enumerate(zip(params, self._previous, self._path)):
