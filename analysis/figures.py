@@ -62,7 +62,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     (and per penalty step, dashed for the implicit one, where a sweep ran both).
 
     Reads like the paper's figure with what a reviewer needs beside it: y-limits come from the
-    points where every seed finished; a point where some seeds diverged is hollow (its mean is
+    means of the points where every seed finished (a wide std band is clipped, not the axis); a point where some seeds diverged is hollow (its mean is
     over the survivors, "k/n" in the strip below, and no line passes through it); λ values where
     every seed diverged sit in the strip under each panel, never among the data; fine-tuning (and
     joint, on ACC) are the dotted reference lines. ``panels`` (column, title) replaces the three.
@@ -105,7 +105,8 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
             partial = alive[alive["k"] < alive["n"]]
             ax.scatter(partial[parameter], partial["mean"], facecolors="white", edgecolors=style.colour,
                        marker=style.marker, s=30, linewidths=1.3, zorder=5)
-            full_values += list(full["mean"] - full["std"].fillna(0)) + list(full["mean"] + full["std"].fillna(0))
+            # limits from the means: one seed gone astray widens its band (clipped), not the whole axis
+            full_values += list(full["mean"])
             dead = points[points["k"] == 0][parameter]
             strip.scatter(dead, [row] * len(dead), marker="x", color=style.colour, s=30, linewidths=1.4)
             for _, point in partial.iterrows():
@@ -121,7 +122,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
         finite = [v for v in full_values if np.isfinite(v)]
         if finite:
             low, high = min(finite), max(finite)
-            pad = 0.06 * (high - low) if high > low else 0.01
+            pad = 0.08 * (high - low) if high > low else 0.01
             ax.set_ylim(low - pad, high + pad)
         else:  # nothing finished on every seed: no axis values that could be read as data
             ax.set_yticks([])

@@ -103,10 +103,14 @@ def select_device(name: str) -> torch.device:
 
 # A finite blow-up (see _blown_up): the task's loss ends this many times above its first batch's...
 BLOWUP_FACTOR = 1.25
-# ...and no better than this fraction of the loss of uniform guessing, log(number of outputs).
+# ...or peaks above this many times it at some step (the loss exploded, then a dead network
+# settled at chance, where its loss is that of its first batch again)...
+PEAK_FACTOR = 10.0
+# ...and ends no better than this fraction of the loss of uniform guessing, log(number of outputs).
 CHANCE_FRACTION = 0.9
-# ...judged only where the last epoch has this many batches (fewer: too noisy to call; NaN/inf
-# still counts): a 6-image test task's two batches can differ by 60% with nothing wrong.
+# The rise is judged only where the last epoch has this many batches (fewer: too noisy to call;
+# a peak and NaN/inf still count): a 6-image test task's two batches can differ by 60% with
+# nothing wrong, but not by a factor of ten on top of ending at chance.
 MIN_JUDGED_BATCHES = 8
 
 
@@ -240,6 +244,7 @@ class Experiment:
         self.method.set_train_mode(task)
         finite = True
         first_ce = None  # the task's loss on its first batch: the untrained loss
+        peak_ce = torch.zeros((), device=self.device)  # its highest batch loss (kept on device: no sync per step)
         for epoch in range(self.config.epochs):
             for group in optimizer.param_groups:
                 group["lr"] = self.config.lr * self.config.lr_decay**epoch  # section 4.1: decayed lr
@@ -250,6 +255,7 @@ class Experiment:
                 loss, ce = self._step(optimizer, t, x, y)
                 running += loss
                 task_ce += ce
+                peak_ce = torch.maximum(peak_ce, ce.detach())
                 first_ce = ce if first_ce is None else first_ce
                 n_batches += 1
             self.last_loss = running.item() / max(1, n_batches)  # one device sync per epoch, not per step
@@ -263,8 +269,9 @@ class Experiment:
             p.requires_grad_(True)
         if not finite:
             self.diverged_reason = "training loss not finite (NaN/inf)"
-        elif first_ce is not None and n_batches >= MIN_JUDGED_BATCHES:
-            self.diverged_reason = self._blown_up(first_ce.item(), task_ce.item() / max(1, n_batches), task)
+        elif first_ce is not None:
+            self.diverged_reason = self._blown_up(first_ce.item(), task_ce.item() / max(1, n_batches),
+                                                  peak_ce.item(), task, rise_judged=n_batches >= MIN_JUDGED_BATCHES)
             finite = self.diverged_reason is None
         if finite:
             for t in train_on:
@@ -272,20 +279,28 @@ class Experiment:
         self.model.remember_norm_stats(task)  # BN statistics per task (models/cnn.py); no-op without BN
         return finite
 
-    def _blown_up(self, first: float, last: float, task: int) -> str | None:
+    def _blown_up(self, first: float, last: float, peak: float, task: int, rise_judged: bool = True) -> str | None:
         """Why a task whose every loss stayed finite still counts as diverged, or None.
 
-        A run that blows up without NaN (an lr far too large leaves a dead network, ACC at
-        chance) ends its task with a loss *above* its untrained one (the task's first batch)
-        and no better than uniform guessing. Both must hold: a run that learns, however
-        slowly (a tiny lr), ends near or below its start, and one that learned well has a
-        loss far below chance even where its first batch was already good (transfer). Both
-        numbers come from the training batches in training mode, so measuring costs nothing.
+        A run that blows up without NaN (an lr far too large, a penalty step overshooting its
+        anchor) leaves a dead network, ACC at chance. Its task ends no better than uniform
+        guessing *and* either above its untrained loss (the task's first batch) or after a peak
+        of more than PEAK_FACTOR times it (the loss exploded, then settled at chance: a dead
+        trunk under a fresh head gives the first batch's loss again). A run that learns, however
+        slowly (a tiny lr), neither rises nor spikes; one that learned well ends far below
+        chance even where its first batch was already good (transfer). All three numbers come
+        from the training batches in training mode, so measuring costs nothing.
         """
         chance = math.log(self.head_sizes[self.head_of(task)])
-        if last > BLOWUP_FACTOR * first and last >= CHANCE_FRACTION * chance:
+        if last < CHANCE_FRACTION * chance:
+            return None
+        if rise_judged and last > BLOWUP_FACTOR * first:
             return (f"finite blow-up: the task's training loss rose from {first:.4g} (first batch) to {last:.4g} "
                     f"(last epoch), no better than chance (log {round(math.exp(chance))} = {chance:.3g})")
+        if peak > PEAK_FACTOR * first:
+            return (f"finite blow-up: the task's training loss peaked at {peak:.4g} (first batch {first:.4g}) and "
+                    f"ended at {last:.4g} (last epoch), no better than chance (log {round(math.exp(chance))} = "
+                    f"{chance:.3g})")
         return None
 
     def _schedule(self, tasks: list[int]) -> list[tuple[int, torch.Tensor]]:

@@ -32,6 +32,23 @@ def test_a_finite_blow_up_is_recorded_as_diverged_with_its_reason() -> None:
     assert nan.status == "diverged" and nan.diverged_reason == "training loss not finite (NaN/inf)"
 
 
+def test_a_loss_that_explodes_then_settles_at_chance_is_a_blow_up_even_on_a_short_task() -> None:
+    """The rule by hand on the numbers of a real case (main job, SPP λ=12 explicit, seed 1, task 5:
+    first batch 0.708, peak 6,470, last epoch 0.718 on a 2-way head, 7 batches per epoch): the
+    loss ended where it started, so only the peak reveals the dead network. A slow learner (no
+    peak) and a run that spiked but learned (ends below chance) stay finished."""
+    experiment = Experiment(RunConfig(method="finetune", epochs=1))
+    reason = experiment._blown_up(0.708, 0.718, 6470.0, task=4, rise_judged=False)
+    assert reason is not None and "peaked at 6470" in reason and "log 2 = 0.693" in reason
+    assert experiment._blown_up(0.708, 0.70, 0.75, task=4, rise_judged=False) is None  # tiny lr: no peak
+    assert experiment._blown_up(0.708, 0.05, 60.0, task=4) is None  # spiked, then learned
+    assert experiment._blown_up(0.5, 0.9, 0.95, task=4, rise_judged=False) is None  # a rise needs 8 batches
+    assert experiment._blown_up(0.5, 0.9, 0.95, task=4) is not None
+    # the whole run, with the 20% validation split that leaves 7 batches per epoch: lr 50 still caught
+    short = Experiment(RunConfig(method="finetune", lr=50.0, epochs=2, validation=0.2)).run()
+    assert short.status == "diverged" and short.diverged_reason.startswith("finite blow-up")
+
+
 def lwf_after_first_task(mode: str) -> tuple[Experiment, Step]:
     config = RunConfig(method="lwf", epochs=1, model_options={"dropout": 0.5}, method_options={"mode": mode})
     experiment = Experiment(config)

@@ -142,3 +142,13 @@ def test_final_seeds_num_samples_and_benchmark_options_override_the_file(tmp_pat
     grid_only = load_study(REPO / "studies" / "lambda_robustness.yaml")
     with pytest.raises(ConfigError, match="--final-seeds: this study has no final phase"):
         prepare_study(grid_only, SweepOptions(storage=str(tmp_path), final_seeds=3))
+
+
+def test_a_validation_split_that_empties_a_task_is_one_line_before_any_trial(tmp_path: Path) -> None:
+    from spp_sweep.errors import ConfigError
+    from spp_sweep.sweep.runner import check_data
+
+    study = parse_study({"benchmark": "split_digits", "benchmark_options": {"max_train_per_task": 4},
+                         "fixed": {"validation": 0.1}, "methods": {"finetune": {}}, "search": {"metric": "val_acc"}})
+    with pytest.raises(ConfigError, match="validation=0.1 leaves task .* with an empty training or validation part"):
+        check_data(study)

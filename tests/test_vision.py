@@ -210,7 +210,8 @@ def test_the_image_studies_run_on_files_in_the_real_formats(name: str, image_roo
     options = {"class_counts": "2,2", "image_size": 32} if name == "caltech101" else {}
     study = dataclasses.replace(
         study, methods=(first,), storage=str(tmp_path), seeds=(0,), final_seeds=(), num_samples=1, gpu=0.0, cpu=1.0,
-        fixed={**study.fixed, "epochs": 1, "model_options": small},
+        # 3 images per class here: a tenth would leave no validation image, so half
+        fixed={**study.fixed, "epochs": 1, "model_options": small, "validation": 0.5},
         benchmark_options={**study.benchmark_options, **options},
     )
     outcome = run_sweep(study, SweepOptions(verbose=0, data_root=str(image_root)))

@@ -151,8 +151,12 @@ def check_resources(study: Study) -> None:
 def check_data(study: Study) -> None:
     """Build the benchmark once here, so missing data is one line before any trial starts."""
     from ..benchmarks import build_benchmark
+    from ..benchmarks.base import with_validation
 
     evaluated = build_benchmark(study.benchmark, study.benchmark_options)
+    fraction = study.fixed.get("validation", 0)
+    if fraction:  # a split that leaves a task without training or validation samples: caught here
+        with_validation(evaluated, fraction, study.fixed.get("validation_seed", 0))
     if study.protocol == "first_tasks" and study.selection_tasks >= evaluated.n_tasks:
         raise ConfigError(f"selection.tasks={study.selection_tasks} but {study.benchmark} has {evaluated.n_tasks} "
                           f"tasks; tune on fewer (2 to {evaluated.n_tasks - 1}), or use protocol end_of_training")
@@ -161,6 +165,11 @@ def check_data(study: Study) -> None:
             tuning = build_benchmark(study.tune_on["benchmark"], study.tune_on["benchmark_options"])
         except UserError as error:
             raise type(error)(f"the benchmark to tune on ({study.tune_on['benchmark']}): {error}") from None
+        if fraction:
+            try:
+                with_validation(tuning, fraction, study.fixed.get("validation_seed", 0))
+            except UserError as error:
+                raise type(error)(f"the benchmark to tune on ({study.tune_on['benchmark']}): {error}") from None
         shape = [[t.n_classes for t in b.tasks] for b in (tuning, evaluated)]
         if shape[0] != shape[1]:
             raise ConfigError(f"transfer needs the same scenario on both benchmarks; {study.tune_on['benchmark']} "
