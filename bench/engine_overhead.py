@@ -8,6 +8,8 @@ ways, EWC's true and empirical Fisher, MAS); issue target: about 1 or less.
 
     python bench/engine_overhead.py --data-root ../shared/data          # split MNIST
     python bench/engine_overhead.py --benchmark split_digits            # no download
+    python bench/engine_overhead.py --benchmark permuted_mnist --data-root ../shared/data \
+        --importance-only                                                 # 10-way heads: EWC's class sum
 """
 
 from __future__ import annotations
@@ -78,13 +80,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--importance-only", action="store_true",
+                        help="skip the engine-vs-bare-loop runs; time one epoch and the importance passes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     options = {"data_root": args.data_root} if args.data_root else {}
     base = dict(benchmark=args.benchmark, benchmark_options=options, epochs=args.epochs, threads=args.threads)
 
     print(f"benchmark {args.benchmark}, {args.epochs} epochs per task, {args.threads} threads, best of {args.repeats}")
-    for method, penalty in (("finetune", False), ("spp", True)):
+    for method, penalty in () if args.importance_only else (("finetune", False), ("spp", True)):
         config = RunConfig(method=method, **base)
         engine = min(engine_training_seconds(config)[0] for _ in range(args.repeats))
         bare = min(bare_loop(Experiment(RunConfig(method="finetune", **base)), penalty) for _ in range(args.repeats))
