@@ -190,6 +190,20 @@ def load_importances(folder: str | Path) -> dict[str, Any] | None:
         return {key: data[key] for key in data.files}
 
 
+def load_parameters(folder: str | Path) -> dict[str, Any] | None:
+    """A trial's saved parameters (``save_parameters``): {"task0/trunk.1.weight": array, ...} for
+    the shared parameters after each task and {"importance0/trunk.1.weight": array, ...} for SPP's
+    importance of them on that task; None if not saved."""
+    import numpy as np
+
+    checkpoint = last_checkpoint(Path(folder))
+    path = checkpoint / "parameters.npz" if checkpoint else None
+    if path is None or not path.exists():
+        return None
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
 def _number(value: Any) -> float:
     try:
         return float(value) if value is not None else math.nan

@@ -18,6 +18,7 @@ import yaml
 from . import figures
 from .folders import replace_folder
 from .importance import concentration_table, importance_table
+from .parameter_report import parameter_lines
 from .paper import comparison_table, figure4_band, paper_results
 from .load import add_paper_fwt, load_importances, load_matrices, load_trials
 from .robustness import robustness_scores
@@ -108,6 +109,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
                                                                                            floatfmt=".2f"), ""]
         if path is not None:
             lines += [f"![hyperparameter importance]({path.name})", ""]
+    lines += parameter_lines(compared, out)
     if concentration is not None:
         lines += ["Concentration of the importances (normalised by their maximum):", "",
                   concentration.to_markdown(index=False, floatfmt=".3f"), ""]

@@ -65,6 +65,9 @@ class RunConfig:
     threads: int | None = None
     eval_batch_size: int = 2048
     save_importances: bool = False
+    # Save the shared parameters after every task, with SPP's label-free importance of the model
+    # on that task whatever the method (section 4.2.5's parameter analysis, Figures 7b, 7c, 8).
+    save_parameters: bool = False
     # Fraction of each task's training data held out for model selection (0: none); the split
     # is seeded by validation_seed alone, so every trial of a sweep validates on the same samples.
     validation: float = 0.0

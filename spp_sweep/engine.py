@@ -56,6 +56,9 @@ class RunResult:
     diverged_at_task: int | None = None  # the task (counting from 1, as printed) whose training diverged
     diverged_reason: str | None = None  # loss not finite, or a finite blow-up (Experiment._blown_up)
     importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
+    # save_parameters: the shared parameters after each task, and the probe's importance of them
+    parameters: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
+    probe_importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
     # The same on the validation split (RunConfig.validation > 0), which sweeps select on.
     validation_matrix: list[list[float]] | None = None
     initial_validation_accuracy: list[float] | None = None
@@ -112,6 +115,8 @@ CHANCE_FRACTION = 0.9
 # a peak and NaN/inf still count): a 6-image test task's two batches can differ by 60% with
 # nothing wrong, but not by a factor of ten on top of ending at chance.
 MIN_JUDGED_BATCHES = 8
+# The importance measured beside saved parameters (save_parameters), for every method alike.
+PROBE_METHOD = "spp"
 
 
 class Experiment:
@@ -146,6 +151,8 @@ class Experiment:
         self.rows: list[list[float]] = []
         self.val_rows: list[list[float]] = []
         self.importances: list[dict[str, torch.Tensor]] = []
+        self.parameters: list[dict[str, torch.Tensor]] = []
+        self.probe_importances: list[dict[str, torch.Tensor]] = []
         self.seconds = 0.0
         self.status = "running"
         self.diverged_at: int | None = None
@@ -210,6 +217,8 @@ class Experiment:
                     self.val_rows.append(self.evaluate("val"))
                 if self.config.save_importances and self.method.importances() is not None:
                     self.importances.append({k: v.detach().cpu() for k, v in self.method.importances().items()})
+                if self.config.save_parameters:
+                    self._snapshot(task)
                 self.seconds += time.perf_counter() - start
                 if progress and bar is None:  # not a terminal (a log, a pipe): one line per task
                     print(f"{self.config.method}: task {task + 1}/{self.benchmark.n_tasks} done in "
@@ -278,6 +287,19 @@ class Experiment:
                 self.method.after_task(self.view(t))
         self.model.remember_norm_stats(task)  # BN statistics per task (models/cnn.py); no-op without BN
         return finite
+
+    def _snapshot(self, task: int) -> None:
+        """The shared parameters after ``task`` and SPP's importance of them on that task.
+
+        The probe is SPP's measure (eqs. 2-3), label-free, so it applies to any method's model
+        (fine-tuning and SGD have no importance of their own, yet section 4.2.5 compares their
+        importance distributions). It only reads the model: no parameter, RNG or state changes.
+        """
+        names = [name for name, _ in self.model.named_shared_parameters()]
+        self.parameters.append({n: p.detach().cpu().clone() for n, p in self.model.named_shared_parameters()})
+        probe = get_method(PROBE_METHOD)(self.model)
+        omega = probe.task_importance(self.view(task))
+        self.probe_importances.append({n: o.detach().cpu() for n, o in zip(names, omega)})
 
     def _blown_up(self, first: float, last: float, peak: float, task: int, rise_judged: bool = True) -> str | None:
         """Why a task whose every loss stayed finite still counts as diverged, or None.
@@ -407,6 +429,8 @@ class Experiment:
             diverged_at_task=self.diverged_at,
             diverged_reason=self.diverged_reason,
             importances=self.importances,
+            parameters=self.parameters,
+            probe_importances=self.probe_importances,
             validation_matrix=[list(r) for r in self.val_rows] if self.has_validation else None,
             initial_validation_accuracy=list(self.initial_val_accuracy) if self.has_validation else None,
             validation_metrics=validation,
@@ -431,6 +455,8 @@ class Experiment:
             "shuffle_rng": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),
             "importances": self.importances,
+            "parameters": self.parameters,
+            "probe_importances": self.probe_importances,
             "norm_stats": {task: dict(stats) for task, stats in self.model.norm_stats.items()},
         }
         if self.device.type == "cuda":
@@ -450,6 +476,8 @@ class Experiment:
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.importances = list(state.get("importances", []))
+        self.parameters = list(state.get("parameters", []))
+        self.probe_importances = list(state.get("probe_importances", []))
         self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
 
 

@@ -43,7 +43,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "benchmark_options": benchmark_options, "model": args.model, "model_options": model_options,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "seed": args.seed, "device": args.device, "threads": args.threads,
-        "save_importances": args.save_importances,
+        "save_importances": args.save_importances, "save_parameters": args.save_parameters,
     }
     if args.lr_decay is not None:
         values["lr_decay"] = args.lr_decay
@@ -136,7 +136,7 @@ def format_config(config: RunConfig) -> str:
 
 
 def write_result(result: RunResult, out: Path) -> None:
-    """result.json, accuracy_matrix.csv (and importances.pt), each written whole or not at all."""
+    """result.json, accuracy_matrix.csv (and importances.pt, parameters.pt), each written whole or not at all."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "result.json", json.dumps(result.to_json(), indent=2).encode())
     table = io.StringIO()
@@ -151,6 +151,12 @@ def write_result(result: RunResult, out: Path) -> None:
         buffer = io.BytesIO()
         torch.save(result.importances, buffer)
         atomic_write(out / "importances.pt", buffer.getvalue())
+    if result.parameters:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({"parameters": result.parameters, "probe_importances": result.probe_importances}, buffer)
+        atomic_write(out / "parameters.pt", buffer.getvalue())
 
 
 def format_result(result: RunResult) -> str:

@@ -8,8 +8,8 @@ uninterrupted run. A diverged run (NaN/inf loss) is *reported* as ``status: dive
 with ``score = -1`` so the sweep and its sampler go on.
 
 The final checkpoint also holds ``result.json`` (the engine's result, the same file as
-``spp-sweep run`` writes) and, when importances are saved, ``importances.npz``: the
-analysis package reads those, never the engine.
+``spp-sweep run`` writes) and, when importances or parameters are saved, ``importances.npz``
+and ``parameters.npz``: the analysis package reads those, never the engine.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .study import run_settings
 STATE_FILE = "state.pt"
 RESULT_FILE = "result.json"
 IMPORTANCES_FILE = "importances.npz"
+PARAMETERS_FILE = "parameters.npz"  # save_parameters: task{t}/NAME parameters, importance{t}/NAME SPP's probe
 DIVERGED_SCORE = -1.0  # below every ACC/BWT/FWT/SMT value, so samplers learn to avoid the region
 
 
@@ -173,6 +174,11 @@ def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | 
                 arrays = {f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.importances)
                           for name, tensor in per_task.items()}
                 np.savez_compressed(folder_path / IMPORTANCES_FILE, **arrays)
+            if result.parameters:
+                arrays = {f"{kind}{t}/{name}": tensor.numpy()
+                          for kind, series in (("task", result.parameters), ("importance", result.probe_importances))
+                          for t, per_task in enumerate(series) for name, tensor in per_task.items()}
+                np.savez_compressed(folder_path / PARAMETERS_FILE, **arrays)
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         where = {"node_id": node, "threads": experiment.config.threads, "device": experiment.config.device,
                  # how the quadratic penalty acted (explicit / implicit; None for other methods): a
