@@ -57,7 +57,8 @@ def change_heatmaps(panels: list[tuple[str, np.ndarray, np.ndarray]], layer: str
     for row, (method, change, importance) in enumerate(panels):
         shape = change.shape
         change, importance = change[:crop, :crop], importance[:crop, :crop]
-        shown = f" (first {change.shape[0]}×{change.shape[1]} of {shape[0]}×{shape[1]})" if change.shape != shape else ""
+        shown = "" if change.shape == shape else \
+            f" (first {change.shape[0]}×{change.shape[1]} of {shape[0]}×{shape[1]})"
         for ax, values, norm, label in [
             (axes[row, 0], change, Normalize(lowest, 0.0), f"−|θ after task {second + 1} − θ after task {first + 1}|"),
             # importances are heavy-tailed: a square-root scale shows more than the few largest

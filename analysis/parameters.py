@@ -63,9 +63,9 @@ def n_tasks(saved: Mapping[str, Any]) -> int:
 def importance_similarity(saved: Mapping[str, Any], kind: str = "empirical") -> pd.DataFrame:
     """Figure 7(b): per layer, Fréchet distance between Ω_1 and Ω_T (each over its maximum)."""
     last = n_tasks(saved) - 1
-    return pd.DataFrame([{"layer": name, "frechet": frechet_distance(_normalised(saved[f"importance0/{name}"]),
-                                                                     _normalised(saved[f"importance{last}/{name}"]), kind)}
-                         for name in layers(saved)])
+    return pd.DataFrame([{"layer": name, "frechet": frechet_distance(
+        _normalised(saved[f"importance0/{name}"]), _normalised(saved[f"importance{last}/{name}"]), kind)}
+        for name in layers(saved)])
 
 
 def weighted_change(saved: Mapping[str, Any]) -> pd.DataFrame:

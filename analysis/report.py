@@ -189,7 +189,8 @@ def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]
             group = group.sort_values(names) if names else group
             labels = list(dict.fromkeys(_bracket(config_label(r)) for _, r in group.iterrows()))
             parts.append(f"{method}: {', '.join(labels)} ({len(group)} trials)")
-        lines.append("- diverged (NaN/inf loss or a finite blow-up, see `diverged_reason`; no metrics): " + "; ".join(parts))
+        lines.append("- diverged (NaN/inf loss or a finite blow-up, see `diverged_reason`; no metrics): "
+                     + "; ".join(parts))
     return lines
 
 

@@ -73,8 +73,8 @@ def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: 
             "first_diverged_lam": float(diverged.min()) if len(diverged) else math.nan,
             "n_lams": len(lams),
         })
-    columns = ["method", VARIANT, "selected_on", "best_lam", "best_score", "best_acc", "stable_low", "stable_high", "decades",
-               "first_diverged_lam", "n_lams"]
+    columns = ["method", VARIANT, "selected_on", "best_lam", "best_score", "best_acc", "stable_low", "stable_high",
+               "decades", "first_diverged_lam", "n_lams"]
     frame = pd.DataFrame(rows, columns=columns)
     if (frame[VARIANT] == "-").all():  # nothing had a penalty step to tell apart: keep the table short
         frame = frame.drop(columns=[VARIANT])

@@ -110,7 +110,8 @@ def test_a_penalty_switched_off_measures_nothing_and_changes_no_number(method, m
     method_cls = type(measured.method)
     calls = []
     original = method_cls.task_importance
-    monkeypatch.setattr(method_cls, "task_importance", lambda self, view: calls.append(view.index) or original(self, view))
+    monkeypatch.setattr(method_cls, "task_importance",
+                        lambda self, view: calls.append(view.index) or original(self, view))
     assert measured.run().accuracy_matrix == finetune.accuracy_matrix
     assert len(calls) == 5  # saving importances still measures them
     calls.clear()
