@@ -109,6 +109,7 @@ def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
     }
     # per_task | shared | class_incremental: how tasks map to output layers (None: a sweep from before)
     row["output"] = last.get("output") or study.get("fixed", {}).get("output")
+    row["higher_is_better"] = bool(last.get("higher_is_better", True))  # False: a loss (the VAE's -ELBO)
     # explicit | implicit for the quadratic-penalty methods (searched, fixed or default), else None
     row["penalty_step"] = (params.get("penalty_step") or trial.get("options", {}).get("penalty_step")
                            or last.get("penalty_step"))

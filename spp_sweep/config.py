@@ -30,7 +30,7 @@ BENCHMARK_RULES: dict[str, Rule] = {
 MODEL_RULES: dict[str, Rule] = {
     "hidden": (lambda v: len(v) >= 1 and min(v) >= 1, "a list of widths >= 1, e.g. [512, 256]"),
     "channels": (lambda v: len(v) >= 1 and min(v) >= 1, "a list of channel counts >= 1"),
-    "fc": _WHOLE_POSITIVE, "head_hidden": _WHOLE_POSITIVE,
+    "fc": _WHOLE_POSITIVE, "head_hidden": _WHOLE_POSITIVE, "latent": _WHOLE_POSITIVE,
     "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"), "head_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "init": (lambda v: v in ("normal", "torch"), "normal (N(0, 0.1^2), section 4.1) or torch (PyTorch's default)"),
 }

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from ..errors import ConfigError
 from .base import Benchmark, BenchmarkSpec, Task
 from .custom import arrays, image_folder, python
-from .digits import permuted_digits, split_digits
+from .digits import digit_domains, permuted_digits, split_digits
 from .mnist import permuted_mnist, split_mnist
 from .vision import caltech101, split_cifar100, visual_sequence
 
@@ -50,6 +50,15 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             build=permuted_digits,
             train_defaults=_DIGITS_TRAIN,
             model_defaults={"hidden": (64, 32), "dropout": 0.0},
+            method_defaults={"spp": {"lam": 4.0}},
+        ),
+        BenchmarkSpec(
+            name="digit_domains",
+            description="embedded: continual VAE, 8x8 digits 0-4 then 5-9 as two image domains (section 4.2.4)",
+            build=digit_domains,
+            train_defaults={"epochs": 30, "lr": 0.05, "batch_size": 32},
+            default_model="vae",
+            model_defaults={"latent": 8, "channels": (16, 32), "fc": 64},
             method_defaults={"spp": {"lam": 4.0}},
         ),
         BenchmarkSpec(

@@ -56,6 +56,9 @@ class Benchmark:
     name: str
     tasks: tuple[Task, ...]
     input_shape: tuple[int, ...]
+    # What the tasks ask of the network (spp_sweep/objectives.py): classification, or the
+    # negative ELBO of a VAE. The engine's loop is the same for both.
+    objective: str = "classification"
 
     @property
     def n_tasks(self) -> int:
