@@ -191,6 +191,19 @@ def load_importances(folder: str | Path) -> dict[str, Any] | None:
         return {key: data[key] for key in data.files}
 
 
+def load_pictures(folder: str | Path) -> dict[str, Any] | None:
+    """A VAE trial's pictures after each task: {"task0/originals": array (n, c, h, w),
+    "task0/reconstructions": ..., "task0/samples": ...}; None if it has none."""
+    import numpy as np
+
+    checkpoint = last_checkpoint(Path(folder))
+    path = checkpoint / "pictures.npz" if checkpoint else None
+    if path is None or not path.exists():
+        return None
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
 def load_parameters(folder: str | Path) -> dict[str, Any] | None:
     """A trial's saved parameters (``save_parameters``): {"task0/trunk.1.weight": array, ...} for
     the shared parameters after each task and {"importance0/trunk.1.weight": array, ...} for SPP's

@@ -60,6 +60,8 @@ class RunResult:
     # negative ELBO per image (lower is better); ACC/BWT/FWT are computed on it either way.
     score_name: str = "accuracy"
     higher_is_better: bool = True
+    # per task, the objective's pictures (a VAE's reconstructions and samples, for Figure 5)
+    pictures: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
     # save_parameters: the shared parameters after each task, and the probe's importance of them
     parameters: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
     probe_importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
@@ -158,6 +160,7 @@ class Experiment:
         self.val_rows: list[list[float]] = []
         self.importances: list[dict[str, torch.Tensor]] = []
         self.parameters: list[dict[str, torch.Tensor]] = []
+        self.pictures: list[dict[str, torch.Tensor]] = []
         self.probe_importances: list[dict[str, torch.Tensor]] = []
         self.seconds = 0.0
         self.status = "running"
@@ -225,6 +228,9 @@ class Experiment:
                     self.importances.append({k: v.detach().cpu() for k, v in self.method.importances().items()})
                 if self.config.save_parameters:
                     self._snapshot(task)
+                pictures = self.objective.pictures(self.model, self.benchmark.tasks)
+                if pictures is not None:
+                    self.pictures.append({k: v.detach().cpu() for k, v in pictures.items()})
                 self.seconds += time.perf_counter() - start
                 if progress and bar is None:  # not a terminal (a log, a pipe): one line per task
                     print(f"{self.config.method}: task {task + 1}/{self.benchmark.n_tasks} done in "
@@ -437,6 +443,7 @@ class Experiment:
             importances=self.importances,
             score_name=self.objective.score_name,
             higher_is_better=self.objective.higher_is_better,
+            pictures=self.pictures,
             parameters=self.parameters,
             probe_importances=self.probe_importances,
             validation_matrix=[list(r) for r in self.val_rows] if self.has_validation else None,
@@ -465,6 +472,7 @@ class Experiment:
             "importances": self.importances,
             "parameters": self.parameters,
             "probe_importances": self.probe_importances,
+            "pictures": self.pictures,
             "norm_stats": {task: dict(stats) for task, stats in self.model.norm_stats.items()},
         }
         if self.device.type == "cuda":
@@ -486,6 +494,7 @@ class Experiment:
         self.importances = list(state.get("importances", []))
         self.parameters = list(state.get("parameters", []))
         self.probe_importances = list(state.get("probe_importances", []))
+        self.pictures = list(state.get("pictures", []))
         self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
 
 

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .benchmarks.base import Task
 from .models import ContinualModel
+
+PICTURES = 8  # images per row of Figure 5
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,10 @@ class Objective:
         """The loss of uniform guessing over ``outputs`` classes: log(outputs)."""
         return math.log(outputs)
 
+    def pictures(self, model: ContinualModel, tasks: Sequence[Task]) -> dict[str, torch.Tensor] | None:
+        """Images worth keeping after each task (a generator's reconstructions and samples), or None."""
+        return None
+
 
 class NegativeELBO(Objective):
     """A variational autoencoder's negative evidence lower bound (paper section 4.2.4).
@@ -85,6 +92,22 @@ class NegativeELBO(Objective):
 
     def untrained_loss(self, outputs: int) -> float | None:
         return None
+
+    @torch.no_grad()
+    def pictures(self, model: ContinualModel, tasks: Sequence[Task]) -> dict[str, torch.Tensor] | None:
+        """Figure 5's material: the first PICTURES test images of task 1, their reconstructions
+        through task 1's latent head (at the posterior mean), and the decoder's images of
+        PICTURES latent codes drawn once from N(0, I) with a fixed seed (the same codes after
+        every task and in every run, so the pictures compare the decoder, not the draw)."""
+        was_training = model.training
+        model.eval()
+        originals = tasks[0].x_test[:PICTURES]
+        codes = torch.randn(PICTURES, model.latent, generator=torch.Generator().manual_seed(0)).to(originals.device)
+        pictures = {"originals": originals,
+                    "reconstructions": torch.sigmoid(model.decode(model.encode(originals, 0)[0])),
+                    "samples": torch.sigmoid(model.decode(codes))}
+        model.train(was_training)
+        return pictures
 
 
 def negative_elbo(recon_logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,

@@ -88,6 +88,7 @@ class BenchmarkSpec:
     method_defaults: dict[str, dict[str, object]] = field(default_factory=dict)
     model_defaults: dict[str, object] = field(default_factory=dict)  # options of default_model only
     default_model: str = "mlp"
+    objective: str = "classification"  # what its Benchmark's tasks ask (spp_sweep/objectives.py)
 
 
 def stratified_split(

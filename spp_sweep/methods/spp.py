@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
 from .base import Option, TaskView
 from .gradients import batch_gradients, minibatches, per_sample_gradients, per_sample_square_sums
 from .quadratic import QuadraticPenaltyMethod
@@ -42,6 +43,12 @@ class SPP(QuadraticPenaltyMethod):
             choices=("batch", "per_sample"),
         ),
         "importance_batch_size": Option(100, "mini-batch size of the importance pass (authors: 100)", 0, True),
+        "signal": Option(
+            "entropy",
+            "what a pruned weight would change (eq. 2's I): entropy of the outputs (the paper's; a VAE's "
+            "per-pixel Bernoulli entropy) or, for a VAE, its negative ELBO (label-free too)",
+            choices=("entropy", "elbo"),
+        ),
         "beta": Option(0.0, "sharpening: omega <- softmax(beta*omega) per tensor (authors' code used 3); 0 = off"),
         **QuadraticPenaltyMethod.options,
     }
@@ -57,8 +64,15 @@ class SPP(QuadraticPenaltyMethod):
             # the output entropy, summed over the batch (section 3.2.1): the model says what its
             # outputs' entropy is (softmax for classifiers, per-pixel Bernoulli for the VAE)
             entropies = self.model.output_entropies
-            grads = batch_gradients(self.model, entropies(self.model(x, view.head)).sum())  # g = sum_i g_i
-            if self.hparams["importance"] == "batch":
+            if self.hparams["signal"] == "elbo":  # section 4.2.4's generator: the ELBO itself
+                if not hasattr(self.model, "negative_elbos"):
+                    raise ConfigError("spp: signal=elbo needs a generative model (the vae); use signal=entropy")
+                grads = batch_gradients(self.model, self.model.negative_elbos(x, view.head).sum())
+                per_sample_signal = None
+            else:
+                grads = batch_gradients(self.model, entropies(self.model(x, view.head)).sum())  # g = sum_i g_i
+                per_sample_signal = entropies
+            if self.hparams["importance"] == "batch" or per_sample_signal is None:
                 fishers = [None] * len(grads)  # F = g^2, folded into pruning_importance
             else:
                 fishers = per_sample_square_sums(self.model, view.head, entropies, x)  # sum_i g_i^2

@@ -47,6 +47,14 @@ class VAE(ContinualModel):
     def forward(self, x: torch.Tensor, head: int = 0) -> torch.Tensor:
         return self.decode(self.encode(x, head)[0]).flatten(1)
 
+    def negative_elbos(self, x: torch.Tensor, head: int) -> torch.Tensor:
+        """Per image, the negative ELBO at the posterior mean (objectives.negative_elbo): a
+        label-free loss, SPP's alternative uncertainty for a generator (``signal=elbo``)."""
+        from ..objectives import negative_elbo
+
+        mu, logvar = self.encode(x, head)
+        return negative_elbo(self.decode(mu), x, mu, logvar)
+
     def output_entropies(self, outputs: torch.Tensor) -> torch.Tensor:
         """Per sample, the entropy of the decoder's per-pixel Bernoulli outputs, summed over
         pixels: SPP's label-free uncertainty for a generator (section 4.2.4; see methods/spp.py)."""

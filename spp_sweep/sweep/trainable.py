@@ -37,6 +37,7 @@ from .study import run_settings
 STATE_FILE = "state.pt"
 RESULT_FILE = "result.json"
 IMPORTANCES_FILE = "importances.npz"
+PICTURES_FILE = "pictures.npz"  # task{t}/originals|reconstructions|samples (objectives.NegativeELBO.pictures)
 PARAMETERS_FILE = "parameters.npz"  # save_parameters: task{t}/NAME parameters, importance{t}/NAME SPP's probe
 DIVERGED_SCORE = -1.0  # below every ACC/BWT/FWT/SMT value, so samplers learn to avoid the region
 # Where lower is better (a loss: the VAE's negative ELBO) the score is minus the metric, and a
@@ -183,6 +184,10 @@ def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | 
                 arrays = {f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.importances)
                           for name, tensor in per_task.items()}
                 np.savez_compressed(folder_path / IMPORTANCES_FILE, **arrays)
+            if result.pictures:  # a VAE's reconstructions and samples after each task (Figure 5)
+                np.savez_compressed(folder_path / PICTURES_FILE, **{
+                    f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.pictures)
+                    for name, tensor in per_task.items()})
             if result.parameters:
                 arrays = {f"{kind}{t}/{name}": tensor.numpy()
                           for kind, series in (("task", result.parameters), ("importance", result.probe_importances))
