@@ -56,7 +56,8 @@ def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: 
         lams = group[parameter].to_numpy(dtype=float)
         # a λ with a diverged seed fails; otherwise its mean ACC over seeds
         sign = 1.0 if higher_is_better else -1.0  # a loss (the VAE's -ELBO): best is lowest
-        acc = np.where(group["n_diverged"].to_numpy() > 0, -np.inf, sign * group[f"{metric}_mean"].to_numpy(dtype=float))
+        means = sign * group[f"{metric}_mean"].to_numpy(dtype=float)
+        acc = np.where(group["n_diverged"].to_numpy() > 0, -np.inf, means)
         if len(lams) < 2 or not np.isfinite(acc).any():
             continue
         best = int(np.nanargmax(acc))
