@@ -24,11 +24,12 @@ def figure5_rows(trials: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray
     same network), then each method after the last task."""
     rows, originals = [], None
     finished = trials[trials["status"] == "finished"].sort_values("seed")
-    pictures = {}
+    pictures, configs = {}, {}
     for _, trial in finished.drop_duplicates("method").iterrows():
         saved = load_pictures(trial["path"])
         if saved:
             pictures[trial["method"]] = saved
+            configs[trial["method"]] = str(trial.get("config") or "")
     if not pictures:
         return []
     first = pictures.get("finetune") or next(iter(pictures.values()))
@@ -37,7 +38,8 @@ def figure5_rows(trials: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray
     rows.append(("task 1 test images", originals, None))
     rows.append(("after task 1", first["task0/reconstructions"], first["task0/samples"]))
     for method, saved in pictures.items():
-        rows.append((f"after task {last + 1}: {display_name(method)}", saved[f"task{last}/reconstructions"],
+        config = f" ({configs[method]})" if configs[method] not in ("", "-", "nan") else ""
+        rows.append((f"after task {last + 1}: {display_name(method)}{config}", saved[f"task{last}/reconstructions"],
                      saved[f"task{last}/samples"]))
     return rows
 
@@ -61,12 +63,12 @@ def figure5(rows: list[tuple[str, np.ndarray, np.ndarray | None]], out: Path) ->
             ax.imshow(_strip(images), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1,
                       interpolation="nearest")
             if c == 0:
-                method = label.rsplit(": ", 1)[-1]
+                method = label.rsplit(": ", 1)[-1].split(" (")[0]
                 colour = next((look(m).colour for m in ("spp", "finetune", "sgd", "mas", "si", "sgd_frozen", "joint")
                                if display_name(m) == method), "black")
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8, color=colour)
-    axes[0, 0].set_title("reconstructions of task 1's test images", fontsize=9)
-    axes[0, 1].set_title("samples (the same latent codes in every row)", fontsize=9)
+    axes[0, 0].set_title("reconstructions of task 1's test images (below)", fontsize=9, pad=6)
+    axes[min(1, len(rows) - 1), 1].set_title("samples (the same latent codes in every row)", fontsize=9, pad=6)
     fig.tight_layout()
     return save(fig, out, "figure5_generations")
 
