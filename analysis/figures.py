@@ -161,10 +161,16 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     return save(fig, out, stem)
 
 
-def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Path) -> Path | None:
-    """P[j, i] of each method's best configuration (mean over its seeds), side by side."""
+def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Path,
+                      scale: str | None = None) -> Path | None:
+    """P[j, i] of each method's best configuration (mean over its seeds), side by side.
+
+    ``scale="loss"``: the matrix holds a loss (a VAE's negative ELBO): the colours span the
+    shown values, reversed so that the better (lower) values are bright as accuracy's are."""
     if best_trials.empty or matrices.empty:
         return None
+    shown = matrices[matrices["trial_id"].isin(best_trials["trial_id"])]["accuracy"]
+    low, high, cmap = (0.0, 1.0, "viridis") if scale is None else (float(shown.min()), float(shown.max()), "viridis_r")
     methods = list(dict.fromkeys(best_trials["method"]))
     cols = min(4, len(methods))
     rows = int(np.ceil(len(methods) / cols))
@@ -173,8 +179,8 @@ def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pa
         ids = best_trials.loc[best_trials["method"] == method, "trial_id"]
         table = (matrices[matrices["trial_id"].isin(ids)].groupby(["after_task", "task"])["accuracy"].mean()
                  .unstack("task"))
-        sns.heatmap(table, vmin=0, vmax=1, annot=table.shape[1] <= 10, fmt=".2f", cmap="viridis", cbar=False, ax=ax,
-                    annot_kws={"size": 7})
+        sns.heatmap(table, vmin=low, vmax=high, annot=table.shape[1] <= 10, fmt=".2f" if scale is None else ".1f",
+                    cmap=cmap, cbar=False, ax=ax, annot_kws={"size": 7})
         config = best_trials.loc[best_trials["method"] == method, "config"].iloc[0] \
             if "config" in best_trials else ""
         ax.set_title(f"{display_name(method)}" + (f" ({config})" if config else ""), fontsize=9)
@@ -183,9 +189,10 @@ def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pa
     for ax in list(axes.flat)[len(methods):]:
         ax.axis("off")
     fig.tight_layout()
-    scale = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="viridis")
-    fig.colorbar(scale, ax=list(axes.flat)[:len(methods)], shrink=0.8, pad=0.02,
-                 label="test accuracy (mean over seeds)")
+    mappable = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(low, high), cmap=cmap)
+    fig.colorbar(mappable, ax=list(axes.flat)[:len(methods)], shrink=0.8, pad=0.02,
+                 label="test accuracy (mean over seeds)" if scale is None else
+                 "test negative ELBO per image, nats (mean over seeds; lower is better)")
     return save(fig, out, "accuracy_matrices")
 
 

@@ -109,6 +109,7 @@ def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
     }
     # per_task | shared | class_incremental: how tasks map to output layers (None: a sweep from before)
     row["output"] = last.get("output") or study.get("fixed", {}).get("output")
+    row["higher_is_better"] = bool(last.get("higher_is_better", True))  # False: a loss (the VAE's -ELBO)
     # explicit | implicit for the quadratic-penalty methods (searched, fixed or default), else None
     row["penalty_step"] = (params.get("penalty_step") or trial.get("options", {}).get("penalty_step")
                            or last.get("penalty_step"))
@@ -184,6 +185,19 @@ def load_importances(folder: str | Path) -> dict[str, Any] | None:
 
     checkpoint = last_checkpoint(Path(folder))
     path = checkpoint / "importances.npz" if checkpoint else None
+    if path is None or not path.exists():
+        return None
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def load_pictures(folder: str | Path) -> dict[str, Any] | None:
+    """A VAE trial's pictures after each task: {"task0/originals": array (n, c, h, w),
+    "task0/reconstructions": ..., "task0/samples": ...}; None if it has none."""
+    import numpy as np
+
+    checkpoint = last_checkpoint(Path(folder))
+    path = checkpoint / "pictures.npz" if checkpoint else None
     if path is None or not path.exists():
         return None
     with np.load(path) as data:

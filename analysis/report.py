@@ -18,6 +18,7 @@ import yaml
 from . import figures
 from .folders import replace_folder
 from .importance import concentration_table, importance_table
+from .generative import SCORE_NOTE, generative_lines
 from .parameter_report import parameter_lines
 from .paper import comparison_table, figure4_band, paper_results
 from .load import add_paper_fwt, load_importances, load_matrices, load_trials
@@ -63,21 +64,29 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     (out / "best_configs.tex").write_text(latex_table(table))
     best_trials = _trials_of(compared, best)
 
-    robust = robustness_scores(chosen_on, metric=metric if metric.endswith("acc") else "acc")
+    higher_is_better = "higher_is_better" not in trials or trials["higher_is_better"].astype(bool).all()
+    robust = robustness_scores(chosen_on, metric=metric if metric.endswith("acc") else "acc",
+                               higher_is_better=higher_is_better)
     robust.to_csv(out / "robustness.csv", index=False)
     reproduces = _study_reproduces(root)
     curve = figures.lambda_curve(chosen_on, out, fwt_column=fwt_column,
-                                 band=figure4_band() if "figure4" in reproduces else None)
-    heatmaps = figures.accuracy_heatmaps(matrices, best_trials, out)
+                                 band=figure4_band() if "figure4" in reproduces else None,
+                                 heading="λ robustness" if higher_is_better else
+                                 "λ robustness (negative ELBO per image: lower is better)")
+    heatmaps = figures.accuracy_heatmaps(matrices, best_trials, out, scale=None if higher_is_better else "loss")
     running = figures.running_accuracy(matrices, best_trials, out)
     importance, concentration = _importance(best_trials, out)
 
     lines = [f"# Sweep report: {root.name}", ""]
     lines += _status_lines(trials, _planned_trials(root))
     lines += ["", "## Best configuration per method (Tables 2/3)", "",
-              f"Selected by mean {_metric_name(metric)} over seeds (a diverged seed counts as -1; ties go to the "
+              f"Selected by mean {_metric_name(metric)} over seeds ("
+              + ("a diverged seed counts as -1" if higher_is_better else "lowest wins; a diverged seed ranks last")
+              + "; ties go to the "
               f"smaller value), from the {'final re-runs' if compared is not trials else 'whole sweep'}. "
               f"Mean ± std over seeds. The FWT column is the {FWT_NAMES[fwt_column]}.", ""]
+    if "higher_is_better" in trials and not trials["higher_is_better"].astype(bool).all():
+        lines += [SCORE_NOTE, ""]
     lines += _protocol_lines(root, evaluated)
     lines += [table.to_markdown(index=False), ""]
     if metric in ("acc", "bwt", "fwt", "smt"):
@@ -110,6 +119,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
         if path is not None:
             lines += [f"![hyperparameter importance]({path.name})", ""]
     lines += parameter_lines(compared, out)
+    lines += generative_lines(best_trials, out)
     if concentration is not None:
         lines += ["Concentration of the importances (normalised by their maximum):", "",
                   concentration.to_markdown(index=False, floatfmt=".3f"), ""]

@@ -37,13 +37,15 @@ def swept_over(trials: pd.DataFrame, parameter: str = "lam") -> pd.DataFrame:
 
 
 def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: str = "lam",
-                      metric: str = "acc") -> pd.DataFrame:
+                      metric: str = "acc", higher_is_better: bool = True) -> pd.DataFrame:
     """One row per method (and penalty step) swept over ``parameter``: best λ, stable range,
     width in decades.
 
     ``metric`` chooses the best λ and the stable range: ``acc``, or ``val_acc`` where the sweep
     selects on validation (the test set then never picks anything). ``best_acc`` is always the
-    test ACC at the chosen λ; ``best_score`` is the selection metric there."""
+    test ACC at the chosen λ; ``best_score`` is the selection metric there. Where the matrix
+    holds a loss (``higher_is_better=False``: a VAE's negative ELBO) the best is the lowest and
+    the tolerance is relative: a rise of ``tolerance`` times the best loss."""
     swept = swept_over(trials, parameter)
     rows = []
     for (method, step), by_step in swept.groupby(["method", VARIANT], sort=False):
@@ -53,11 +55,15 @@ def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: 
         group = group.sort_values(parameter)
         lams = group[parameter].to_numpy(dtype=float)
         # a λ with a diverged seed fails; otherwise its mean ACC over seeds
-        acc = np.where(group["n_diverged"].to_numpy() > 0, -np.inf, group[f"{metric}_mean"].to_numpy(dtype=float))
+        sign = 1.0 if higher_is_better else -1.0  # a loss (the VAE's -ELBO): best is lowest
+        means = sign * group[f"{metric}_mean"].to_numpy(dtype=float)
+        acc = np.where(group["n_diverged"].to_numpy() > 0, -np.inf, means)
         if len(lams) < 2 or not np.isfinite(acc).any():
             continue
         best = int(np.nanargmax(acc))
-        ok = acc >= acc[best] - tolerance
+        # a loss has no fixed scale (nats per image grow with the image): there the tolerance is
+        # relative, a rise of `tolerance` times the best value
+        ok = acc >= acc[best] - (tolerance if higher_is_better else tolerance * abs(acc[best]))
         low, high = best, best
         while low > 0 and ok[low - 1]:
             low -= 1
@@ -67,7 +73,7 @@ def robustness_scores(trials: pd.DataFrame, tolerance: float = 0.01, parameter: 
         test_acc = group["acc_mean"].to_numpy(dtype=float)[best] if "acc_mean" in group else math.nan
         rows.append({
             "method": method, VARIANT: step, "selected_on": metric, "best_lam": lams[best],
-            "best_score": float(acc[best]), "best_acc": float(test_acc),
+            "best_score": float(sign * acc[best]), "best_acc": float(test_acc),
             "stable_low": lams[low], "stable_high": lams[high],
             "decades": math.log10(lams[high] / lams[low]) if lams[low] > 0 else math.inf,
             "first_diverged_lam": float(diverged.min()) if len(diverged) else math.nan,

@@ -37,6 +37,9 @@ def summarize_configs(trials: pd.DataFrame, metric: str = "acc") -> pd.DataFrame
         return pd.DataFrame(columns=["method", "config", "n_seeds", "n_diverged", "rank_value"])
     done["config"] = done.apply(config_label, axis=1)
     done["rank_input"] = np.where(done["status"] == "diverged", DIVERGED_VALUE, done[metric])
+    if "higher_is_better" in done and not done["higher_is_better"].astype(bool).all():
+        # a loss (the VAE's negative ELBO): rank on minus it, and a diverged seed ranks last
+        done["rank_input"] = np.where(done["status"] == "diverged", -np.inf, -done[metric].astype(float))
     groups = []
     for (method, config), group in done.groupby(["method", "config"], sort=False, dropna=False):
         finished = group[group["status"] == "finished"]

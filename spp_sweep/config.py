@@ -30,7 +30,7 @@ BENCHMARK_RULES: dict[str, Rule] = {
 MODEL_RULES: dict[str, Rule] = {
     "hidden": (lambda v: len(v) >= 1 and min(v) >= 1, "a list of widths >= 1, e.g. [512, 256]"),
     "channels": (lambda v: len(v) >= 1 and min(v) >= 1, "a list of channel counts >= 1"),
-    "fc": _WHOLE_POSITIVE, "head_hidden": _WHOLE_POSITIVE,
+    "fc": _WHOLE_POSITIVE, "head_hidden": _WHOLE_POSITIVE, "latent": _WHOLE_POSITIVE,
     "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"), "head_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "init": (lambda v: v in ("normal", "torch"), "normal (N(0, 0.1^2), section 4.1) or torch (PyTorch's default)"),
 }
@@ -122,6 +122,13 @@ class RunConfig:
         )
         config._check_numbers()
         method_cls.check_training(config.method_options, momentum=config.momentum)
+        if method_cls.objectives is not None and spec.objective not in method_cls.objectives:
+            from .methods import METHODS
+
+            usable = [name for name, m in METHODS.items() if m.objectives is None or spec.objective in m.objectives]
+            raise ConfigError(f"method {self.method!r} is defined for {', '.join(method_cls.objectives)} only, and "
+                              f"{self.benchmark!r} asks for the {spec.objective} objective; use one of: "
+                              f"{', '.join(usable)}")
         return config
 
     def _check_numbers(self) -> None:

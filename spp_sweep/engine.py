@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
-import torch.nn.functional as F
 
 from . import metrics
 from .benchmarks import Benchmark, build_benchmark
@@ -26,6 +25,7 @@ from .benchmarks.streaming import ImageFiles, batch_loader
 from .config import RunConfig
 from .errors import ConfigError
 from .methods import Method, Step, TaskView, get_method
+from .objectives import get_objective
 from .models import ContinualModel, build_model
 
 
@@ -56,6 +56,12 @@ class RunResult:
     diverged_at_task: int | None = None  # the task (counting from 1, as printed) whose training diverged
     diverged_reason: str | None = None  # loss not finite, or a finite blow-up (Experiment._blown_up)
     importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
+    # What the matrix holds (objectives.py): accuracy (higher is better) or, for a VAE, the
+    # negative ELBO per image (lower is better); ACC/BWT/FWT are computed on it either way.
+    score_name: str = "accuracy"
+    higher_is_better: bool = True
+    # per task, the objective's pictures (a VAE's reconstructions and samples, for Figure 5)
+    pictures: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
     # save_parameters: the shared parameters after each task, and the probe's importance of them
     parameters: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
     probe_importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
@@ -76,6 +82,7 @@ class RunResult:
             "initial_accuracy": self.initial_accuracy,
             "metrics": {k: clean(v) for k, v in self.metrics.items()},
             "seconds": self.seconds,
+            "score": {"name": self.score_name, "higher_is_better": self.higher_is_better},
             **({} if self.validation_matrix is None else {
                 "validation_matrix": self.validation_matrix,
                 "initial_validation_accuracy": self.initial_validation_accuracy,
@@ -138,6 +145,7 @@ class Experiment:
         if self.config.validation > 0:
             benchmark = with_validation(benchmark, self.config.validation, self.config.validation_seed)
         self.benchmark = benchmark.to(self.device)
+        self.objective = get_objective(self.benchmark.objective)
         method_cls = get_method(self.config.method)
         torch.manual_seed(self.config.seed)
         self.head_sizes = head_sizes = self._head_sizes()
@@ -152,6 +160,7 @@ class Experiment:
         self.val_rows: list[list[float]] = []
         self.importances: list[dict[str, torch.Tensor]] = []
         self.parameters: list[dict[str, torch.Tensor]] = []
+        self.pictures: list[dict[str, torch.Tensor]] = []
         self.probe_importances: list[dict[str, torch.Tensor]] = []
         self.seconds = 0.0
         self.status = "running"
@@ -219,6 +228,9 @@ class Experiment:
                     self.importances.append({k: v.detach().cpu() for k, v in self.method.importances().items()})
                 if self.config.save_parameters:
                     self._snapshot(task)
+                pictures = self.objective.pictures(self.model, self.benchmark.tasks)
+                if pictures is not None:
+                    self.pictures.append({k: v.detach().cpu() for k, v in pictures.items()})
                 self.seconds += time.perf_counter() - start
                 if progress and bar is None:  # not a terminal (a log, a pipe): one line per task
                     print(f"{self.config.method}: task {task + 1}/{self.benchmark.n_tasks} done in "
@@ -313,8 +325,8 @@ class Experiment:
         chance even where its first batch was already good (transfer). All three numbers come
         from the training batches in training mode, so measuring costs nothing.
         """
-        chance = math.log(self.head_sizes[self.head_of(task)])
-        if last < CHANCE_FRACTION * chance:
+        chance = self.objective.untrained_loss(self.head_sizes[self.head_of(task)])
+        if chance is None or last < CHANCE_FRACTION * chance:  # a loss without a chance level: NaN/inf only
             return None
         if rise_judged and last > BLOWUP_FACTOR * first:
             return (f"finite blow-up: the task's training loss rose from {first:.4g} (first batch) to {last:.4g} "
@@ -353,13 +365,13 @@ class Experiment:
 
     def _step(self, optimizer: torch.optim.Optimizer, task: int, x: torch.Tensor,
               y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step; returns (loss with any penalty, the task's cross-entropy alone)."""
+        """One SGD step; returns (loss with any penalty, the objective's own loss alone:
+        cross-entropy for classification)."""
         head = self.head_of(task)
-        features = self.model.trunk(x)
-        logits = self.model.heads[head](features)
-        ce = F.cross_entropy(logits, y)
+        forward = self.objective.training_forward(self.model, head, x, y)  # objectives.py
+        ce = forward.loss
         loss = ce
-        penalty = self.method.penalty(Step(task, head, x, y, features, logits))
+        penalty = self.method.penalty(Step(task, head, x, y, forward.features, forward.outputs))
         if penalty is not None:
             loss = loss + penalty
         optimizer.zero_grad(set_to_none=True)
@@ -370,21 +382,21 @@ class Experiment:
 
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> list[float]:
-        """Accuracy on every task's ``split`` (test or val), also on tasks not trained yet
-        (for the standard FWT)."""
+        """The objective's score (accuracy for classification) on every task's ``split`` (test
+        or val), also on tasks not trained yet (for the standard FWT)."""
         was_training = self.model.training
         self.model.eval()
         accuracies = []
         for index, task in enumerate(self.benchmark.tasks):
             targets = self._targets[index][2 if split == "val" else 1]
             inputs = task.x_val if split == "val" else task.x_test
-            correct = torch.zeros((), device=self.device)
+            total = torch.zeros((), device=self.device)
             with self.model.norm_stats_of(index):
                 for start in range(0, len(targets), self.config.eval_batch_size):
                     stop = start + self.config.eval_batch_size
-                    logits = self.model(inputs[start:stop], self.head_of(index))
-                    correct += (logits.argmax(-1) == targets[start:stop]).sum()
-            accuracies.append(correct.item() / max(1, len(targets)))
+                    total += self.objective.score_sum(self.model, self.head_of(index), inputs[start:stop],
+                                                      targets[start:stop])
+            accuracies.append(total.item() / max(1, len(targets)))
         self.model.train(was_training)
         return accuracies
 
@@ -429,6 +441,9 @@ class Experiment:
             diverged_at_task=self.diverged_at,
             diverged_reason=self.diverged_reason,
             importances=self.importances,
+            score_name=self.objective.score_name,
+            higher_is_better=self.objective.higher_is_better,
+            pictures=self.pictures,
             parameters=self.parameters,
             probe_importances=self.probe_importances,
             validation_matrix=[list(r) for r in self.val_rows] if self.has_validation else None,
@@ -457,6 +472,7 @@ class Experiment:
             "importances": self.importances,
             "parameters": self.parameters,
             "probe_importances": self.probe_importances,
+            "pictures": self.pictures,
             "norm_stats": {task: dict(stats) for task, stats in self.model.norm_stats.items()},
         }
         if self.device.type == "cuda":
@@ -478,6 +494,7 @@ class Experiment:
         self.importances = list(state.get("importances", []))
         self.parameters = list(state.get("parameters", []))
         self.probe_importances = list(state.get("probe_importances", []))
+        self.pictures = list(state.get("pictures", []))
         self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
 
 

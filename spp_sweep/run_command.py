@@ -151,6 +151,12 @@ def write_result(result: RunResult, out: Path) -> None:
         buffer = io.BytesIO()
         torch.save(result.importances, buffer)
         atomic_write(out / "importances.pt", buffer.getvalue())
+    if result.pictures:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(result.pictures, buffer)
+        atomic_write(out / "pictures.pt", buffer.getvalue())
     if result.parameters:
         import torch
 

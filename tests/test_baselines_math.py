@@ -135,14 +135,17 @@ def test_lwf_penalty_distils_every_old_head(tiny):
 
 def test_linear_fast_path_equals_vmap_per_sample_gradients():
     from spp_sweep.methods.gradients import per_sample_gradients, per_sample_square_sums
-    from spp_sweep.methods.spp import _sample_entropies, entropy
     from spp_sweep.models.mlp import mlp
 
     torch.manual_seed(0)
     model = mlp((6,), [3, 4], hidden=(5, 4), dropout=0.0).double().eval()
     x = torch.randn(9, 6, dtype=torch.float64)
-    fast = per_sample_square_sums(model, 1, _sample_entropies, x)
-    slow = [g.square().sum(0) for g in per_sample_gradients(model, 1, lambda z, _: entropy(z), x)]
+    def entropies(z):  # softmax entropy per sample, by hand
+        q = torch.softmax(z, -1)
+        return -(q * q.log()).sum(-1)
+
+    fast = per_sample_square_sums(model, 1, entropies, x)
+    slow = [g.square().sum(0) for g in per_sample_gradients(model, 1, lambda z, _: entropies(z), x)]
     assert len(fast) == 4
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b)

@@ -12,7 +12,8 @@ from typing import Any, Callable, Mapping
 from ..errors import ConfigError
 from .base import Benchmark, BenchmarkSpec, Task
 from .custom import arrays, image_folder, python
-from .digits import permuted_digits, split_digits
+from .digits import digit_domains, permuted_digits, split_digits
+from .faces import faces_to_anime
 from .mnist import permuted_mnist, split_mnist
 from .vision import caltech101, split_cifar100, visual_sequence
 
@@ -51,6 +52,31 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             train_defaults=_DIGITS_TRAIN,
             model_defaults={"hidden": (64, 32), "dropout": 0.0},
             method_defaults={"spp": {"lam": 4.0}},
+        ),
+        BenchmarkSpec(
+            name="digit_domains",
+            description="embedded: continual VAE, 8x8 digits 0-4 then 5-9 as two image domains (section 4.2.4)",
+            build=digit_domains,
+            train_defaults={"epochs": 30, "lr": 0.05, "batch_size": 32},
+            default_model="vae",
+            objective="elbo",
+            model_defaults={"latent": 8, "channels": (16, 32), "fc": 64},
+            # the implicit step: with the explicit one the decoder's output biases (importance
+            # ~5e4: one bias per image channel, its gradient summed over every pixel) diverge
+            # at lr 0.05 for any λ above ~1e-3 (lr * 2λΩ > 2; README "Stable at any λ")
+            method_defaults={"spp": {"lam": 4.0, "penalty_step": "implicit"},
+                             "mas": {"penalty_step": "implicit"}, "si": {"penalty_step": "implicit"}},
+        ),
+        BenchmarkSpec(
+            name="faces_to_anime",
+            description="continual VAE: CelebA faces, then anime faces, 96x96 (paper Figure 5)",
+            build=faces_to_anime,
+            train_defaults={"epochs": 10, "lr": 0.05, "batch_size": 64},
+            default_model="vae",
+            objective="elbo",
+            model_defaults={"latent": 32, "channels": (32, 64), "fc": 256},
+            method_defaults={"spp": {"lam": 4.0, "penalty_step": "implicit"},
+                             "mas": {"penalty_step": "implicit"}, "si": {"penalty_step": "implicit"}},
         ),
         BenchmarkSpec(
             name="split_mnist",

@@ -56,6 +56,9 @@ class Benchmark:
     name: str
     tasks: tuple[Task, ...]
     input_shape: tuple[int, ...]
+    # What the tasks ask of the network (spp_sweep/objectives.py): classification, or the
+    # negative ELBO of a VAE. The engine's loop is the same for both.
+    objective: str = "classification"
 
     @property
     def n_tasks(self) -> int:
@@ -85,6 +88,7 @@ class BenchmarkSpec:
     method_defaults: dict[str, dict[str, object]] = field(default_factory=dict)
     model_defaults: dict[str, object] = field(default_factory=dict)  # options of default_model only
     default_model: str = "mlp"
+    objective: str = "classification"  # what its Benchmark's tasks ask (spp_sweep/objectives.py)
 
 
 def stratified_split(

@@ -46,3 +46,14 @@ def permuted_digits(
     tasks = permuted_tasks("permuted_digits", x_train, y_train, x_test, y_test, n_tasks, generator)
     tasks = limit_per_task(tasks, max_train_per_task, torch.Generator().manual_seed(data_seed + 1))
     return Benchmark("permuted_digits", tuple(tasks), input_shape=(64,))
+
+
+def digit_domains(data_seed: int = 0, test_fraction: float = 0.3, max_train_per_task: int | None = None) -> Benchmark:
+    """Two image domains for the continual VAE (section 4.2.4's faces → anime, in miniature):
+    the 8x8 digits 0-4, then 5-9, as 1x8x8 images in [0, 1]. Labels are kept but unused: the
+    objective is each domain's negative ELBO."""
+    x_train, y_train, x_test, y_test = _load_digits(data_seed, test_fraction)
+    tasks = split_by_classes("digit_domains", x_train.view(-1, 1, 8, 8), y_train, x_test.view(-1, 1, 8, 8), y_test,
+                             [range(0, 5), range(5, 10)])
+    tasks = limit_per_task(tasks, max_train_per_task, torch.Generator().manual_seed(data_seed + 1))
+    return Benchmark("digit_domains", tuple(tasks), input_shape=(1, 8, 8), objective="elbo")

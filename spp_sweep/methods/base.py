@@ -98,6 +98,8 @@ class Method:
     # the m_i of the paper's FWT (eq. 7), and the standard FWT ("before task i") means nothing for it
     learns_all_tasks_at_once: ClassVar[bool] = False
     options: ClassVar[dict[str, Option]] = {}
+    # The objectives (spp_sweep/objectives.py) the method is defined for; None: every one.
+    objectives: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, model: ContinualModel, **options: Any):
         self.model = model

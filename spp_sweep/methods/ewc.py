@@ -20,6 +20,8 @@ class EWC(QuadraticPenaltyMethod):
     name = "ewc"
     summary = "Elastic Weight Consolidation: diagonal Fisher importance, one quadratic penalty per task"
     penalty_scale = 0.5  # Kirkpatrick eq. 3: lambda/2
+    # its Fisher is over the classes of a softmax head: a VAE's ELBO has none (use mas or spp)
+    objectives = ("classification",)
     weighted_anchor = True
     options = {
         "lam": Option(100.0, "penalty strength lambda of Kirkpatrick eq. 3"),

@@ -35,6 +35,7 @@ def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, temper
 class LwF(Method):
     name = "lwf"
     summary = "Learning without Forgetting: distil old heads' outputs on new data, no stored data"
+    objectives = ("classification",)  # it distils softmax class outputs; a VAE's heads are latent codes
     options = {
         "lam": Option(1.0, "weight lambda_o of the distillation loss"),
         "temperature": Option(2.0, "distillation temperature T (Li & Hoiem used 2)", 0.0, True),

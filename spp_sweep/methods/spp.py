@@ -1,7 +1,9 @@
 """Soft Parameter Pruning (SPP): label-free, entropy-based importance (paper section 3.2).
 
 After task t, on task t's training inputs only (labels unused), per mini-batch:
-  I = -sum_n sum_c q_nc log q_nc     output entropy summed over the batch (authors' code)
+  I = -sum_n sum_c q_nc log q_nc     output entropy summed over the batch (authors' code); the
+                                    model defines it (ContinualModel.output_entropies): softmax
+                                    for classifiers, per-pixel Bernoulli for the VAE (models/vae.py)
   g = dI/dW                           one backward pass per batch
   omega_b = max(0, g*W + W^2 g^2 / 2) eq. 2 with dW = -W (W pruned to 0), Hessian ~ diag Fisher g^2; eq. 3 clips
 omega_t is the mean of omega_b over the batches; Omega accumulates (eq. 4) and the penalty is
@@ -11,22 +13,11 @@ lam * sum Omega (w - w*)^2 (eq. 5), see quadratic.py.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from ..errors import ConfigError
 from .base import Option, TaskView
 from .gradients import batch_gradients, minibatches, per_sample_gradients, per_sample_square_sums
 from .quadratic import QuadraticPenaltyMethod
-
-
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy -sum_c q_c log q_c of softmax(logits), summed over leading dims (section 3.2.1)."""
-    log_q = F.log_softmax(logits, dim=-1)
-    return -(log_q.exp() * log_q).sum()
-
-
-def _sample_entropies(logits: torch.Tensor) -> torch.Tensor:
-    log_q = F.log_softmax(logits, dim=-1)
-    return -(log_q.exp() * log_q).sum(-1)
 
 
 def pruning_importance(weight: torch.Tensor, gradient: torch.Tensor, fisher: torch.Tensor | None = None) -> torch.Tensor:
@@ -52,6 +43,12 @@ class SPP(QuadraticPenaltyMethod):
             choices=("batch", "per_sample"),
         ),
         "importance_batch_size": Option(100, "mini-batch size of the importance pass (authors: 100)", 0, True),
+        "signal": Option(
+            "entropy",
+            "what a pruned weight would change (eq. 2's I): entropy of the outputs (the paper's; a VAE's "
+            "per-pixel Bernoulli entropy) or, for a VAE, its negative ELBO (label-free too)",
+            choices=("entropy", "elbo"),
+        ),
         "beta": Option(0.0, "sharpening: omega <- softmax(beta*omega) per tensor (authors' code used 3); 0 = off"),
         **QuadraticPenaltyMethod.options,
     }
@@ -64,14 +61,24 @@ class SPP(QuadraticPenaltyMethod):
         n_batches = 0
         for batch in minibatches(len(view.x), self.hparams["importance_batch_size"]):
             x = view.x[batch]
-            if self.hparams["importance"] == "batch":
-                grads = batch_gradients(self.model, entropy(self.model(x, view.head)))
+            # the output entropy, summed over the batch (section 3.2.1): the model says what its
+            # outputs' entropy is (softmax for classifiers, per-pixel Bernoulli for the VAE)
+            entropies = self.model.output_entropies
+            if self.hparams["signal"] == "elbo":  # section 4.2.4's generator: the ELBO itself
+                if not hasattr(self.model, "negative_elbos"):
+                    raise ConfigError("spp: signal=elbo needs a generative model (the vae); use signal=entropy")
+                grads = batch_gradients(self.model, self.model.negative_elbos(x, view.head).sum())
+                per_sample_signal = None
+            else:
+                grads = batch_gradients(self.model, entropies(self.model(x, view.head)).sum())  # g = sum_i g_i
+                per_sample_signal = entropies
+            if self.hparams["importance"] == "batch" or per_sample_signal is None:
                 fishers = [None] * len(grads)  # F = g^2, folded into pruning_importance
             else:
-                grads = batch_gradients(self.model, entropy(self.model(x, view.head)))  # g = sum_i g_i
-                fishers = per_sample_square_sums(self.model, view.head, _sample_entropies, x)  # sum_i g_i^2
+                fishers = per_sample_square_sums(self.model, view.head, entropies, x)  # sum_i g_i^2
                 if fishers is None:  # trunks other than Linear layers: vectorised per-sample gradients
-                    per_sample = per_sample_gradients(self.model, view.head, lambda logits, _: entropy(logits), x)
+                    per_sample = per_sample_gradients(self.model, view.head,
+                                                      lambda logits, _: entropies(logits.unsqueeze(0)).sum(), x)
                     fishers = [g.square().sum(0) for g in per_sample]
             for acc, w, g, f in zip(total, weights, grads, fishers):
                 acc += pruning_importance(w, g, f)

@@ -13,8 +13,9 @@ from ..errors import ConfigError
 from .base import ContinualModel
 from .cnn import resnet18, vgg9
 from .mlp import mlp
+from .vae import vae
 
-MODELS: dict[str, Callable[..., ContinualModel]] = {"mlp": mlp, "vgg9": vgg9, "resnet18": resnet18}
+MODELS: dict[str, Callable[..., ContinualModel]] = {"mlp": mlp, "vgg9": vgg9, "resnet18": resnet18, "vae": vae}
 
 
 def build_model(

@@ -27,6 +27,12 @@ class ContinualModel(nn.Module):
     def forward(self, x: torch.Tensor, head: int = 0) -> torch.Tensor:
         return self.heads[head](self.trunk(x))
 
+    def output_entropies(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Per sample, the Shannon entropy of the softmax over ``outputs`` (SPP's label-free
+        uncertainty, section 3.2.1). Models whose outputs are not class logits say their own."""
+        log_q = torch.log_softmax(outputs, dim=-1)
+        return -(log_q.exp() * log_q).sum(-1)
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """The trunk's parameters: what regularisers protect (heads are task-private)."""
         return list(self.trunk.parameters())

@@ -56,7 +56,9 @@ def best_summary(root: str, metric: str) -> str:
     if (trials["phase"] == "final").any():
         trials = trials[trials["phase"] == "final"]
     best = best_configs(trials, metric=metric)
-    lines = [f"best configuration per method (by mean {metric} over seeds; diverged seeds count as -1):"]
+    loss = "higher_is_better" in trials and not trials["higher_is_better"].astype(bool).all()
+    lines = [f"best configuration per method (by mean {metric} over seeds, " + (
+        "lower is better: a negative ELBO; a diverged seed ranks last):" if loss else "diverged seeds count as -1):")]
     for _, row in best.iterrows():
         value = lambda name: "n/a" if math.isnan(row[f"{name}_mean"]) else \
             f"{row[f'{name}_mean']:.4f}±{row[f'{name}_std']:.4f}"  # noqa: E731

@@ -37,8 +37,12 @@ from .study import run_settings
 STATE_FILE = "state.pt"
 RESULT_FILE = "result.json"
 IMPORTANCES_FILE = "importances.npz"
+PICTURES_FILE = "pictures.npz"  # task{t}/originals|reconstructions|samples (objectives.NegativeELBO.pictures)
 PARAMETERS_FILE = "parameters.npz"  # save_parameters: task{t}/NAME parameters, importance{t}/NAME SPP's probe
 DIVERGED_SCORE = -1.0  # below every ACC/BWT/FWT/SMT value, so samplers learn to avoid the region
+# Where lower is better (a loss: the VAE's negative ELBO) the score is minus the metric, and a
+# diverged run scores below any finished one (losses here are at most tens of thousands of nats).
+DIVERGED_LOSS_SCORE = -1e12
 
 
 def trial_run_config(config: Mapping[str, Any]) -> RunConfig:
@@ -67,7 +71,9 @@ def train_continual(config: dict[str, Any]) -> None:
         result = resume_from(newest_first(Path(config["trial"]["resume_from"])), experiment)
     if result is not None:  # finished before a driver restart: report, don't rerun
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        tune.report({**_final_metrics(result, metric), "replayed": True, "node_id": node})
+        higher = result.get("score", {}).get("higher_is_better", True)
+        tune.report({**_final_metrics(result, metric, higher), "replayed": True, "node_id": node,
+                     "higher_is_better": higher})
         return
     chaos = config.get("_chaos")
     if chaos and chaos.get("method", run_config.method) != run_config.method:
@@ -87,10 +93,11 @@ def train_continual(config: dict[str, Any]) -> None:
             partial.update({f"val_{k}": v for k, v in
                             metrics.summarize(report.validation_matrix, exp.initial_val_accuracy, None).items()})
             values["validation_row"] = report.validation_matrix[-1]
-        _report(exp, {**values, "score": _score(partial.get(metric, math.nan))})
+        _report(exp, {**values, "score": _score(partial.get(metric, math.nan), exp.objective.higher_is_better)})
 
     result = experiment.run(on_task_end=on_task_end)
-    _report(experiment, _final_metrics(result.to_json(), metric), result=result)
+    higher = experiment.objective.higher_is_better
+    _report(experiment, _final_metrics(result.to_json(), metric, higher), result=result)
 
 
 def newest_first(trial_folder: Path, known: Path | None = None) -> list[Path]:
@@ -140,7 +147,7 @@ def _inject_fault(chaos: Mapping[str, Any], task: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _final_metrics(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
+def _final_metrics(result: Mapping[str, Any], metric: str, higher_is_better: bool = True) -> dict[str, Any]:
     """The last report of a trial: every metric, the whole accuracy matrix and the status."""
     values = {k: (math.nan if v is None else v) for k, v in result["metrics"].items()}
     validation = {f"val_{k}": (math.nan if v is None else v) for k, v in result.get("validation_metrics", {}).items()}
@@ -151,7 +158,7 @@ def _final_metrics(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
         "running_acc": metrics.running_accuracy(result["accuracy_matrix"][-1], n_rows - 1) if n_rows else math.nan,
         "accuracy_row": result["accuracy_matrix"][-1] if n_rows else [],
         **values, **validation,
-        "score": DIVERGED_SCORE if diverged else _score({**values, **validation}.get(metric, math.nan)),
+        "score": _score(math.nan if diverged else {**values, **validation}.get(metric, math.nan), higher_is_better),
         "diverged_at_task": result["diverged_at_task"], "diverged_reason": result.get("diverged_reason"),
         "accuracy_matrix": result["accuracy_matrix"], "initial_accuracy": result["initial_accuracy"],
         "seconds": result["seconds"], "replayed": False,
@@ -159,8 +166,11 @@ def _final_metrics(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
     }
 
 
-def _score(value: float) -> float:
-    return value if math.isfinite(value) else DIVERGED_SCORE
+def _score(value: float, higher_is_better: bool = True) -> float:
+    """What Ray Tune and Optuna maximise: the metric, or minus it where lower is better."""
+    if not math.isfinite(value):
+        return DIVERGED_SCORE if higher_is_better else DIVERGED_LOSS_SCORE
+    return value if higher_is_better else -value
 
 
 def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | None = None) -> None:
@@ -174,6 +184,10 @@ def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | 
                 arrays = {f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.importances)
                           for name, tensor in per_task.items()}
                 np.savez_compressed(folder_path / IMPORTANCES_FILE, **arrays)
+            if result.pictures:  # a VAE's reconstructions and samples after each task (Figure 5)
+                np.savez_compressed(folder_path / PICTURES_FILE, **{
+                    f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.pictures)
+                    for name, tensor in per_task.items()})
             if result.parameters:
                 arrays = {f"{kind}{t}/{name}": tensor.numpy()
                           for kind, series in (("task", result.parameters), ("importance", result.probe_importances))
@@ -184,5 +198,7 @@ def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | 
                  # how the quadratic penalty acted (explicit / implicit; None for other methods): a
                  # study may fix it in a method's options, and every table must still name it
                  "penalty_step": experiment.config.method_options.get("penalty_step"),
-                 "output": experiment.config.output}
+                 "output": experiment.config.output,
+                 # whether the matrix holds a score to maximise (accuracy) or a loss (objectives.py)
+                 "higher_is_better": experiment.objective.higher_is_better}
         tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -1,0 +1,128 @@
+"""What a task asks of the network: the engine's extension point for kinds of task.
+
+The engine's loop (tasks in sequence, SGD steps, a method's hooks, a task × task matrix of
+scores, checkpoints) is the same for every kind of task; only three things differ, and an
+objective says them:
+
+* the training loss of a mini-batch (classification: cross-entropy; a VAE: the negative ELBO),
+  with what a method's penalty sees of the step (features and outputs, ``methods.Step``);
+* the score of a task, summed over its samples, that fills the matrix P[j, i] and from which
+  ACC/BWT/FWT are computed (accuracy; negative ELBO per image), and whether higher is better;
+* the loss of a network that has learned nothing, for the finite blow-up rule (log of the
+  number of classes; none for a VAE, whose loss has no fixed scale).
+
+A benchmark names its objective (``Benchmark.objective``); a new kind of task is one class
+here and one registry entry, not a fork of the engine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError
+from .benchmarks.base import Task
+from .models import ContinualModel
+
+PICTURES = 8  # images per row of Figure 5
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One training batch through the network: the loss the optimiser minimises (before any
+    penalty), the objective's own term for divergence checks, and what methods may inspect."""
+
+    loss: torch.Tensor
+    features: torch.Tensor
+    outputs: torch.Tensor
+
+
+class Objective:
+    """Classification with a softmax head (the paper's every table): cross-entropy, accuracy."""
+
+    name: ClassVar[str] = "classification"
+    score_name: ClassVar[str] = "accuracy"
+    # True: a larger score is better (accuracy). False: a loss (negative ELBO); tables say so.
+    higher_is_better: ClassVar[bool] = True
+
+    def training_forward(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> Forward:
+        features = model.trunk(x)
+        logits = model.heads[head](features)
+        return Forward(F.cross_entropy(logits, y), features, logits)
+
+    def score_sum(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Sum over the batch of the per-sample score (here: 1 if the argmax is the label)."""
+        return (model(x, head).argmax(-1) == y).sum()
+
+    def untrained_loss(self, outputs: int) -> float | None:
+        """The loss of uniform guessing over ``outputs`` classes: log(outputs)."""
+        return math.log(outputs)
+
+    def pictures(self, model: ContinualModel, tasks: Sequence[Task]) -> dict[str, torch.Tensor] | None:
+        """Images worth keeping after each task (a generator's reconstructions and samples), or None."""
+        return None
+
+
+class NegativeELBO(Objective):
+    """A variational autoencoder's negative evidence lower bound (paper section 4.2.4).
+
+    Per image: -ELBO = BCE(x, decoder(z)) summed over pixels (a Bernoulli likelihood on grey
+    levels in [0, 1]) + KL(q(z|x) || N(0, I)) summed over latent units, in nats (Kingma and
+    Welling 2014, eq. 10). Training samples z with the reparameterisation; the score is the
+    same bound at z = μ (no sampling noise, so P[j, i] is deterministic), lower is better.
+    """
+
+    name: ClassVar[str] = "elbo"
+    score_name: ClassVar[str] = "negative ELBO (nats per image, lower is better)"
+    higher_is_better: ClassVar[bool] = False
+
+    def training_forward(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> Forward:
+        mu, logvar = model.encode(x, head)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        recon = model.decode(z)
+        return Forward(negative_elbo(recon, x, mu, logvar).mean(), mu, recon)
+
+    def score_sum(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        mu, logvar = model.encode(x, head)
+        return negative_elbo(model.decode(mu), x, mu, logvar).sum()
+
+    def untrained_loss(self, outputs: int) -> float | None:
+        return None
+
+    @torch.no_grad()
+    def pictures(self, model: ContinualModel, tasks: Sequence[Task]) -> dict[str, torch.Tensor] | None:
+        """Figure 5's material: the first PICTURES test images of task 1, their reconstructions
+        through task 1's latent head (at the posterior mean), and the decoder's images of
+        PICTURES latent codes drawn once from N(0, I) with a fixed seed (the same codes after
+        every task and in every run, so the pictures compare the decoder, not the draw)."""
+        was_training = model.training
+        model.eval()
+        originals = tasks[0].x_test[:PICTURES]
+        codes = torch.randn(PICTURES, model.latent, generator=torch.Generator().manual_seed(0)).to(originals.device)
+        pictures = {"originals": originals,
+                    "reconstructions": torch.sigmoid(model.decode(model.encode(originals, 0)[0])),
+                    "samples": torch.sigmoid(model.decode(codes))}
+        model.train(was_training)
+        return pictures
+
+
+def negative_elbo(recon_logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,
+                  logvar: torch.Tensor) -> torch.Tensor:
+    """Per-sample -ELBO: Bernoulli reconstruction term plus the Gaussian KL (Kingma & Welling, eq. 10)."""
+    reconstruction = F.binary_cross_entropy_with_logits(recon_logits.flatten(1), x.flatten(1),
+                                                        reduction="none").sum(1)
+    kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
+    return reconstruction + kl
+
+
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in (Objective(), NegativeELBO())}
+
+
+def get_objective(name: str) -> Objective:
+    if name not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {name!r}; choose one of: {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name]
