@@ -59,6 +59,10 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     fwt_column = "fwt_paper" if trials["fwt_reference"].notna().any() else "fwt"
     best = best_configs(compared, metric=metric)
     table = format_best_table(best, fwt_column)
+    if "higher_is_better" in trials and not trials["higher_is_better"].astype(bool).all():
+        # a loss (the VAE's negative ELBO): every copy of the table says which way is better
+        table = table.rename(columns={c: f"{c} (−ELBO, lower is better)" for c in table.columns
+                                      if c.split(" (")[0] in ("ACC", "BWT", "FWT", "val ACC", "val BWT")})
     table.to_csv(out / "best_configs.csv", index=False)
     (out / "best_configs.md").write_text(table.to_markdown(index=False) + "\n")
     (out / "best_configs.tex").write_text(latex_table(table))
