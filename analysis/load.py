@@ -181,37 +181,28 @@ def _matrix(matrices: pd.DataFrame, trial_id: str) -> list[list[float]]:
 
 def load_importances(folder: str | Path) -> dict[str, Any] | None:
     """A trial's saved importances: {"task0/trunk.0.weight": array, ...}, or None if not saved."""
-    import numpy as np
-
-    checkpoint = last_checkpoint(Path(folder))
-    path = checkpoint / "importances.npz" if checkpoint else None
-    if path is None or not path.exists():
-        return None
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+    return _load_arrays(folder, "importances.npz")
 
 
 def load_pictures(folder: str | Path) -> dict[str, Any] | None:
     """A VAE trial's pictures after each task: {"task0/originals": array (n, c, h, w),
     "task0/reconstructions": ..., "task0/samples": ...}; None if it has none."""
-    import numpy as np
-
-    checkpoint = last_checkpoint(Path(folder))
-    path = checkpoint / "pictures.npz" if checkpoint else None
-    if path is None or not path.exists():
-        return None
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+    return _load_arrays(folder, "pictures.npz")
 
 
 def load_parameters(folder: str | Path) -> dict[str, Any] | None:
     """A trial's saved parameters (``save_parameters``): {"task0/trunk.1.weight": array, ...} for
     the shared parameters after each task and {"importance0/trunk.1.weight": array, ...} for SPP's
     importance of them on that task; None if not saved."""
+    return _load_arrays(folder, "parameters.npz")
+
+
+def _load_arrays(folder: str | Path, name: str) -> dict[str, Any] | None:
+    """The arrays of ``name`` in a trial folder's last checkpoint, or None where it has none."""
     import numpy as np
 
     checkpoint = last_checkpoint(Path(folder))
-    path = checkpoint / "parameters.npz" if checkpoint else None
+    path = checkpoint / name if checkpoint else None
     if path is None or not path.exists():
         return None
     with np.load(path) as data:
