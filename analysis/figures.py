@@ -90,7 +90,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     for p, (column, title) in enumerate(panels):
         ax = fig.add_subplot(grid[0, p])
         strip = fig.add_subplot(grid[1, p], sharex=ax)
-        full_values = []
+        full_values, widest = [], 0.0
         for row, (method, step) in enumerate(series):
             style = look(method)
             points = _series_points(swept[(swept["method"] == method) & (swept[VARIANT] == step)], parameter, column)
@@ -107,6 +107,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
                        marker=style.marker, s=30, linewidths=1.3, zorder=5)
             # limits from the means: one seed gone astray widens its band (clipped), not the whole axis
             full_values += list(full["mean"])
+            widest = max([widest, *full["std"].dropna()])
             dead = points[points["k"] == 0][parameter]
             strip.scatter(dead, [row] * len(dead), marker="x", color=style.colour, s=30, linewidths=1.4)
             for _, point in partial.iterrows():
@@ -122,7 +123,8 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
         finite = [v for v in full_values if np.isfinite(v)]
         if finite:
             low, high = min(finite), max(finite)
-            pad = 0.08 * (high - low) if high > low else 0.01
+            # every mean equal (a metric no setting changes): show the spread, not a sliver of it
+            pad = 0.08 * (high - low) if high - low > 1e-9 * max(1.0, abs(high)) else max(0.01, 1.2 * widest)
             ax.set_ylim(low - pad, high + pad)
         else:  # nothing finished on every seed: no axis values that could be read as data
             ax.set_yticks([])
