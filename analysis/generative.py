@@ -18,11 +18,14 @@ SCORE_NOTE = ("The matrix holds each task's **negative ELBO per image** (nats; `
               "(the loss on old tasks rose), FWT < 0 a task that starts below the untrained network's loss.")
 
 
-def figure5_rows(trials: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(label, reconstructions, samples) rows: task 1's test images, then after task 1 (the
-    first finished trial of fine-tuning, or of any method: before task 2 every method is the
-    same network), then each method after the last task."""
-    rows, originals = [], None
+Row = tuple[str, str, np.ndarray, "np.ndarray | None"]  # label, its colour, reconstructions, samples
+
+
+def figure5_rows(trials: pd.DataFrame) -> list[Row]:
+    """Rows of Figure 5: task 1's test images, then after task 1 (the first finished trial of
+    fine-tuning, or of any method: before task 2 every method is the same network), then each
+    method after the last task, labelled in its colour."""
+    rows: list[Row] = []
     finished = trials[trials["status"] == "finished"].sort_values("seed")
     pictures, configs = {}, {}
     for _, trial in finished.drop_duplicates("method").iterrows():
@@ -34,24 +37,23 @@ def figure5_rows(trials: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray
         return []
     first = pictures.get("finetune") or next(iter(pictures.values()))
     last = max(int(key.split("/")[0][4:]) for key in first if key.startswith("task"))
-    originals = first["task0/originals"]
-    rows.append(("task 1 test images", originals, None))
-    rows.append(("after task 1", first["task0/reconstructions"], first["task0/samples"]))
+    rows.append(("task 1 test images", "black", first["task0/originals"], None))
+    rows.append(("after task 1", "black", first["task0/reconstructions"], first["task0/samples"]))
     for method, saved in pictures.items():
         config = f" ({configs[method]})" if configs[method] not in ("", "-", "nan") else ""
-        rows.append((f"after task {last + 1}: {display_name(method)}{config}", saved[f"task{last}/reconstructions"],
-                     saved[f"task{last}/samples"]))
+        rows.append((f"after task {last + 1}: {display_name(method)}{config}", look(method).colour,
+                     saved[f"task{last}/reconstructions"], saved[f"task{last}/samples"]))
     return rows
 
 
-def figure5(rows: list[tuple[str, np.ndarray, np.ndarray | None]], out: Path) -> Path | None:
+def figure5(rows: list[Row], out: Path) -> Path | None:
     """Figure 5: reconstructions of task 1's test images (left) and samples of fixed latent
     codes (right), one row per state of the network."""
     if not rows:
         return None
-    n = rows[0][1].shape[0]
+    n = rows[0][2].shape[0]
     fig, axes = plt.subplots(len(rows), 2, figsize=(2 * 0.55 * n + 1.5, 0.75 * len(rows) + 0.9), squeeze=False)
-    for r, (label, reconstructions, samples) in enumerate(rows):
+    for r, (label, colour, reconstructions, samples) in enumerate(rows):
         for c, images in enumerate((reconstructions, samples)):
             ax = axes[r, c]
             ax.set_xticks([])
@@ -63,9 +65,6 @@ def figure5(rows: list[tuple[str, np.ndarray, np.ndarray | None]], out: Path) ->
             ax.imshow(_strip(images), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1,
                       interpolation="nearest")
             if c == 0:
-                method = label.rsplit(": ", 1)[-1].split(" (")[0]
-                colour = next((look(m).colour for m in ("spp", "finetune", "sgd", "mas", "si", "sgd_frozen", "joint")
-                               if display_name(m) == method), "black")
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8, color=colour)
     axes[0, 0].set_title("reconstructions of task 1's test images (below)", fontsize=9, pad=6)
     axes[min(1, len(rows) - 1), 1].set_title("samples (the same latent codes in every row)", fontsize=9, pad=6)

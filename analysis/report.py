@@ -24,7 +24,7 @@ from .paper import comparison_table, figure4_band, paper_results
 from .load import add_paper_fwt, load_importances, load_matrices, load_trials
 from .robustness import robustness_scores
 from .selection import hyperparameter_importances
-from .tables import best_configs, config_label
+from .tables import best_configs, config_label, higher_is_better
 
 FWT_NAMES = {"fwt_paper": "FWT (paper eq. 7, vs joint)", "fwt": "FWT (standard, vs untrained)"}
 
@@ -59,7 +59,8 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     fwt_column = "fwt_paper" if trials["fwt_reference"].notna().any() else "fwt"
     best = best_configs(compared, metric=metric)
     table = format_best_table(best, fwt_column)
-    if "higher_is_better" in trials and not trials["higher_is_better"].astype(bool).all():
+    higher = higher_is_better(trials)
+    if not higher:
         # a loss (the VAE's negative ELBO): every copy of the table says which way is better
         table = table.rename(columns={c: f"{c} (−ELBO, lower is better)" for c in table.columns
                                       if c.split(" (")[0] in ("ACC", "BWT", "FWT", "val ACC", "val BWT")})
@@ -68,16 +69,15 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     (out / "best_configs.tex").write_text(latex_table(table))
     best_trials = _trials_of(compared, best)
 
-    higher_is_better = "higher_is_better" not in trials or trials["higher_is_better"].astype(bool).all()
     robust = robustness_scores(chosen_on, metric=metric if metric.endswith("acc") else "acc",
-                               higher_is_better=higher_is_better)
+                               higher_is_better=higher)
     robust.to_csv(out / "robustness.csv", index=False)
     reproduces = _study_reproduces(root)
     curve = figures.lambda_curve(chosen_on, out, fwt_column=fwt_column,
                                  band=figure4_band() if "figure4" in reproduces else None,
-                                 heading="λ robustness" if higher_is_better else
+                                 heading="λ robustness" if higher else
                                  "λ robustness (negative ELBO per image: lower is better)")
-    heatmaps = figures.accuracy_heatmaps(matrices, best_trials, out, scale=None if higher_is_better else "loss")
+    heatmaps = figures.accuracy_heatmaps(matrices, best_trials, out, scale=None if higher else "loss")
     running = figures.running_accuracy(matrices, best_trials, out)
     importance, concentration = _importance(best_trials, out)
 
@@ -85,11 +85,11 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     lines += _status_lines(trials, _planned_trials(root))
     lines += ["", "## Best configuration per method (Tables 2/3)", "",
               f"Selected by mean {_metric_name(metric)} over seeds ("
-              + ("a diverged seed counts as -1" if higher_is_better else "lowest wins; a diverged seed ranks last")
+              + ("a diverged seed counts as -1" if higher else "lowest wins; a diverged seed ranks last")
               + "; ties go to the "
               f"smaller value), from the {'final re-runs' if compared is not trials else 'whole sweep'}. "
               f"Mean ± std over seeds. The FWT column is the {FWT_NAMES[fwt_column]}.", ""]
-    if "higher_is_better" in trials and not trials["higher_is_better"].astype(bool).all():
+    if not higher:
         lines += [SCORE_NOTE, ""]
     lines += _protocol_lines(root, evaluated)
     lines += [table.to_markdown(index=False), ""]

@@ -26,6 +26,12 @@ def config_label(row: pd.Series) -> str:
     return ", ".join(f"{n}={_short(row[n])}" for n in names)
 
 
+def higher_is_better(trials: pd.DataFrame) -> bool:
+    """False where the trials' matrices hold a loss (a VAE's negative ELBO; objectives.py), so
+    the best is the lowest; True for accuracy, and for sweeps written before the column existed."""
+    return "higher_is_better" not in trials or bool(trials["higher_is_better"].astype(bool).all())
+
+
 def summarize_configs(trials: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     """One row per (method, configuration): seeds, diverged seeds, mean and std of each metric.
 
@@ -37,7 +43,7 @@ def summarize_configs(trials: pd.DataFrame, metric: str = "acc") -> pd.DataFrame
         return pd.DataFrame(columns=["method", "config", "n_seeds", "n_diverged", "rank_value"])
     done["config"] = done.apply(config_label, axis=1)
     done["rank_input"] = np.where(done["status"] == "diverged", DIVERGED_VALUE, done[metric])
-    if "higher_is_better" in done and not done["higher_is_better"].astype(bool).all():
+    if not higher_is_better(done):
         # a loss (the VAE's negative ELBO): rank on minus it, and a diverged seed ranks last
         done["rank_input"] = np.where(done["status"] == "diverged", -np.inf, -done[metric].astype(float))
     groups = []

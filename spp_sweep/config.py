@@ -122,13 +122,10 @@ class RunConfig:
         )
         config._check_numbers()
         method_cls.check_training(config.method_options, momentum=config.momentum)
-        if method_cls.objectives is not None and spec.objective not in method_cls.objectives:
-            from .methods import METHODS
+        from .methods import METHODS
 
-            usable = [name for name, m in METHODS.items() if m.objectives is None or spec.objective in m.objectives]
-            raise ConfigError(f"method {self.method!r} is defined for {', '.join(method_cls.objectives)} only, and "
-                              f"{self.benchmark!r} asks for the {spec.objective} objective; use one of: "
-                              f"{', '.join(usable)}")
+        usable = [name for name, m in METHODS.items() if m.objectives is None or spec.objective in m.objectives]
+        method_cls.check_objective(config.method_options, spec.objective, usable)
         return config
 
     def _check_numbers(self) -> None:

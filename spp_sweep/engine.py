@@ -264,20 +264,20 @@ class Experiment:
         )
         self.method.set_train_mode(task)
         finite = True
-        first_ce = None  # the task's loss on its first batch: the untrained loss
-        peak_ce = torch.zeros((), device=self.device)  # its highest batch loss (kept on device: no sync per step)
+        first_loss = None  # the objective's loss on the task's first batch: the untrained loss
+        peak_loss = torch.zeros((), device=self.device)  # its highest batch loss (kept on device: no sync per step)
         for epoch in range(self.config.epochs):
             for group in optimizer.param_groups:
                 group["lr"] = self.config.lr * self.config.lr_decay**epoch  # section 4.1: decayed lr
             running = torch.zeros((), device=self.device)
-            task_ce = torch.zeros((), device=self.device)
+            task_loss = torch.zeros((), device=self.device)
             n_batches = 0
             for t, x, y in self._batches(train_on):
-                loss, ce = self._step(optimizer, t, x, y)
+                loss, objective_loss = self._step(optimizer, t, x, y)
                 running += loss
-                task_ce += ce
-                peak_ce = torch.maximum(peak_ce, ce.detach())
-                first_ce = ce if first_ce is None else first_ce
+                task_loss += objective_loss
+                peak_loss = torch.maximum(peak_loss, objective_loss)
+                first_loss = objective_loss if first_loss is None else first_loss
                 n_batches += 1
             self.last_loss = running.item() / max(1, n_batches)  # one device sync per epoch, not per step
             if bar is not None:
@@ -290,9 +290,9 @@ class Experiment:
             p.requires_grad_(True)
         if not finite:
             self.diverged_reason = "training loss not finite (NaN/inf)"
-        elif first_ce is not None:
-            self.diverged_reason = self._blown_up(first_ce.item(), task_ce.item() / max(1, n_batches),
-                                                  peak_ce.item(), task, rise_judged=n_batches >= MIN_JUDGED_BATCHES)
+        elif first_loss is not None:
+            self.diverged_reason = self._blown_up(first_loss.item(), task_loss.item() / max(1, n_batches),
+                                                  peak_loss.item(), task, rise_judged=n_batches >= MIN_JUDGED_BATCHES)
             finite = self.diverged_reason is None
         if finite:
             for t in train_on:
@@ -307,11 +307,10 @@ class Experiment:
         (fine-tuning and SGD have no importance of their own, yet section 4.2.5 compares their
         importance distributions). It only reads the model: no parameter, RNG or state changes.
         """
-        names = [name for name, _ in self.model.named_shared_parameters()]
-        self.parameters.append({n: p.detach().cpu().clone() for n, p in self.model.named_shared_parameters()})
-        probe = get_method(PROBE_METHOD)(self.model)
-        omega = probe.task_importance(self.view(task))
-        self.probe_importances.append({n: o.detach().cpu() for n, o in zip(names, omega)})
+        named = list(self.model.named_shared_parameters())
+        self.parameters.append({n: p.detach().cpu().clone() for n, p in named})
+        omega = get_method(PROBE_METHOD)(self.model).task_importance(self.view(task))
+        self.probe_importances.append({n: o.detach().cpu() for (n, _), o in zip(named, omega)})
 
     def _blown_up(self, first: float, last: float, peak: float, task: int, rise_judged: bool = True) -> str | None:
         """Why a task whose every loss stayed finite still counts as diverged, or None.
@@ -369,8 +368,7 @@ class Experiment:
         cross-entropy for classification)."""
         head = self.head_of(task)
         forward = self.objective.training_forward(self.model, head, x, y)  # objectives.py
-        ce = forward.loss
-        loss = ce
+        loss = forward.loss
         penalty = self.method.penalty(Step(task, head, x, y, forward.features, forward.outputs))
         if penalty is not None:
             loss = loss + penalty
@@ -378,7 +376,7 @@ class Experiment:
         loss.backward()
         optimizer.step()
         self.method.after_step(optimizer.param_groups[0]["lr"])
-        return loss.detach(), ce.detach()
+        return loss.detach(), forward.loss.detach()
 
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> list[float]:

@@ -33,8 +33,9 @@ PICTURES = 8  # images per row of Figure 5
 
 @dataclass(frozen=True)
 class Forward:
-    """One training batch through the network: the loss the optimiser minimises (before any
-    penalty), the objective's own term for divergence checks, and what methods may inspect."""
+    """One training batch through the network: the objective's loss (what the optimiser
+    minimises before any penalty, and what the blow-up rule watches) and what a method's
+    penalty may inspect of the step (features and outputs, ``methods.Step``)."""
 
     loss: torch.Tensor
     features: torch.Tensor

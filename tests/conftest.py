@@ -58,20 +58,25 @@ def ray_local():
 def resumed_after_second_task(config):
     """Run ``config`` with a checkpoint (through torch.save) after task 2, then a fresh
     Experiment loaded from it run to the end: what a restarted trial does. Returns its result."""
+    return resumed_after_task(config, 1)
+
+
+def resumed_after_task(config, task):
+    """As :func:`resumed_after_second_task`, with the checkpoint after ``task`` (from 0)."""
     import io
 
     from spp_sweep.engine import Experiment
 
     checkpoints = []
 
-    def keep_after_second_task(report, experiment):
-        if report.task == 1:
+    def keep(report, experiment):
+        if report.task == task:
             buffer = io.BytesIO()
             torch.save(experiment.state_dict(), buffer)
             checkpoints.append(buffer.getvalue())
 
-    Experiment(config).run(on_task_end=keep_after_second_task)
+    Experiment(config).run(on_task_end=keep)
     resumed = Experiment(config)
     resumed.load_state_dict(torch.load(io.BytesIO(checkpoints[0]), weights_only=False))
-    assert resumed.next_task == 2
+    assert resumed.next_task == task + 1
     return resumed.run()

@@ -63,26 +63,16 @@ def test_faces_readers_on_tiny_files_in_the_real_formats(tmp_path: Path) -> None
 
 
 def test_a_vae_run_on_faces_and_its_checkpoint_continues_to_the_same_matrix(tmp_path: Path) -> None:
-    import io
+    from .conftest import resumed_after_task
 
     write_faces(tmp_path)
     config = RunConfig(method="spp", benchmark="faces_to_anime", epochs=2, batch_size=2,
                        benchmark_options={"data_root": str(tmp_path), "image_size": 16},
                        model_options={"latent": 4, "channels": [4, 8], "fc": 16})
-    checkpoints = []
-
-    def keep_after_first_task(report, experiment):
-        if report.task == 0:
-            buffer = io.BytesIO()
-            torch.save(experiment.state_dict(), buffer)
-            checkpoints.append(buffer.getvalue())
-
-    result = Experiment(config).run(on_task_end=keep_after_first_task)
+    result = Experiment(config).run()
     assert result.status == "finished" and not result.higher_is_better
     assert len(result.pictures) == 2 and result.pictures[0]["samples"].shape[1:] == (3, 16, 16)
-    resumed = Experiment(config)
-    resumed.load_state_dict(torch.load(io.BytesIO(checkpoints[0]), weights_only=False))
-    again = resumed.run()
+    again = resumed_after_task(config, 0)
     assert again.accuracy_matrix == result.accuracy_matrix  # the same loss matrix, to the last digit
     torch.testing.assert_close(again.pictures[1]["samples"], result.pictures[1]["samples"])
 
@@ -92,6 +82,8 @@ def test_methods_without_a_generative_reading_refuse_before_training() -> None:
         RunConfig(method="ewc", benchmark="digit_domains").resolved()
     with pytest.raises(ConfigError, match="method 'lwf'"):
         RunConfig(method="lwf", benchmark="digit_domains").resolved()
+    with pytest.raises(ConfigError, match="spp: signal=elbo needs a generative benchmark"):
+        RunConfig(method="spp", benchmark="split_digits", method_options={"signal": "elbo"}).resolved()
 
 
 def test_lower_is_better_ranks_the_smallest_loss_first() -> None:

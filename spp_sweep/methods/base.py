@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -123,6 +123,14 @@ class Method:
     @classmethod
     def check_training(cls, hparams: Mapping[str, Any], *, momentum: float) -> None:
         """Raise ConfigError if validated options ``hparams`` cannot run with these optimiser settings."""
+
+    @classmethod
+    def check_objective(cls, hparams: Mapping[str, Any], objective: str, usable: Sequence[str]) -> None:
+        """Raise ConfigError if the method (with options ``hparams``) is not defined for the
+        benchmark's ``objective`` (objectives.py); ``usable`` names the methods that are."""
+        if cls.objectives is not None and objective not in cls.objectives:
+            raise ConfigError(f"method {cls.name!r} is defined for {', '.join(cls.objectives)} only, and the "
+                              f"benchmark asks for the {objective} objective; use one of: {', '.join(usable)}")
 
     # -- hooks -------------------------------------------------------------------------
     def tasks_to_train(self, task: int, n_tasks: int) -> list[int]:

@@ -12,6 +12,8 @@ lam * sum Omega (w - w*)^2 (eq. 5), see quadratic.py.
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
 import torch
 
 from ..errors import ConfigError
@@ -46,12 +48,20 @@ class SPP(QuadraticPenaltyMethod):
         "signal": Option(
             "entropy",
             "what a pruned weight would change (eq. 2's I): entropy of the outputs (the paper's; a VAE's "
-            "per-pixel Bernoulli entropy) or, for a VAE, its negative ELBO (label-free too)",
+            "per-pixel Bernoulli entropy) or, for a VAE, its negative ELBO (label-free too; always with the "
+            "batch Fisher)",
             choices=("entropy", "elbo"),
         ),
         "beta": Option(0.0, "sharpening: omega <- softmax(beta*omega) per tensor (authors' code used 3); 0 = off"),
         **QuadraticPenaltyMethod.options,
     }
+
+    @classmethod
+    def check_objective(cls, hparams: Mapping[str, Any], objective: str, usable: Sequence[str]) -> None:
+        super().check_objective(hparams, objective, usable)
+        if hparams["signal"] == "elbo" and objective != "elbo":
+            raise ConfigError(f"spp: signal=elbo needs a generative benchmark (the elbo objective; this one asks for "
+                              f"{objective}); use signal=entropy")
 
     def task_importance(self, view: TaskView) -> list[torch.Tensor]:
         was_training = self.model.training
@@ -59,20 +69,16 @@ class SPP(QuadraticPenaltyMethod):
         weights = [p.detach() for p in self.model.shared_parameters()]
         total = [torch.zeros_like(w) for w in weights]
         n_batches = 0
+        # I of eq. 2, per sample: the output entropy (section 3.2.1), as the model defines it
+        # (softmax for classifiers, per-pixel Bernoulli for the VAE), or for a generator its
+        # negative ELBO (signal=elbo, section 4.2.4; check_objective allows it only there)
+        elbo = self.hparams["signal"] == "elbo"
+        entropies = self.model.output_entropies
         for batch in minibatches(len(view.x), self.hparams["importance_batch_size"]):
             x = view.x[batch]
-            # the output entropy, summed over the batch (section 3.2.1): the model says what its
-            # outputs' entropy is (softmax for classifiers, per-pixel Bernoulli for the VAE)
-            entropies = self.model.output_entropies
-            if self.hparams["signal"] == "elbo":  # section 4.2.4's generator: the ELBO itself
-                if not hasattr(self.model, "negative_elbos"):
-                    raise ConfigError("spp: signal=elbo needs a generative model (the vae); use signal=entropy")
-                grads = batch_gradients(self.model, self.model.negative_elbos(x, view.head).sum())
-                per_sample_signal = None
-            else:
-                grads = batch_gradients(self.model, entropies(self.model(x, view.head)).sum())  # g = sum_i g_i
-                per_sample_signal = entropies
-            if self.hparams["importance"] == "batch" or per_sample_signal is None:
+            signal = self.model.negative_elbos(x, view.head) if elbo else entropies(self.model(x, view.head))
+            grads = batch_gradients(self.model, signal.sum())  # g = sum_i g_i
+            if self.hparams["importance"] == "batch" or elbo:
                 fishers = [None] * len(grads)  # F = g^2, folded into pruning_importance
             else:
                 fishers = per_sample_square_sums(self.model, view.head, entropies, x)  # sum_i g_i^2

@@ -50,13 +50,13 @@ def trackers_from(args: argparse.Namespace) -> "Trackers":
 def best_summary(root: str, metric: str) -> str:
     """Each method's best configuration (final phase when there is one) as printable lines."""
     from analysis.load import load_trials
-    from analysis.tables import best_configs
+    from analysis.tables import best_configs, higher_is_better
 
     trials = load_trials(root)
     if (trials["phase"] == "final").any():
         trials = trials[trials["phase"] == "final"]
     best = best_configs(trials, metric=metric)
-    loss = "higher_is_better" in trials and not trials["higher_is_better"].astype(bool).all()
+    loss = not higher_is_better(trials)
     lines = [f"best configuration per method (by mean {metric} over seeds, " + (
         "lower is better: a negative ELBO; a diverged seed ranks last):" if loss else "diverged seeds count as -1):")]
     for _, row in best.iterrows():
