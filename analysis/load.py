@@ -61,7 +61,7 @@ def load_trials(root: str | Path) -> pd.DataFrame:
     says how a quadratic penalty acted (explicit / implicit), searched or not.
     """
     root = Path(root)
-    rows = [_trial_row(root, folder) for folder in trial_folders(root)]
+    rows = [row for folder in trial_folders(root) for row in _trial_rows(root, folder)]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=["phase", "trial_id", "method", "seed", "status", *METRIC_COLUMNS,
@@ -69,12 +69,33 @@ def load_trials(root: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
+def _trial_rows(root: Path, folder: Path) -> list[dict[str, Any]]:
+    """A trial folder's rows: one, or one per member of a stacked trial (spp_sweep/sweep/stacking.py),
+    each as if that configuration had run alone (``stack`` names the trial it shared)."""
     config = json.loads((folder / "params.json").read_text())
     trial = config.get("trial", {})
-    study = config.get("study", {})
-    reports = [r for r in read_reports(folder)]
+    reports = read_reports(folder)
     last = reports[-1] if reports else {}
+    if "members" not in trial:
+        return [_trial_row(root, folder, config, trial, last)]
+    trial_id = last.get("trial_id", folder.name)
+    rows = []
+    for k, member in enumerate(trial["members"]):
+        values = (last.get("members") or [{}] * len(trial["members"]))[k]
+        shared = {key: last[key] for key in ("timestamp", "node_id", "threads", "device", "output",
+                                            "higher_is_better", "penalty_step") if key in last}
+        if "time_total_s" in last:  # each member's share, so sums over rows are the compute spent
+            shared["time_total_s"] = last["time_total_s"] / len(trial["members"])
+        row = _trial_row(root, folder, config, member, {**shared, **values, "trial_id": f"{trial_id}_{k}"},
+                         path=folder / f"member{k}")
+        row["stack"], row["stack_members"] = trial_id, len(trial["members"])
+        rows.append(row)
+    return rows
+
+
+def _trial_row(root: Path, folder: Path, config: dict[str, Any], trial: dict[str, Any], last: dict[str, Any],
+               path: Path | None = None) -> dict[str, Any]:
+    study = config.get("study", {})
     status = last.get("status")
     if status not in ("finished", "diverged"):
         status = "errored" if (folder / "error.txt").exists() else "incomplete"
@@ -105,7 +126,7 @@ def _trial_row(root: Path, folder: Path) -> dict[str, Any]:
         "threads": last.get("threads"),
         "device": last.get("device"),
         "error": _first_line(folder / "error.txt") if status == "errored" else None,
-        "path": str(folder),
+        "path": str(path or folder),  # a stack's member: FOLDER/memberK, its arrays' place in the checkpoint
     }
     # per_task | shared | class_incremental: how tasks map to output layers (None: a sweep from before)
     row["output"] = last.get("output") or study.get("fixed", {}).get("output")
@@ -124,12 +145,17 @@ def load_matrices(root: str | Path) -> pd.DataFrame:
         if not reports:
             continue
         trial_id = reports[-1].get("trial_id", folder.name)
-        matrix = reports[-1].get("accuracy_matrix")
-        if matrix is None:  # unfinished: rebuild the finished rows from the per-task reports
-            matrix = [r["accuracy_row"] for r in reports if "accuracy_row" in r and not r.get("replayed")]
-        for j, row in enumerate(matrix):
-            records += [{"trial_id": trial_id, "after_task": j + 1, "task": i + 1, "accuracy": a}
-                        for i, a in enumerate(row)]
+        series = [(trial_id, reports)]
+        if "members" in reports[-1]:  # a stacked trial: each member's reports, as its own trial's
+            series = [(f"{trial_id}_{k}", [r["members"][k] for r in reports if "members" in r])
+                      for k in range(len(reports[-1]["members"]))]
+        for name, own in series:
+            matrix = own[-1].get("accuracy_matrix")
+            if matrix is None:  # unfinished: rebuild the finished rows from the per-task reports
+                matrix = [r["accuracy_row"] for r in own if "accuracy_row" in r and not r.get("replayed")]
+            for j, row in enumerate(matrix):
+                records += [{"trial_id": name, "after_task": j + 1, "task": i + 1, "accuracy": a}
+                            for i, a in enumerate(row)]
     return pd.DataFrame(records, columns=["trial_id", "after_task", "task", "accuracy"])
 
 
@@ -201,8 +227,11 @@ def _load_arrays(folder: str | Path, name: str) -> dict[str, Any] | None:
     """The arrays of ``name`` in a trial folder's last checkpoint, or None where it has none."""
     import numpy as np
 
-    checkpoint = last_checkpoint(Path(folder))
-    path = checkpoint / name if checkpoint else None
+    folder, member = Path(folder), ""
+    if folder.name.startswith("member") and not folder.exists():  # a stack's member (load_trials' path)
+        folder, member = folder.parent, folder.name
+    checkpoint = last_checkpoint(folder)
+    path = checkpoint / member / name if checkpoint else None
     if path is None or not path.exists():
         return None
     with np.load(path) as data:

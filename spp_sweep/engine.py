@@ -69,6 +69,9 @@ class RunResult:
     validation_matrix: list[list[float]] | None = None
     initial_validation_accuracy: list[float] | None = None
     validation_metrics: dict[str, float] | None = None
+    # How many configurations trained together as one batched model (stacked.py); 1: alone.
+    # ``seconds`` is then this member's share of the stack's time.
+    stack_members: int = 1
 
     def to_json(self) -> dict[str, Any]:
         clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
@@ -83,6 +86,7 @@ class RunResult:
             "metrics": {k: clean(v) for k, v in self.metrics.items()},
             "seconds": self.seconds,
             "score": {"name": self.score_name, "higher_is_better": self.higher_is_better},
+            **({"stack_members": self.stack_members} if self.stack_members > 1 else {}),
             **({} if self.validation_matrix is None else {
                 "validation_matrix": self.validation_matrix,
                 "initial_validation_accuracy": self.initial_validation_accuracy,
@@ -135,22 +139,12 @@ class Experiment:
         benchmark: Benchmark | None = None,
         joint_accuracy: list[float] | None = None,
     ):
-        self.config = config.resolved()
-        self.device = select_device(self.config.device)
-        if self.config.threads is not None:
-            torch.set_num_threads(self.config.threads)
+        self._set_stream(config.resolved(), benchmark)
         self.joint_accuracy = joint_accuracy
-        benchmark = first_tasks(benchmark or build_benchmark(self.config.benchmark, self.config.benchmark_options),
-                                self.config.first_tasks)
-        if self.config.validation > 0:
-            benchmark = with_validation(benchmark, self.config.validation, self.config.validation_seed)
-        self.benchmark = benchmark.to(self.device)
-        self.objective = get_objective(self.benchmark.objective)
         method_cls = get_method(self.config.method)
         torch.manual_seed(self.config.seed)
-        self.head_sizes = head_sizes = self._head_sizes()
         self.model: ContinualModel = build_model(
-            self.config.model, self.benchmark.input_shape, head_sizes, self.config.model_options
+            self.config.model, self.benchmark.input_shape, self.head_sizes, self.config.model_options
         ).to(self.device)
         self.method: Method = method_cls(self.model, **self.config.method_options)
         self.method.record_importances = self.config.save_importances
@@ -169,6 +163,21 @@ class Experiment:
         self.last_loss = math.nan  # mean training loss (with any penalty) of the latest epoch
         self.initial_accuracy = self.evaluate()  # b_i of the standard FWT: the untrained model
         self.initial_val_accuracy = self.evaluate("val") if self.has_validation else []
+
+    def _set_stream(self, config: RunConfig, benchmark: Benchmark | None) -> None:
+        """The run's settings, device and threads, and its tasks on that device (with the
+        validation split held out), objective and output layers; shared with stacked runs."""
+        self.config = config
+        self.device = select_device(config.device)
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        benchmark = first_tasks(benchmark or build_benchmark(config.benchmark, config.benchmark_options),
+                                config.first_tasks)
+        if config.validation > 0:
+            benchmark = with_validation(benchmark, config.validation, config.validation_seed)
+        self.benchmark = benchmark.to(self.device)
+        self.objective = get_objective(self.benchmark.objective)
+        self.head_sizes = self._head_sizes()
 
     @property
     def has_validation(self) -> bool:
@@ -336,15 +345,17 @@ class Experiment:
                     f"{chance:.3g})")
         return None
 
-    def _schedule(self, tasks: list[int]) -> list[tuple[int, torch.Tensor]]:
-        """Shuffled mini-batch index tensors; with several tasks (joint), batches interleaved."""
+    def _schedule(self, tasks: list[int], shuffle: torch.Generator | None = None) -> list[tuple[int, torch.Tensor]]:
+        """Shuffled mini-batch index tensors; with several tasks (joint), batches interleaved.
+        ``shuffle``: the generator of the data order (the run's own by default)."""
+        shuffle = shuffle or self.shuffle
         batches = []
         for t in tasks:
             n = len(self._targets[t][0])
-            order = torch.randperm(n, generator=self.shuffle).to(self.device)
+            order = torch.randperm(n, generator=shuffle).to(self.device)
             batches += [(t, index) for index in order.split(self.config.batch_size)]
         if len(tasks) > 1:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.shuffle)]
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=shuffle)]
         return batches
 
     def _batches(self, tasks: list[int]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:

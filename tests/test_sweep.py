@@ -162,7 +162,9 @@ def test_an_unreadable_sweep_state_resumes_from_the_trial_folders(tmp_path: Path
     keeps the finished trials, continues the cut one from its checkpoint, reruns the lost one."""
     import shutil
 
-    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}})
+    # one configuration per trial: this test cuts trial folders one configuration at a time
+    # (the stacked version: test_a_killed_stacked_trial_and_an_unreadable_state_resume)
+    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}}, stack="off")
     outcome = run_sweep(study, QUIET)
     grid = Path(outcome.root) / "grid"
     before = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
@@ -210,7 +212,9 @@ def test_a_trial_started_after_the_last_snapshot_continues_from_its_checkpoints(
     that trial. --resume sets its folder aside and continues it from its newest checkpoint."""
     import shutil
 
-    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}})
+    # one configuration per trial: this test cuts trial folders one configuration at a time
+    # (the stacked version: test_a_killed_stacked_trial_and_an_unreadable_state_resume)
+    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}}, stack="off")
     outcome = run_sweep(study, QUIET)
     grid = Path(outcome.root) / "grid"
     before = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
@@ -249,7 +253,9 @@ def test_a_snapshot_naming_a_deleted_checkpoint_still_restores_the_trial(tmp_pat
     may be gone. Ray would refuse to restore that trial; it continues from its newest checkpoint."""
     import shutil
 
-    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}})
+    # one configuration per trial: this test cuts trial folders one configuration at a time
+    # (the stacked version: test_a_killed_stacked_trial_and_an_unreadable_state_resume)
+    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}}, stack="off")
     outcome = run_sweep(study, QUIET)
     grid = Path(outcome.root) / "grid"
     before = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)

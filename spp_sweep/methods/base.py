@@ -13,6 +13,13 @@ The engine calls, for each task t of the sequence::
 plus ``check_training`` (refuse optimiser settings a method's options cannot work with, before
 any data is loaded) and ``state_dict``/``load_state_dict`` so a checkpoint taken between tasks continues
 exactly. A method is one short file that overrides only the hooks it needs.
+
+Stacked runs (spp_sweep/stacked.py) train K configurations as one batched model whose every
+tensor has a leading member dimension. The same hooks serve them: a method writes its math
+elementwise, reads a hyperparameter through :meth:`Method.option` (a number, or one value per
+member), sums a per-parameter quantity with :meth:`Method.member_sum`, and returns a penalty
+that is a scalar, or one value per member. ``stackable_options`` names the options whose values
+may differ between members; every other option is the same for the whole stack.
 """
 
 from __future__ import annotations
@@ -65,6 +72,14 @@ def _as_bool(value: Any) -> bool:
     return bool(value)
 
 
+def along_members(value: Any, like: torch.Tensor) -> Any:
+    """A per-member value (a (K,) tensor) shaped (K, 1, ...) to broadcast against ``like``; a
+    number is returned as it is (unstacked runs)."""
+    if isinstance(value, torch.Tensor) and value.dim() == 1:
+        return value.to(device=like.device, dtype=like.dtype).view(-1, *[1] * (like.dim() - 1))
+    return value
+
+
 @dataclass(frozen=True)
 class TaskView:
     """What a method sees of a task: its index, head, and training inputs/targets on device."""
@@ -100,6 +115,10 @@ class Method:
     options: ClassVar[dict[str, Option]] = {}
     # The objectives (spp_sweep/objectives.py) the method is defined for; None: every one.
     objectives: ClassVar[tuple[str, ...] | None] = None
+    # Options whose values may differ between the members of a stacked run (stacked.py).
+    stackable_options: ClassVar[tuple[str, ...]] = ()
+    # Why the method cannot train stacked (None: it can, with every hook written elementwise).
+    stack_refusal: ClassVar[str | None] = None
 
     def __init__(self, model: ContinualModel, **options: Any):
         self.model = model
@@ -107,6 +126,36 @@ class Method:
         # Set by the engine from the run's `save_importances`: when False, a method may skip
         # measuring an importance that nothing would use (a penalty switched off by lam = 0).
         self.record_importances = False
+        # Stacked runs only (set by stacked.py): each stackable option's value per member.
+        self.member_options: dict[str, list[float]] | None = None
+        self._option_tensors: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+    @property
+    def stacked(self) -> bool:
+        return self.member_options is not None
+
+    def option(self, name: str, like: torch.Tensor | None = None) -> Any:
+        """The option's value; in a stacked run, a stackable option is a tensor of the members'
+        values shaped (K, 1, ...) to broadcast against ``like`` (a tensor with a member dimension)
+        in its dtype, or (K,) in float64 without ``like``."""
+        if self.member_options is None or name not in self.member_options:
+            return self.hparams[name]
+        values = self.member_options[name]
+        if like is None:
+            return torch.tensor(values, dtype=torch.float64)
+        key = (name, like.dtype, like.device)
+        if key not in self._option_tensors:  # built once: no host-to-device copy per step
+            self._option_tensors[key] = torch.tensor(values, dtype=torch.float64).to(like.dtype).to(like.device)
+        return along_members(self._option_tensors[key], like)
+
+    def option_is_zero(self, name: str) -> bool:
+        """Whether the option is 0 (in a stacked run: for every member)."""
+        values = self.member_options.get(name) if self.member_options else None
+        return all(v == 0 for v in values) if values is not None else self.hparams[name] == 0
+
+    def member_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum of a per-parameter tensor: a scalar, or one sum per member when stacked."""
+        return tensor.flatten(1).sum(1) if self.stacked else tensor.sum()
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -150,8 +199,9 @@ class Method:
     def penalty(self, step: Step) -> torch.Tensor | None:
         return None
 
-    def after_step(self, lr: float) -> None:
-        """After each optimiser step; ``lr`` is the step size it used (the decayed learning rate)."""
+    def after_step(self, lr: float | torch.Tensor) -> None:
+        """After each optimiser step; ``lr`` is the step size it used (the decayed learning rate;
+        in a stacked run a (K,) tensor, one per member: see :func:`along_members`)."""
 
     def after_task(self, view: TaskView) -> None:
         pass

@@ -62,7 +62,8 @@ class EWC(QuadraticPenaltyMethod):
 
 
 def _log_likelihoods(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log p(y_i | x_i) for every sample of a batch."""
+    """log p(y_i | x_i) for every sample of a batch (and member of a stack: logits (K, B, C))."""
+    labels = labels.expand(logits.shape[:-1])
     return F.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 
 

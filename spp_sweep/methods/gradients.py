@@ -14,6 +14,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ..models import ContinualModel
+from ..models.stacked import StackedLinear
 
 
 def minibatches(n: int, batch_size: int) -> Iterator[slice]:
@@ -96,9 +97,9 @@ def per_sample_linear_sums(
     sums: dict[int, torch.Tensor] = {}
     for module, delta in zip(linears, deltas):
         d, a = magnitude(delta), magnitude(seen[module][0].detach())
-        sums[id(module.weight)] = d.T @ a
+        sums[id(module.weight)] = d.transpose(-1, -2) @ a  # (a batched matmul per member when stacked)
         if module.bias is not None:
-            sums[id(module.bias)] = d.sum(0)
+            sums[id(module.bias)] = d.sum(-2)
     return [sums[id(p)] for p in model.shared_parameters()]
 
 
@@ -118,19 +119,20 @@ def true_fisher_square_sums(model: ContinualModel, head: int, x: torch.Tensor) -
     if forward is None:
         return None
     linears, seen, logits = forward
-    probs = torch.softmax(logits.detach(), dim=-1)
-    n_classes = probs.shape[1]
-    eye = torch.eye(n_classes, dtype=probs.dtype, device=probs.device)
-    # grad_outputs[c, i, :] = sqrt(p_ic) (e_c - p_i)
-    grad_outputs = probs.T.sqrt().unsqueeze(-1) * (eye.unsqueeze(1) - probs.unsqueeze(0))
+    probs = torch.softmax(logits.detach(), dim=-1)  # (batch, C), or (K, batch, C) stacked
+    n_classes = probs.shape[-1]
+    eye = torch.eye(n_classes, dtype=probs.dtype, device=probs.device).view(n_classes, *[1] * (probs.dim() - 1),
+                                                                            n_classes)
+    # grad_outputs[c, ..., i, :] = sqrt(p_ic) (e_c - p_i)
+    grad_outputs = probs.movedim(-1, 0).sqrt().unsqueeze(-1) * (eye - probs.unsqueeze(0))
     deltas = torch.autograd.grad(logits, [seen[m][1] for m in linears], grad_outputs=grad_outputs,
                                  is_grads_batched=True)
     sums: dict[int, torch.Tensor] = {}
     for module, delta in zip(linears, deltas):
-        d = delta.square().sum(0)  # (batch, out): sum over classes of delta_ic^2
-        sums[id(module.weight)] = d.T @ seen[module][0].detach().square()
+        d = delta.square().sum(0)  # (batch, out): sum over classes of delta_ic^2 (K leading when stacked)
+        sums[id(module.weight)] = d.transpose(-1, -2) @ seen[module][0].detach().square()
         if module.bias is not None:
-            sums[id(module.bias)] = d.sum(0)
+            sums[id(module.bias)] = d.sum(-2)
     return [sums[id(p)] for p in model.shared_parameters()]
 
 
@@ -138,8 +140,9 @@ def _linear_forward(
     model: ContinualModel, head: int, x: torch.Tensor
 ) -> tuple[list[nn.Linear], dict[nn.Module, tuple[torch.Tensor, torch.Tensor]], torch.Tensor] | None:
     """The trunk's Linear layers, each one's (input, output) in a forward pass, and the logits;
-    None unless every shared parameter sits in an nn.Linear fed (batch, features) inputs."""
-    linears = [m for m in model.trunk.modules() if isinstance(m, nn.Linear)]
+    None unless every shared parameter sits in an nn.Linear fed (batch, features) inputs (or a
+    stacked model's StackedLinear fed (members, batch, features))."""
+    linears = [m for m in model.trunk.modules() if isinstance(m, (nn.Linear, StackedLinear))]
     covered = {id(p) for m in linears for p in m.parameters()}
     if not linears or any(id(p) not in covered for p in model.shared_parameters()):
         return None
@@ -150,6 +153,6 @@ def _linear_forward(
     finally:
         for handle in handles:
             handle.remove()
-    if any(m not in seen or seen[m][0].dim() != 2 for m in linears):
+    if any(m not in seen or seen[m][0].dim() != (3 if isinstance(m, StackedLinear) else 2) for m in linears):
         return None
     return linears, seen, logits

@@ -29,7 +29,8 @@ from .base import Method, Option, Step, TaskView
 def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Li & Hoiem eq. 2: cross-entropy of temperature-softened new outputs against old ones."""
     target = F.softmax(old_logits / temperature, dim=-1)
-    return -(target * F.log_softmax(new_logits / temperature, dim=-1)).sum(-1).mean()
+    # mean over the batch's samples (the last dimension left): one value per member when stacked
+    return -(target * F.log_softmax(new_logits / temperature, dim=-1)).sum(-1).mean(-1)
 
 
 class LwF(Method):
@@ -42,6 +43,7 @@ class LwF(Method):
         "mode": Option("eval", "network mode of both sides of the distillation: eval (as tested) or train "
                        "(as trained: dropout, batch statistics)", None, choices=("eval", "train")),
     }
+    stackable_options = ("lam",)
 
     def __init__(self, model, **options: Any):
         super().__init__(model, **options)
@@ -52,7 +54,7 @@ class LwF(Method):
             self.old_model = _frozen_copy(self.model)
 
     def penalty(self, step: Step) -> torch.Tensor | None:
-        if self.old_model is None or step.task == 0 or self.hparams["lam"] == 0:
+        if self.old_model is None or step.task == 0 or self.option_is_zero("lam"):
             return None
         as_tested = self.hparams["mode"] == "eval"
         self.old_model.train(not as_tested)
@@ -67,7 +69,7 @@ class LwF(Method):
         else:
             new = [self.model.heads[j](step.features) for j in heads]
         loss = sum(distillation_loss(n, o, self.hparams["temperature"]) for n, o in zip(new, old))
-        return self.hparams["lam"] * loss
+        return self.option("lam", like=loss) * loss
 
     def state_dict(self) -> dict[str, Any]:
         return {"old_model": None if self.old_model is None else self.old_model.state_dict()}

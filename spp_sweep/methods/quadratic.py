@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from ..errors import ConfigError
-from .base import Method, Option, Step, TaskView
+from .base import Method, Option, Step, TaskView, along_members
 
 PENALTY_STEPS = ("explicit", "implicit")
 
@@ -43,6 +43,7 @@ class QuadraticPenaltyMethod(Method):
             choices=PENALTY_STEPS,
         ),
     }
+    stackable_options: ClassVar[tuple[str, ...]] = ("lam",)
     penalty_scale: ClassVar[float] = 1.0
     # False: the anchor is the parameters after the latest task (SPP, MAS, SI).
     # True: the importance-weighted mean of each task's parameters, which makes one
@@ -70,7 +71,7 @@ class QuadraticPenaltyMethod(Method):
     def measures_importance(self) -> bool:
         """False when lam = 0 and nobody saves importances: the penalty is off, so measuring
         omega would cost an importance pass per task and change no number (issue 14)."""
-        return self.hparams["lam"] != 0 or self.record_importances
+        return not self.option_is_zero("lam") or self.record_importances
 
     def task_importance(self, view: TaskView) -> list[torch.Tensor]:
         """omega_t for the task just learned, one tensor per shared parameter."""
@@ -95,24 +96,24 @@ class QuadraticPenaltyMethod(Method):
         self.last_importance = new
 
     def penalty(self, step: Step) -> torch.Tensor | None:
-        lam = self.hparams["lam"]
-        if self.omega is None or lam == 0 or self.implicit:
+        if self.omega is None or self.option_is_zero("lam") or self.implicit:
             return None
-        total = sum(
-            (o * (p - a).square()).sum() for o, p, a in zip(self.omega, self.model.shared_parameters(), self.anchor)
+        total = sum(  # a scalar, or one sum per member in a stacked run
+            self.member_sum(o * (p - a).square())
+            for o, p, a in zip(self.omega, self.model.shared_parameters(), self.anchor)
         )
-        return (self.penalty_scale * lam) * total  # SPP eq. 5: lam * sum_k Omega_k (w_k - w*_k)^2
+        scale = self.penalty_scale * self.option("lam")  # a number, or (K,) in float64 when stacked
+        return along_members(scale, total) * total  # SPP eq. 5: lam * sum_k Omega_k (w_k - w*_k)^2
 
     @torch.no_grad()
-    def after_step(self, lr: float) -> None:
+    def after_step(self, lr: float | torch.Tensor) -> None:
         """The implicit penalty step (module docstring); nothing with the explicit one."""
-        lam = self.hparams["lam"]
-        if not self.implicit or self.omega is None or lam == 0:
+        if not self.implicit or self.omega is None or self.option_is_zero("lam"):
             return
-        rate = 2.0 * lr * self.penalty_scale * lam
+        rate = 2.0 * lr * self.penalty_scale * self.option("lam")  # per member (K,) when stacked
         for p, o, a in zip(self.model.shared_parameters(), self.omega, self.anchor):
             if p.requires_grad:  # only what the optimiser may change
-                c = rate * o
+                c = along_members(rate, o) * o
                 # proximal map of eq. 5's penalty: w <- (w + c w*) / (1 + c), c = 2 lr s lam Omega,
                 # written w* + (w - w*) / (1 + c): a contraction towards the anchor, finite for any c
                 p.sub_(a).div_(c + 1.0).add_(a)

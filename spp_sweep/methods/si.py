@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .base import Option, TaskView
+from .base import Option, TaskView, along_members
 from .quadratic import QuadraticPenaltyMethod
 
 
@@ -27,6 +27,7 @@ class SI(QuadraticPenaltyMethod):
         "xi": Option(0.1, "damping xi of Zenke eq. 5", 0.0, True),
         **QuadraticPenaltyMethod.options,
     }
+    stackable_options = ("lam", "xi")
 
     def __init__(self, model, **options: Any):
         super().__init__(model, **options)
@@ -46,17 +47,17 @@ class SI(QuadraticPenaltyMethod):
         if not self.measures_importance:  # lam = 0: no path integral is ever used
             return
         params = self.model.shared_parameters()
-        lam = self.hparams["lam"]
+        twice_lam = 2.0 * self.option("lam")  # per member (K,) when stacked
         for index, (p, previous, path) in enumerate(zip(params, self._previous, self._path)):
             if p.grad is not None:
                 grad = p.grad
                 # remove d/dw of the penalty at the pre-step point (only the explicit step put it in the gradient)
-                if self.omega is not None and lam > 0 and not self.implicit:
-                    grad = grad - 2.0 * lam * self.omega[index] * (previous - self.anchor[index])
+                if self.omega is not None and not self.option_is_zero("lam") and not self.implicit:
+                    grad = grad - along_members(twice_lam, p) * self.omega[index] * (previous - self.anchor[index])
                 path -= grad * (p - previous)  # Zenke eq. 3: omega += -g * dw
             previous.copy_(p)
 
     def task_importance(self, view: TaskView) -> list[torch.Tensor]:
         params = [p.detach() for p in self.model.shared_parameters()]
         # Zenke eq. 5: omega / (Delta^2 + xi)
-        return [path / ((p - s).square() + self.hparams["xi"]) for path, p, s in zip(self._path, params, self._start)]
+        return [path / ((p - s).square() + self.option("xi", like=p)) for path, p, s in zip(self._path, params, self._start)]

@@ -91,6 +91,7 @@ class SPP(QuadraticPenaltyMethod):
             n_batches += 1
         self.model.train(was_training)
         omega = [acc / n_batches for acc in total]  # mean over the task's mini-batches
-        if self.hparams["beta"] > 0:  # optional sharpening of the authors' code, per tensor
-            omega = [torch.softmax(self.hparams["beta"] * o.flatten(), 0).view_as(o) for o in omega]
+        if self.hparams["beta"] > 0:  # optional sharpening of the authors' code, per tensor (and member)
+            start = 1 if self.stacked else 0
+            omega = [torch.softmax(self.hparams["beta"] * o.flatten(start), -1).view_as(o) for o in omega]
         return omega

@@ -40,20 +40,45 @@ def resumable(points: list[dict[str, Any]], root: str, names: list[str]) -> list
 
 
 def point_key(spec: dict[str, Any]) -> str:
+    """A grid point's identity (a stacked trial's: its members', stacking.py)."""
+    if "members" in spec:
+        return json.dumps([point_key(member) for member in spec["members"]])
     return json.dumps([spec["method"], spec["seed"], spec.get("params", {})], sort_keys=True, default=str)
 
 
 def trial_keys(path: str) -> set[str]:
-    """The points that already have a trial in an experiment folder (local storage only)."""
+    """The points that already have a trial in an experiment folder (local storage only);
+    a stacked trial counts for each of its members."""
     if not Path(path).is_dir():
         return set()
     keys = set()
     for params in Path(path).glob("*/params.json"):
         try:
-            keys.add(point_key(json.loads(params.read_text())["trial"]))
+            spec = json.loads(params.read_text())["trial"]
+            keys.update(point_key(member) for member in spec.get("members", [spec]))
         except (ValueError, KeyError, OSError):
             continue
     return keys
+
+
+def revive_stacks(points: list[dict[str, Any]], root: str,
+                  names: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(stacked trials moved aside unfinished whose members are all among ``points``, each to
+    continue from its checkpoints as it was; the points left). A stack is revived whole, so a
+    changed plan (other memory, other slots) never restarts a stack's finished tasks."""
+    left = {point_key(p): p for p in points}
+    revived = []
+    for params in [f for name in names for f in sorted(Path(root, name).glob(".abandoned-*/*/params.json"))]:
+        try:
+            spec = json.loads(params.read_text())["trial"]
+        except (ValueError, KeyError, OSError):
+            continue
+        keys = [point_key(member) for member in spec.get("members", [])]
+        if keys and all(key in left for key in keys):
+            revived.append({**spec, "resume_from": str(params.parent)})
+            for key in keys:
+                del left[key]
+    return revived, list(left.values())
 
 
 def saved_state(path: str) -> str:

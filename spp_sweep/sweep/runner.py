@@ -32,8 +32,9 @@ import yaml
 
 from ..errors import ConfigError, UserError
 from .connection import connect
-from .recovery import (abandon, done_trials, missing_points, recreate_named_checkpoints, resumable, saved_state,
-                       set_aside_strays)
+from .recovery import (abandon, done_trials, missing_points, recreate_named_checkpoints, resumable, revive_stacks,
+                       saved_state, set_aside_strays)
+from .stacking import plan_stacks
 from .study import MethodSearch, Study, parse_study
 from .trackers import Trackers
 
@@ -284,12 +285,25 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
     an experiment that never created some trials. Any point without a trial folder runs in
     a follow-up experiment ``PHASE-rest`` (``-rest2``...), so no configuration is ever lost.
     """
+    def stacked(left: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Grid points into stacked trials (stacking.py), saying how once per phase."""
+        import ray
+
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // study.cpu)) if study.gpu == 0 else \
+            max(1, int(ray.cluster_resources().get("GPU", 1) // study.gpu))
+        plan = plan_stacks(study, left, part, slots)
+        if plan.summary and options.verbose:
+            print(f"{phase}: {plan.summary}", flush=True)
+        return plan.specs
+
     if "://" in root:  # object stores: trust Ray Tune's restore (no cheap listing here)
-        _run_phase(study, root, phase, lambda: _grid_space(study, points, extra, part), None, options)
+        _run_phase(study, root, phase, lambda: _grid_space(study, stacked(points), extra, part), None, options)
         return [phase]
 
     def space_left(done: list[str]) -> dict[str, Any] | None:  # built only when the experiment starts anew
-        return _grid_space(study, resumable(missing_points(points, root, done), root, done), extra, part)
+        left = missing_points(points, root, done)
+        revived, left = revive_stacks(left, root, done)  # stacks moved aside unfinished continue as they were
+        return _grid_space(study, revived + resumable(stacked(left), root, done), extra, part)
 
     names: list[str] = []
     for attempt in range(MAX_REST_EXPERIMENTS + 1):
@@ -457,12 +471,17 @@ def _fit(tuner: Any) -> tuple[Any, bool]:
 def _trial_name(trial: Any) -> str:
     """What the progress table shows: ``spp lam=4 seed=1 (00003)``."""
     spec = trial.config.get("trial", {})
+    if "members" in spec:
+        seeds = sorted({m["seed"] for m in spec["members"]})
+        return f"{spec['method']} stack of {len(spec['members'])} seeds={','.join(map(str, seeds))} ({trial.trial_id[-5:]})"
     values = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.get("params", {}).items())
     return f"{spec.get('method', 'trial')} {values + ' ' if values else ''}seed={spec.get('seed', 0)} ({trial.trial_id[-5:]})"
 
 
 def _trial_dirname(trial: Any) -> str:
     spec = trial.config.get("trial", {})
+    if "members" in spec:
+        return f"{spec.get('method', 'trial')}_stack{len(spec['members'])}_{trial.trial_id}"
     return f"{spec.get('method', 'trial')}_seed{spec.get('seed', 0)}_{trial.trial_id}"
 
 

@@ -30,7 +30,8 @@ RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay")
 # Keys of `fixed` that the study sets elsewhere (or the trial decides from its resources).
 _NOT_FIXED = ("method", "benchmark", "benchmark_options", "seed", "device", "threads", "method_options")
 _TOP_KEYS = {"name", "description", "benchmark", "benchmark_options", "fixed", "methods", "search", "seeds",
-             "final", "scheduler", "resources", "max_concurrent", "max_failures", "storage", "selection", "reproduces"}
+             "final", "scheduler", "resources", "max_concurrent", "max_failures", "storage", "selection", "reproduces",
+             "stack"}
 # What selection may look at (README "Choosing hyperparameters"): the whole stream at its end
 # (the usual, optimistic protocol), the first k tasks' streams only (Lee et al. 2024), or another
 # benchmark of the same scenario shape (Cha & Cho 2024).
@@ -101,6 +102,9 @@ class Study:
     gpu: float = 0.0
     max_concurrent: int | None = None
     max_failures: int = 2
+    # Grid points trained as one batched model per trial (sweep/stacking.py): "auto", "off" or
+    # the most members per trial.
+    stack: str | int = "auto"
     storage: str = "results/sweeps"
     protocol: str = "end_of_training"  # selection.protocol, one of PROTOCOLS
     selection_tasks: int = 0  # first_tasks: how many tasks selection sees
@@ -190,7 +194,8 @@ class Study:
             "final": {"seeds": list(self.final_seeds)} if self.final_seeds else None,
             "scheduler": self.scheduler,
             "resources": {"cpu": self.cpu, "gpu": self.gpu},
-            "max_concurrent": self.max_concurrent, "max_failures": self.max_failures, "storage": self.storage,
+            "max_concurrent": self.max_concurrent, "max_failures": self.max_failures, "stack": self.stack,
+            "storage": self.storage,
             "selection": self.selection_dict(),
             "reproduces": list(self.reproduces),
         }
@@ -282,6 +287,14 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
     if max_concurrent is not None:
         max_concurrent = _whole(max_concurrent, "max_concurrent", problems, minimum=1)
     max_failures = _whole(data.get("max_failures", 2), "max_failures", problems, minimum=0)
+    stack = data.get("stack", "auto")
+    stack = "off" if stack is False else stack  # YAML reads a bare `off` as false
+    if stack not in ("auto", "off") and not (isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1):
+        problems.append(f"stack: {stack!r} is invalid; use auto (the default), off, or the most configurations "
+                        "per trial (a whole number >= 1)")
+    elif isinstance(stack, int) and data.get("scheduler"):
+        problems.append("stack: a scheduler stops trials one configuration at a time; remove stack (auto turns "
+                        "it off) or the scheduler")
     scheduler = _scheduler(data.get("scheduler"), problems)
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
@@ -299,7 +312,7 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
             benchmark_options=dict(benchmark_options), fixed=dict(fixed), sampler=sampler,
             sampler_seed=sampler_seed, num_samples=num_samples, metric=metric, seeds=seeds,
             final_seeds=final_seeds, scheduler=scheduler, cpu=cpu, gpu=gpu, max_concurrent=max_concurrent,
-            max_failures=max_failures, storage=storage, protocol=protocol, selection_tasks=selection_tasks,
+            max_failures=max_failures, stack=stack, storage=storage, protocol=protocol, selection_tasks=selection_tasks,
             tune_on=tune_on, reproduces=reproduces, source=dict(data),
         )
         problems.extend(check_trials(study))

@@ -32,6 +32,7 @@ from ray import tune
 from .. import metrics
 from ..config import RunConfig
 from ..engine import Experiment, RunResult, TaskReport
+from ..stacked import StackedExperiment
 from .study import run_settings
 
 STATE_FILE = "state.pt"
@@ -56,6 +57,8 @@ def trial_run_config(config: Mapping[str, Any]) -> RunConfig:
 
 def train_continual(config: dict[str, Any]) -> None:
     """Function trainable: run (or continue) one configuration, reporting after each task."""
+    if "members" in config["trial"]:
+        return train_stack(config)
     run_config = trial_run_config(config)
     metric = config.get("metric", "acc")
     experiment = Experiment(run_config)
@@ -85,19 +88,93 @@ def train_continual(config: dict[str, Any]) -> None:
         last = report.task == report.n_tasks - 1
         if last:  # the final report comes from the result below, with the whole checkpoint
             return
-        partial = metrics.summarize(report.accuracy_matrix, exp.initial_accuracy, None)
-        values = {"task": report.task + 1, "n_tasks": report.n_tasks, "status": "running",
-                  "running_acc": report.running_acc, "accuracy_row": report.accuracy_row,
-                  "seconds": report.seconds}
-        if report.validation_matrix:
-            partial.update({f"val_{k}": v for k, v in
-                            metrics.summarize(report.validation_matrix, exp.initial_val_accuracy, None).items()})
-            values["validation_row"] = report.validation_matrix[-1]
-        _report(exp, {**values, "score": _score(partial.get(metric, math.nan), exp.objective.higher_is_better)})
+        _report(exp, _running_values(report, exp, metric, exp.objective.higher_is_better))
 
     result = experiment.run(on_task_end=on_task_end)
     higher = experiment.objective.higher_is_better
     _report(experiment, _final_metrics(result.to_json(), metric, higher), result=result)
+
+
+def train_stack(config: dict[str, Any]) -> None:
+    """A stacked trial (sweep/stacking.py): several configurations as one batched model.
+
+    Reports as a single trial does, with ``members``: each member's values exactly as its
+    separate trial would report them (analysis.load expands them into one row each); the
+    trial's own ``score`` and ``running_acc`` are its best member's, for Ray's progress table.
+    Checkpoints hold the whole stack, so a restarted stack continues from its last finished task.
+    """
+    metric = config.get("metric", "acc")
+    assigned = trial_run_config({**config, "trial": config["trial"]["members"][0]})
+    configs = [RunConfig.from_dict({**run_settings(config["study"], member), "threads": assigned.threads,
+                                    "device": assigned.device}) for member in config["trial"]["members"]]
+    stack = StackedExperiment(configs)
+    checkpoint, results = tune.get_checkpoint(), None
+    if checkpoint is not None and checkpoint.filesystem.type_name == "local":
+        results = resume_from(newest_first(Path(checkpoint.path).parent, Path(checkpoint.path)), stack)
+    elif checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            results = resume_from([Path(folder)], stack)
+    elif config["trial"].get("resume_from"):
+        results = resume_from(newest_first(Path(config["trial"]["resume_from"])), stack)
+    higher = stack.objective.higher_is_better
+    if results is not None:  # finished before a driver restart: report, don't rerun
+        members = [_final_metrics(result, metric, higher) for result in results["members"]]
+        _report_stack(stack, members, replayed=True)
+        return
+    chaos = config.get("_chaos")
+    if chaos and chaos.get("method", stack.config.method) != stack.config.method:
+        chaos = None
+
+    def on_task_end(task: int, exp: StackedExperiment) -> None:
+        if chaos:
+            _inject_fault(chaos, task)
+        if task == exp.benchmark.n_tasks - 1:
+            return
+        members = []
+        for member, report in zip(exp.members, exp.report(task)):
+            if report is None or member.status == "diverged":  # ended: its final values, as a separate trial's
+                members.append(_final_metrics(member.result(exp.size).to_json(), metric, higher))
+                continue
+            members.append(_running_values(report, member, metric, higher))
+        _report_stack(exp, members)
+
+    results = stack.run(on_task_end=on_task_end)
+    _report_stack(stack, [_final_metrics(r.to_json(), metric, higher) for r in results], results=results)
+
+
+def _running_values(report: TaskReport, run: Any, metric: str, higher_is_better: bool) -> dict[str, Any]:
+    """What a trial reports after a task that was not its last (a separate run or a stack's member)."""
+    partial = metrics.summarize(report.accuracy_matrix, run.initial_accuracy, None)
+    values = {"task": report.task + 1, "n_tasks": report.n_tasks, "status": "running",
+              "running_acc": report.running_acc, "accuracy_row": report.accuracy_row,
+              "seconds": report.seconds}
+    if report.validation_matrix:
+        partial.update({f"val_{k}": v for k, v in
+                        metrics.summarize(report.validation_matrix, run.initial_val_accuracy, None).items()})
+        values["validation_row"] = report.validation_matrix[-1]
+    return {**values, "score": _score(partial.get(metric, math.nan), higher_is_better)}
+
+
+def _report_stack(stack: StackedExperiment, members: list[dict[str, Any]], results: list[RunResult] | None = None,
+                  replayed: bool = False) -> None:
+    """tune.report of a stack: every member's values, the best member's score, a checkpoint."""
+    finished = all(m["status"] in ("finished", "diverged") for m in members)
+    best = max(members, key=lambda m: m["score"])
+    values = {"task": max(m["task"] for m in members), "n_tasks": members[0]["n_tasks"],
+              "status": "finished" if finished else "running", "running_acc": best.get("running_acc", math.nan),
+              "score": best["score"], "members": members, "stack_members": len(members), "replayed": replayed}
+    with tempfile.TemporaryDirectory(prefix="spp-ckpt-") as folder:
+        folder_path = Path(folder)
+        torch.save(stack.state_dict(), folder_path / STATE_FILE)
+        if results is not None:
+            (folder_path / RESULT_FILE).write_text(json.dumps({"members": [r.to_json() for r in results]}))
+            for k, result in enumerate(results):
+                _save_arrays(folder_path / f"member{k}", result)
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        where = {"node_id": node, "threads": stack.config.threads, "device": stack.config.device,
+                 "penalty_step": stack.config.method_options.get("penalty_step"), "output": stack.config.output,
+                 "higher_is_better": stack.objective.higher_is_better}
+        tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def newest_first(trial_folder: Path, known: Path | None = None) -> list[Path]:
@@ -110,7 +187,7 @@ def newest_first(trial_folder: Path, known: Path | None = None) -> list[Path]:
     return sorted(folders, key=age, reverse=True)
 
 
-def resume_from(folders: list[Path], experiment: Experiment) -> dict[str, Any] | None:
+def resume_from(folders: list[Path], experiment: Experiment | StackedExperiment) -> dict[str, Any] | None:
     """Load the first readable of ``folders`` (checkpoints) into ``experiment``; returns the
     run's result if that checkpoint is a finished run's.
 
@@ -180,19 +257,7 @@ def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | 
         torch.save(experiment.state_dict(), folder_path / STATE_FILE)
         if result is not None:
             (folder_path / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=1))
-            if result.importances:
-                arrays = {f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.importances)
-                          for name, tensor in per_task.items()}
-                np.savez_compressed(folder_path / IMPORTANCES_FILE, **arrays)
-            if result.pictures:  # a VAE's reconstructions and samples after each task (Figure 5)
-                np.savez_compressed(folder_path / PICTURES_FILE, **{
-                    f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.pictures)
-                    for name, tensor in per_task.items()})
-            if result.parameters:
-                arrays = {f"{kind}{t}/{name}": tensor.numpy()
-                          for kind, series in (("task", result.parameters), ("importance", result.probe_importances))
-                          for t, per_task in enumerate(series) for name, tensor in per_task.items()}
-                np.savez_compressed(folder_path / PARAMETERS_FILE, **arrays)
+            _save_arrays(folder_path, result)
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         where = {"node_id": node, "threads": experiment.config.threads, "device": experiment.config.device,
                  # how the quadratic penalty acted (explicit / implicit; None for other methods): a
@@ -202,3 +267,21 @@ def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | 
                  # whether the matrix holds a score to maximise (accuracy) or a loss (objectives.py)
                  "higher_is_better": experiment.objective.higher_is_better}
         tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _save_arrays(folder: Path, result: RunResult) -> None:
+    """A finished run's arrays beside its result.json: importances, pictures, parameters."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if result.importances:
+        arrays = {f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.importances)
+                  for name, tensor in per_task.items()}
+        np.savez_compressed(folder / IMPORTANCES_FILE, **arrays)
+    if result.pictures:  # a VAE's reconstructions and samples after each task (Figure 5)
+        np.savez_compressed(folder / PICTURES_FILE, **{
+            f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.pictures)
+            for name, tensor in per_task.items()})
+    if result.parameters:
+        arrays = {f"{kind}{t}/{name}": tensor.numpy()
+                  for kind, series in (("task", result.parameters), ("importance", result.probe_importances))
+                  for t, per_task in enumerate(series) for name, tensor in per_task.items()}
+        np.savez_compressed(folder / PARAMETERS_FILE, **arrays)

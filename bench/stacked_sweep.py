@@ -1,0 +1,119 @@
+"""Stacked λ grids (issue 14) against one configuration per trial, on this machine.
+
+Two measurements, each printed with what it measured:
+
+* ``sweep`` (default): a study run twice through Ray Tune, ``stack: auto`` then ``stack: off``
+  (the main job by default), wall time of each, their ratio, and how far the two trials
+  tables are apart per configuration (status and every metric).
+* ``engine``: one method's λ grid × seeds on a benchmark (split MNIST 512-256 by default) as
+  one stack, against the same configurations trained one after another in this process
+  (``--separate N`` trains only the first N alone and scales their time to all of them,
+  which the output says).
+
+    python bench/stacked_sweep.py sweep --study studies/lambda_robustness.yaml
+    SPP_DATA_ROOT=../shared/data python bench/stacked_sweep.py engine --benchmark split_mnist --epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+LAMBDAS = [0.01, 0.03, 0.1, 0.3, 0.5, 1, 2, 4, 6, 8, 12, 30, 100, 300, 1000, 3000, 10000]
+KEY = ["phase", "method", "seed", "config", "penalty_step"]
+
+
+def bench_sweep(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from analysis.load import load_trials
+    from spp_sweep.sweep.runner import SweepOptions, run_sweep
+    from spp_sweep.sweep.study import load_study
+
+    study = load_study(args.study)
+    tables, seconds = {}, {}
+    with tempfile.TemporaryDirectory(prefix="stack-bench-") as storage:
+        for setting in ("auto", "off"):
+            run = dataclasses.replace(study, stack=setting, storage=storage, name=f"{study.name}-{setting}")
+            start = time.perf_counter()
+            outcome = run_sweep(run, SweepOptions(verbose=0))
+            seconds[setting] = time.perf_counter() - start
+            tables[setting] = load_trials(outcome.root)
+            print(f"stack {setting}: {len(tables[setting])} configurations in {seconds[setting]:.1f} s", flush=True)
+    merged = pd.merge(tables["auto"], tables["off"], on=KEY, suffixes=("_stacked", "_alone"))
+    print(f"{len(merged)} configurations matched of {len(tables['off'])}")
+    same_status = (merged["status_stacked"] == merged["status_alone"])
+    print(f"same status: {same_status.sum()} of {len(merged)}")
+    for metric in ("acc", "bwt", "fwt", "val_acc"):
+        a, b = merged[f"{metric}_stacked"], merged[f"{metric}_alone"]
+        both = a.notna() & b.notna()
+        gap = (a[both] - b[both]).abs()
+        print(f"{metric}: max |stacked - alone| = {gap.max() if len(gap) else math.nan:.3g} over {both.sum()} "
+              f"finished pairs; identical in {(gap == 0).sum()}")
+    print(f"speed-up (wall, whole sweep): {seconds['off'] / seconds['auto']:.2f}x "
+          f"({seconds['off']:.1f} s alone / {seconds['auto']:.1f} s stacked)")
+
+
+def bench_engine(args: argparse.Namespace) -> None:
+    import torch
+
+    from spp_sweep.config import RunConfig
+    from spp_sweep.engine import run_experiment
+    from spp_sweep.stacked import run_stacked
+
+    torch.set_num_threads(args.threads)
+    configs = [RunConfig(method=args.method, benchmark=args.benchmark, epochs=args.epochs, seed=seed,
+                         threads=args.threads, device=args.device,
+                         method_options={"lam": float(lam), "penalty_step": args.penalty_step})
+               for lam in LAMBDAS for seed in range(args.seeds)]
+    start = time.perf_counter()
+    stacked = run_stacked(configs)
+    stacked_s = time.perf_counter() - start
+    alone = configs if args.separate in (0, None) else configs[:args.separate]
+    start = time.perf_counter()
+    separate = [run_experiment(c) for c in alone]
+    separate_s = time.perf_counter() - start
+    scaled = separate_s * len(configs) / len(alone)
+    gap = max((abs(a - b) for s, r in zip(stacked, separate) for x, y in zip(s.accuracy_matrix, r.accuracy_matrix)
+               for a, b in zip(x, y)), default=math.nan)
+    print(f"{args.method} on {args.benchmark}, {len(LAMBDAS)} λ x {args.seeds} seeds = {len(configs)} members, "
+          f"{args.epochs} epoch(s)/task, {args.threads} thread(s), {args.device}")
+    print(f"stacked: {stacked_s:.1f} s ({len(configs) / stacked_s:.2f} members/s); "
+          f"{sum(r.status == 'diverged' for r in stacked)} members diverged")
+    what = "measured" if len(alone) == len(configs) else f"{len(alone)} measured ({separate_s:.1f} s), scaled"
+    print(f"one after another: {scaled:.1f} s ({what}); speed-up {scaled / stacked_s:.1f}x")
+    print(f"largest accuracy gap, stacked vs alone, over the {len(alone)} compared runs: {gap:.3g}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what")
+    sweep = sub.add_parser("sweep", help="a study stacked and not, through Ray Tune")
+    sweep.add_argument("--study", default="studies/lambda_robustness.yaml")
+    engine = sub.add_parser("engine", help="a λ grid x seeds as one stack vs one after another")
+    engine.add_argument("--benchmark", default="split_mnist")
+    engine.add_argument("--method", default="spp")
+    engine.add_argument("--penalty-step", default="explicit")
+    engine.add_argument("--epochs", type=int, default=1)
+    engine.add_argument("--seeds", type=int, default=3)
+    engine.add_argument("--threads", type=int, default=1)
+    engine.add_argument("--device", default="cpu")
+    engine.add_argument("--separate", type=int, default=0, help="train only the first N alone and scale (0: all)")
+    args = parser.parse_args()
+    if args.what == "engine":
+        bench_engine(args)
+    else:
+        if args.what is None:
+            args = parser.parse_args(["sweep", *sys.argv[1:]])
+        bench_sweep(args)
+
+
+if __name__ == "__main__":
+    main()

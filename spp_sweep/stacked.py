@@ -1,0 +1,452 @@
+"""K configurations of one method trained as one batched model (issue 14: a λ grid at the cost of one trial).
+
+A λ-robustness sweep is many small runs of the same shape. Trained alone, each uses a sliver
+of the hardware (per-operation overhead on a CPU, idle SMs on a GPU). A stack trains K
+*members* at once: every weight has a leading member dimension (models/stacked.py), every
+matmul is batched, and each member keeps its own learning rate, seed (initialisation, data
+order, dropout masks) and stackable method options (``Method.stackable_options``: λ, SI's ξ).
+Everything else (method, its other options, benchmark, model, epochs, batch size, momentum,
+output layers) is shared; :func:`stack_key` says what must match.
+
+Members are independent: no operation mixes the member dimension, each member's loss is its
+own mean over its own batch, and the sum that is differentiated has a separate term per member,
+so member k's gradient is the gradient of its separate run. Results agree with K separate runs
+up to floating-point rounding (batched kernels sum in another order, see
+tests/test_stacked.py for the tolerance). A member whose loss turns NaN/inf, or that blows
+up (the engine's finite blow-up rules), is recorded as diverged at that task and frozen: its
+learning rate becomes 0 and its loss leaves the sum; the others go on.
+
+The loop is :class:`spp_sweep.engine.Experiment`'s, with a member dimension: the same hooks,
+the same schedule of data (each member's generator draws exactly as its separate run's), the
+same blow-up rules and per-task checkpoints. What cannot be stacked is refused with a reason
+(:func:`stack_refusal`) and trains one configuration per trial.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import metrics
+from .benchmarks import Benchmark
+from .benchmarks.streaming import ImageFiles
+from .config import RunConfig
+from .engine import MIN_JUDGED_BATCHES, PROBE_METHOD, Experiment, RunResult, TaskReport, _progress_bar
+from .errors import ConfigError
+from .methods import Method, Step, get_method
+from .methods.base import along_members
+from .models import build_model
+from .models.stacked import StackedModel, stack_refusal as model_refusal
+from .objectives import Objective
+
+# Settings that may differ between members, besides the method's stackable options.
+MEMBER_SETTINGS = ("lr", "seed")
+STACKABLE_MODELS = ("mlp",)  # models/stacked.py checks the built network's layers too
+
+
+def stack_key(config: RunConfig) -> str:
+    """What the members of one stack share: every resolved setting but the learning rate, the
+    seed and the method's stackable options (configurations with equal keys stack)."""
+    values = config.to_dict()
+    for name in MEMBER_SETTINGS:
+        values.pop(name)
+    stackable = get_method(config.method).stackable_options
+    values["method_options"] = {k: v for k, v in values["method_options"].items() if k not in stackable}
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def stack_refusal(config: RunConfig) -> str | None:
+    """Why a (resolved) configuration cannot be trained stacked, or None."""
+    method = get_method(config.method)
+    if method.stack_refusal:
+        return f"{config.method}: {method.stack_refusal}"
+    if config.model not in STACKABLE_MODELS:
+        return (f"only MLP trunks are stacked, and {config.benchmark} trains a {config.model} "
+                "(CNNs train one configuration per trial)")
+    from .benchmarks import get_spec
+
+    if get_spec(config.benchmark).objective != "classification":
+        return f"only classification is stacked; {config.benchmark} asks for the {get_spec(config.benchmark).objective} objective"
+    return None
+
+
+@dataclass
+class Member:
+    """One configuration of a stack: its own rows, status and saved arrays. It is read by
+    :meth:`Experiment.report` and :meth:`Experiment.result` exactly as a separate run is."""
+
+    config: RunConfig
+    method: Method
+    benchmark: Benchmark
+    objective: Objective
+    initial_accuracy: list[float]
+    initial_val_accuracy: list[float]
+    rows: list[list[float]] = field(default_factory=list)
+    val_rows: list[list[float]] = field(default_factory=list)
+    status: str = "running"
+    diverged_at: int | None = None
+    diverged_reason: str | None = None
+    seconds: float = 0.0
+    importances: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    parameters: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    probe_importances: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    pictures: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    joint_accuracy: list[float] | None = None
+
+    has_validation = Experiment.has_validation
+    report = Experiment.report
+    _result = Experiment.result
+
+    def result(self, stack_members: int) -> RunResult:
+        result = self._result()
+        result.stack_members = stack_members
+        return result
+
+    def diverge(self, task: int, reason: str) -> None:
+        self.status, self.diverged_at, self.diverged_reason = "diverged", task + 1, reason
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the member (lists copied: the run goes on appending)."""
+        names = ("rows", "val_rows", "initial_accuracy", "initial_val_accuracy", "status", "diverged_at",
+                 "diverged_reason", "seconds", "importances", "parameters", "probe_importances")
+        return {k: list(v) if isinstance(v, list) else v for k, v in ((k, getattr(self, k)) for k in names)}
+
+
+class StackedExperiment(Experiment):
+    """K configurations (:func:`stack_key`-compatible) on one benchmark, as one batched model."""
+
+    def __init__(self, configs: Sequence[RunConfig], benchmark: Benchmark | None = None):
+        configs = [c.resolved() for c in configs]
+        check_stack(configs)
+        self._set_stream(configs[0], benchmark)
+        if any(isinstance(task.x_train, ImageFiles) for task in self.benchmark.tasks):
+            raise ConfigError("stacking needs the tasks in memory; a benchmark streamed from image files trains "
+                              "one configuration per trial (stack: off)")
+        method_cls = get_method(self.config.method)
+        models, self.dropout_rngs = [], []
+        for config in configs:  # each member initialised exactly as its separate run (engine.Experiment)
+            torch.manual_seed(config.seed)
+            models.append(build_model(config.model, self.benchmark.input_shape, self.head_sizes, config.model_options))
+            self.dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
+        refusal = model_refusal(models[0])
+        if refusal:
+            raise ConfigError(f"cannot stack {self.config.model}: {refusal}")
+        self.model = StackedModel(models, self.dropout_rngs, len(self.benchmark.input_shape)).to(self.device)
+        self.method = method_cls(self.model, **self.config.method_options)
+        self.method.member_options = {name: [float(c.method_options[name]) for c in configs]
+                                      for name in method_cls.stackable_options}
+        self.method.record_importances = self.config.save_importances
+        self.lrs = [c.lr for c in configs]
+        self.shuffles = [torch.Generator().manual_seed(c.seed) for c in configs]
+        self._targets = [self._task_targets(i) for i in range(self.benchmark.n_tasks)]
+        self.tasks_done = 0
+        self.seconds = 0.0
+        self.last_loss = math.nan
+        initial = self.evaluate()
+        initial_val = self.evaluate("val") if self.has_validation else [[] for _ in configs]
+        self.members = [Member(c, self.method, self.benchmark, self.objective, initial[k], initial_val[k])
+                        for k, c in enumerate(configs)]
+
+    @property
+    def size(self) -> int:
+        return len(self.lrs)
+
+    @property
+    def next_task(self) -> int:
+        return self.tasks_done
+
+    def running(self) -> list[bool]:
+        return [m.status == "running" for m in self.members]
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self, on_task_end: Callable[[int, "StackedExperiment"], None] | None = None,  # type: ignore[override]
+            progress: bool = False) -> list[RunResult]:
+        """Train the remaining tasks; ``on_task_end(task, stack)`` runs after each (reports, checkpoint)."""
+        bar = _progress_bar(self, progress)
+        try:
+            for task in range(self.next_task, self.benchmark.n_tasks):
+                if not any(self.running()):
+                    break
+                start = time.perf_counter()
+                self.train_task(task, bar)
+                rows = self.evaluate()
+                val_rows = self.evaluate("val") if self.has_validation else None
+                importances = self.method.importances() if self.config.save_importances else None
+                snapshot = self._member_snapshots(task) if self.config.save_parameters else None
+                for k, member in enumerate(self.members):
+                    if member.status != "running":
+                        continue
+                    member.rows.append(rows[k])
+                    if val_rows is not None:
+                        member.val_rows.append(val_rows[k])
+                    if importances is not None:
+                        member.importances.append({n: v[k].detach().cpu().clone() for n, v in importances.items()})
+                    if snapshot is not None:
+                        member.parameters.append(snapshot[0][k])
+                        member.probe_importances.append(snapshot[1][k])
+                elapsed = time.perf_counter() - start
+                self.seconds += elapsed
+                for member in self.members:  # each member's share of the stack's time
+                    if member.status == "running" or member.diverged_at == task + 1:
+                        member.seconds += elapsed / self.size
+                self.tasks_done = task + 1
+                if progress and bar is None:
+                    alive = [m for m in self.members if m.status == "running"]
+                    best = max((metrics.running_accuracy(m.rows[task], task) for m in alive), default=math.nan)
+                    print(f"{self.config.method} stack of {self.size}: task {task + 1}/{self.benchmark.n_tasks} "
+                          f"done in {elapsed:.2f} s, {len(alive)} members running, best ACC on tasks seen "
+                          f"{best:.4f}", file=sys.stderr, flush=True)
+                if on_task_end is not None:
+                    on_task_end(task, self)
+            for member in self.members:
+                if member.status == "running":
+                    member.status = "finished"
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.results()
+
+    def results(self) -> list[RunResult]:
+        return [member.result(self.size) for member in self.members]
+
+    def train_task(self, task: int, bar=None) -> bool:  # type: ignore[override]
+        """Train every running member on task ``task``; members that diverge are marked so."""
+        train_on = self.method.tasks_to_train(task, self.benchmark.n_tasks)
+        if not train_on:
+            if bar is not None:
+                bar.update(self.config.epochs)
+            return True
+        for t in train_on:
+            self.method.before_task(self.view(t))
+        trainable = set(self.method.trainable_parameters(task))
+        for p in self.model.parameters():
+            p.requires_grad_(p in trainable)
+        params = [p for p in self.model.parameters() if p in trainable]
+        velocity: list[torch.Tensor | None] = [None] * len(params)
+        self.method.set_train_mode(task)
+        alive = self.running()
+        first = None
+        peak = torch.zeros(self.size, device=self.device)
+        n_batches = 0
+        task_loss = torch.zeros(self.size, device=self.device)
+        for epoch in range(self.config.epochs):
+            # section 4.1's decayed lr, per member; 0 for a member that diverged (frozen)
+            lr = torch.tensor([lr * self.config.lr_decay**epoch if a else 0.0 for lr, a in zip(self.lrs, alive)],
+                              dtype=torch.float64)
+            lr_on_device = lr.to(self.device)
+            mask = torch.tensor(alive, device=self.device)
+            running = torch.zeros(self.size, device=self.device)
+            task_loss = torch.zeros(self.size, device=self.device)
+            n_batches = 0
+            for tasks, x, y, rows in self._member_batches(train_on):
+                loss, objective_loss = self._member_step(params, velocity, lr, lr_on_device, mask, tasks, x, y, rows)
+                running += loss
+                task_loss += objective_loss
+                peak = torch.maximum(peak, objective_loss)
+                first = objective_loss if first is None else first
+                n_batches += 1
+            last = (running / max(1, n_batches)).tolist()  # one device sync per epoch
+            for k, member in enumerate(self.members):
+                if alive[k] and not math.isfinite(last[k]):
+                    member.diverge(task, "training loss not finite (NaN/inf)")
+                    alive[k] = False
+            self.last_loss = sum(v for v, a in zip(last, alive) if a) / max(1, sum(alive))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(task=task + 1, loss=f"{self.last_loss:.3g}", running=sum(alive))
+            if not any(alive):
+                break
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        if first is not None:
+            firsts, ends, peaks = first.tolist(), (task_loss / max(1, n_batches)).tolist(), peak.tolist()
+            for k, member in enumerate(self.members):
+                if alive[k]:
+                    reason = self._blown_up(firsts[k], ends[k], peaks[k], task, rise_judged=n_batches >= MIN_JUDGED_BATCHES)
+                    if reason is not None:
+                        member.diverge(task, reason)
+                        alive[k] = False
+        if any(alive):  # diverged members' importances are computed too, and never read
+            for t in train_on:
+                self.method.after_task(self.view(t))
+        return any(alive)
+
+    def _member_batches(self, tasks: list[int]) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, list[int] | None]]:
+        """(each member's task, x (K, B, ...), y (K, B), real rows per member or None) per step;
+        each member's order drawn from its own generator exactly as its separate run draws it."""
+        if len(tasks) == 1:  # one task: every member's batches have the same sizes; one gather per step
+            t = tasks[0]
+            n = len(self._targets[t][0])
+            orders = torch.stack([torch.randperm(n, generator=g) for g in self.shuffles]).to(self.device)
+            for index in orders.split(self.config.batch_size, dim=1):
+                yield [t] * self.size, self.benchmark.tasks[t].x_train[index], self._targets[t][0][index], None
+            return
+        schedules = [self._schedule(tasks, g) for g in self.shuffles]  # several tasks at once (joint)
+        for step in zip(*schedules):
+            member_tasks = [t for t, _ in step]
+            rows = [len(index) for _, index in step]
+            width = max(rows)
+            first_x = self.benchmark.tasks[member_tasks[0]].x_train
+            x = first_x.new_zeros((self.size, width, *first_x.shape[1:]))
+            y = torch.zeros((self.size, width), dtype=torch.long, device=self.device)
+            for k, (t, index) in enumerate(step):  # padded; rows past a member's batch carry no weight
+                x[k, :len(index)] = self.benchmark.tasks[t].x_train[index]
+                y[k, :len(index)] = self._targets[t][0][index]
+            yield member_tasks, x, y, (None if len(set(rows)) == 1 else rows)
+
+    def _member_step(self, params: list[torch.nn.Parameter], velocity: list[torch.Tensor | None], lr: torch.Tensor,
+                     lr_on_device: torch.Tensor, mask: torch.Tensor, tasks: list[int], x: torch.Tensor,
+                     y: torch.Tensor, rows: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step of every member; returns per member (loss with any penalty, the
+        cross-entropy alone), each member's the mean over its own batch."""
+        self.model.set_rows(rows)
+        features = self.model.trunk(x)
+        self.model.set_rows(None)
+        heads = [self.head_of(t) for t in tasks]
+        penalty = None
+        used: dict[torch.nn.Parameter, torch.Tensor] = {}  # per head: which members' batches used it
+        if len(set(heads)) == 1 and rows is None:
+            logits = self.model.heads[heads[0]](features)
+            per_sample = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.size, -1)
+            objective = per_sample.mean(1)
+            if len(set(tasks)) == 1:
+                penalty = self.method.penalty(Step(tasks[0], heads[0], x, y, features, logits))
+        else:  # members on different tasks (joint): each member's loss from its own head, real rows only
+            if type(self.method).penalty is not Method.penalty:
+                raise ConfigError(f"{self.config.method} trains several tasks at once and has a penalty; "
+                                  "it cannot be stacked (stack: off)")
+            counts = torch.tensor(rows or [y.shape[1]] * self.size, device=self.device)
+            weights = (torch.arange(y.shape[1], device=self.device) < counts[:, None]) / counts[:, None]
+            head_of_member = torch.tensor(heads, device=self.device)
+            objective = torch.zeros(self.size, device=self.device)
+            for head in sorted(set(heads)):
+                on_head = (head_of_member == head)[:, None]
+                for p in self.model.heads[head].parameters():
+                    used[p] = on_head[:, 0]
+                logits = self.model.heads[head](features)
+                per_sample = F.cross_entropy(logits.flatten(0, 1), torch.where(on_head, y, 0).flatten(),
+                                             reduction="none").view(self.size, -1)
+                objective = objective + (per_sample * weights * on_head).sum(1)
+        loss = objective if penalty is None else objective + penalty
+        for p in params:
+            p.grad = None
+        torch.where(mask, loss, torch.zeros_like(loss)).sum().backward()  # one term per member
+        self._sgd(params, velocity, lr_on_device, used)
+        self.method.after_step(lr)
+        return loss.detach(), objective.detach()
+
+    @torch.no_grad()
+    def _sgd(self, params: list[torch.nn.Parameter], velocity: list[Any], lr: torch.Tensor,
+             used: dict[torch.nn.Parameter, torch.Tensor]) -> None:
+        """torch.optim.SGD's step for every member: p -= lr_k * g (with momentum, lr_k * buffer).
+
+        A separate run's optimiser skips a head its batch did not reach (no gradient: its momentum
+        buffer neither decays nor moves it); ``used`` marks, per head, the members whose batch
+        reached it, and only those members' slices step."""
+        for i, p in enumerate(params):
+            if p.grad is None:
+                continue
+            step = p.grad
+            reached = used.get(p)
+            if self.config.momentum:  # the momentum buffer, started at a member's first gradient
+                if velocity[i] is None:
+                    velocity[i] = (torch.zeros_like(p), torch.zeros(self.size, dtype=torch.bool, device=p.device))
+                buffer, started = velocity[i]
+                reach = reached if reached is not None else torch.ones_like(started)
+                moved = torch.where(along_members(started, p).bool(), buffer * self.config.momentum + step, step)
+                buffer.copy_(torch.where(along_members(reach, p).bool(), moved, buffer))
+                started |= reach
+                step = buffer
+            rate = along_members(lr, p)
+            if reached is not None:
+                rate = rate * along_members(reached, p)
+            p.addcmul_(rate, step, value=-1.0)
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "test") -> list[list[float]]:  # type: ignore[override]
+        """Per member, the accuracy on every task's ``split`` (one device sync for the stack)."""
+        was_training = self.model.training
+        self.model.eval()
+        scores = []
+        for index, task in enumerate(self.benchmark.tasks):
+            targets = self._targets[index][2 if split == "val" else 1]
+            inputs = task.x_val if split == "val" else task.x_test
+            correct = torch.zeros(self.size, dtype=torch.long, device=self.device)
+            for start in range(0, len(targets), self.config.eval_batch_size):
+                stop = start + self.config.eval_batch_size
+                logits = self.model(inputs[start:stop], self.head_of(index))
+                correct += (logits.argmax(-1) == targets[start:stop]).sum(1)
+            scores.append(correct.double() / max(1, len(targets)))  # as the engine: count / n in float64
+        self.model.train(was_training)
+        return torch.stack(scores, 1).tolist()
+
+    def _member_snapshots(self, task: int) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+        """Per member, the shared parameters after ``task`` and SPP's probe importance of them
+        (engine.Experiment._snapshot; the probe only reads the model)."""
+        named = list(self.model.named_shared_parameters())
+        omega = get_method(PROBE_METHOD)(self.model).task_importance(self.view(task))
+        parameters = [{n: p[k].detach().cpu().clone() for n, p in named} for k in range(self.size)]
+        probes = [{n: o[k].detach().cpu().clone() for (n, _), o in zip(named, omega)} for k in range(self.size)]
+        return parameters, probes
+
+    def report(self, task: int) -> list[TaskReport | None]:  # type: ignore[override]
+        """Each member's report after ``task`` (None for a member that diverged before it)."""
+        return [m.report(task) if len(m.rows) > task else None for m in self.members]
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "stacked": True,
+            "configs": [m.config.to_dict() for m in self.members],
+            "members": [m.record() for m in self.members],
+            "tasks_done": self.tasks_done,
+            "seconds": self.seconds,
+            "model": self.model.state_dict(),
+            "method": self.method.state_dict(),
+            "shuffles": [g.get_state() for g in self.shuffles],
+            "dropout_rngs": [g.get_state() for g in self.dropout_rngs],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if [m.config.to_dict() for m in self.members] != state["configs"]:
+            raise ValueError("the checkpoint is of another stack of configurations")
+        for member, record in zip(self.members, state["members"]):
+            for name, value in record.items():
+                setattr(member, name, value)
+        self.tasks_done = int(state["tasks_done"])
+        self.seconds = float(state["seconds"])
+        self.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        for generator, saved in zip(self.shuffles, state["shuffles"]):
+            generator.set_state(saved)
+        for generator, saved in zip(self.dropout_rngs, state["dropout_rngs"]):
+            generator.set_state(saved)
+
+
+def check_stack(configs: Sequence[RunConfig]) -> None:
+    """Raise ConfigError unless the resolved ``configs`` can train as one stack."""
+    if not configs:
+        raise ConfigError("a stack needs at least one configuration")
+    refusal = stack_refusal(configs[0])
+    if refusal:
+        raise ConfigError(f"cannot stack: {refusal}")
+    key = stack_key(configs[0])
+    for config in configs[1:]:
+        if stack_key(config) != key:
+            first, other = json.loads(key), json.loads(stack_key(config))
+            differing = sorted(k for k in first if first[k] != other.get(k))
+            raise ConfigError(f"configurations in one stack may differ only in lr, seed and "
+                              f"{config.method}'s stackable options; these differ: {', '.join(differing)}")
+
+
+def run_stacked(configs: Sequence[RunConfig], **kwargs: Any) -> list[RunResult]:
+    """Build and run one stack (scripts and tests)."""
+    progress = kwargs.pop("progress", False)
+    return StackedExperiment(configs, **kwargs).run(progress=progress)

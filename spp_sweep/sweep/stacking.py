@@ -1,0 +1,147 @@
+"""Grid points -> stacked trials: compatible configurations train as one batched model.
+
+A grid phase's points that differ only in learning rate, seed and their method's stackable
+options (λ; SI's ξ) become one Ray trial each holding up to N members (spp_sweep/stacked.py).
+The study's ``stack`` says N: ``auto`` (the default) takes whole groups, capped so the stack
+fits the trial's memory, and splits them while there are fewer trials than the cluster has
+slots for; a number caps the members per trial; ``off`` trains one configuration per trial.
+Configurations that cannot stack (CNN trunks, a VAE; ``stacked.stack_refusal``) stay single.
+Each stacked trial reports every member's results, and ``analysis.load`` expands it into one
+row per configuration, so trials.csv, the report and resume see exactly what they see unstacked.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..config import RunConfig
+from .study import Study, run_settings
+
+# What one member holds besides its activations, in copies of its parameters: weights,
+# gradients, importance, anchor, last importance, a momentum buffer, SI's three path tensors,
+# LwF's old network. An over-estimate for most methods, on purpose.
+PARAMETER_COPIES = 10
+# Activation copies kept per layer (outputs, ReLU outputs, their gradients).
+ACTIVATION_COPIES = 4
+MEMORY_SHARE = 0.5  # of the memory a trial may use, what its stack may fill
+DEFAULT_CAP = 64  # members per trial where memory could not be estimated (data not on the driver)
+ASSUMED_GPU_BYTES = 16 * 2**30  # a GPU's memory where the driver has none to ask
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The trial specs of a grid phase and a line saying how they were stacked."""
+
+    specs: list[dict[str, Any]]
+    summary: str
+
+
+def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, Any], slots: int) -> Plan:
+    """Group ``points`` (trial specs of one grid phase, run on ``part``'s data) into stacked specs."""
+    setting = study.stack
+    if setting == "off" or study.scheduler or len(points) < 2:
+        return Plan(points, "")
+    from ..stacked import stack_key, stack_refusal
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    singles: list[dict[str, Any]] = []
+    refusals: set[str] = set()
+    configs: dict[str, RunConfig] = {}
+    for spec in points:
+        config = RunConfig.from_dict(run_settings(part, spec)).resolved()
+        refusal = stack_refusal(config)
+        if refusal:
+            singles.append(spec)
+            refusals.add(refusal)
+            continue
+        key = stack_key(config)
+        groups.setdefault(key, []).append(spec)
+        configs.setdefault(key, config)
+    if not groups:
+        return Plan(points, f"stacking: none ({'; '.join(sorted(refusals))})")
+    per_member, cap, why = member_cap(next(iter(configs.values())), part, study)
+    if isinstance(setting, int):
+        cap, why = min(cap, setting), f"stack: {setting} in the study" if setting <= cap else why
+    chunks = [group[i:i + cap] for group in groups.values() for i in range(0, len(group), cap)]
+    if setting == "auto":  # more trials than slots keeps every worker busy
+        while len(chunks) + len(singles) < slots and max(len(c) for c in chunks) > 1:
+            largest = max(range(len(chunks)), key=lambda i: len(chunks[i]))
+            chunk = chunks.pop(largest)
+            half = (len(chunk) + 1) // 2
+            chunks += [chunk[:half], chunk[half:]]
+    specs = [stacked_spec(chunk) if len(chunk) > 1 else chunk[0] for chunk in chunks] + singles
+    members = [len(c) for c in chunks]
+    summary = (f"stacking: {len(points)} configurations in {len(specs)} trials ({len(chunks)} stacks of "
+               f"{min(members)}-{max(members)} members, {len(singles) + members.count(1)} alone); at most {cap} "
+               f"members per trial ({why}; about {per_member / 2**20:.1f} MiB per member)")
+    if refusals:
+        summary += f"; not stacked: {'; '.join(sorted(refusals))}"
+    return Plan(specs, summary)
+
+
+def stacked_spec(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """One trial's spec for several members: the method, the first member's seed (its folder's
+    name), and every member's own spec."""
+    first = members[0]
+    return {"method": first["method"], "seed": first["seed"], "options": dict(first.get("options", {})),
+            "params": {}, "members": [dict(m) for m in members]}
+
+
+def member_cap(config: RunConfig, part: Mapping[str, Any], study: Study) -> tuple[float, int, str]:
+    """(estimated bytes per member, the most members a trial may hold, why)."""
+    try:
+        per_member = member_bytes(config)
+    except Exception as error:  # noqa: BLE001 - data not on the driver (a remote cluster): no estimate
+        return math.nan, DEFAULT_CAP, f"memory not estimated ({type(error).__name__}), default cap"
+    budget, where = trial_memory(study)
+    return per_member, max(1, int(MEMORY_SHARE * budget // per_member)), f"{MEMORY_SHARE:.0%} of {where}"
+
+
+def member_bytes(config: RunConfig) -> float:
+    """A member's memory: parameter copies, plus activations of a training batch and of an
+    evaluation batch (inputs and every layer's outputs), in float32."""
+    import torch
+
+    from ..benchmarks import build_benchmark
+    from ..models import build_model
+
+    benchmark = build_benchmark(config.benchmark, config.benchmark_options)
+    heads = [task.n_classes for task in benchmark.tasks]
+    model = build_model(config.model, benchmark.input_shape, heads, config.model_options)
+    parameters = sum(p.numel() for p in model.parameters())
+    widths = math.prod(benchmark.input_shape) + sum(m.out_features for m in model.modules()
+                                                    if isinstance(m, torch.nn.Linear))
+    rows = config.batch_size + config.eval_batch_size
+    return 4.0 * (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * rows * widths)
+
+
+def trial_memory(study: Study) -> tuple[float, str]:
+    """The memory one trial may use: its GPU share, or the machine's free memory over the
+    trials that run at once."""
+    if study.gpu > 0:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                total = torch.cuda.get_device_properties(0).total_memory
+                return total * min(1.0, study.gpu), f"{min(1.0, study.gpu):g} of a {total / 2**30:.0f} GiB GPU"
+        except Exception:  # noqa: BLE001
+            pass
+        return ASSUMED_GPU_BYTES * min(1.0, study.gpu), f"{min(1.0, study.gpu):g} of an assumed 16 GiB GPU"
+    free = available_memory()
+    at_once = max(1, int((os.cpu_count() or 1) // max(study.cpu, 1e-9)))
+    return free / at_once, f"{free / 2**30:.1f} GiB free over {at_once} trials at once"
+
+
+def available_memory() -> float:
+    """Bytes of memory free for new work on this machine (Linux MemAvailable; else free pages)."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))

@@ -1,0 +1,112 @@
+"""Stacked trials in sweeps (spp_sweep/sweep/stacking.py): one row per configuration as
+unstacked, the same numbers, and resume after a killed worker or an unreadable sweep state."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.load import load_matrices, load_trials, read_reports
+from spp_sweep.config import RunConfig
+from spp_sweep.engine import run_experiment
+from spp_sweep.sweep.runner import run_sweep
+from spp_sweep.sweep.stacking import plan_stacks
+from spp_sweep.sweep.study import load_study, parse_study
+
+from .conftest import REPO
+from .test_stacked import ACCURACY_TOLERANCE
+from .test_sweep import QUIET, fresh_reports, study_of
+
+
+def test_stacking_groups_what_may_differ_and_says_how() -> None:
+    study = load_study(REPO / "studies" / "lambda_robustness.yaml")
+    points = [study.trial_spec(m, p, s) for m in study.methods for p in m.grid_points() for s in study.seeds]
+    plan = plan_stacks(study, points, study.study_part(), slots=2)
+    # 4 regularisers x 2 penalty steps (not stackable) of 17 λ x 3 seeds, fine-tuning and joint over 3 seeds
+    assert sorted(len(s.get("members", [s])) for s in plan.specs) == [3, 3] + [51] * 8
+    assert "414 configurations in 10 trials" in plan.summary
+    for spec in plan.specs:
+        members = spec.get("members", [spec])
+        assert len({(m["method"], m["params"].get("penalty_step")) for m in members}) == 1
+    capped = plan_stacks(dataclasses.replace(study, stack=10), points, study.study_part(), slots=2)
+    assert max(len(s.get("members", [s])) for s in capped.specs) == 10
+    assert plan_stacks(dataclasses.replace(study, stack="off"), points, study.study_part(), slots=2).specs == points
+    many_slots = plan_stacks(study, points, study.study_part(), slots=16)  # auto keeps every slot busy
+    assert len(many_slots.specs) >= 16
+
+
+def test_stack_setting_is_checked() -> None:
+    base = {"benchmark": "split_digits", "methods": {"spp": {}}}
+    assert parse_study({**base, "stack": False}).stack == "off"  # YAML's bare `off`
+    assert parse_study({**base, "stack": 8}).stack == 8
+    for bad in ("sometimes", 0, 2.5):
+        try:
+            parse_study({**base, "stack": bad})
+        except Exception as error:  # noqa: BLE001
+            assert "stack:" in str(error)
+        else:
+            raise AssertionError(f"stack: {bad!r} was accepted")
+
+
+def test_a_stacked_sweep_has_the_rows_and_numbers_of_an_unstacked_one(tmp_path: Path, ray_local) -> None:
+    methods = {"spp": {"space": {"lam": [0.5, 4.0, 1e5]}}, "finetune": {}}
+    tables = {}
+    for setting in ("auto", "off"):
+        study = study_of(tmp_path, name=f"s-{setting}", methods=methods, seeds=2, stack=setting,
+                         fixed={"epochs": 1, "validation": 0.2})
+        outcome = run_sweep(study, QUIET)
+        tables[setting] = load_trials(outcome.root)
+        if setting == "auto":
+            matrices = load_matrices(outcome.root)
+            assert set(matrices["trial_id"]) == set(tables["auto"]["trial_id"])  # one matrix per configuration
+    stacked, alone = tables["auto"], tables["off"]
+    assert len(stacked) == len(alone) == 8 and stacked["stack"].notna().all()
+    merged = pd.merge(stacked, alone, on=["method", "seed", "config"], suffixes=("", "_alone"))
+    assert len(merged) == 8
+    assert (merged["status"] == merged["status_alone"]).all()
+    assert (merged[merged["config"] == "lam=1e+05"]["status"] == "diverged").all()
+    finished = merged[merged["status"] == "finished"]
+    assert len(finished) == 6
+    for metric in ("acc", "bwt", "val_acc"):
+        assert ((finished[metric] - finished[f"{metric}_alone"]).abs() <= ACCURACY_TOLERANCE).all()
+    assert set(stacked["threads"]) == {1}
+
+
+def test_a_killed_stacked_trial_and_an_unreadable_state_resume(tmp_path: Path, ray_local) -> None:
+    marker = tmp_path / "killed"
+    study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}}, stack=3, max_failures=2)
+    outcome = run_sweep(study, QUIET, extra_config={"_chaos": {"kill_at_task": 2, "marker": str(marker)}})
+    assert marker.exists()  # the stack's worker was killed after task 3
+    trials = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
+    assert list(trials["lam"]) == [0.5, 1.0, 2.0] and set(trials["status"]) == {"finished"}
+    folder = Path(trials.loc[0, "path"]).parent
+    assert fresh_reports(str(folder)) == [1, 2, 3, 4, 5]  # task 3 redone once, tasks 1-2 not retrained
+    final = read_reports(folder)[-1]["members"]
+    for member, lam in zip(final, (0.5, 1.0, 2.0)):
+        alone = run_experiment(RunConfig(method="spp", benchmark="split_digits", epochs=1, threads=1,
+                                         method_options={"lam": lam}))
+        gaps = [abs(a - b) for r, s in zip(member["accuracy_matrix"], alone.accuracy_matrix) for a, b in zip(r, s)]
+        assert max(gaps) <= ACCURACY_TOLERANCE
+
+    # a driver killed while Ray Tune wrote its state, the stack cut after task 4 (a fresh sweep: a
+    # trial retried after an error keeps its error.txt, and recovery counts such a cut trial as errored)
+    study = dataclasses.replace(study, name="cut")
+    outcome = run_sweep(study, QUIET)
+    folder = Path(load_trials(outcome.root).iloc[0]["path"]).parent
+    final = read_reports(folder)[-1]["members"]
+    grid = Path(outcome.root) / "grid"
+    for state in grid.glob("experiment_state-*.json"):
+        state.write_text("")
+    matrices = [m["accuracy_matrix"] for m in final]
+    lines = (folder / "result.json").read_text().splitlines()
+    (folder / "result.json").write_text("\n".join(lines[:4]) + "\n")  # reports up to task 4
+    shutil.rmtree(sorted(folder.glob("checkpoint_*"))[-1])
+    run_sweep(study, dataclasses.replace(QUIET, resume=True))
+    after = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
+    assert list(after["lam"]) == [0.5, 1.0, 2.0] and set(after["status"]) == {"finished"}
+    revived = Path(after.loc[0, "path"]).parent
+    assert fresh_reports(str(revived)) == [5]  # continued from its checkpoint after task 4, as one stack
+    assert [m["accuracy_matrix"] for m in read_reports(revived)[-1]["members"]] == matrices
