@@ -12,6 +12,7 @@ Two measurements, each printed with what it measured:
 
     python bench/stacked_sweep.py sweep --study studies/lambda_robustness.yaml
     SPP_DATA_ROOT=../shared/data python bench/stacked_sweep.py engine --benchmark split_mnist --epochs 1
+    python bench/stacked_sweep.py engine --benchmark split_digits --epochs 5 --hidden 256,128 --separate 6
 """
 
 from __future__ import annotations
@@ -69,10 +70,14 @@ def bench_engine(args: argparse.Namespace) -> None:
     from spp_sweep.stacked import run_stacked
 
     torch.set_num_threads(args.threads)
+    model = {"model_options": {"hidden": [int(h) for h in args.hidden.split(",")]}} if args.hidden else {}
     configs = [RunConfig(method=args.method, benchmark=args.benchmark, epochs=args.epochs, seed=seed,
-                         threads=args.threads, device=args.device,
+                         threads=args.threads, device=args.device, **model,
                          method_options={"lam": float(lam), "penalty_step": args.penalty_step})
                for lam in LAMBDAS for seed in range(args.seeds)]
+    from spp_sweep.stacked import StackedExperiment
+
+    parameters = sum(p.numel() for p in StackedExperiment(configs[:1]).model.parameters())
     start = time.perf_counter()
     stacked = run_stacked(configs)
     stacked_s = time.perf_counter() - start
@@ -83,7 +88,8 @@ def bench_engine(args: argparse.Namespace) -> None:
     scaled = separate_s * len(configs) / len(alone)
     gap = max((abs(a - b) for s, r in zip(stacked, separate) for x, y in zip(s.accuracy_matrix, r.accuracy_matrix)
                for a, b in zip(x, y)), default=math.nan)
-    print(f"{args.method} on {args.benchmark}, {len(LAMBDAS)} λ x {args.seeds} seeds = {len(configs)} members, "
+    print(f"{args.method} on {args.benchmark} ({parameters:,} parameters per member), "
+          f"{len(LAMBDAS)} λ x {args.seeds} seeds = {len(configs)} members, "
           f"{args.epochs} epoch(s)/task, {args.threads} thread(s), {args.device}")
     print(f"stacked: {stacked_s:.1f} s ({len(configs) / stacked_s:.2f} members/s); "
           f"{sum(r.status == 'diverged' for r in stacked)} members diverged")
@@ -102,6 +108,7 @@ def main() -> None:
     engine.add_argument("--method", default="spp")
     engine.add_argument("--penalty-step", default="explicit")
     engine.add_argument("--epochs", type=int, default=1)
+    engine.add_argument("--hidden", help="MLP widths, e.g. 512,256 (default: the benchmark's)")
     engine.add_argument("--seeds", type=int, default=3)
     engine.add_argument("--threads", type=int, default=1)
     engine.add_argument("--device", default="cpu")

@@ -129,6 +129,8 @@ def _add_sweep(commands: Any) -> None:
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep: finished trials are "
                        "kept, unfinished ones continue from their last finished task")
     sweep.add_argument("--num-samples", type=_positive_int, help="trials per method for tpe/random samplers")
+    sweep.add_argument("--stack", type=_stack_setting, help="grid points per trial as one batched model: auto "
+                       "(default; whole groups, capped by memory), off (one configuration per trial) or N at most")
     sweep.add_argument("--final-seeds", type=_positive_int, help="re-run each method's best over seeds 0..N-1 "
                        "(replaces the study's final.seeds; the phase must exist in the file)")
     sweep.add_argument("--data-root", help="folder holding the datasets on every node (default: $SPP_DATA_ROOT)")
@@ -137,6 +139,19 @@ def _add_sweep(commands: Any) -> None:
     sweep.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                        help="a run setting for every trial, added to the study's `fixed`, e.g. --set epochs=2")
     sweep.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+
+
+def _stack_setting(text: str) -> str | int:
+    """--stack: auto, off or a whole number >= 1 (the study's `stack`)."""
+    if text in ("auto", "off"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: use auto, off or a whole number >= 1")
+    return value
 
 
 def _add_ray_options(parser: argparse.ArgumentParser) -> None:

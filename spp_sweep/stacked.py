@@ -72,8 +72,9 @@ def stack_refusal(config: RunConfig) -> str | None:
                 "(CNNs train one configuration per trial)")
     from .benchmarks import get_spec
 
-    if get_spec(config.benchmark).objective != "classification":
-        return f"only classification is stacked; {config.benchmark} asks for the {get_spec(config.benchmark).objective} objective"
+    objective = get_spec(config.benchmark).objective
+    if objective != "classification":
+        return f"only classification is stacked; {config.benchmark} asks for the {objective} objective"
     return None
 
 
@@ -269,7 +270,8 @@ class StackedExperiment(Experiment):
             firsts, ends, peaks = first.tolist(), (task_loss / max(1, n_batches)).tolist(), peak.tolist()
             for k, member in enumerate(self.members):
                 if alive[k]:
-                    reason = self._blown_up(firsts[k], ends[k], peaks[k], task, rise_judged=n_batches >= MIN_JUDGED_BATCHES)
+                    reason = self._blown_up(firsts[k], ends[k], peaks[k], task,
+                                            rise_judged=n_batches >= MIN_JUDGED_BATCHES)
                     if reason is not None:
                         member.diverge(task, reason)
                         alive[k] = False
@@ -278,7 +280,8 @@ class StackedExperiment(Experiment):
                 self.method.after_task(self.view(t))
         return any(alive)
 
-    def _member_batches(self, tasks: list[int]) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, list[int] | None]]:
+    def _member_batches(self, tasks: list[int]) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor,
+                                                                  list[int] | None]]:
         """(each member's task, x (K, B, ...), y (K, B), real rows per member or None) per step;
         each member's order drawn from its own generator exactly as its separate run draws it."""
         if len(tasks) == 1:  # one task: every member's batches have the same sizes; one gather per step

@@ -60,4 +60,5 @@ class SI(QuadraticPenaltyMethod):
     def task_importance(self, view: TaskView) -> list[torch.Tensor]:
         params = [p.detach() for p in self.model.shared_parameters()]
         # Zenke eq. 5: omega / (Delta^2 + xi)
-        return [path / ((p - s).square() + self.option("xi", like=p)) for path, p, s in zip(self._path, params, self._start)]
+        return [path / ((p - s).square() + self.option("xi", like=p))
+                for path, p, s in zip(self._path, params, self._start)]

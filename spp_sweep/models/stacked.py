@@ -79,7 +79,8 @@ class MemberDropout(nn.Dropout):
         rows = self.rows or [x.shape[1]] * x.shape[0]
         noise = x.new_zeros(x.shape)
         for k, (generator, n) in enumerate(zip(self.generators, rows)):
-            noise[k, :n] = torch.empty((n, *x.shape[2:]), dtype=x.dtype).bernoulli_(keep, generator=generator).div_(keep)
+            mask = torch.empty((n, *x.shape[2:]), dtype=x.dtype).bernoulli_(keep, generator=generator)
+            noise[k, :n] = mask.div_(keep)
         return x * noise
 
 

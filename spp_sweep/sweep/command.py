@@ -22,7 +22,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         address=args.address, storage=args.storage, name=args.name, resume=args.resume,
         max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, num_samples=args.num_samples, final_seeds=args.final_seeds,
-        data_root=args.data_root,
+        data_root=args.data_root, stack=args.stack,
         settings=tuple(args.set), benchmark_options=tuple(args.benchmark_option),
         verbose=0 if args.quiet else 1, trackers=trackers_from(args),
     )

@@ -77,6 +77,7 @@ class SweepOptions:
     cpus_per_trial: float | None = None
     num_samples: int | None = None
     final_seeds: int | None = None  # --final-seeds N: the final phase's seeds become 0..N-1
+    stack: str | int | None = None  # --stack auto|off|N: the study's `stack`
     data_root: str | None = None
     settings: tuple[tuple[str, Any], ...] = ()  # --set KEY=VALUE: run settings added to the study's `fixed`
     benchmark_options: tuple[tuple[str, Any], ...] = ()  # --benchmark-option KEY=VALUE
@@ -110,7 +111,9 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
     elif saved is not None:
         raise ConfigError(f"a sweep already exists at {root}; pass --resume to continue it, or --name NEW for a new one")
     study = study.with_overrides(max_concurrent=options.max_concurrent, gpu=options.gpus_per_trial,
-                                 cpu=options.cpus_per_trial, num_samples=options.num_samples)
+                                 cpu=options.cpus_per_trial, num_samples=options.num_samples, stack=options.stack)
+    if study.stack != "off" and isinstance(study.stack, int) and study.scheduler:
+        raise ConfigError("--stack: a scheduler stops trials one configuration at a time; use --stack off or auto")
     if options.final_seeds is not None:
         if not study.final_seeds:
             raise ConfigError("--final-seeds: this study has no final phase; add `final: {seeds: N}` to the file")
@@ -207,6 +210,18 @@ class _SearcherStateRace(logging.Filter):
         return "tmp-searcher-state" not in f"{record.getMessage()} {error}"
 
 
+class _StackMembersValue(logging.Filter):
+    """Drops TensorBoard's "invalid value" warning for a stacked trial's ``members`` (a list of
+    every member's values, stacking.py): it reprints the whole list after every task, while the
+    scalars TensorBoard can show are logged as usual."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/members=" not in record.getMessage()
+
+
+_TENSORBOARD_LOGGER = "ray.tune.logger.tensorboardx"
+
+
 @contextlib.contextmanager
 def _library_output(quiet: bool) -> Iterator[None]:
     """Tune's legacy console reporter for the sweep's duration, and quieter libraries.
@@ -218,9 +233,10 @@ def _library_output(quiet: bool) -> Iterator[None]:
     """
     import optuna
 
-    race = _SearcherStateRace()
+    race, members = _SearcherStateRace(), _StackMembersValue()
     for name in _SYNC_LOGGERS:
         logging.getLogger(name).addFilter(race)
+    logging.getLogger(_TENSORBOARD_LOGGER).addFilter(members)
     names = ("ray", "ray.tune", "ray.train", *_QUIET_ONLY) if quiet else ()
     loggers = [logging.getLogger(name) for name in (*names, *_ALWAYS_SILENT)]
     levels = [logger.level for logger in loggers]
@@ -238,6 +254,7 @@ def _library_output(quiet: bool) -> Iterator[None]:
         optuna.logging.set_verbosity(optuna_level)
         for name in _SYNC_LOGGERS:
             logging.getLogger(name).removeFilter(race)
+        logging.getLogger(_TENSORBOARD_LOGGER).removeFilter(members)
         if reporter is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:

@@ -4,7 +4,8 @@ A grid phase's points that differ only in learning rate, seed and their method's
 options (λ; SI's ξ) become one Ray trial each holding up to N members (spp_sweep/stacked.py).
 The study's ``stack`` says N: ``auto`` (the default) takes whole groups, capped so the stack
 fits the trial's memory, and splits them while there are fewer trials than the cluster has
-slots for; a number caps the members per trial; ``off`` trains one configuration per trial.
+slots for, and on a CPU leaves members above CPU_STACK_MAX_PARAMETERS alone (compute-bound, they
+gain nothing); a number caps the members per trial; ``off`` trains one configuration per trial.
 Configurations that cannot stack (CNN trunks, a VAE; ``stacked.stack_refusal``) stay single.
 Each stacked trial reports every member's results, and ``analysis.load`` expands it into one
 row per configuration, so trials.csv, the report and resume see exactly what they see unstacked.
@@ -29,6 +30,10 @@ ACTIVATION_COPIES = 4
 MEMORY_SHARE = 0.5  # of the memory a trial may use, what its stack may fill
 DEFAULT_CAP = 64  # members per trial where memory could not be estimated (data not on the driver)
 ASSUMED_GPU_BYTES = 16 * 2**30  # a GPU's memory where the driver has none to ask
+# On a CPU a large member is compute-bound and a stack gains nothing (bench/stacked_sweep.py
+# engine, README "Speed": 51 members of 6.6k parameters 9.2x faster stacked, 51k 1.8x, 167k
+# 1.0x, MNIST's 535k 0.7x), so `auto` leaves members above this size alone there.
+CPU_STACK_MAX_PARAMETERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,16 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
         key = stack_key(config)
         groups.setdefault(key, []).append(spec)
         configs.setdefault(key, config)
+    sizes = {key: member_size(config) for key, config in configs.items()}
+    if setting == "auto" and study.gpu == 0:  # on a CPU, a large member is compute-bound: stacking loses
+        for key in [k for k, (_, parameters) in sizes.items() if parameters > CPU_STACK_MAX_PARAMETERS]:
+            singles += groups.pop(key)
+            refusals.add(f"on a CPU, auto stacks members of at most {CPU_STACK_MAX_PARAMETERS:,} parameters and "
+                         f"this model has {sizes[key][1]:,} (stack: N forces it)")
     if not groups:
         return Plan(points, f"stacking: none ({'; '.join(sorted(refusals))})")
-    per_member, cap, why = member_cap(next(iter(configs.values())), part, study)
+    per_member = max(sizes[key][0] for key in groups)
+    cap, why = member_cap(per_member, study)
     if isinstance(setting, int):
         cap, why = min(cap, setting), f"stack: {setting} in the study" if setting <= cap else why
     chunks = [group[i:i + cap] for group in groups.values() for i in range(0, len(group), cap)]
@@ -74,9 +86,10 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
             chunks += [chunk[:half], chunk[half:]]
     specs = [stacked_spec(chunk) if len(chunk) > 1 else chunk[0] for chunk in chunks] + singles
     members = [len(c) for c in chunks]
+    size = f"; about {per_member / 2**20:.1f} MiB per member" if math.isfinite(per_member) else ""
     summary = (f"stacking: {len(points)} configurations in {len(specs)} trials ({len(chunks)} stacks of "
                f"{min(members)}-{max(members)} members, {len(singles) + members.count(1)} alone); at most {cap} "
-               f"members per trial ({why}; about {per_member / 2**20:.1f} MiB per member)")
+               f"members per trial ({why}{size})")
     if refusals:
         summary += f"; not stacked: {'; '.join(sorted(refusals))}"
     return Plan(specs, summary)
@@ -90,32 +103,34 @@ def stacked_spec(members: list[dict[str, Any]]) -> dict[str, Any]:
             "params": {}, "members": [dict(m) for m in members]}
 
 
-def member_cap(config: RunConfig, part: Mapping[str, Any], study: Study) -> tuple[float, int, str]:
-    """(estimated bytes per member, the most members a trial may hold, why)."""
-    try:
-        per_member = member_bytes(config)
-    except Exception as error:  # noqa: BLE001 - data not on the driver (a remote cluster): no estimate
-        return math.nan, DEFAULT_CAP, f"memory not estimated ({type(error).__name__}), default cap"
+def member_cap(per_member: float, study: Study) -> tuple[int, str]:
+    """(the most members a trial may hold, why), for members of ``per_member`` bytes."""
+    if not math.isfinite(per_member):
+        return DEFAULT_CAP, "memory not estimated (data not on this machine), default cap"
     budget, where = trial_memory(study)
-    return per_member, max(1, int(MEMORY_SHARE * budget // per_member)), f"{MEMORY_SHARE:.0%} of {where}"
+    return max(1, int(MEMORY_SHARE * budget // per_member)), f"{MEMORY_SHARE:.0%} of {where}"
 
 
-def member_bytes(config: RunConfig) -> float:
-    """A member's memory: parameter copies, plus activations of a training batch and of an
-    evaluation batch (inputs and every layer's outputs), in float32."""
+def member_size(config: RunConfig) -> tuple[float, int]:
+    """(a member's memory in bytes, its parameter count): parameter copies, plus activations of
+    a training batch and of an evaluation batch (inputs and every layer's outputs), in float32.
+    (NaN, 0) where the benchmark cannot be built here (data only on the cluster's nodes)."""
     import torch
 
     from ..benchmarks import build_benchmark
     from ..models import build_model
 
-    benchmark = build_benchmark(config.benchmark, config.benchmark_options)
+    try:
+        benchmark = build_benchmark(config.benchmark, config.benchmark_options)
+    except Exception:  # noqa: BLE001 - data not on the driver (a remote cluster): no estimate
+        return math.nan, 0
     heads = [task.n_classes for task in benchmark.tasks]
     model = build_model(config.model, benchmark.input_shape, heads, config.model_options)
     parameters = sum(p.numel() for p in model.parameters())
     widths = math.prod(benchmark.input_shape) + sum(m.out_features for m in model.modules()
                                                     if isinstance(m, torch.nn.Linear))
     rows = config.batch_size + config.eval_batch_size
-    return 4.0 * (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * rows * widths)
+    return 4.0 * (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * rows * widths), parameters
 
 
 def trial_memory(study: Study) -> tuple[float, str]:
