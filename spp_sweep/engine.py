@@ -257,17 +257,10 @@ class Experiment:
 
     def train_task(self, task: int, bar=None) -> bool:
         """Train on task ``task`` (or what the method asks for); False if the loss diverged."""
-        train_on = self.method.tasks_to_train(task, self.benchmark.n_tasks)
-        if not train_on:  # e.g. joint after its single training phase: nothing to do
-            if bar is not None:
-                bar.update(self.config.epochs)
-            self.model.remember_norm_stats(task)
+        prepared = self._prepare_task(task, bar)
+        if prepared is None:
             return True
-        for t in train_on:
-            self.method.before_task(self.view(t))
-        trainable = set(self.method.trainable_parameters(task))
-        for p in self.model.parameters():
-            p.requires_grad_(p in trainable)
+        train_on, trainable = prepared
         optimizer = torch.optim.SGD(
             [p for p in self.model.parameters() if p in trainable], lr=self.config.lr, momentum=self.config.momentum
         )
@@ -308,6 +301,23 @@ class Experiment:
                 self.method.after_task(self.view(t))
         self.model.remember_norm_stats(task)  # BN statistics per task (models/cnn.py); no-op without BN
         return finite
+
+    def _prepare_task(self, task: int, bar=None) -> tuple[list[int], set[torch.nn.Parameter]] | None:
+        """The tasks whose data train now and the parameters the optimiser may change, after the
+        method's ``before_task`` and with only those parameters requiring gradients; None, with the
+        task counted done, where the method trains nothing now (joint after its one phase)."""
+        train_on = self.method.tasks_to_train(task, self.benchmark.n_tasks)
+        if not train_on:
+            if bar is not None:
+                bar.update(self.config.epochs)
+            self.model.remember_norm_stats(task)
+            return None
+        for t in train_on:
+            self.method.before_task(self.view(t))
+        trainable = set(self.method.trainable_parameters(task))
+        for p in self.model.parameters():
+            p.requires_grad_(p in trainable)
+        return train_on, trainable
 
     def _snapshot(self, task: int) -> None:
         """The shared parameters after ``task`` and SPP's importance of them on that task.

@@ -219,16 +219,10 @@ class StackedExperiment(Experiment):
 
     def train_task(self, task: int, bar=None) -> bool:  # type: ignore[override]
         """Train every running member on task ``task``; members that diverge are marked so."""
-        train_on = self.method.tasks_to_train(task, self.benchmark.n_tasks)
-        if not train_on:
-            if bar is not None:
-                bar.update(self.config.epochs)
+        prepared = self._prepare_task(task, bar)
+        if prepared is None:
             return True
-        for t in train_on:
-            self.method.before_task(self.view(t))
-        trainable = set(self.method.trainable_parameters(task))
-        for p in self.model.parameters():
-            p.requires_grad_(p in trainable)
+        train_on, trainable = prepared
         params = [p for p in self.model.parameters() if p in trainable]
         velocity: list[torch.Tensor | None] = [None] * len(params)
         self.method.set_train_mode(task)

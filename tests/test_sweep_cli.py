@@ -32,7 +32,9 @@ def trained_tasks(folder: Path) -> list[int]:
 def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Path, sampler: str) -> None:
     lams = [0.5, 1.0, 2.0, 4.0, 6.0, 8.0]
     space = {"lam": lams} if sampler == "grid" else {"lam": {"loguniform": [0.5, 8.0]}}
-    study = {"name": "killed", "benchmark": "split_digits", "fixed": {"epochs": 4},
+    # one configuration per trial: the test counts and cuts trial folders one configuration at a
+    # time (stacked trials are killed and cut in tests/test_stacked_sweep.py)
+    study = {"name": "killed", "benchmark": "split_digits", "fixed": {"epochs": 4}, "stack": "off",
              "methods": {"spp": {"space": space}}, "seeds": 1, "max_concurrent": 1,
              "search": {"sampler": sampler, "seed": 1, "num_samples": len(lams)},
              "resources": {"cpu": 1}, "storage": str(tmp_path / "sweeps")}
@@ -78,7 +80,8 @@ def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Pa
 
 
 def test_ctrl_c_stops_the_sweep_without_starting_more_and_resume_finishes_it(tmp_path: Path) -> None:
-    study = {"name": "ctrlc", "benchmark": "split_digits", "fixed": {"epochs": 4}, "max_concurrent": 1,
+    # stack: off, so that there are trials left to not start (stacked, the five λ are one trial)
+    study = {"name": "ctrlc", "benchmark": "split_digits", "fixed": {"epochs": 4}, "max_concurrent": 1, "stack": "off",
              "methods": {"spp": {"space": {"lam": [0.5, 1.0, 2.0, 4.0, 6.0]}}}, "storage": str(tmp_path)}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
@@ -115,7 +118,9 @@ def test_ray_tunes_progress_is_a_compact_table_and_the_summary_ends_the_log(tmp_
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     log = done.stdout + done.stderr
-    assert "== Status ==" in log and "Number of trials: 4/4" in log  # Tune's progress, as users expect
+    assert "== Status ==" in log and "Number of trials: 2/2" in log  # Tune's progress, as users expect
+    # the three λ train as one stacked trial, fine-tuning alone; the sweep says so
+    assert "grid: stacking: 4 configurations in 2 trials (1 stack of 3 members, 1 alone)" in log
     assert "started with configuration" not in log and "completed after" not in log  # no box per trial
     assert len(log.splitlines()) < 80
     tail = done.stdout.rstrip().splitlines()

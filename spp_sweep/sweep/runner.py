@@ -308,6 +308,7 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
 
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // study.cpu)) if study.gpu == 0 else \
             max(1, int(ray.cluster_resources().get("GPU", 1) // study.gpu))
+        slots = min(slots, study.max_concurrent or slots)
         plan = plan_stacks(study, left, part, slots)
         if plan.summary and options.verbose:
             print(f"{phase}: {plan.summary}", flush=True)

@@ -13,6 +13,8 @@ row per configuration, so trials.csv, the report and resume see exactly what the
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -87,9 +89,12 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
     specs = [stacked_spec(chunk) if len(chunk) > 1 else chunk[0] for chunk in chunks] + singles
     members = [len(c) for c in chunks]
     size = f"; about {per_member / 2**20:.1f} MiB per member" if math.isfinite(per_member) else ""
-    summary = (f"stacking: {len(points)} configurations in {len(specs)} trials ({len(chunks)} stacks of "
-               f"{min(members)}-{max(members)} members, {len(singles) + members.count(1)} alone); at most {cap} "
-               f"members per trial ({why}{size})")
+    stacks = [m for m in members if m > 1]
+    shape = (f"{len(stacks)} stack{'s' if len(stacks) != 1 else ''} of "
+             f"{min(stacks) if min(stacks) == max(stacks) else f'{min(stacks)}-{max(stacks)}'} members"
+             if stacks else "no stacks")
+    summary = (f"stacking: {len(points)} configurations in {len(specs)} trials ({shape}, "
+               f"{len(singles) + members.count(1)} alone); at most {cap} members per trial ({why}{size})")
     if refusals:
         summary += f"; not stacked: {'; '.join(sorted(refusals))}"
     return Plan(specs, summary)
@@ -117,20 +122,29 @@ def member_size(config: RunConfig) -> tuple[float, int]:
     (NaN, 0) where the benchmark cannot be built here (data only on the cluster's nodes)."""
     import torch
 
-    from ..benchmarks import build_benchmark
     from ..models import build_model
 
-    try:
-        benchmark = build_benchmark(config.benchmark, config.benchmark_options)
-    except Exception:  # noqa: BLE001 - data not on the driver (a remote cluster): no estimate
+    shape = _benchmark_shape(config.benchmark, json.dumps(config.benchmark_options, sort_keys=True, default=str))
+    if shape is None:  # data not on the driver (a remote cluster): no estimate
         return math.nan, 0
-    heads = [task.n_classes for task in benchmark.tasks]
-    model = build_model(config.model, benchmark.input_shape, heads, config.model_options)
+    input_shape, heads = shape
+    model = build_model(config.model, input_shape, heads, config.model_options)
     parameters = sum(p.numel() for p in model.parameters())
-    widths = math.prod(benchmark.input_shape) + sum(m.out_features for m in model.modules()
-                                                    if isinstance(m, torch.nn.Linear))
+    widths = math.prod(input_shape) + sum(m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
     rows = config.batch_size + config.eval_batch_size
     return 4.0 * (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * rows * widths), parameters
+
+
+@functools.lru_cache(maxsize=8)
+def _benchmark_shape(name: str, options: str) -> tuple[tuple[int, ...], list[int]] | None:
+    """(input shape, classes per task) of a benchmark, built once per planning (MNIST reads files)."""
+    from ..benchmarks import build_benchmark
+
+    try:
+        benchmark = build_benchmark(name, json.loads(options))
+    except Exception:  # noqa: BLE001
+        return None
+    return tuple(benchmark.input_shape), [task.n_classes for task in benchmark.tasks]
 
 
 def trial_memory(study: Study) -> tuple[float, str]:

@@ -62,16 +62,7 @@ def train_continual(config: dict[str, Any]) -> None:
     run_config = trial_run_config(config)
     metric = config.get("metric", "acc")
     experiment = Experiment(run_config)
-    checkpoint, result = tune.get_checkpoint(), None
-    if checkpoint is not None and checkpoint.filesystem.type_name == "local":
-        # Ray Tune's experiment snapshot may name an older checkpoint than the trial wrote last
-        # (it is saved asynchronously): continue from the newest one in the trial's own folder.
-        result = resume_from(newest_first(Path(checkpoint.path).parent, Path(checkpoint.path)), experiment)
-    elif checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            result = resume_from([Path(folder)], experiment)
-    elif config["trial"].get("resume_from"):  # a trial moved aside when its sweep state was unreadable
-        result = resume_from(newest_first(Path(config["trial"]["resume_from"])), experiment)
+    result = restore(config, experiment)
     if result is not None:  # finished before a driver restart: report, don't rerun
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         higher = result.get("score", {}).get("higher_is_better", True)
@@ -108,14 +99,7 @@ def train_stack(config: dict[str, Any]) -> None:
     configs = [RunConfig.from_dict({**run_settings(config["study"], member), "threads": assigned.threads,
                                     "device": assigned.device}) for member in config["trial"]["members"]]
     stack = StackedExperiment(configs)
-    checkpoint, results = tune.get_checkpoint(), None
-    if checkpoint is not None and checkpoint.filesystem.type_name == "local":
-        results = resume_from(newest_first(Path(checkpoint.path).parent, Path(checkpoint.path)), stack)
-    elif checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            results = resume_from([Path(folder)], stack)
-    elif config["trial"].get("resume_from"):
-        results = resume_from(newest_first(Path(config["trial"]["resume_from"])), stack)
+    results = restore(config, stack)
     higher = stack.objective.higher_is_better
     if results is not None:  # finished before a driver restart: report, don't rerun
         members = [_final_metrics(result, metric, higher) for result in results["members"]]
@@ -175,6 +159,22 @@ def _report_stack(stack: StackedExperiment, members: list[dict[str, Any]], resul
                  "penalty_step": stack.config.method_options.get("penalty_step"), "output": stack.config.output,
                  "higher_is_better": stack.objective.higher_is_better}
         tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def restore(config: Mapping[str, Any], experiment: Experiment | StackedExperiment) -> dict[str, Any] | None:
+    """Load the trial's checkpoint into ``experiment`` if it has one (see resume_from); returns
+    the run's result where that checkpoint is a finished run's."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None and checkpoint.filesystem.type_name == "local":
+        # Ray Tune's experiment snapshot may name an older checkpoint than the trial wrote last
+        # (it is saved asynchronously): continue from the newest one in the trial's own folder.
+        return resume_from(newest_first(Path(checkpoint.path).parent, Path(checkpoint.path)), experiment)
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            return resume_from([Path(folder)], experiment)
+    if config["trial"].get("resume_from"):  # a trial moved aside when its sweep state was unreadable
+        return resume_from(newest_first(Path(config["trial"]["resume_from"])), experiment)
+    return None
 
 
 def newest_first(trial_folder: Path, known: Path | None = None) -> list[Path]:
