@@ -140,13 +140,13 @@ class Method:
         in its dtype, or (K,) in float64 without ``like``."""
         if self.member_options is None or name not in self.member_options:
             return self.hparams[name]
-        values = self.member_options[name]
-        if like is None:
-            return torch.tensor(values, dtype=torch.float64)
-        key = (name, like.dtype, like.device)
-        if key not in self._option_tensors:  # built once: no host-to-device copy per step
-            self._option_tensors[key] = torch.tensor(values, dtype=torch.float64).to(like.dtype).to(like.device)
-        return along_members(self._option_tensors[key], like)
+        key = (name, like.dtype if like is not None else torch.float64,
+               like.device if like is not None else torch.device("cpu"))
+        if key not in self._option_tensors:  # built once: no new tensor (or host-to-device copy) per step
+            values = torch.tensor(self.member_options[name], dtype=torch.float64)
+            self._option_tensors[key] = values if like is None else values.to(like.dtype).to(like.device)
+        values = self._option_tensors[key]
+        return values if like is None else along_members(values, like)
 
     def option_is_zero(self, name: str) -> bool:
         """Whether the option is 0 (in a stacked run: for every member)."""
