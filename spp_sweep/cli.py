@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", choices=("per_task", "shared", "class_incremental"),  # config.OUTPUTS (kept light)
                      help="output layers: a head per task, one shared head of the "
                      "task's size, or one head over every class (default: the method's; sgd: shared, others: per_task)")
+    run.add_argument("--drop-last", action="store_true",
+                     help="train on complete mini-batches only (the authors' split-MNIST scripts)")
+    run.add_argument("--penalise-head", action="store_true",
+                     help="with --output shared/class_incremental, regularisers protect that output layer too "
+                     "(the authors' split-MNIST SPP script; the paper penalises the trunk only)")
     run.add_argument("--out", help="output folder (default: results/METHOD-BENCHMARK-seedS); must be new or empty")
     run.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")

@@ -32,7 +32,10 @@ MODEL_RULES: dict[str, Rule] = {
     "channels": (lambda v: len(v) >= 1 and min(v) >= 1, "a list of channel counts >= 1"),
     "fc": _WHOLE_POSITIVE, "head_hidden": _WHOLE_POSITIVE, "latent": _WHOLE_POSITIVE,
     "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"), "head_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "init": (lambda v: v in ("normal", "torch"), "normal (N(0, 0.1^2), section 4.1) or torch (PyTorch's default)"),
+    "init": (lambda v: v in ("normal", "truncated_normal", "torch"),
+             "normal (N(0, 0.1^2), section 4.1), truncated_normal (the authors' code: σ 0.1 cut at 2σ, biases 0.1) "
+             "or torch (PyTorch's default)"),
+    "dropout_layers": (lambda v: v in ("all", "last"), "all (after every hidden layer) or last (the authors' code)"),
 }
 
 
@@ -79,6 +82,14 @@ class RunConfig:
     # How tasks map to output layers (OUTPUTS); None: the method's default (sgd: shared, as the
     # authors' split-MNIST code; every other method: per_task). README "Output layers".
     output: str | None = None
+    # Train on complete mini-batches only, dropping each epoch's remainder (the authors' split-MNIST
+    # scripts: "Only complete batches are submitted"); False: the last, smaller batch trains too.
+    drop_last: bool = False
+    # With one output layer for every task (output=shared or class_incremental), regularisers
+    # protect it as a shared parameter too, as the authors' split-MNIST SPP script penalises its
+    # W3/b3; the paper's text penalises the trunk only (section 3.2). Refused with a head per task,
+    # where every head is private to its task.
+    penalise_head: bool = False
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
@@ -150,5 +161,12 @@ class RunConfig:
                 good = False
             if not good:
                 raise ConfigError(f"{name}={value!r} is invalid; it must be {wanted}")
+        for name in ("save_importances", "save_parameters", "drop_last", "penalise_head"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is invalid; it must be true or false")
+        if self.penalise_head and self.output == "per_task":
+            raise ConfigError("penalise_head=true protects the one output layer every task shares, but output=per_task "
+                              "gives each task its own head; use output=shared (or class_incremental) or "
+                              "penalise_head=false")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device={self.device!r} is invalid; use cpu, cuda or cuda:N")

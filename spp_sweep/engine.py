@@ -146,6 +146,7 @@ class Experiment:
         self.model: ContinualModel = build_model(
             self.config.model, self.benchmark.input_shape, self.head_sizes, self.config.model_options
         ).to(self.device)
+        self.model.head_is_shared = self.config.penalise_head
         self.method: Method = method_cls(self.model, **self.config.method_options)
         self.method.record_importances = self.config.save_importances
         self.shuffle = torch.Generator().manual_seed(self.config.seed)
@@ -363,9 +364,19 @@ class Experiment:
         for t in tasks:
             n = len(self._targets[t][0])
             order = torch.randperm(n, generator=shuffle).to(self.device)
-            batches += [(t, index) for index in order.split(self.config.batch_size)]
+            batches += [(t, index) for index in self._split_batches(order)]
         if len(tasks) > 1:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=shuffle)]
+        return batches
+
+    def _split_batches(self, order: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, ...]:
+        """``order`` cut into mini-batches along ``dim``; with drop_last, complete ones only."""
+        batches = order.split(self.config.batch_size, dim=dim)
+        if self.config.drop_last and batches[-1].shape[dim] < self.config.batch_size:
+            batches = batches[:-1]
+        if not batches:
+            raise ConfigError(f"drop_last=true with batch_size={self.config.batch_size} leaves no complete batch of "
+                              f"{order.shape[dim]} training samples; choose a smaller batch_size or drop_last=false")
         return batches
 
     def _batches(self, tasks: list[int]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:

@@ -44,6 +44,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "seed": args.seed, "device": args.device, "threads": args.threads,
         "save_importances": args.save_importances, "save_parameters": args.save_parameters,
+        "drop_last": args.drop_last, "penalise_head": args.penalise_head,
     }
     if args.lr_decay is not None:
         values["lr_decay"] = args.lr_decay

@@ -140,6 +140,7 @@ class StackedExperiment(Experiment):
         if refusal:
             raise ConfigError(f"cannot stack {self.config.model}: {refusal}")
         self.model = StackedModel(models, self.dropout_rngs, len(self.benchmark.input_shape)).to(self.device)
+        self.model.head_is_shared = self.config.penalise_head
         self.method = method_cls(self.model, **self.config.method_options)
         self.method.member_options = {name: [float(c.method_options[name]) for c in configs]
                                       for name in method_cls.stackable_options}
@@ -282,7 +283,7 @@ class StackedExperiment(Experiment):
             t = tasks[0]
             n = len(self._targets[t][0])
             orders = torch.stack([torch.randperm(n, generator=g) for g in self.shuffles]).to(self.device)
-            for index in orders.split(self.config.batch_size, dim=1):
+            for index in self._split_batches(orders, dim=1):
                 yield [t] * self.size, self.benchmark.tasks[t].x_train[index], self._targets[t][0][index], None
             return
         schedules = [self._schedule(tasks, g) for g in self.shuffles]  # several tasks at once (joint)

@@ -142,7 +142,8 @@ def _linear_forward(
     """The trunk's Linear layers, each one's (input, output) in a forward pass, and the logits;
     None unless every shared parameter sits in an nn.Linear fed (batch, features) inputs (or a
     stacked model's StackedLinear fed (members, batch, features))."""
-    linears = [m for m in model.trunk.modules() if isinstance(m, (nn.Linear, StackedLinear))]
+    linears = [m for shared in model.shared_modules() for m in shared.modules()
+               if isinstance(m, (nn.Linear, StackedLinear))]
     covered = {id(p) for m in linears for p in m.parameters()}
     if not linears or any(id(p) not in covered for p in model.shared_parameters()):
         return None

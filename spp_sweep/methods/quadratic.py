@@ -64,6 +64,11 @@ class QuadraticPenaltyMethod(Method):
                 f"with momentum={momentum:g}; set momentum to 0 or use penalty_step=explicit")
 
     @property
+    def scale(self) -> float:
+        """s of the penalty s * lam * sum Omega (w - w*)^2 (1 for eq. 5; EWC's 1/2)."""
+        return self.penalty_scale
+
+    @property
     def implicit(self) -> bool:
         return self.hparams["penalty_step"] == "implicit"
 
@@ -102,7 +107,7 @@ class QuadraticPenaltyMethod(Method):
             self.member_sum(o * (p - a).square())
             for o, p, a in zip(self.omega, self.model.shared_parameters(), self.anchor)
         )
-        scale = self.penalty_scale * self.option("lam")  # a number, or (K,) in float64 when stacked
+        scale = self.scale * self.option("lam")  # a number, or (K,) in float64 when stacked
         return along_members(scale, total) * total  # SPP eq. 5: lam * sum_k Omega_k (w_k - w*_k)^2
 
     @torch.no_grad()
@@ -110,7 +115,7 @@ class QuadraticPenaltyMethod(Method):
         """The implicit penalty step (module docstring); nothing with the explicit one."""
         if not self.implicit or self.omega is None or self.option_is_zero("lam"):
             return
-        rate = 2.0 * lr * self.penalty_scale * self.option("lam")  # per member (K,) when stacked
+        rate = 2.0 * lr * self.scale * self.option("lam")  # per member (K,) when stacked
         for p, o, a in zip(self.model.shared_parameters(), self.omega, self.anchor):
             if p.requires_grad:  # only what the optimiser may change
                 c = along_members(rate, o) * o

@@ -52,9 +52,17 @@ class SPP(QuadraticPenaltyMethod):
             "batch Fisher)",
             choices=("entropy", "elbo"),
         ),
-        "beta": Option(0.0, "sharpening: omega <- softmax(beta*omega) per tensor (authors' code used 3); 0 = off"),
+        "beta": Option(0.0, "the authors' per-tensor normalisation omega <- softmax(beta*omega) (their split-MNIST "
+                            "script used 3; it flattens small importances towards 1/size rather than sharpening them); "
+                            "0 = off"),
+        "half_lambda": Option(False, "penalty (lam/2) sum Omega (w - w*)^2 as the authors' split-MNIST script; "
+                                     "false: eq. 5's lam sum Omega (w - w*)^2"),
         **QuadraticPenaltyMethod.options,
     }
+
+    @property
+    def scale(self) -> float:
+        return 0.5 if self.hparams["half_lambda"] else 1.0  # eq. 5 has no 1/2; the authors' script has lam/2
 
     @classmethod
     def check_objective(cls, hparams: Mapping[str, Any], objective: str, usable: Sequence[str]) -> None:

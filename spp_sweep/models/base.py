@@ -23,6 +23,8 @@ class ContinualModel(nn.Module):
         self.heads = nn.ModuleList(make_head(n) for n in head_sizes)
         # Per task, the batch-norm running statistics it was trained with (empty without BN).
         self.norm_stats: dict[int, dict[str, torch.Tensor]] = {}
+        # True: the one output layer every task shares is a shared parameter too (RunConfig.penalise_head)
+        self.head_is_shared = False
 
     def forward(self, x: torch.Tensor, head: int = 0) -> torch.Tensor:
         return self.heads[head](self.trunk(x))
@@ -33,13 +35,20 @@ class ContinualModel(nn.Module):
         log_q = torch.log_softmax(outputs, dim=-1)
         return -(log_q.exp() * log_q).sum(-1)
 
+    def shared_modules(self) -> list[nn.Module]:
+        """What regularisers protect: the trunk (heads are task-private), and the single output
+        layer when every task shares it and the run asks for it (``head_is_shared``)."""
+        return [self.trunk, self.heads[0]] if self.head_is_shared else [self.trunk]
+
     def shared_parameters(self) -> list[nn.Parameter]:
-        """The trunk's parameters: what regularisers protect (heads are task-private)."""
-        return list(self.trunk.parameters())
+        return [param for _, param in self.named_shared_parameters()]
 
     def named_shared_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         for name, param in self.trunk.named_parameters():
             yield f"trunk.{name}", param
+        if self.head_is_shared:
+            for name, param in self.heads[0].named_parameters():
+                yield f"heads.0.{name}", param
 
     def _norm_buffers(self) -> dict[str, torch.Tensor]:
         return {name: buffer for name, buffer in self.named_buffers()

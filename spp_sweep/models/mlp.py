@@ -10,10 +10,19 @@ from torch import nn
 from .base import ContinualModel
 
 
+# How the hidden layers are followed by dropout: after every one (this project's default) or
+# after the last only (the authors' split-MNIST scripts: dropout on h2, before the output layer).
+DROPOUT_LAYERS = ("all", "last")
+
+
 def _init_linear(layer: nn.Linear, init: str) -> None:
     if init == "normal":  # section 4.1: MLP weights drawn from N(0, 0.1^2)
         nn.init.normal_(layer.weight, mean=0.0, std=0.1)
         nn.init.zeros_(layer.bias)
+    elif init == "truncated_normal":  # the authors' code: tf.truncated_normal(stddev=0.1), biases 0.1
+        # TensorFlow's truncated normal redraws values beyond two standard deviations
+        nn.init.trunc_normal_(layer.weight, mean=0.0, std=0.1, a=-0.2, b=0.2)
+        nn.init.constant_(layer.bias, 0.1)
     elif init != "torch":  # "torch": PyTorch's default (Kaiming-uniform) initialisation
         raise ValueError(f"unknown init {init!r}")
 
@@ -24,15 +33,19 @@ def mlp(
     hidden: Sequence[int] = (512, 256),
     dropout: float = 0.2,
     init: str = "normal",
+    dropout_layers: str = "all",
 ) -> ContinualModel:
-    """An MLP trunk (Linear-ReLU-Dropout per hidden layer) with one linear head per task."""
+    """An MLP trunk (Linear-ReLU per hidden layer, each followed by Dropout, or only the last one
+    with ``dropout_layers="last"``) with one linear head per task."""
+    if dropout_layers not in DROPOUT_LAYERS:
+        raise ValueError(f"dropout_layers={dropout_layers!r}; choose one of: {', '.join(DROPOUT_LAYERS)}")
     layers: list[nn.Module] = [nn.Flatten()]
     width = int(math.prod(input_shape))
-    for size in hidden:
+    for i, size in enumerate(hidden):
         linear = nn.Linear(width, int(size))
         _init_linear(linear, init)
         layers += [linear, nn.ReLU()]
-        if dropout > 0:
+        if dropout > 0 and (dropout_layers == "all" or i == len(hidden) - 1):
             layers.append(nn.Dropout(dropout))
         width = int(size)
     model = ContinualModel(nn.Sequential(*layers), width, head_sizes)

@@ -61,8 +61,8 @@ class VAE(ContinualModel):
         p = torch.sigmoid(outputs)
         return F.binary_cross_entropy_with_logits(outputs, p, reduction="none").flatten(1).sum(1)
 
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.trunk.parameters()) + list(self.decoder.parameters())
+    def shared_modules(self) -> list[nn.Module]:
+        return [self.trunk, self.decoder]
 
     def named_shared_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         yield from super().named_shared_parameters()
