@@ -133,6 +133,11 @@ def _add_sweep(commands: Any) -> None:
     sweep.add_argument("--name", help="the sweep's name: results go to STORAGE/NAME (default: the study's name)")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep: finished trials are "
                        "kept, unfinished ones continue from their last finished task")
+    sweep.add_argument("--trust-state", action="store_true", help="with --resume: resume a sweep folder that "
+                       "spp-sweep did not start under this account (its Ray Tune state is unpickled, which can "
+                       "run code: only for folders you trust)")
+    sweep.add_argument("--allow-code", action="store_true", help="let the study name benchmark python (an entry "
+                       "point that is imported and run); refused otherwise, a study file being data")
     sweep.add_argument("--num-samples", type=_positive_int, help="trials per method for tpe/random samplers")
     sweep.add_argument("--stack", type=_stack_setting, help="grid points per trial as one batched model: auto "
                        "(default; whole groups, capped by memory), off (one configuration per trial) or N at most")
@@ -143,6 +148,8 @@ def _add_sweep(commands: Any) -> None:
                        help="a benchmark option added to the study's benchmark_options, e.g. max_train_per_task=10000")
     sweep.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                        help="a run setting for every trial, added to the study's `fixed`, e.g. --set epochs=2")
+    sweep.add_argument("--method-option", action="append", type=_key_value, default=[], metavar="METHOD.KEY=VALUE",
+                       help="a method option added to that method's `options` in the study, e.g. spp.beta=0")
     sweep.add_argument("--no-report", action="store_true", help="do not write the report at the end")
 
 
@@ -240,6 +247,8 @@ def _add_recommend(commands: Any) -> None:
     recommend.add_argument("--storage", default="results/recommend", help="results folder (default results/recommend)")
     recommend.add_argument("--name", help="results go to STORAGE/NAME (default: from DATA)")
     recommend.add_argument("--resume", action="store_true", help="continue an interrupted recommendation")
+    recommend.add_argument("--trust-state", action="store_true", help="with --resume: resume a folder that "
+                           "spp-sweep did not start under this account (its Ray Tune state is unpickled)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -118,3 +118,13 @@ def test_the_preset_study_loads_and_names_every_setting() -> None:
     spp = next(m for m in study.methods if m.method == "spp")
     assert spp.options == {"beta": 3, "half_lambda": True}
     assert {0.01, 0.1, 0.5, 1, 2, 4, 6, 8, 12} <= set(spp.space["lam"].values)
+
+
+def test_method_option_overrides_one_methods_options(tmp_path: Path) -> None:
+    from spp_sweep.sweep.runner import SweepOptions, prepare_study
+
+    study = load_study(Path(REPO, "studies", "split_mnist_authors_ablation.yaml"))
+    changed = prepare_study(study, SweepOptions(storage=str(tmp_path), method_options=(("spp.beta", 0.0),)))
+    assert next(m for m in changed.methods if m.method == "spp").options == {"beta": 0.0, "half_lambda": True}
+    with pytest.raises(ConfigError, match="METHOD.OPTION"):
+        prepare_study(study, SweepOptions(storage=str(tmp_path), method_options=(("ewc.lam", 1.0),)))

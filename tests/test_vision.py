@@ -18,6 +18,8 @@ from spp_sweep.errors import DataError
 
 RNG = np.random.default_rng(0)
 PER_CLASS = 3  # training images per class in the tiny files
+# The tiny CIFAR files are not torchvision's published archives: every build that reads them says so.
+TINY = {"verify_checksums": False}
 
 
 def images(n: int, channels: int, size: int) -> np.ndarray:
@@ -107,7 +109,7 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_visual_sequence_reads_every_format_into_equal_3x32x32_tasks(image_root: Path) -> None:
-    bench = build_benchmark("visual_sequence", {"data_root": str(image_root)})
+    bench = build_benchmark("visual_sequence", {"data_root": str(image_root), **TINY})
     names = [t.name.split(":")[1] for t in bench.tasks]
     assert names == ["mnist", "notmnist", "svhn", "stl10", "cifar10"]
     sizes = {len(t.y_train) for t in bench.tasks}
@@ -118,7 +120,7 @@ def test_visual_sequence_reads_every_format_into_equal_3x32x32_tasks(image_root:
         assert set(task.y_train.tolist()) <= set(range(10)) and task.n_classes == 10
     notmnist = bench.tasks[1]
     assert len(notmnist.y_test) == 10  # 1 of 5 per letter (20%); the broken PNG skipped
-    reordered = build_benchmark("visual_sequence", {"data_root": str(image_root), "order": "cifar10,svhn",
+    reordered = build_benchmark("visual_sequence", {"data_root": str(image_root), **TINY, "order": "cifar10,svhn",
                                                     "train_per_task": 64})
     assert [t.name.split(":")[1] for t in reordered.tasks] == ["cifar10", "svhn"]
     assert {len(t.y_train) for t in reordered.tasks} == {64}  # more than exist: repeats
@@ -134,7 +136,7 @@ def test_svhn_zero_and_stl_labels_are_mapped_to_0_9(image_root: Path) -> None:
 
 
 def test_split_cifar100_and_caltech101_tasks(image_root: Path) -> None:
-    cifar = build_benchmark("split_cifar100", {"data_root": str(image_root)})
+    cifar = build_benchmark("split_cifar100", {"data_root": str(image_root), **TINY})
     assert cifar.n_tasks == 20 and all(t.n_classes == 5 for t in cifar.tasks)
     assert {len(t.y_train) for t in cifar.tasks} == {5 * PER_CLASS}
     assert cifar.tasks[3].classes == (15, 16, 17, 18, 19)
@@ -152,9 +154,11 @@ def test_missing_and_corrupt_files_are_one_line_errors(image_root: Path, tmp_pat
         build_benchmark("split_cifar100", {"data_root": str(tmp_path)})
     assert "\n" not in str(missing.value)
     write_cifar100(tmp_path)
+    with pytest.raises(DataError, match="not the published one"):  # the tiny file is no real archive
+        build_benchmark("split_cifar100", {"data_root": str(tmp_path)})
     (tmp_path / "cifar-100-python" / "train").write_bytes(b"\x80\x02truncated")
     with pytest.raises(DataError, match="corrupt"):
-        build_benchmark("split_cifar100", {"data_root": str(tmp_path)})
+        build_benchmark("split_cifar100", {"data_root": str(tmp_path), **TINY})
     with pytest.raises(DataError, match="notMNIST"):
         build_benchmark("visual_sequence", {"data_root": str(tmp_path), "order": "notmnist"})
     with pytest.raises(DataError, match="class_counts"):
@@ -163,7 +167,7 @@ def test_missing_and_corrupt_files_are_one_line_errors(image_root: Path, tmp_pat
 
 def test_spp_runs_with_vgg9_on_the_visual_sequence_keeping_bn_statistics_per_task(image_root: Path) -> None:
     config = RunConfig(method="spp", benchmark="visual_sequence", epochs=1, batch_size=16, threads=2,
-                       benchmark_options={"data_root": str(image_root)}, model_options={"channels": [8, 16, 16],
+                       benchmark_options={"data_root": str(image_root), **TINY}, model_options={"channels": [8, 16, 16],
                                                                                         "fc": 32})
     experiment = Experiment(config)
     assert experiment.config.model == "vgg9"
@@ -207,7 +211,7 @@ def test_the_image_studies_run_on_files_in_the_real_formats(name: str, image_roo
                                               for k, d in first.space.items()})
     small = {"visual_sequence": {"channels": [8, 8, 8], "fc": 16}, "split_cifar100": {"channels": [8, 8, 8], "fc": 16},
              "caltech101": {"head_hidden": 16}}[name]
-    options = {"class_counts": "2,2", "image_size": 32} if name == "caltech101" else {}
+    options = {"class_counts": "2,2", "image_size": 32} if name == "caltech101" else TINY
     study = dataclasses.replace(
         study, methods=(first,), storage=str(tmp_path), seeds=(0,), final_seeds=(), num_samples=1, gpu=0.0, cpu=1.0,
         # 3 images per class here: a tenth would leave no validation image, so half
@@ -221,7 +225,7 @@ def test_the_image_studies_run_on_files_in_the_real_formats(name: str, image_roo
 
 def test_a_vgg9_checkpoint_continues_to_the_same_matrix(image_root: Path) -> None:
     config = RunConfig(method="ewc", benchmark="visual_sequence", epochs=1, batch_size=16, threads=2,
-                       benchmark_options={"data_root": str(image_root), "order": "cifar10,svhn,mnist"},
+                       benchmark_options={"data_root": str(image_root), "order": "cifar10,svhn,mnist", **TINY},
                        model_options={"channels": [4, 8, 8], "fc": 16, "dropout": 0.2})
     whole = Experiment(config).run()
     states = {}
@@ -255,7 +259,7 @@ def test_sgd_frozen_keeps_the_first_tasks_bn_statistics_on_vgg9(image_root: Path
     """SGD-F's trunk is a fixed function after task 1: its weights *and* its batch-norm running
     statistics stay as task 1 left them (train mode would re-estimate them on every task)."""
     config = RunConfig(method="sgd_frozen", benchmark="visual_sequence", epochs=1, batch_size=16, threads=2,
-                       benchmark_options={"data_root": str(image_root)}, model_options={"channels": [8, 16, 16],
+                       benchmark_options={"data_root": str(image_root), **TINY}, model_options={"channels": [8, 16, 16],
                                                                                         "fc": 32})
     experiment = Experiment(config)
     assert experiment.train_task(0)
@@ -269,3 +273,27 @@ def test_sgd_frozen_keeps_the_first_tasks_bn_statistics_on_vgg9(image_root: Path
     assert all(torch.equal(experiment.model.norm_stats[2][k], experiment.model.norm_stats[0][k])
                for k in experiment.model.norm_stats[0])
     assert experiment.model.trunk.training is True  # back in train mode for what follows
+
+
+class _Payload:
+    """Pickles to a call of ``Path.touch`` on ``marker``: what a planted file would run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_planted_cifar_pickle_runs_nothing(tmp_path: Path) -> None:
+    """A file in CIFAR's place is checked against the published MD5, and even unchecked it is read
+    by an unpickler that admits arrays only: its payload never runs."""
+    write_cifar100(tmp_path)
+    marker = tmp_path / "payload-ran"
+    batch = {"data": images(100, 3, 32).reshape(100, -1), "fine_labels": [_Payload(marker)] * 100}
+    (tmp_path / "cifar-100-python" / "train").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match="not the published one"):
+        build_benchmark("split_cifar100", {"data_root": str(tmp_path)})
+    with pytest.raises(DataError, match="corrupt .*never holds"):
+        build_benchmark("split_cifar100", {"data_root": str(tmp_path), **TINY})
+    assert not marker.exists()

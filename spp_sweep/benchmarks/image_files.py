@@ -1,8 +1,9 @@
 """Readers for the image datasets of the paper, in each dataset's own on-disk format.
 
 Each reader returns ``(x_train, y_train, x_test, y_test)`` with images as uint8 tensors
-(N, C, H, W) and labels 0..K-1. They read the files directly (no checksum step), so a data
-root holding the usual files works offline; ``download=True`` first lets torchvision fetch
+(N, C, H, W) and labels 0..K-1. They read the files directly, so a data root holding the usual
+files works offline (CIFAR's pickles are checked against torchvision's published MD5s and read by
+an unpickler that admits arrays only: a planted file runs nothing); ``download=True`` first lets torchvision fetch
 what it can. A missing or unreadable file is a :class:`DataError` naming it and the fix.
 
 Layouts (under the data root, as torchvision writes them where it has the dataset):
@@ -47,13 +48,43 @@ def _download(kind: Callable[..., object], root: Path, **kwargs: object) -> None
                         "fetch the files by hand into the data root") from None
 
 
-def _cifar(root: Path, folder: str, train_files: list[str], test_file: str, label_key: str, name: str) -> Arrays:
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and NumPy arrays, and refuses every other global:
+    a CIFAR batch is a pickle, and a planted one must not run code (plain pickle.load would)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a CIFAR batch never holds")
+        return super().find_class(module, name)
+
+
+def _known_md5(folder: str) -> dict[str, str]:
+    """torchvision's published MD5 of every file of the CIFAR archive in ``folder``."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    kind = CIFAR10 if folder == CIFAR10.base_folder else CIFAR100
+    return dict(kind.train_list + kind.test_list)
+
+
+def _cifar(root: Path, folder: str, train_files: list[str], test_file: str, label_key: str, name: str,
+           verify: bool = True) -> Arrays:
     def read(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         if not path.exists():
             raise _missing(path, name, folder + "/")
+        if verify:
+            from torchvision.datasets.utils import check_integrity
+
+            if not check_integrity(str(path), _known_md5(folder)[path.name]):
+                raise DataError(f"{name} file {path} is not the published one (its MD5 differs from torchvision's); "
+                                "fetch the archive again, or set the benchmark option verify_checksums=false for a "
+                                "re-packed copy you trust (it is still read without running code)")
         try:
             with open(path, "rb") as handle:
-                batch = pickle.load(handle, encoding="latin1")
+                batch = _ArrayUnpickler(handle, encoding="latin1").load()
             data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             labels = np.asarray(batch[label_key], dtype=np.int64)
         except Exception as error:
@@ -67,23 +98,25 @@ def _cifar(root: Path, folder: str, train_files: list[str], test_file: str, labe
     return torch.cat([x for x, _ in train]), torch.cat([y for _, y in train]), x_test, y_test
 
 
-def load_cifar10(data_root: str | None, download: bool = False) -> Arrays:
+def load_cifar10(data_root: str | None, download: bool = False, verify: bool = True) -> Arrays:
+    """``verify``: refuse files whose MD5 is not torchvision's published one."""
     root = resolve_data_root(data_root)
     if download:
         from torchvision.datasets import CIFAR10
 
         _download(CIFAR10, root)
     return _cifar(root, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
-                  "labels", "CIFAR-10")
+                  "labels", "CIFAR-10", verify)
 
 
-def load_cifar100(data_root: str | None, download: bool = False) -> Arrays:
+def load_cifar100(data_root: str | None, download: bool = False, verify: bool = True) -> Arrays:
+    """``verify``: refuse files whose MD5 is not torchvision's published one."""
     root = resolve_data_root(data_root)
     if download:
         from torchvision.datasets import CIFAR100
 
         _download(CIFAR100, root)
-    return _cifar(root, "cifar-100-python", ["train"], "test", "fine_labels", "CIFAR-100")
+    return _cifar(root, "cifar-100-python", ["train"], "test", "fine_labels", "CIFAR-100", verify)
 
 
 def load_svhn(data_root: str | None, download: bool = False) -> Arrays:

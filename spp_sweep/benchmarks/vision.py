@@ -64,11 +64,13 @@ def visual_sequence(
     train_per_task: int | None = None,
     test_per_task: int | None = None,
     data_seed: int = 0,
+    verify_checksums: bool = True,
 ) -> Benchmark:
     """Five 10-class image datasets in sequence, each as 3x32x32 (paper Figure 3).
 
     ``train_per_task`` equalises the tasks: by default the smallest training set (STL-10's
-    5,000); the paper's 50,000 repeats images of the smaller sets.
+    5,000); the paper's 50,000 repeats images of the smaller sets. ``verify_checksums``: the
+    CIFAR-10 files must be the published ones (torchvision's MD5s).
     """
     names = [n.strip().lower() for n in (order.split(",") if isinstance(order, str) else order) if n.strip()]
     unknown = [n for n in names if n not in _READERS]
@@ -77,7 +79,8 @@ def visual_sequence(
     for key, value in (("train_per_task", train_per_task), ("test_per_task", test_per_task)):
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
-    raw = {name: _READERS[name](data_root, download) for name in names}
+    raw = {name: image_files.load_cifar10(data_root, download, verify_checksums) if name == "cifar10"
+           else _READERS[name](data_root, download) for name in names}
     if train_per_task is None:
         train_per_task = min(len(arrays[1]) for arrays in raw.values())
     generator = torch.Generator().manual_seed(data_seed)
@@ -104,11 +107,13 @@ def split_cifar100(
     classes_per_task: int = 5,
     max_train_per_task: int | None = None,
     data_seed: int = 0,
+    verify_checksums: bool = True,
 ) -> Benchmark:
-    """CIFAR-100 incremental (supplement Figure 10): 20 tasks of 5 classes, in class order."""
+    """CIFAR-100 incremental (supplement Figure 10): 20 tasks of 5 classes, in class order.
+    ``verify_checksums``: the files must be the published ones (torchvision's MD5s)."""
     if n_tasks < 1 or classes_per_task < 1 or n_tasks * classes_per_task > 100:
         raise ConfigError(f"n_tasks x classes_per_task must be between 1 and 100, got {n_tasks} x {classes_per_task}")
-    x_train, y_train, x_test, y_test = image_files.load_cifar100(data_root, download)
+    x_train, y_train, x_test, y_test = image_files.load_cifar100(data_root, download, verify_checksums)
     groups = pairs(100, classes_per_task)[:n_tasks]
     wanted = torch.tensor([c for g in groups for c in g])
     train_mask, test_mask = torch.isin(y_train, wanted), torch.isin(y_test, wanted)

@@ -22,8 +22,9 @@ def sweep_command(args: argparse.Namespace) -> int:
         address=args.address, storage=args.storage, name=args.name, resume=args.resume,
         max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, num_samples=args.num_samples, final_seeds=args.final_seeds,
-        data_root=args.data_root, stack=args.stack,
-        settings=tuple(args.set), benchmark_options=tuple(args.benchmark_option),
+        data_root=args.data_root, stack=args.stack, trust_state=args.trust_state, allow_code=args.allow_code,
+        settings=tuple(args.set), method_options=tuple(args.method_option),
+        benchmark_options=tuple(args.benchmark_option),
         verbose=0 if args.quiet else 1, trackers=trackers_from(args),
     )
     outcome = run_sweep(study, options)
@@ -90,7 +91,7 @@ def recommend_command(args: argparse.Namespace) -> int:
         data=args.data, methods=args.methods or DEFAULT_METHODS, budget=args.budget, seeds=args.seeds,
         validation=args.validation, curve_points=args.curve_points, penalty_step=args.penalty_step,
         benchmark_options=tuple(benchmark_options.items()), settings=tuple(args.set), storage=args.storage,
-        name=args.name, resume=args.resume, address=args.address, max_concurrent=args.max_concurrent,
+        name=args.name, resume=args.resume, trust_state=args.trust_state, address=args.address, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, verbose=0 if args.quiet else 1,
         trackers=trackers_from(args), protocol=args.protocol, first_tasks=args.first_tasks, tune_on=args.tune_on,
         tune_on_options=tuple(args.tune_on_option), compare=args.compare, tolerance=args.tolerance,

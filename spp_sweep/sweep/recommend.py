@@ -36,7 +36,7 @@ import numpy as np
 from ..benchmarks import BENCHMARKS
 from ..errors import ConfigError, UserError
 from ..methods import METHODS
-from .study import PROTOCOLS, RUN_KEYS, Study, parse_study
+from .study import PROTOCOLS, RUN_KEYS, Study, name_problem, parse_study
 from .trackers import Trackers
 
 DEFAULT_METHODS = ("spp", "ewc", "si", "mas", "lwf", "finetune")
@@ -66,6 +66,7 @@ class RecommendOptions:
     storage: str = "results/recommend"
     name: str | None = None
     resume: bool = False
+    trust_state: bool = False  # --trust-state: resume a folder this account did not start (provenance.py)
     address: str | None = None
     max_concurrent: int | None = None
     cpus_per_trial: float | None = None
@@ -198,7 +199,10 @@ def recommend(options: RecommendOptions) -> Path:
 
     from .runner import SweepOptions, run_sweep, sweep_root
 
-    name = options.name or _default_name(options.data)
+    name = options.name if options.name is not None else _default_name(options.data)
+    wrong = name_problem(name)
+    if wrong:
+        raise ConfigError(f"--name: {wrong}")
     study = search_study(options, "search")
     home = f"{sweep_root(dataclasses.replace(study, name=name))}"
     if "://" in home:
@@ -210,7 +214,9 @@ def recommend(options: RecommendOptions) -> Path:
         raise ConfigError(f"--resume: no recommendation at {home}; run it without --resume first")
     reference = search_study(dataclasses.replace(options, protocol="end_of_training", tune_on=None), "reference") \
         if options.compare and study.evaluates_apart else None
+    # DATA and --tune-on were typed on the command line: an entry point named there may run
     sweep_options = SweepOptions(address=options.address, storage=home, resume=options.resume,
+                                 trust_state=options.trust_state, allow_code=True,
                                  max_concurrent=options.max_concurrent, verbose=options.verbose,
                                  trackers=options.trackers)
 

@@ -10,7 +10,7 @@ and what to set aside and continue from when it does not.
 from __future__ import annotations
 
 import json
-import pickle
+import pickletools
 import re
 import sys
 from pathlib import Path
@@ -81,6 +81,11 @@ def revive_stacks(points: list[dict[str, Any]], root: str,
     return revived, list(left.values())
 
 
+# The state files Ray Tune writes in an experiment folder, by name; anything else there is not read.
+RAY_STATE_FILES = re.compile(r"^(?:tuner\.pkl|(?:experiment_state|basic-variant-state|search_gen_state|searcher-state)"
+                             r"-[\w.-]*\.(?:json|pkl))$")
+
+
 def saved_state(path: str) -> str:
     """``none``, ``valid`` or ``corrupt``: can Ray Tune restore the experiment at ``path``?
 
@@ -94,7 +99,7 @@ def saved_state(path: str) -> str:
     if "://" in path:
         return "valid" if tune.Tuner.can_restore(path) else "none"
     folder = Path(path)
-    files = [f for f in folder.glob("*") if f.is_file() and not f.name.startswith(".")]
+    files = [f for f in folder.glob("*") if f.is_file() and RAY_STATE_FILES.match(f.name)]
     if not any(f.name.startswith("experiment_state") for f in files):
         return "corrupt" if (folder / "tuner.pkl").exists() else "none"
     newest: dict[str, Path] = {}
@@ -104,18 +109,27 @@ def saved_state(path: str) -> str:
 
 
 def _readable(file: Path) -> bool:
-    """Whether a state file loads as JSON or as a pickle (Ray writes both, not always by suffix)."""
+    """Whether a state file is whole JSON or a whole pickle (Ray writes both, not always by suffix).
+
+    A pickle is walked opcode by opcode (pickletools), never loaded: a cut-short one ends before
+    its STOP and is refused, and nothing in it runs (whether Ray may unpickle it at all is
+    provenance.py's question)."""
     try:
-        json.loads(file.read_bytes())
+        data = file.read_bytes()
+    except OSError:
+        return False
+    try:
+        json.loads(data)
         return True
-    except (ValueError, OSError):
+    except ValueError:
         pass
     try:
-        with open(file, "rb") as handle:
-            pickle.load(handle)
-        return True
-    except Exception:  # a cut-short pickle raises EOFError, UnpicklingError, ValueError, ...
+        for opcode, _, _ in pickletools.genops(data):
+            if opcode.name == "STOP":
+                return True
+    except Exception:  # noqa: BLE001 - a cut-short or foreign file raises ValueError, IndexError, ...
         return False
+    return False
 
 
 def abandon(path: str) -> None:

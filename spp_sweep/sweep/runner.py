@@ -31,11 +31,12 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from ..errors import ConfigError, UserError
+from . import provenance
 from .connection import connect
 from .recovery import (abandon, done_trials, missing_points, recreate_named_checkpoints, resumable, revive_stacks,
                        saved_state, set_aside_strays)
 from .stacking import plan_stacks
-from .study import MethodSearch, Study, parse_study
+from .study import MethodSearch, Study, name_problem, parse_study
 from .trackers import Trackers
 
 STUDY_COPY = "study.yaml"
@@ -72,6 +73,10 @@ class SweepOptions:
     storage: str | None = None
     name: str | None = None
     resume: bool = False
+    # --trust-state: resume a folder this account did not start (provenance.py): its Ray state is unpickled
+    trust_state: bool = False
+    # --allow-code: a study may name benchmark `python` (an entry point that imports and runs code)
+    allow_code: bool = False
     max_concurrent: int | None = None
     gpus_per_trial: float | None = None
     cpus_per_trial: float | None = None
@@ -80,6 +85,8 @@ class SweepOptions:
     stack: str | int | None = None  # --stack auto|off|N: the study's `stack`
     data_root: str | None = None
     settings: tuple[tuple[str, Any], ...] = ()  # --set KEY=VALUE: run settings added to the study's `fixed`
+    # --method-option METHOD.KEY=VALUE: a method option added to that method's `options`
+    method_options: tuple[tuple[str, Any], ...] = ()
     benchmark_options: tuple[tuple[str, Any], ...] = ()  # --benchmark-option KEY=VALUE
     verbose: int = 1
     trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B (trackers.py)
@@ -101,11 +108,15 @@ def sweep_root(study: Study) -> str:
 def prepare_study(study: Study, options: SweepOptions) -> Study:
     """Apply overrides; on --resume, the study saved in the sweep folder is the one that runs."""
     study = study.with_overrides(storage=options.storage, name=options.name)
+    wrong = name_problem(study.name)
+    if wrong:
+        raise ConfigError(f"--name: {wrong}")
     root = sweep_root(study)
     saved = _read_text(f"{root}/{STUDY_COPY}")
     if options.resume:
         if saved is None:
             raise ConfigError(f"--resume: no sweep at {root}; run it without --resume first (or fix --storage/--name)")
+        provenance.check(root, saved, _read_text, options.trust_state)
         study = parse_study(yaml.safe_load(saved), default_name=study.name)
         study = dataclasses.replace(study, storage=root.rsplit("/", 1)[0], name=root.rsplit("/", 1)[1])
     elif saved is not None:
@@ -125,6 +136,19 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
     if options.settings:
         study = parse_study({**study.to_dict(), "fixed": {**study.fixed, **dict(options.settings)}},
                             default_name=study.name)
+    if options.method_options:
+        data = study.to_dict()
+        for key, value in options.method_options:
+            method, _, option = key.partition(".")
+            if method not in data["methods"] or not option:
+                raise ConfigError(f"--method-option {key}={value}: write METHOD.OPTION=VALUE with a method of the study "
+                                  f"({', '.join(data['methods'])})")
+            data["methods"][method]["options"][option] = value
+        study = parse_study(data, default_name=study.name)
+    code = study.runs_code()
+    if code and not options.allow_code:
+        raise ConfigError(f"this study runs code: {code}; a study file is data, so spp-sweep runs code from one only "
+                          "when you add --allow-code (read the entry point first)")
     for key, value in [("--gpus-per-trial", study.gpu), ("--cpus-per-trial", study.cpu)]:
         if value < 0 or (key == "--cpus-per-trial" and value == 0):
             raise ConfigError(f"{key} {value:g} is invalid; give a positive number")
@@ -271,7 +295,9 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     check_resources(study)
     root = sweep_root(study)
     if not options.resume:
-        _write_text(f"{root}/{STUDY_COPY}", yaml.safe_dump(study.to_dict(), sort_keys=False))
+        text = yaml.safe_dump(study.to_dict(), sort_keys=False)
+        _write_text(f"{root}/{STUDY_COPY}", text)
+        provenance.mark(root, text, _write_text)
     if options.trackers.tensorboard and options.verbose:
         print(f"TensorBoard: tensorboard --logdir {root}  (one run per trial; step = task)", flush=True)
     extra = dict(extra_config or {})

@@ -118,6 +118,16 @@ class Study:
         phase ``evaluate`` re-runs each method's best on the study's benchmark, full stream."""
         return self.protocol != "end_of_training"
 
+    def runs_code(self) -> str | None:
+        """Which entry point the study would import and call (benchmark ``python``), or None.
+        The sweep driver refuses such a study unless the user passes --allow-code."""
+        for where, benchmark, options in [("benchmark", self.benchmark, self.benchmark_options),
+                                          ("selection.tune_on", (self.tune_on or {}).get("benchmark"),
+                                           (self.tune_on or {}).get("benchmark_options") or {})]:
+            if benchmark == "python":
+                return f"{where} python with entry {options.get('entry')!r}"
+        return None
+
     def searched_by_optuna(self, method: MethodSearch) -> bool:
         """Optuna searches a method when the sampler is tpe/random and its space is worth sampling.
 
@@ -220,6 +230,20 @@ def run_settings(study_part: Mapping[str, Any], trial: Mapping[str, Any]) -> dic
     return run
 
 
+def name_problem(name: Any) -> str | None:
+    """Why ``name`` is not one plain folder name (what a sweep's results go under), or None.
+    '..', '.', slashes or control characters would write outside STORAGE or into it directly."""
+    if not isinstance(name, str) or not name:
+        return f"{name!r} is empty; give a plain folder name such as my_sweep"
+    if name in (".", "..") or any(c in name for c in "/\\") or any(c.isspace() or ord(c) < 32 or ord(c) == 127
+                                                                for c in name):
+        return (f"{name!r} is not one plain folder name (no slashes, spaces, control characters, '.' or '..'); "
+                "results go to STORAGE/NAME")
+    if len(name.encode()) > 200:
+        return f"{name[:20]!r}... is {len(name.encode())} bytes long; use at most 200"
+    return None
+
+
 def load_study(path: str | Path) -> Study:
     """Read and validate a study file; a :class:`StudyError` lists every problem found."""
     path = Path(path)
@@ -297,8 +321,9 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
                         "it off) or the scheduler")
     scheduler = _scheduler(data.get("scheduler"), problems)
     name = data.get("name", default_name)
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
-        problems.append(f"name: {name!r} must be a non-empty word without spaces or slashes")
+    wrong = name_problem(name)
+    if wrong:
+        problems.append(f"name: {wrong}")
     storage = data.get("storage", "results/sweeps")
     if not isinstance(storage, str) or not storage:
         problems.append("storage: must be a folder path or a URI such as s3://bucket/sweeps")

@@ -200,7 +200,8 @@ def resume_from(folders: list[Path], experiment: Experiment | StackedExperiment)
         try:
             if (folder / RESULT_FILE).exists():
                 return json.loads((folder / RESULT_FILE).read_text())
-            state = torch.load(folder / STATE_FILE, weights_only=False)
+            # tensors and plain types only: a checkpoint never unpickles objects (it may come from elsewhere)
+            state = torch.load(folder / STATE_FILE, weights_only=True)
         except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
             print(f"spp-sweep: checkpoint {folder} is unusable ({type(error).__name__}: {error})", file=sys.stderr)
             continue

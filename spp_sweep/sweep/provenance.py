@@ -1,0 +1,87 @@
+"""Which sweep folders this account wrote, so that ``--resume`` never unpickles a stranger's state.
+
+Resuming a sweep hands Ray Tune's saved state to ``Tuner.restore``, which unpickles it
+(``tuner.pkl``, searcher states): a pickle can run any code. A sweep folder copied from a
+colleague, a shared drive or an archive is data that looks harmless and is not. So every sweep
+this project starts writes ``provenance.json`` beside its ``study.yaml``: an HMAC-SHA256 of the
+study file under a key that only this account holds (``~/.config/spp-sweep/sweep-key``, mode
+0600, created on first use; ``$SPP_SWEEP_KEY_FILE`` names another file, e.g. one the nodes of a
+cluster share). ``--resume`` checks it before Ray is touched and refuses a folder without a
+valid mark unless the user says ``--trust-state``. The project's own files inside a sweep are
+read as JSON, NumPy without pickles and tensors with ``weights_only=True``; only Ray's state
+needs the mark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError
+
+KEY_ENV = "SPP_SWEEP_KEY_FILE"
+MARK_FILE = "provenance.json"
+_CONTEXT = b"spp-sweep sweep folder v1\n"
+
+
+def key_path() -> Path:
+    return Path(os.environ.get(KEY_ENV) or Path.home() / ".config" / "spp-sweep" / "sweep-key").expanduser()
+
+
+def _key(create: bool) -> bytes | None:
+    """This account's key; made (0600) when ``create`` and there is none; None if unusable."""
+    path = key_path()
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        if not create:
+            return None
+    except (OSError, ValueError):
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(handle, "w") as stream:
+            stream.write(secrets.token_hex(32))
+    except FileExistsError:  # another process made it first
+        pass
+    except OSError as error:
+        print(f"spp-sweep: cannot create the sweep key {path} ({error}); this sweep can only be resumed with "
+              f"--trust-state (or set {KEY_ENV} to a writable file)", file=sys.stderr)
+        return None
+    return _key(create=False)
+
+
+def _mac(key: bytes, study_text: str) -> str:
+    return hmac.new(key, _CONTEXT + study_text.encode(), hashlib.sha256).hexdigest()
+
+
+def mark(root: str, study_text: str, write: Callable[[str, str], None]) -> None:
+    """Sign a new sweep folder (``study_text``: its study.yaml as written)."""
+    key = _key(create=True)
+    if key is not None:
+        write(f"{root}/{MARK_FILE}", json.dumps({"version": 1, "study_hmac_sha256": _mac(key, study_text)}) + "\n")
+
+
+def check(root: str, study_text: str, read: Callable[[str], str | None], trust: bool) -> None:
+    """Refuse to resume ``root`` unless this account wrote it (or ``trust``)."""
+    if trust:
+        return
+    key = _key(create=False)
+    try:
+        saved = json.loads(read(f"{root}/{MARK_FILE}") or "null")
+        ok = key is not None and isinstance(saved, dict) and hmac.compare_digest(
+            str(saved.get("study_hmac_sha256", "")), _mac(key, study_text))
+    except (OSError, ValueError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"--resume: {root} was not started by spp-sweep under this account (no valid {MARK_FILE}, or its "
+            "study.yaml was changed); resuming unpickles Ray Tune's saved state (tuner.pkl), which can run code. "
+            "Add --trust-state only if you trust where the folder came from; `spp-sweep report` reads it safely")

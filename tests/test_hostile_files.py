@@ -1,0 +1,148 @@
+"""Files someone hands you run nothing (issue 27): study files, sweep folders, checkpoints and
+data. Every payload here would create a marker file if it ran; each test asserts it did not, and
+that the refusal is one line naming the fix."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from spp_sweep.benchmarks import build_benchmark
+from spp_sweep.cli import main
+from spp_sweep.errors import ConfigError, DataError
+from spp_sweep.sweep import provenance
+from spp_sweep.sweep.study import StudyError, load_study, name_problem
+
+
+class Payload:
+    """Unpickles to a call of ``Path.touch`` on ``marker``: what a planted pickle would run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture
+def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own sweep key (provenance.py), as a fresh account would have."""
+    path = tmp_path / "key" / "sweep-key"
+    monkeypatch.setenv(provenance.KEY_ENV, str(path))
+    return path
+
+
+def test_a_study_naming_an_entry_point_runs_nothing_without_allow_code(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    marker = tmp_path / "ran"
+    study = {"name": "planted", "benchmark": "python", "storage": str(tmp_path / "sweeps"),
+             "benchmark_options": {"entry": "pathlib:Path.touch", "options": {"self": str(marker)}},
+             "methods": {"finetune": {}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    assert main(["sweep", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "runs code" in err and "--allow-code" in err and "\n" not in err
+    assert not marker.exists() and not (tmp_path / "sweeps").exists()
+
+
+def test_yaml_tags_that_build_objects_are_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    path = tmp_path / "study.yaml"
+    path.write_text(f"name: x\nbenchmark: split_digits\nmethods: !!python/object/apply:pathlib.Path.touch "
+                    f"['{marker}']\n")
+    with pytest.raises(StudyError, match="not readable YAML"):
+        load_study(path)
+    assert not marker.exists()
+
+
+def test_resume_refuses_a_sweep_folder_this_account_did_not_start(tmp_path: Path, key_file: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    from spp_sweep.sweep.runner import STUDY_COPY, SweepOptions, prepare_study
+
+    study = load_study(Path(__file__).parents[1] / "studies" / "lambda_robustness.yaml")
+    root = tmp_path / "sweeps" / "lambda_robustness"
+    root.mkdir(parents=True)
+    text = yaml.safe_dump(study.to_dict(), sort_keys=False)
+    (root / STUDY_COPY).write_text(text)
+    options = SweepOptions(storage=str(tmp_path / "sweeps"), resume=True)
+    with pytest.raises(ConfigError, match="not started by spp-sweep under this account.*--trust-state"):
+        prepare_study(study, options)  # a folder from elsewhere: no provenance.json
+    provenance.mark(str(root), text, lambda p, t: Path(p).write_text(t))
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    prepare_study(study, options)  # marked by this account: resumes
+    (root / STUDY_COPY).write_text(text.replace("epochs: 10", "epochs: 11"))
+    with pytest.raises(ConfigError, match="study.yaml was changed"):
+        prepare_study(study, options)
+    key_file.write_text("00" * 32)  # another account's key
+    (root / STUDY_COPY).write_text(text)
+    with pytest.raises(ConfigError, match="not started"):
+        prepare_study(study, options)
+    prepare_study(study, SweepOptions(storage=str(tmp_path / "sweeps"), resume=True, trust_state=True))
+
+
+def test_the_state_check_reads_ray_state_files_only_and_never_unpickles(tmp_path: Path) -> None:
+    from spp_sweep.sweep.recovery import _readable, saved_state
+
+    marker = tmp_path / "ran"
+    phase = tmp_path / "grid"
+    phase.mkdir()
+    (phase / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": []}))
+    (phase / "notes").write_bytes(pickle.dumps(Payload(marker)))  # not a Ray file: never read
+    (phase / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))  # walked by pickletools, not loaded
+    assert saved_state(str(phase)) == "valid"
+    assert not marker.exists()
+    (phase / "tuner.pkl").write_bytes(pickle.dumps({"a": list(range(100))})[:-5])  # cut short
+    assert not _readable(phase / "tuner.pkl")
+    assert saved_state(str(phase)) == "corrupt"
+
+
+def test_a_planted_checkpoint_is_skipped_without_running(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from spp_sweep.config import RunConfig
+    from spp_sweep.engine import Experiment
+    from spp_sweep.sweep.trainable import STATE_FILE, resume_from
+
+    marker = tmp_path / "ran"
+    folder = tmp_path / "checkpoint_000000"
+    folder.mkdir()
+    torch.save({"model": Payload(marker)}, folder / STATE_FILE)
+    experiment = Experiment(RunConfig(method="finetune", benchmark="split_digits", epochs=1))
+    assert resume_from([folder], experiment) is None
+    assert not marker.exists()
+    assert "unusable" in capsys.readouterr().err
+    assert experiment.next_task == 0  # nothing loaded: the trial starts from its first task
+
+
+def test_data_files_with_pickled_objects_are_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    arrays = {"x_train": np.zeros((4, 3)), "y_train": np.array([0, 1, 0, 1]), "x_test": np.zeros((2, 3)),
+              "y_test": np.array([0, 1])}
+    npz = tmp_path / "data.npz"
+    np.savez(npz, **{**arrays, "y_train": np.array([Payload(marker)] * 4, dtype=object)})
+    with pytest.raises(DataError):
+        build_benchmark("arrays", {"path": str(npz)})
+    pt = tmp_path / "data.pt"
+    torch.save({**{k: torch.as_tensor(v) for k, v in arrays.items()}, "x_train": Payload(marker)}, pt)
+    with pytest.raises(DataError):
+        build_benchmark("arrays", {"path": str(pt)})
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../../x", "a/b", "a\\b", "a b", "a\nb", "a\x00b", "x" * 300])
+def test_a_sweep_name_is_one_plain_folder_name(name: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert name_problem(name) is not None
+    code = main(["sweep", str(Path(__file__).parents[1] / "studies" / "lambda_robustness.yaml"), "--quiet",
+                 "--storage", str(tmp_path / "sweeps"), "--name", name])
+    assert code == 2
+    assert "--name" in capsys.readouterr().err
+    assert not (tmp_path / "sweeps").exists() and not any(tmp_path.parent.glob("x"))
+
+
+def test_plain_names_pass() -> None:
+    assert name_problem("split_mnist_authors-per_task.v2") is None
