@@ -51,6 +51,7 @@ def _series_points(group: pd.DataFrame, parameter: str, column: str) -> pd.DataF
     finished = done[done["status"] == "finished"]
     stats = finished.groupby(parameter)[column].agg(["mean", "std"])
     counts = done.groupby(parameter)["status"].agg(n="size", k=lambda s: int((s == "finished").sum()))
+    counts = counts.astype({"n": int, "k": int})  # an empty group (only unfinished trials) stays numeric
     return counts.join(stats).reset_index().sort_values(parameter)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,7 +41,11 @@ def read_reports(folder: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     reports = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")  # damaged bytes: their lines are skipped
+    except OSError:
+        return []
+    for line in text.splitlines():
         try:
             reports.append(json.loads(line))
         except json.JSONDecodeError:
@@ -61,8 +67,15 @@ def load_trials(root: str | Path) -> pd.DataFrame:
     says how a quadratic penalty acted (explicit / implicit), searched or not.
     """
     root = Path(root)
-    rows = [row for folder in trial_folders(root) for row in _trial_rows(root, folder)]
+    rows, damaged = [], []
+    for folder in trial_folders(root):
+        try:
+            rows += _trial_rows(root, folder)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:  # a cut or foreign params.json
+            damaged.append(f"{folder}: {type(error).__name__}: {' '.join(str(error).split())[:200]}")
+            print(f"spp-sweep: skipping the damaged trial {damaged[-1]}", file=sys.stderr)
     frame = pd.DataFrame(rows)
+    frame.attrs["damaged"] = damaged  # the report lists them
     if frame.empty:
         return pd.DataFrame(columns=["phase", "trial_id", "method", "seed", "status", *METRIC_COLUMNS,
                                      *VALIDATION_COLUMNS])
@@ -72,7 +85,7 @@ def load_trials(root: str | Path) -> pd.DataFrame:
 def _trial_rows(root: Path, folder: Path) -> list[dict[str, Any]]:
     """A trial folder's rows: one, or one per member of a stacked trial (spp_sweep/sweep/stacking.py),
     each as if that configuration had run alone (``stack`` names the trial it shared)."""
-    config = json.loads((folder / "params.json").read_text())
+    config = json.loads((folder / "params.json").read_text(encoding="utf-8"))
     trial = config.get("trial", {})
     reports = read_reports(folder)
     last = reports[-1] if reports else {}
@@ -234,8 +247,12 @@ def _load_arrays(folder: str | Path, name: str) -> dict[str, Any] | None:
     path = checkpoint / member / name if checkpoint else None
     if path is None or not path.exists():
         return None
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:  # arrays only: an object array would unpickle
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        print(f"spp-sweep: skipping the unreadable {path} ({type(error).__name__}: {error})", file=sys.stderr)
+        return None
 
 
 def _number(value: Any) -> float:

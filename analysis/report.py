@@ -38,7 +38,9 @@ def write_report(root: str | Path, out: str | Path) -> Path:
 
         raise DataError(f"{root} holds no Ray Tune trials (no params.json below it); give a sweep folder")
     matrices = load_matrices(root)
+    damaged = trials.attrs.get("damaged", [])
     trials = add_paper_fwt(trials, matrices)
+    trials.attrs["damaged"] = damaged
     metric = _study_metric(root)
     replace_folder(out, lambda staging: _write(trials, matrices, metric, root, staging))
     return out / "report.md"
@@ -205,6 +207,8 @@ def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]
             parts.append(f"{method}: {', '.join(labels)} ({len(group)} trials)")
         lines.append("- diverged (NaN/inf loss or a finite blow-up, see `diverged_reason`; no metrics): "
                      + "; ".join(parts))
+    for damaged in trials.attrs.get("damaged", []):  # load_trials could not read these trial folders
+        lines.append(f"- damaged, left out of every table: {damaged}")
     return lines
 
 

@@ -45,6 +45,11 @@ MODEL_RULES: dict[str, Rule] = {
 OUTPUTS = ("per_task", "shared", "class_incremental")
 
 
+def _whole(value: object) -> bool:
+    """A whole number, and not a boolean (YAML's ``epochs: true`` is no epoch count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _finite(value: float) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -141,17 +146,17 @@ class RunConfig:
 
     def _check_numbers(self) -> None:
         checks = [
-            ("epochs", self.epochs, lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
-            ("batch_size", self.batch_size, lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+            ("epochs", self.epochs, lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+            ("batch_size", self.batch_size, lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
             ("lr", self.lr, lambda v: _finite(v) and v > 0, "a finite number > 0"),
             ("lr_decay", self.lr_decay, lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]"),
             ("momentum", self.momentum, lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
-            ("eval_batch_size", self.eval_batch_size, lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
-            ("threads", self.threads, lambda v: v is None or (isinstance(v, int) and v >= 1), "a whole number >= 1"),
-            ("seed", self.seed, lambda v: isinstance(v, int) and v >= 0, "a whole number >= 0"),
+            ("eval_batch_size", self.eval_batch_size, lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+            ("threads", self.threads, lambda v: v is None or (_whole(v) and v >= 1), "a whole number >= 1"),
+            ("seed", self.seed, lambda v: _whole(v) and 0 <= v < 2 ** 63, "a whole number in [0, 2^63)"),
             ("validation", self.validation, lambda v: _finite(v) and 0 <= v < 1, "a fraction in [0, 1)"),
-            ("validation_seed", self.validation_seed, lambda v: isinstance(v, int) and v >= 0, "a whole number >= 0"),
-            ("first_tasks", self.first_tasks, lambda v: isinstance(v, int) and v >= 0,
+            ("validation_seed", self.validation_seed, lambda v: _whole(v) and 0 <= v < 2 ** 63, "a whole number in [0, 2^63)"),
+            ("first_tasks", self.first_tasks, lambda v: _whole(v) and v >= 0,
              "a whole number >= 0 (0: every task)"),
         ]
         for name, value, ok, wanted in checks:

@@ -37,6 +37,9 @@ def resolve_options(builder: Callable[..., Any], given: Mapping[str, Any], what:
             resolved[name] = value
         elif parameter.default is not inspect.Parameter.empty:
             resolved[name] = parameter.default
+        elif parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+            raise ConfigError(f"{what} needs the option {name} (e.g. --benchmark-option {name}=...; in a study, "
+                              f"benchmark_options: {{{name}: ...}})")
     return resolved
 
 

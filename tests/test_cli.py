@@ -143,7 +143,7 @@ def test_run_prints_its_resolved_settings_and_a_line_per_task_in_a_log(tmp_path)
     first = completed.stdout.splitlines()[:4]
     assert first[0].startswith("method     ewc (lam=100.0") and "penalty_step=explicit" in first[0]
     assert first[1].startswith("benchmark  split_digits (data_seed=0")
-    assert first[2] == "model      mlp (hidden=(64, 32), dropout=0.0, init=normal)"
+    assert first[2] == "model      mlp (hidden=(64, 32), dropout=0.0, init=normal, dropout_layers=all)"
     assert "epochs/task 2, lr 0.1" in first[3]
     # stderr is a pipe here, not a terminal: one line per task instead of a progress bar
     lines = [line for line in completed.stderr.splitlines() if " done in " in line]

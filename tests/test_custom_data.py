@@ -15,7 +15,7 @@ from spp_sweep.benchmarks import build_benchmark
 from spp_sweep.benchmarks.base import with_validation
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment
-from spp_sweep.errors import UserError
+from spp_sweep.errors import DataError, UserError
 
 
 def blobs(n_classes: int = 4, per_class: int = 30, dim: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
@@ -45,8 +45,12 @@ def test_an_npz_splits_into_tasks_by_count_grouping_or_permutation(tmp_path: Pat
     assert sorted(c for t in shuffled.tasks for c in t.classes) == [0, 1, 2, 3]
     assert shuffled.tasks[0].classes == build_benchmark(
         "arrays", {"path": path, "n_tasks": 2, "order": "random", "data_seed": 3}).tasks[0].classes  # seeded
-    grouped = build_benchmark("arrays", {"path": path, "groups": "3,0;1;2"})
-    assert [t.classes for t in grouped.tasks] == [(3, 0), (1,), (2,)]
+    grouped = build_benchmark("arrays", {"path": path, "groups": "3,0;1,2"})
+    assert [t.classes for t in grouped.tasks] == [(3, 0), (1, 2)]
+    with pytest.raises(DataError, match="one class only"):  # it would score 1.0 untrained, inflating ACC
+        build_benchmark("arrays", {"path": path, "groups": "3,0;1;2"})
+    with pytest.raises(DataError, match="one task"):
+        build_benchmark("arrays", {"path": path, "groups": "0,1,2,3"})
     assert len(grouped.tasks[0].y_train) == 60 and grouped.tasks[0].x_train.shape[1:] == (6,)
     permuted = build_benchmark("arrays", {"path": path, "permutations": 3})
     assert permuted.n_tasks == 3 and all(t.classes == (0, 1, 2, 3) for t in permuted.tasks)
@@ -151,10 +155,10 @@ def test_an_image_folder_tree_becomes_tasks_in_memory_or_streamed(tmp_path: Path
 
 
 def test_an_image_folder_with_train_and_test_folders_uses_them(tmp_path: Path) -> None:
-    write_image_tree(tmp_path / "split" / "train", ["a", "b", "c"], per_class=5)
-    write_image_tree(tmp_path / "split" / "test", ["a", "b", "c"], per_class=2)
-    benchmark = build_benchmark("image_folder", {"path": str(tmp_path / "split"), "groups": [[0], [1, 2]]})
-    assert [len(t.y_train) for t in benchmark.tasks] == [5, 10] and [len(t.y_test) for t in benchmark.tasks] == [2, 4]
+    write_image_tree(tmp_path / "split" / "train", ["a", "b", "c", "d", "e"], per_class=5)
+    write_image_tree(tmp_path / "split" / "test", ["a", "b", "c", "d", "e"], per_class=2)
+    benchmark = build_benchmark("image_folder", {"path": str(tmp_path / "split"), "groups": [[0, 1], [2, 3, 4]]})
+    assert [len(t.y_train) for t in benchmark.tasks] == [10, 15] and [len(t.y_test) for t in benchmark.tasks] == [4, 6]
     with pytest.raises(UserError, match="does not exist"):
         build_benchmark("image_folder", {"path": str(tmp_path / "none"), "n_tasks": 2})
     (tmp_path / "empty").mkdir()

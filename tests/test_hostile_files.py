@@ -146,3 +146,27 @@ def test_a_sweep_name_is_one_plain_folder_name(name: str, tmp_path: Path, capsys
 
 def test_plain_names_pass() -> None:
     assert name_problem("split_mnist_authors-per_task.v2") is None
+
+
+def test_a_report_names_damaged_trials_and_goes_on(tmp_path: Path, ray_local) -> None:
+    from analysis.load import load_importances, load_trials
+    from analysis.report import write_report
+    from spp_sweep.sweep.runner import SweepOptions, run_sweep
+    from spp_sweep.sweep.study import parse_study
+
+    study = parse_study({"name": "damaged", "benchmark": "split_digits", "storage": str(tmp_path), "stack": "off",
+                         "fixed": {"epochs": 1, "save_importances": True},
+                         "methods": {"spp": {"space": {"lam": [1.0, 4.0, 12.0]}}}, "resources": {"cpu": 1}})
+    root = Path(run_sweep(study, SweepOptions(verbose=0)).root)
+    folders = sorted(p.parent for p in root.rglob("params.json") if "checkpoint_" not in p.parent.name)
+    assert len(folders) == 3
+    (folders[0] / "params.json").write_text('{"study": {"bench')  # cut short
+    (folders[1] / "result.json").write_bytes(b"\xff\xfe not utf-8\n")
+    marker = tmp_path / "ran"
+    checkpoint = sorted(folders[2].glob("checkpoint_*"))[-1]
+    np.savez(checkpoint / "importances.npz", w=np.array([Payload(marker)], dtype=object))
+    trials = load_trials(root)
+    assert len(trials) == 2 and trials.attrs["damaged"][0].startswith(str(folders[0]))
+    assert load_importances(folders[2]) is None and not marker.exists()
+    text = write_report(root, tmp_path / "report").read_text()
+    assert "damaged, left out of every table" in text and "1 incomplete" in text

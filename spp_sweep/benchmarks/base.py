@@ -205,5 +205,12 @@ def limit_per_task(tasks: Sequence[Task], max_train: int | None, generator: torc
 
 
 def pairs(n_classes: int, per_task: int) -> list[list[int]]:
-    """Consecutive class groups: pairs(10, 2) -> [[0,1],[2,3],...]."""
-    return [list(range(s, min(s + per_task, n_classes))) for s in range(0, n_classes, per_task)]
+    """Consecutive class groups: pairs(10, 2) -> [[0,1],[2,3],...]. Every task needs two classes
+    at least (a one-class task scores 1.0 before any training) and the stream two tasks."""
+    groups = [list(range(s, min(s + per_task, n_classes))) for s in range(0, n_classes, per_task)]
+    if per_task < 2 or len(groups) < 2 or len(groups[-1]) < 2:
+        usable = [k for k in range(2, n_classes // 2 + 1) if n_classes % k != 1]
+        raise ConfigError(f"classes_per_task={per_task} cuts {n_classes} classes into {len(groups)} task(s) of "
+                          f"{'/'.join(str(len(g)) for g in groups)} classes; every task needs at least two classes "
+                          f"and the stream two tasks: choose one of {', '.join(map(str, usable))}")
+    return groups

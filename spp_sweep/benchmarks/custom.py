@@ -93,6 +93,8 @@ def _read_arrays(path: Path) -> dict[str, torch.Tensor]:
             value = torch.as_tensor(np.asarray(raw[key]) if not torch.is_tensor(raw[key]) else raw[key])
         except (TypeError, ValueError) as error:
             raise DataError(f"{path}: {key} is not a numeric array ({error})") from None
+        if value.is_complex() or value.dtype == torch.bool:
+            raise DataError(f"{path}: {key} has dtype {value.dtype}; give real numbers")
         out[key] = value
     for key in ("x_train", "x_test"):
         x = out[key]
@@ -100,9 +102,15 @@ def _read_arrays(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+MAX_LABEL = 1_000_000  # class ids above this are ids of something else (a label table that large is no task)
+MAX_INPUT = 1e6  # inputs beyond this magnitude overflow SGD in float32; scale them first
+
+
 def _check_arrays(x: torch.Tensor, y: torch.Tensor, split: str) -> None:
     if x.ndim < 2:
         raise DataError(f"x_{split} has shape {tuple(x.shape)}; it needs one row per sample: (N, features...)")
+    if x[0].numel() == 0:
+        raise DataError(f"x_{split} has shape {tuple(x.shape)}: samples with no feature; give at least one")
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"y_{split} has shape {tuple(y.shape)} but x_{split} has {len(x)} samples; "
                         f"give one label per sample")
@@ -111,9 +119,15 @@ def _check_arrays(x: torch.Tensor, y: torch.Tensor, split: str) -> None:
             raise DataError(f"y_{split} holds non-integer labels; labels must be whole numbers >= 0")
     if len(y) and int(y.min()) < 0:
         raise DataError(f"y_{split} holds negative labels (min {int(y.min())}); labels must be whole numbers >= 0")
+    if len(y) and int(y.max()) > MAX_LABEL:
+        raise DataError(f"y_{split} holds the label {int(y.max())}; labels are class ids up to {MAX_LABEL:,}: "
+                        "map them to 0..K-1 first")
     bad = int((~torch.isfinite(x)).sum())
     if bad:
         raise DataError(f"x_{split} holds {bad} NaN/inf values; clean or impute them before training")
+    if x.numel() and float(x.abs().max()) > MAX_INPUT:
+        raise DataError(f"x_{split} holds values up to {float(x.abs().max()):.3g}; SGD diverges on inputs that "
+                        "large: scale them first (to [0, 1], or zero mean and unit variance)")
 
 
 def _check_labels_dense(y_train: torch.Tensor, y_test: torch.Tensor, path: str) -> None:
@@ -289,6 +303,9 @@ def check_tasks(benchmark: Benchmark) -> Benchmark:
     """One line naming the first problem, before any training: see the module docstring."""
     if not benchmark.tasks:
         raise DataError(f"benchmark {benchmark.name!r} has no task")
+    if len(benchmark.tasks) < 2:
+        raise DataError(f"benchmark {benchmark.name!r} has one task; a continual stream needs two at least "
+                        "(more groups, a larger n_tasks, or permutations)")
     shape = tuple(benchmark.input_shape)
     for index, task in enumerate(benchmark.tasks):
         where = f"task {index + 1} ({task.name})"
@@ -304,6 +321,9 @@ def check_tasks(benchmark: Benchmark) -> Benchmark:
                 raise DataError(f"{where}: {split} labels must be 0..{task.n_classes - 1} (one per class of the task)")
             if torch.is_tensor(x) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
                 raise DataError(f"{where}: {split} inputs hold NaN/inf values; clean or impute them before training")
+        if task.n_classes < 2:
+            raise DataError(f"{where} has one class only, which scores 1.0 before any training; give every task "
+                            "two classes at least")
         if len(set(task.classes)) != len(task.classes) or min(task.classes) < 0:
             raise DataError(f"{where}: classes {task.classes} must be distinct ids >= 0")
     return benchmark

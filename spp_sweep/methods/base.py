@@ -48,9 +48,10 @@ class Option:
     def check(self, method: str, name: str, value: Any) -> Any:
         kind = type(self.default)
         try:
-            value = kind(value) if kind is not bool else _as_bool(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{method} option {name}={value!r} must be a {kind.__name__}") from None
+            value = _as_kind(kind, value)
+        except (TypeError, ValueError, OverflowError):
+            wanted = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+            raise ConfigError(f"{method} option {name}={value!r} must be {wanted.get(kind, kind.__name__)}") from None
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{method} option {name}={value!r}; choose one of: {', '.join(self.choices)}")
         if isinstance(value, float) and not math.isfinite(value):
@@ -62,14 +63,30 @@ class Option:
         return value
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
+def _as_kind(kind: type, value: Any) -> Any:
+    """``value`` as ``kind`` without guessing: a boolean is never a number (``lam=true``), a
+    number never a boolean, and a whole number is not truncated from 2.7."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
+            return value.lower() in ("true", "yes", "on")
         raise ValueError(value)
-    return bool(value)
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("+-").isdigit()):
+            return int(value)
+        raise ValueError(value)
+    if kind is float:
+        if isinstance(value, (int, float, str)):
+            return float(value)
+        raise ValueError(value)
+    if kind is str and not isinstance(value, str):
+        raise ValueError(value)
+    return kind(value)
 
 
 def along_members(value: Any, like: torch.Tensor) -> Any:

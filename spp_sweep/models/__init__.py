@@ -31,7 +31,7 @@ def build_model(
     try:
         return builder(input_shape, head_sizes, **dict(options or {}))
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"bad option for model {name!r}: {error}") from None
+        raise ConfigError(f"model {name!r}: {error}") from None
 
 
 __all__ = ["MODELS", "ContinualModel", "build_model"]

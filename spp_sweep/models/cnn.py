@@ -46,6 +46,15 @@ def _xavier(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
+def image_shape(input_shape: Sequence[int], model: str) -> tuple[int, int, int]:
+    """(channels, height, width), or a ValueError naming the fix for flat inputs."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{model} needs image inputs (channels, height, width), and this benchmark's inputs have "
+                         f"shape {tuple(input_shape)}; use --model mlp (or a benchmark of images)")
+    channels, height, width = (int(v) for v in input_shape)
+    return channels, height, width
+
+
 def vgg9(
     input_shape: Sequence[int],
     head_sizes: Sequence[int],
@@ -55,7 +64,7 @@ def vgg9(
 ) -> ContinualModel:
     """VGG-9: three blocks of two 3x3 conv-BN-ReLU layers and a max-pool, two FC layers, and
     one linear head per task (6 conv + 2 FC + head = 9 layers)."""
-    in_channels, height, width = input_shape
+    in_channels, height, width = image_shape(input_shape, "vgg9")
     layers: list[nn.Module] = []
     for out_channels in channels:
         for _ in range(2):
@@ -89,6 +98,7 @@ def resnet18(
     from torchvision.models import ResNet18_Weights
     from torchvision.models import resnet18 as torchvision_resnet18
 
+    image_shape(input_shape, "resnet18")
     network = torchvision_resnet18(weights=ResNet18_Weights.DEFAULT if pretrained else None)
     network.fc = nn.Identity()
     trunk = nn.Sequential(RandomHorizontalFlip(0.5 if flip else 0.0), network)

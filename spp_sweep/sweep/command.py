@@ -88,7 +88,7 @@ def recommend_command(args: argparse.Namespace) -> int:
         if value is not None:
             benchmark_options[key] = value
     options = RecommendOptions(
-        data=args.data, methods=args.methods or DEFAULT_METHODS, budget=args.budget, seeds=args.seeds,
+        data=args.data, methods=DEFAULT_METHODS if args.methods is None else args.methods, budget=args.budget, seeds=args.seeds,
         validation=args.validation, curve_points=args.curve_points, penalty_step=args.penalty_step,
         benchmark_options=tuple(benchmark_options.items()), settings=tuple(args.set), storage=args.storage,
         name=args.name, resume=args.resume, trust_state=args.trust_state, address=args.address, max_concurrent=args.max_concurrent,

@@ -105,8 +105,11 @@ def search_study(options: RecommendOptions, name: str) -> Study:
     if unknown or not options.methods:
         raise ConfigError(f"--methods: unknown method {', '.join(unknown) or '(none given)'}; choose from "
                           f"{', '.join(METHODS)}")
-    if options.budget < 1 or options.seeds < 1 or options.curve_points < 0:
-        raise ConfigError("--budget and --seeds must be >= 1 and --curve-points >= 0")
+    if options.budget < 1 or options.seeds < 1 or options.curve_points < 0 or options.curve_points == 1:
+        raise ConfigError("--budget and --seeds must be >= 1, and --curve-points 0 (no λ curve) or >= 2 (a curve "
+                          "needs two points)")
+    if len(set(options.methods)) != len(options.methods):
+        raise ConfigError(f"--methods {','.join(options.methods)} names a method twice; name each once")
     if not 0 < options.validation < 1:
         raise ConfigError(f"--validation {options.validation:g} is invalid; give a fraction in (0, 1) such as 0.2")
     if options.penalty_step not in PENALTY_STEPS:

@@ -36,7 +36,7 @@ from .connection import connect
 from .recovery import (abandon, done_trials, missing_points, recreate_named_checkpoints, resumable, revive_stacks,
                        saved_state, set_aside_strays)
 from .stacking import plan_stacks
-from .study import MethodSearch, Study, name_problem, parse_study
+from .study import MethodSearch, Study, name_problem, parse_study, read_yaml
 from .trackers import Trackers
 
 STUDY_COPY = "study.yaml"
@@ -117,7 +117,7 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
         if saved is None:
             raise ConfigError(f"--resume: no sweep at {root}; run it without --resume first (or fix --storage/--name)")
         provenance.check(root, saved, _read_text, options.trust_state)
-        study = parse_study(yaml.safe_load(saved), default_name=study.name)
+        study = parse_study(read_yaml(saved), default_name=study.name)
         study = dataclasses.replace(study, storage=root.rsplit("/", 1)[0], name=root.rsplit("/", 1)[1])
     elif saved is not None:
         raise ConfigError(f"a sweep already exists at {root}; pass --resume to continue it, or --name NEW for a new one")

@@ -230,6 +230,65 @@ def run_settings(study_part: Mapping[str, Any], trial: Mapping[str, Any]) -> dic
     return run
 
 
+MAX_SEEDS = 1000  # more seeds than this is a typo, not a study (and a tuple of 1e12 seeds exhausts memory)
+MAX_DESCRIPTION = 2000  # characters; the description is copied into every result
+MAX_YAML_VALUES = 100_000  # values a study file may expand to through its aliases (&anchor / *alias)
+
+
+class _StudyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags that build objects) that also refuses a key given twice in
+    one mapping: YAML would keep the last silently (``spp:`` twice drops the first's settings)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: SafeLoader says so itself
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice in one mapping; "
+                                                        "keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values ``node`` stands for once every alias is expanded (each node counted once
+    per place it appears, computed once per node): a few KB of nested aliases can stand for
+    billions (the "billion laughs"), which no study needs."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = MAX_YAML_VALUES + 1  # a cycle counts as too large
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(v, sizes) for v in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = min(size, MAX_YAML_VALUES + 1)
+    return sizes[id(node)]
+
+
+def read_yaml(text: str) -> Any:
+    """A study file's YAML: safe tags only, no duplicate keys, at most MAX_YAML_VALUES values."""
+    loader = _StudyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_VALUES:
+            raise yaml.YAMLError(f"it expands to more than {MAX_YAML_VALUES:,} values through its aliases "
+                                 "(&anchor / *alias); write the values out")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def name_problem(name: Any) -> str | None:
     """Why ``name`` is not one plain folder name (what a sweep's results go under), or None.
     '..', '.', slashes or control characters would write outside STORAGE or into it directly."""
@@ -248,11 +307,14 @@ def load_study(path: str | Path) -> Study:
     """Read and validate a study file; a :class:`StudyError` lists every problem found."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise StudyError(f"study file {path} does not exist; pick one from studies/ or write one") from None
+    except UnicodeDecodeError as error:
+        raise StudyError(f"study file {path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
     except (OSError, yaml.YAMLError) as error:
-        raise StudyError(f"study file {path} is not readable YAML: {' '.join(str(error).split())}") from None
+        message = " ".join(str(error).split())
+        raise StudyError(f"study file {path} is not readable YAML: {message[:500]}") from None
     return parse_study(data, default_name=path.stem)
 
 
@@ -330,6 +392,10 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
 
     protocol, selection_tasks, tune_on = _selection(data.get("selection"), fixed, final_seeds, problems)
     reproduces = _reproduces(data.get("reproduces"), problems)
+    description = data.get("description", "")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        problems.append(f"description: a text of at most {MAX_DESCRIPTION} characters (it is copied into every "
+                        "result)")
 
     if not problems:
         study = Study(
@@ -352,11 +418,14 @@ def check_trials(study: Study) -> list[str]:
     problems: list[str] = []
     parts = [study.study_part()] + ([study.selection_part()] if study.protocol == "transfer" else [])
     for method in study.methods:
+        values = {key: list(dim.values) if dim.is_grid else [dim.low, dim.high] for key, dim in method.space.items()}
         corners: list[dict[str, Any]] = [{}]
-        for key, dim in method.space.items():
-            values = list(dim.values) if dim.is_grid else [dim.low, dim.high]
-            corners = [{**c, key: v} for c in corners for v in values] if len(corners) * len(values) <= 256 else \
-                [{**c, key: values[0]} for c in corners]
+        for key, options in values.items():
+            corners = [{**c, key: v} for c in corners for v in options]
+            if len(corners) > 256:  # too many combinations: every value of every dimension once, the rest at their first
+                first = {k: v[0] for k, v in values.items()}
+                corners = [first] + [{**first, k: v} for k, options_k in values.items() for v in options_k[1:]]
+                break
         try:
             for part in parts:
                 for point in corners:
@@ -448,6 +517,10 @@ def _number(value: Any, key: str, problems: list[str], low: float, low_open: boo
 
 
 def _seeds(value: Any, key: str, problems: list[str]) -> tuple[int, ...]:
+    if (isinstance(value, int) and not isinstance(value, bool) and value > MAX_SEEDS) or \
+            (isinstance(value, list) and len(value) > MAX_SEEDS):
+        problems.append(f"{key}: {MAX_SEEDS} seeds at most (got {value if isinstance(value, int) else len(value)})")
+        return (0,)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return tuple(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
@@ -523,4 +596,10 @@ def _scheduler(value: Any, problems: list[str]) -> dict[str, Any] | None:
                                                                                        "reduction_factor"}:
         problems.append("scheduler: only {type: asha, grace_period: N, reduction_factor: N} is supported")
         return None
+    grace = value.get("grace_period", 1)
+    if isinstance(grace, bool) or not isinstance(grace, int) or grace < 1:
+        problems.append(f"scheduler.grace_period: {grace!r} must be a whole number of tasks >= 1")
+    factor = value.get("reduction_factor", 2)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 1:
+        problems.append(f"scheduler.reduction_factor: {factor!r} must be a number > 1 (2 keeps half at each rung)")
     return dict(value)
