@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import ConfigError
+
 
 def umask() -> int:
     """The process's umask (reading it means setting it; set straight back)."""
@@ -36,3 +38,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def check_writable_folder(folder: Path, flag: str) -> None:
+    """``folder`` can be made or replaced as a folder here: one line before anything is written."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{flag} {folder} is a file; give a folder")
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise ConfigError(f"{flag} {folder}: {existing} is not a folder; give a path under a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {folder}: {existing} is not writable; choose another place")

@@ -170,3 +170,47 @@ def test_a_report_names_damaged_trials_and_goes_on(tmp_path: Path, ray_local) ->
     assert load_importances(folders[2]) is None and not marker.exists()
     text = write_report(root, tmp_path / "report").read_text()
     assert "damaged, left out of every table" in text and "1 incomplete" in text
+
+
+def _image_tree(root: Path, size: int = 10) -> None:
+    from PIL import Image
+
+    for index, name in enumerate(["a", "b", "c", "d"]):
+        (root / name).mkdir(parents=True)
+        for k in range(4):
+            Image.fromarray(np.full((size, size, 3), 40 * index + k, dtype=np.uint8)).save(root / name / f"{k}.png")
+
+
+def test_an_image_tree_that_loops_through_a_link_is_refused_at_once(tmp_path: Path) -> None:
+    _image_tree(tmp_path / "pics")
+    (tmp_path / "pics" / "a" / "loop").symlink_to(tmp_path / "pics", target_is_directory=True)
+    with pytest.raises(DataError, match="symbolic link"):
+        build_benchmark("image_folder", {"path": str(tmp_path / "pics"), "n_tasks": 2})
+
+
+def test_a_decompression_bomb_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    _image_tree(tmp_path / "pics", size=20)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # a 20x20 image is then a bomb (over twice the limit)
+    with pytest.raises(DataError, match="DecompressionBombError"):
+        build_benchmark("image_folder", {"path": str(tmp_path / "pics"), "n_tasks": 2})
+
+
+def test_unwritable_places_and_unreachable_trackers_are_one_line(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    import time
+
+    study = str(Path(__file__).parents[1] / "studies" / "lambda_robustness.yaml")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["sweep", study, "--quiet", "--storage", str(blocker)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert main(["report", str(tmp_path), "--out", str(blocker)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    start = time.monotonic()
+    assert main(["sweep", study, "--quiet", "--storage", str(tmp_path / "s"), "--mlflow", "http://127.0.0.1:9"]) == 2
+    assert time.monotonic() - start < 30 and "no tracking server answers" in capsys.readouterr().err
+    assert main(["sweep", study, "--quiet", "--storage", str(tmp_path / "s"), "--mlflow", "file:///tmp/x"]) == 2
+    assert "sqlite:///" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

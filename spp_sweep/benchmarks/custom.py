@@ -24,7 +24,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .base import Benchmark, Task, permuted_tasks, split_by_classes, stratified_split
-from .streaming import ImageFiles
+from .streaming import ImageFiles, check_tree
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -210,6 +210,7 @@ def image_folder(
         raise DataError(f"image folder {root} does not exist; give a folder with one subfolder per class")
     if not 8 <= image_size <= 512 or not 0 < test_fraction < 1 or workers < 0:
         raise ConfigError("image_folder needs image_size in 8..512, test_fraction in (0, 1) and workers >= 0")
+    check_tree(root)
     if (root / "train").is_dir() and (root / "test").is_dir():
         train_paths, y_train, classes = _folder_samples(root / "train")
         test_paths, y_test, test_classes = _folder_samples(root / "test")

@@ -21,6 +21,7 @@ import torch
 from ..errors import ConfigError, DataError
 from .base import Benchmark, Task
 from .mnist import resolve_data_root
+from .streaming import check_tree, unreadable
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -36,8 +37,8 @@ def _square(path: Path, size: int) -> torch.Tensor:
             left, top = (image.width - side) // 2, (image.height - side) // 2
             image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
             return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
-    except OSError as error:
-        raise DataError(f"image {path} is unreadable ({error}); delete or replace it") from None
+    except (OSError, Image.DecompressionBombError) as error:  # PIL's bomb guard is no OSError
+        raise unreadable(path, error) from None
 
 
 def _stack(paths: list[Path], size: int) -> torch.Tensor:
@@ -71,6 +72,7 @@ def _anime(root: Path, size: int, max_train: int, max_test: int, test_fraction: 
     if not folder.is_dir():
         raise DataError(f"anime faces not found: {folder} is missing; put the images under anime_faces/ in the "
                         "data root (--data-root or SPP_DATA_ROOT)")
+    check_tree(folder)
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(paths) < 2:
         raise DataError(f"{folder} holds {len(paths)} images (.png/.jpg); it needs at least 2 (train and test)")

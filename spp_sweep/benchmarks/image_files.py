@@ -190,7 +190,7 @@ def read_image_folder(folder: Path, size: int | None, mode: str) -> torch.Tensor
                 if size is not None and image.size != (size, size):
                     image = image.resize((size, size), Image.BILINEAR)
                 array = np.asarray(image, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError):
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
             continue  # the public notMNIST archives hold a few unreadable files: skipped, as everyone does
         images.append(array if array.ndim == 3 else array[:, :, None])
     if not images:

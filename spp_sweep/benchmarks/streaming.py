@@ -10,13 +10,39 @@ evaluation index it directly.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..errors import DataError
+
+
+MAX_TREE_ENTRIES = 5_000_000  # files and folders an image tree may hold (a runaway tree is refused, not walked)
+
+
+def check_tree(root: Path) -> None:
+    """Refuse, in one line, an image tree that loops through a symbolic link (torchvision's
+    ImageFolder walks with followlinks=True and would never end) or holds millions of entries."""
+    seen: dict[tuple[int, int], str] = {}
+    entries = 0
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        stat = os.stat(folder)
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen:
+            raise DataError(f"{folder} is {seen[key]} again through a symbolic link (a loop); remove the link")
+        seen[key] = folder
+        entries += len(subfolders) + len(files)
+        if entries > MAX_TREE_ENTRIES:
+            raise DataError(f"{root} holds more than {MAX_TREE_ENTRIES:,} files and folders; give the dataset's folder")
+
+
+def unreadable(path: object, error: Exception) -> DataError:
+    """The one line for an image that cannot be decoded, a decompression bomb included."""
+    return DataError(f"image {path} is unreadable ({type(error).__name__}: {error}); delete or replace it")
 
 
 def decode(path: str, size: int) -> torch.Tensor:
@@ -29,8 +55,8 @@ def decode(path: str, size: int) -> torch.Tensor:
             if image.size != (size, size):
                 image = image.resize((size, size), Image.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
-    except OSError as error:
-        raise DataError(f"image {path} is unreadable ({error}); delete it or fetch the dataset again") from None
+    except (OSError, Image.DecompressionBombError) as error:  # PIL's bomb guard is no OSError
+        raise unreadable(path, error) from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from ..files import check_writable_folder
 from .study import load_study
 
 if TYPE_CHECKING:
@@ -74,7 +75,9 @@ def report_command(args: argparse.Namespace) -> int:
     root = Path(args.results)
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder; give the sweep folder (STORAGE/NAME) or a phase inside it")
-    report = write_report(root, Path(args.out) if args.out else root / "report")
+    out = Path(args.out) if args.out else root / "report"
+    check_writable_folder(out, "--out")
+    report = write_report(root, out)
     print(f"report: {report}")
     return 0
 

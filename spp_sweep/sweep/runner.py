@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from ..errors import ConfigError, UserError
+from ..files import check_writable_folder
 from . import provenance
 from .connection import connect
 from .recovery import (abandon, done_trials, missing_points, recreate_named_checkpoints, resumable, revive_stacks,
@@ -112,6 +113,8 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
     if wrong:
         raise ConfigError(f"--name: {wrong}")
     root = sweep_root(study)
+    if "://" not in root:
+        check_writable_folder(Path(root), "--storage")
     saved = _read_text(f"{root}/{STUDY_COPY}")
     if options.resume:
         if saved is None:

@@ -48,6 +48,7 @@ class Trackers:
         if self.mlflow:  # an unreachable or refused store: one line now, not a traceback in every trial
             import mlflow
 
+            _check_mlflow_uri(self.mlflow)
             try:
                 mlflow.MlflowClient(tracking_uri=self.mlflow).search_experiments(max_results=1)
             except Exception as error:  # MlflowException, connection errors, a bad URI scheme...
@@ -69,3 +70,27 @@ class Trackers:
             found.append(WandbLoggerCallback(project=self.wandb, group=f"{experiment}/{phase}",
                                              excludes=list(NOT_METRICS), log_config=True))
         return found
+
+
+REACH_TIMEOUT_S = 3.0  # how long --mlflow http://HOST:PORT may take to accept a connection
+
+
+def _check_mlflow_uri(uri: str) -> None:
+    """What MLflow's client would only find out after minutes of retries (about 250 s for a
+    server that does not answer), said in one line within seconds: the URI schemes that work
+    (sqlite:///PATH, http(s)://HOST:PORT, databricks; MLflow 3 refuses file:// and plain paths
+    as tracking stores) and whether an http server accepts connections at all."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        raise ConfigError(f"--mlflow {uri}: MLflow 3 no longer takes a folder as its tracking store; give "
+                          "sqlite:///PATH/mlflow.db (a local file) or http://HOST:PORT (a tracking server)")
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname or "localhost", port), timeout=REACH_TIMEOUT_S).close()
+        except OSError as error:
+            raise ConfigError(f"--mlflow {uri}: no tracking server answers at {parsed.hostname}:{port} "
+                              f"({error}); start it (mlflow server --port {port}) or fix the URI") from None
