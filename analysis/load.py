@@ -53,6 +53,17 @@ def read_reports(folder: Path) -> list[dict[str, Any]]:
     return reports
 
 
+def read_final_reports(folder: Path) -> list[dict[str, Any]]:
+    """``read_reports``, with the final report rebuilt from the last checkpoint where the report
+    file lost it (see ``_final_from_checkpoint``): what "has this trial ended?" must read."""
+    reports = read_reports(folder)
+    if not reports or reports[-1].get("status") not in ("finished", "diverged"):
+        recovered = _final_from_checkpoint(folder, reports)
+        if recovered is not None:
+            reports.append(recovered)
+    return reports
+
+
 def last_checkpoint(folder: Path) -> Path | None:
     checkpoints = sorted(folder.glob("checkpoint_*"))
     return checkpoints[-1] if checkpoints else None
@@ -87,7 +98,7 @@ def _trial_rows(root: Path, folder: Path) -> list[dict[str, Any]]:
     each as if that configuration had run alone (``stack`` names the trial it shared)."""
     config = json.loads((folder / "params.json").read_text(encoding="utf-8"))
     trial = config.get("trial", {})
-    reports = read_reports(folder)
+    reports = read_final_reports(folder)
     last = reports[-1] if reports else {}
     if "members" not in trial:
         return [_trial_row(root, folder, config, trial, last)]
@@ -150,11 +161,45 @@ def _trial_row(root: Path, folder: Path, config: dict[str, Any], trial: dict[str
     return row
 
 
+def _final_from_checkpoint(folder: Path, reports: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A trial's last report rebuilt from the result.json its final checkpoint holds, where the
+    trial's own report file lost it (cut short by a killed writer or a full disk): the checkpoint
+    is written whole, so a finished trial is never taken for an unfinished one."""
+    checkpoint = last_checkpoint(folder)
+    path = checkpoint / "result.json" if checkpoint else None
+    if path is None or not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if "members" in saved:  # a stack's checkpoint: every member's result
+            members = [_as_report(m) for m in saved["members"]]
+            report = {"status": "finished", "members": members, "task": max(m["task"] for m in members)}
+        else:
+            report = _as_report(saved)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    ids = {"trial_id": reports[-1]["trial_id"]} if reports and "trial_id" in reports[-1] else {}
+    return {**report, **ids, "recovered_from": str(path)}
+
+
+def _as_report(result: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a final report that the engine's result.json holds (the sweep's score is
+    the selection metric itself, read from its column)."""
+    matrix = result["accuracy_matrix"]
+    return {"status": result["status"], "task": len(matrix), "n_tasks": len(result["task_names"]),
+            **{k: v for k, v in result["metrics"].items()},
+            **{f"val_{k}": v for k, v in (result.get("validation_metrics") or {}).items()},
+            "accuracy_matrix": matrix, "initial_accuracy": result.get("initial_accuracy"),
+            "diverged_at_task": result.get("diverged_at_task"), "diverged_reason": result.get("diverged_reason"),
+            "seconds": result.get("seconds"), "higher_is_better": (result.get("score") or {}).get("higher_is_better",
+                                                                                                    True)}
+
+
 def load_matrices(root: str | Path) -> pd.DataFrame:
     """Long table of every trial's accuracy matrix: trial_id, after_task, task, accuracy (1-based)."""
     records = []
     for folder in trial_folders(root):
-        reports = read_reports(folder)
+        reports = read_final_reports(folder)
         if not reports:
             continue
         trial_id = reports[-1].get("trial_id", folder.name)

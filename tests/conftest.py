@@ -77,6 +77,6 @@ def resumed_after_task(config, task):
 
     Experiment(config).run(on_task_end=keep)
     resumed = Experiment(config)
-    resumed.load_state_dict(torch.load(io.BytesIO(checkpoints[0]), weights_only=False))
+    resumed.load_state_dict(torch.load(io.BytesIO(checkpoints[0]), weights_only=True))
     assert resumed.next_task == task + 1
     return resumed.run()

@@ -214,3 +214,55 @@ def test_unwritable_places_and_unreachable_trackers_are_one_line(tmp_path: Path,
     assert main(["sweep", study, "--quiet", "--storage", str(tmp_path / "s"), "--mlflow", "file:///tmp/x"]) == 2
     assert "sqlite:///" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_restarted_trial_without_a_named_checkpoint_continues_from_its_own_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray Tune may restart a trial without naming a checkpoint (a worker killed before the
+    snapshot named one): the trial's own newest checkpoint is used, no finished task trained again."""
+    from ray import tune
+
+    from spp_sweep.config import RunConfig
+    from spp_sweep.engine import Experiment
+    from spp_sweep.sweep import trainable
+
+    config = RunConfig(method="ewc", benchmark="split_digits", epochs=1, threads=1)
+    trial = tmp_path / "ewc_trial"
+    for task in (0, 1):
+        (trial / f"checkpoint_00000{task}").mkdir(parents=True)
+
+    def keep(report, experiment):
+        if report.task <= 1:
+            torch.save(experiment.state_dict(), trial / f"checkpoint_00000{report.task}" / trainable.STATE_FILE)
+
+    whole = Experiment(config).run(on_task_end=keep)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(tune, "get_context", lambda: type("Context", (), {"get_trial_dir": lambda self: str(trial)})())
+    resumed = Experiment(config)
+    assert trainable.restore({"trial": {}}, resumed) is None
+    assert resumed.next_task == 2  # from checkpoint_000001, the newest
+    assert resumed.run().accuracy_matrix == whole.accuracy_matrix
+
+
+def test_a_cut_report_file_is_recovered_from_the_final_checkpoint(tmp_path: Path, ray_local) -> None:
+    from analysis.load import load_matrices, load_trials
+    from spp_sweep.sweep.recovery import done_trials
+    from spp_sweep.sweep.runner import SweepOptions, run_sweep
+    from spp_sweep.sweep.study import parse_study
+
+    study = parse_study({"name": "cut", "benchmark": "split_digits", "storage": str(tmp_path),
+                         "fixed": {"epochs": 1}, "methods": {"ewc": {"space": {"lam": [1.0, 10.0, 100.0]}},
+                                                             "finetune": {}}, "resources": {"cpu": 1}})
+    root = Path(run_sweep(study, SweepOptions(verbose=0)).root)
+    before = load_trials(root).sort_values("trial_id").reset_index(drop=True)
+    matrices = load_matrices(root)
+    stack = next(p.parent for p in root.rglob("params.json") if p.parent.name.startswith("ewc"))
+    text = (stack / "result.json").read_text()
+    (stack / "result.json").write_text(text[: len(text) // 2])  # a killed writer
+    after = load_trials(root).sort_values("trial_id").reset_index(drop=True)
+    assert list(after["status"]) == list(before["status"]) == ["finished"] * 4
+    pd_columns = ["acc", "bwt", "val_acc"] if "val_acc" in before else ["acc", "bwt"]
+    assert after[pd_columns].equals(before[pd_columns])
+    recovered = load_matrices(root).sort_values(["trial_id", "after_task", "task"]).reset_index(drop=True)
+    assert recovered.equals(matrices.sort_values(["trial_id", "after_task", "task"]).reset_index(drop=True))
+    assert len(done_trials(str(root / "grid"))) == 2  # the stack and fine-tuning both ended

@@ -141,7 +141,7 @@ def abandon(path: str) -> None:
     """
     import shutil
 
-    from analysis.load import read_reports
+    from analysis.load import read_final_reports as read_reports
 
     folder = Path(path)
     target = _next_aside(folder)
@@ -171,7 +171,7 @@ def set_aside_strays(path: str, owned: set[str]) -> int:
     """
     import shutil
 
-    from analysis.load import read_reports
+    from analysis.load import read_final_reports as read_reports
 
     folder = Path(path)
     strays = [item for item in sorted(folder.iterdir()) if item.is_dir() and not item.name.startswith(".")
@@ -225,7 +225,7 @@ def _next_aside(folder: Path) -> Path:
 
 def done_trials(path: str) -> list[tuple[dict[str, Any], float]]:
     """(searched values, score) of the trials that ended in an experiment folder (local only)."""
-    from analysis.load import read_reports
+    from analysis.load import read_final_reports as read_reports
 
     done = []
     for params in sorted(Path(path).glob("*/params.json")) if "://" not in path else []:

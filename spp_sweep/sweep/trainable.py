@@ -174,7 +174,22 @@ def restore(config: Mapping[str, Any], experiment: Experiment | StackedExperimen
             return resume_from([Path(folder)], experiment)
     if config["trial"].get("resume_from"):  # a trial moved aside when its sweep state was unreadable
         return resume_from(newest_first(Path(config["trial"]["resume_from"])), experiment)
+    # Ray Tune restarted the trial without naming a checkpoint (a worker killed before its
+    # snapshot named one, a driver restored from an older snapshot): the trial's own folder may
+    # still hold the checkpoints it wrote, and a finished task is never trained twice.
+    own = _own_folder()
+    if own is not None and any(own.glob("checkpoint_*")):
+        return resume_from(newest_first(own), experiment)
     return None
+
+
+def _own_folder() -> Path | None:
+    """The trial's folder where it is on this machine's disk (local storage), else None."""
+    try:
+        folder = Path(tune.get_context().get_trial_dir())
+    except Exception:  # noqa: BLE001 - outside a Ray Tune trial (tests, plain runs)
+        return None
+    return folder if folder.is_dir() else None
 
 
 def newest_first(trial_folder: Path, known: Path | None = None) -> list[Path]:
