@@ -18,6 +18,7 @@ import yaml
 from . import figures
 from .folders import replace_folder
 from .importance import concentration_table, importance_table
+from .claims import ALPHA, figure4_claims, versus_finetune
 from .generative import SCORE_NOTE, generative_lines
 from .parameter_report import parameter_lines
 from .paper import comparison_table, figure4_band, paper_results
@@ -99,6 +100,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
         lines += [f"**Warning**: this sweep selected on the test set (metric `{metric}`), so the table's test "
                   "numbers are optimistic; hold out a validation split (`fixed.validation: 0.2`) and select on "
                   "`val_acc` for numbers a reader can trust.", ""]
+    lines += _versus_lines(compared, best, chosen_on, higher, out)
     lines += _paper_lines(best, fwt_column, reproduces, trials, out)
     if len(robust):
         shown = robust.assign(decades=robust["decades"].map(lambda v: f"{v:.2f}"))
@@ -188,6 +190,37 @@ def _importance(best_trials: pd.DataFrame, out: Path) -> tuple[Path | None, pd.D
     concentration_table(long, per_layer=True).to_csv(out / "importance_concentration_by_layer.csv", index=False)
     figures.importance_densities(long, out, per_layer=True)
     return figures.importance_densities(long, out), table
+
+
+def _versus_lines(compared: pd.DataFrame, best: pd.DataFrame, chosen_on: pd.DataFrame, higher: bool,
+                  out: Path) -> list[str]:
+    """Each selected regulariser against fine-tuning at its learning rate (seeds paired), and
+    Figure 4's claims measured on the λ grid (analysis/claims.py)."""
+    if not higher or "finetune" not in set(compared["method"]):
+        return []
+    with_config = compared.assign(config=compared.apply(config_label, axis=1))
+    table, notes = versus_finetune(with_config, best)
+    lines: list[str] = []
+    if len(table):
+        table.to_csv(out / "vs_finetune.csv", index=False)
+        lines += ["## Against fine-tuning at the same learning rate", "",
+                  "Each selected configuration minus fine-tuning trained alike (same learning rate, seeds paired: "
+                  "same initialisation and data order), in points of test ACC and BWT, mean ± std over seeds; p of "
+                  f"a paired t-test; 'tied' where p ≥ {ALPHA}.", "", table.to_markdown(index=False), ""]
+    lines += [*notes, ""] if notes else []
+    grid = chosen_on[chosen_on["phase"] == "grid"] if (chosen_on["phase"] == "grid").any() else chosen_on
+    steps = [None] if "penalty_step" not in grid else \
+        sorted(grid.loc[grid["method"] == "spp", "penalty_step"].dropna().unique()) or [None]
+    for step in steps:
+        claims = figure4_claims(grid, "spp", step)
+        if len(claims):
+            name = f"figure4_claims{'_' + step if step and len(steps) > 1 else ''}"
+            claims.to_csv(out / f"{name}.csv", index=False)
+            lines += [f"## Figure 4's claims, measured here (SPP{', ' + step + ' step' if step else ''})", "",
+                      "Each claim of the paper's Figure 4 (section 4.2.3) tested on this sweep's λ grid against "
+                      "fine-tuning of the same phase; seeds paired; the verdict follows from the numbers in the row.",
+                      "", claims.to_markdown(index=False), ""]
+    return lines
 
 
 def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]:

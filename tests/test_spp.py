@@ -95,3 +95,27 @@ def test_penalty_off_before_first_task_and_at_zero_lambda(tiny):
     spp = SPP(tiny, lam=0.0)
     spp.after_task(TaskView(0, 0, x, torch.zeros(4, dtype=torch.long)))
     assert spp.penalty(Step(1, 1, x, x, x, x)) is None
+
+
+@pytest.mark.parametrize("sign,clip", [("paper", "zero"), ("entropy", "zero"), ("paper", "abs")])
+def test_sign_and_clip_ablations_by_hand(sign: str, clip: str) -> None:
+    """eq. 2's sign (+gW: the change of H = Σ q log q; -gW: the change of the entropy itself) and
+    eq. 3's clipping (max(0, .) or |.|), each against the formula written out."""
+    from spp_sweep.methods import get_method
+    from spp_sweep.methods.base import TaskView
+    from spp_sweep.models import build_model
+
+    torch.manual_seed(3)
+    model = build_model("mlp", (5,), [3], {"hidden": (4,), "dropout": 0.0}).double()
+    spp = get_method("spp")
+    method = spp(model, **spp.validate_options({"sign": sign, "clip": clip, "importance_batch_size": 100}))
+    x = torch.randn(9, 5, dtype=torch.float64)
+    omega = method.task_importance(TaskView(0, 0, x, torch.zeros(9, dtype=torch.long)))
+    q = torch.softmax(model(x, 0), -1)
+    entropy = -(q * q.log()).sum()
+    grads = torch.autograd.grad(entropy, model.shared_parameters())
+    s = 1.0 if sign == "paper" else -1.0
+    for w, g, o in zip(model.shared_parameters(), grads, omega):
+        change = s * g * w + 0.5 * w.square() * g.square()
+        expected = change.abs() if clip == "abs" else change.clamp_min(0)
+        assert torch.allclose(o, expected.detach())

@@ -5,9 +5,17 @@ After task t, on task t's training inputs only (labels unused), per mini-batch:
                                     model defines it (ContinualModel.output_entropies): softmax
                                     for classifiers, per-pixel Bernoulli for the VAE (models/vae.py)
   g = dI/dW                           one backward pass per batch
-  omega_b = max(0, g*W + W^2 g^2 / 2) eq. 2 with dW = -W (W pruned to 0), Hessian ~ diag Fisher g^2; eq. 3 clips
+  omega_b = max(0, g*W + W^2 g^2 / 2) eqs. 2-3, Hessian ~ diag Fisher g^2; eq. 3 clips at 0
 omega_t is the mean of omega_b over the batches; Omega accumulates (eq. 4) and the penalty is
 lam * sum Omega (w - w*)^2 (eq. 5), see quadratic.py.
+
+The sign. Pruning W to 0 is dW = -W, so the second-order change of the entropy I itself is
+-g*W + W^2 g^2 / 2. The paper's formula (and the authors' code) has +g*W: it is the change of
+H = sum q log q = -I (the negative entropy, as the paper writes H), whose gradient is -g. So
+eq. 2-3 rate a weight by how much its removal would *lower* the entropy (make the outputs
+more confident), clipped at 0; the quadratic term is the same either way. The option ``sign``
+offers the other reading (``entropy``: -g*W, the change of I), and ``clip`` the absolute value
+instead of eq. 3's max(0, .), so that both choices can be ablated.
 """
 
 from __future__ import annotations
@@ -22,15 +30,18 @@ from .gradients import batch_gradients, minibatches, per_sample_gradients, per_s
 from .quadratic import QuadraticPenaltyMethod
 
 
-def pruning_importance(weight: torch.Tensor, gradient: torch.Tensor, fisher: torch.Tensor | None = None) -> torch.Tensor:
-    """eqs. 2-3: max(0, g*W + W^2 * F / 2), the entropy change if W were pruned to 0 (dW = -W).
+def pruning_importance(weight: torch.Tensor, gradient: torch.Tensor, fisher: torch.Tensor | None = None,
+                       sign: float = 1.0, clip: str = "zero") -> torch.Tensor:
+    """eqs. 2-3: max(0, s*g*W + W^2 * F / 2) with s = +1 (the paper's; module docstring) or -1
+    (the change of the positive entropy when W is pruned); ``clip="abs"``: |.| instead of max(0, .).
 
-    With the batch Fisher F = g^2 this is u + u^2/2 for u = g*W, computed in that cheaper form.
+    With the batch Fisher F = g^2 this is u + u^2/2 for u = s*g*W, computed in that cheaper form.
     """
     u = gradient * weight
-    if fisher is None:  # eq. 2 with F = g^2
-        return u.mul_(0.5 * u + 1.0).clamp_min_(0.0)
-    return (u + 0.5 * weight.square() * fisher).clamp_min_(0.0)
+    if sign != 1.0:
+        u = u.mul_(sign)
+    change = u.mul_(0.5 * u + 1.0) if fisher is None else u + 0.5 * weight.square() * fisher  # eq. 2 (F = g^2 or F)
+    return change.abs_() if clip == "abs" else change.clamp_min_(0.0)  # eq. 3: max(0, .)
 
 
 class SPP(QuadraticPenaltyMethod):
@@ -55,6 +66,11 @@ class SPP(QuadraticPenaltyMethod):
         "beta": Option(0.0, "the authors' per-tensor normalisation omega <- softmax(beta*omega) (their split-MNIST "
                             "script used 3; it flattens small importances towards 1/size rather than sharpening them); "
                             "0 = off"),
+        "sign": Option("paper", "paper: +g*W in eq. 2 (the change of H = sum q log q, as the paper and its code); "
+                                "entropy: -g*W (the change of the entropy itself when W is pruned)",
+                       choices=("paper", "entropy")),
+        "clip": Option("zero", "zero: eq. 3's max(0, .); abs: the absolute value of eq. 2's change",
+                       choices=("zero", "abs")),
         "half_lambda": Option(False, "penalty (lam/2) sum Omega (w - w*)^2 as the authors' split-MNIST script; "
                                      "false: eq. 5's lam sum Omega (w - w*)^2"),
         **QuadraticPenaltyMethod.options,
@@ -94,8 +110,9 @@ class SPP(QuadraticPenaltyMethod):
                     per_sample = per_sample_gradients(self.model, view.head,
                                                       lambda logits, _: entropies(logits.unsqueeze(0)).sum(), x)
                     fishers = [g.square().sum(0) for g in per_sample]
+            sign = 1.0 if self.hparams["sign"] == "paper" else -1.0
             for acc, w, g, f in zip(total, weights, grads, fishers):
-                acc += pruning_importance(w, g, f)
+                acc += pruning_importance(w, g, f, sign, self.hparams["clip"])
             n_batches += 1
         self.model.train(was_training)
         omega = [acc / n_batches for acc in total]  # mean over the task's mini-batches
