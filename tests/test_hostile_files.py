@@ -266,3 +266,10 @@ def test_a_cut_report_file_is_recovered_from_the_final_checkpoint(tmp_path: Path
     recovered = load_matrices(root).sort_values(["trial_id", "after_task", "task"]).reset_index(drop=True)
     assert recovered.equals(matrices.sort_values(["trial_id", "after_task", "task"]).reset_index(drop=True))
     assert len(done_trials(str(root / "grid"))) == 2  # the stack and fine-tuning both ended
+
+
+def test_what_cannot_fit_in_memory_is_refused_before_allocating(capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "--hidden", "200000,200000", "--epochs", "1", "--quiet", "--out", "/nonexistent/x"]) == 2
+    assert "GiB" in capsys.readouterr().err
+    assert main(["run", "--benchmark", "permuted_digits", "--n-tasks", "10000000", "--quiet"]) == 2
+    assert "fewer tasks" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import ConfigError
+from ..memory import check_memory
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,8 @@ def permuted_tasks(
     """``n_tasks`` tasks, each the whole dataset under its own fixed random pixel permutation."""
     n_classes = int(y_train.max()) + 1
     n_features = x_train[0].numel()
+    check_memory(n_tasks * (len(x_train) + len(x_test)) * n_features * x_train.element_size(),
+                 f"{n_tasks} permuted copies of the data", "choose fewer tasks (n_tasks / permutations)")
     tasks = []
     for index in range(n_tasks):
         perm = torch.randperm(n_features, generator=generator)

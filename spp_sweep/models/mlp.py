@@ -7,6 +7,7 @@ from typing import Sequence
 
 from torch import nn
 
+from ..memory import check_memory
 from .base import ContinualModel
 
 
@@ -39,6 +40,11 @@ def mlp(
     with ``dropout_layers="last"``) with one linear head per task."""
     if dropout_layers not in DROPOUT_LAYERS:
         raise ValueError(f"dropout_layers={dropout_layers!r}; choose one of: {', '.join(DROPOUT_LAYERS)}")
+    widths = [int(math.prod(input_shape)), *map(int, hidden)]
+    n_parameters = sum((a + 1) * b for a, b in zip(widths, widths[1:])) + sum((widths[-1] + 1) * n for n in head_sizes)
+    # weights, gradients, and a method's importances and anchors: about four copies of float32
+    check_memory(16 * n_parameters, f"an MLP of {n_parameters:,} parameters (hidden {list(hidden)})",
+                 "choose smaller hidden widths")
     layers: list[nn.Module] = [nn.Flatten()]
     width = int(math.prod(input_shape))
     for i, size in enumerate(hidden):
