@@ -46,11 +46,20 @@ def change_heatmaps(panels: list[tuple[str, np.ndarray, np.ndarray]], layer: str
                     out: Path, stem: str = "parameter_change_heatmaps", crop: int = 64) -> Path | None:
     """Figure 8: per method, −|θ_second − θ_first| of ``layer`` beside task ``first``'s importance.
 
-    Rows are the layer's output units, columns its input units; a layer wider than ``crop`` shows
-    its top-left crop × crop block (said in the title). Every method's panel of a column shares
-    one colour scale, so a colour means the same change (importance) in every row."""
+    As the paper's caption: the horizontal axis is the layer's output units, the vertical its
+    input units. Units that are dead in every panel (zero importance for all their weights, e.g.
+    ReLUs that never fire on task 1) are left out, with their count in the title: they are the
+    same for every method and would fill the picture. A layer wider than ``crop`` then shows its
+    first crop × crop block (said in the title). Every method's panel of a column shares one
+    colour scale, so a colour means the same change (importance) in every row."""
     if not panels:
         return None
+    alive_out = np.any([np.any(importance != 0, axis=1) for _, _, importance in panels], axis=0)
+    alive_in = np.any([np.any(importance != 0, axis=0) for _, _, importance in panels], axis=0)
+    dead = f"{int((~alive_out).sum())} output and {int((~alive_in).sum())} input units dead in every panel left out"
+    # (input, output): the paper's axes, vertical input units and horizontal output units
+    panels = [(method, change[alive_out][:, alive_in].T, importance[alive_out][:, alive_in].T)
+              for method, change, importance in panels]
     lowest = min(float(change[:crop, :crop].min()) for _, change, _ in panels)
     highest = max(float(importance[:crop, :crop].max()) for _, _, importance in panels)
     fig, axes = plt.subplots(len(panels), 2, figsize=(9.2, 3.9 * len(panels)), squeeze=False)
@@ -68,9 +77,9 @@ def change_heatmaps(panels: list[tuple[str, np.ndarray, np.ndarray]], layer: str
             image = ax.imshow(values, cmap="coolwarm", norm=norm, aspect="auto", interpolation="nearest")
             fig.colorbar(image, ax=ax, shrink=0.85, pad=0.02)
             ax.set_title(f"{display_name(method)}: {label}{shown}", fontsize=8.5)
-            ax.set_xlabel("input unit")
-            ax.set_ylabel("output unit")
-    fig.suptitle(f"Layer {layer}: warm = unchanged (left) / important (right)", y=1.0, fontsize=10)
+            ax.set_xlabel("output unit (live units only)")
+            ax.set_ylabel("input unit (live units only)")
+    fig.suptitle(f"Layer {layer}: warm = unchanged (left) / important (right); {dead}", y=1.0, fontsize=10)
     fig.tight_layout()
     return save(fig, out, stem)
 

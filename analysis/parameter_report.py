@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import parameter_figures
 from .load import load_parameters
-from .parameters import change_and_importance, importance_similarity, layers, n_tasks, weighted_change
+from .parameters import change_and_importance, importance_similarity, layers, n_tasks, per_weight, weighted_change
 from .style import display_name
 
 
@@ -21,13 +21,15 @@ def parameter_lines(trials: pd.DataFrame, out: Path) -> list[str]:
         if not saved or n_tasks(saved) < 2:
             continue
         saved_by_trial[trial["trial_id"]] = saved
-        table = importance_similarity(saved).merge(weighted_change(saved), on="layer")
+        table = importance_similarity(saved).merge(weighted_change(saved), on="layer").merge(per_weight(saved),
+                                                                                             on="layer")
         rows.append(table.assign(method=trial["method"], config=trial.get("config", ""), seed=trial["seed"],
                                  trial_id=trial["trial_id"]))
     if not rows:
         return []
+    matched = ["rank_corr_importance", "matched_distance", "rank_corr_change", "move_top", "move_bottom_half"]
     long = pd.concat(rows, ignore_index=True)[["method", "config", "seed", "trial_id", "layer", "frechet",
-                                               "weighted_change", "change"]]
+                                               "weighted_change", "change", *matched]]
     long.to_csv(out / "parameter_analysis.csv", index=False)
     tasks = n_tasks(next(iter(saved_by_trial.values())))
     similarity = parameter_figures.per_layer(
@@ -58,6 +60,17 @@ def parameter_lines(trials: pd.DataFrame, out: Path) -> list[str]:
              f"change: the unweighted Σ (θ_{tasks} − θ₁)². "
              f"Mean and std over seeds; every trial in `parameter_analysis.csv`.", "",
              summary.to_markdown(index=False, floatfmt=".4g"), ""]
+    weights = long.groupby(["method", "layer"], sort=False)[matched].agg(["mean", "std"]).reset_index()
+    weights.columns = ["method", "layer", *[f"{c}_{s}" for c in matched for s in ("mean", "std")]]
+    weights["method"] = weights["method"].map(display_name)
+    weights.to_csv(out / "parameter_per_weight.csv", index=False)
+    lines += ["Weight by weight (matched by position, not sorted; mean and std over seeds): Spearman's rank "
+              "correlation of Ω₁ and Ω_T (do the same weights stay important?), the RMS difference of the two "
+              "normalised importances weight by weight, Spearman's correlation of Ω₁ and |θ_T − θ₁| (negative: the "
+              "weights task 1 needs moved least, Figure 8's claim), and the mean |θ_T − θ₁| of the 10% most important "
+              "weights by Ω₁ against the less important half. The weighted change above uses the same Ω₁ that "
+              "SPP's penalty weights, so SPP is smallest there by construction; the rank correlations of Ω are not.",
+              "", weights.to_markdown(index=False, floatfmt=".3g"), ""]
     for title, path in [("Figure 7(b)", similarity), ("Figure 7(c)", change), ("Figure 8", heatmaps)]:
         if path is not None:
             lines += [f"![{title}]({path.name}) ([PDF]({path.with_suffix('.pdf').name}))", ""]

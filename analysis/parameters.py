@@ -80,6 +80,44 @@ def weighted_change(saved: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def per_weight(saved: Mapping[str, Any], top: float = 0.10) -> pd.DataFrame:
+    """Weight-by-weight statistics per layer, matched by position (what 7b's sorted values and 7c's
+    sums cannot see: *which* weights are important and which of them moved):
+
+    * ``rank_corr_importance``: Spearman correlation of Ω_1 and Ω_T over the layer's weights (1:
+      the same weights stay the important ones);
+    * ``matched_distance``: RMS of Ω_1/max − Ω_T/max weight by weight (7b's distance with the
+      weights matched instead of sorted; ≥ the sorted one);
+    * ``rank_corr_change``: Spearman correlation of Ω_1 and |θ_T − θ_1| (negative: the weights
+      task 1 needs moved least, Figure 8's claim);
+    * ``move_top`` / ``move_bottom_half``: mean |θ_T − θ_1| of the ``top`` fraction of weights by
+      Ω_1 and of the less important half.
+    Ω here is SPP's probe importance for every method (engine.py), so the statistics compare the
+    methods on one measure; for SPP it is also (part of) what its penalty weights, which the
+    movement statistics inherit, while the rank correlations of Ω do not.
+    """
+    from scipy import stats
+
+    last = n_tasks(saved) - 1
+    rows = []
+    for name in layers(saved):
+        first, final = np.ravel(saved[f"importance0/{name}"]), np.ravel(saved[f"importance{last}/{name}"])
+        moved = np.abs(np.ravel(saved[f"task{last}/{name}"]) - np.ravel(saved[f"task0/{name}"]))
+        order = np.argsort(-first, kind="stable")
+        n_top = max(1, int(round(top * len(first))))
+
+        def spearman(a: np.ndarray, b: np.ndarray) -> float:
+            if np.ptp(a) == 0 or np.ptp(b) == 0:
+                return float("nan")
+            return float(stats.spearmanr(a, b).statistic)
+
+        rows.append({"layer": name, "rank_corr_importance": spearman(first, final),
+                     "matched_distance": float(np.sqrt(np.mean((_normalised(first) - _normalised(final)) ** 2))),
+                     "rank_corr_change": spearman(first, moved), "move_top": float(moved[order[:n_top]].mean()),
+                     "move_bottom_half": float(moved[order[len(first) // 2:]].mean())})
+    return pd.DataFrame(rows)
+
+
 def change_and_importance(saved: Mapping[str, Any], layer: str, first: int = 0,
                           second: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Figure 8: (−|θ_second − θ_first|, Ω_first) of one layer as 2-D arrays (kernels flattened)."""

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.parameters import change_and_importance, frechet_distance, importance_similarity, weighted_change
+from analysis.parameters import (change_and_importance, frechet_distance, importance_similarity, per_weight,
+                                 weighted_change)
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment
 
@@ -54,6 +55,19 @@ def test_weighted_change_is_the_first_tasks_penalty_at_the_last_parameters() -> 
     # Ω1 * (θ2 − θ1)^2 = 4*0 + 2*4 + 0*0 + 1*9
     assert table.loc["w", "weighted_change"] == pytest.approx(17.0)
     assert table.loc["w", "change"] == pytest.approx(0 + 4 + 0 + 9)
+
+
+def test_per_weight_statistics_by_hand() -> None:
+    row = per_weight(saved_by_hand(), top=0.25).set_index("layer").loc["w"]
+    # Ω1 = [4, 2, 0, 1] ranks 4, 3, 1, 2; Ω2 = [1, 1, 2, 2] ranks 1.5, 1.5, 3.5, 3.5
+    r1, r2 = np.array([4, 3, 1, 2.0]), np.array([1.5, 1.5, 3.5, 3.5])
+    assert row["rank_corr_importance"] == pytest.approx(np.corrcoef(r1, r2)[0, 1])
+    # weight by weight: [1, .5, 0, .25] against [.5, .5, 1, 1]
+    assert row["matched_distance"] == pytest.approx(math.sqrt((0.25 + 0 + 1 + 0.5625) / 4))
+    # |Δθ| = [0, 2, 0, 3] ranks 1.5, 3, 1.5, 4
+    assert row["rank_corr_change"] == pytest.approx(np.corrcoef(r1, [1.5, 3, 1.5, 4])[0, 1])
+    assert row["move_top"] == 0.0  # the most important weight (Ω 4) did not move
+    assert row["move_bottom_half"] == pytest.approx((0 + 3) / 2)  # Ω 0 and 1: |Δθ| 0 and 3
 
 
 def test_change_heatmap_values() -> None:
