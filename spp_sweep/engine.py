@@ -122,6 +122,8 @@ BLOWUP_FACTOR = 1.25
 PEAK_FACTOR = 10.0
 # ...and ends no better than this fraction of the loss of uniform guessing, log(number of outputs).
 CHANCE_FRACTION = 0.9
+# ...and its training batches, in the last epoch, are classified no better than this above chance (1/C)
+ACCURACY_MARGIN = 0.1
 # The rise is judged only where the last epoch has this many batches (fewer: too noisy to call;
 # a peak and NaN/inf still count): a 6-image test task's two batches can differ by 60% with
 # nothing wrong, but not by a factor of ten on top of ending at chance.
@@ -274,11 +276,15 @@ class Experiment:
                 group["lr"] = self.config.lr * self.config.lr_decay**epoch  # section 4.1: decayed lr
             running = torch.zeros((), device=self.device)
             task_loss = torch.zeros((), device=self.device)
+            correct, seen = torch.zeros((), device=self.device), 0  # the last epoch's training accuracy
             n_batches = 0
             for t, x, y in self._batches(train_on):
-                loss, objective_loss = self._step(optimizer, t, x, y)
+                loss, objective_loss, right = self._step(optimizer, t, x, y)
                 running += loss
                 task_loss += objective_loss
+                if right is not None:
+                    correct += right
+                    seen += len(y)
                 peak_loss = torch.maximum(peak_loss, objective_loss)
                 first_loss = objective_loss if first_loss is None else first_loss
                 n_batches += 1
@@ -294,8 +300,10 @@ class Experiment:
         if not finite:
             self.diverged_reason = "training loss not finite (NaN/inf)"
         elif first_loss is not None:
+            accuracy = correct.item() / seen if seen else None
             self.diverged_reason = self._blown_up(first_loss.item(), task_loss.item() / max(1, n_batches),
-                                                  peak_loss.item(), task, rise_judged=n_batches >= MIN_JUDGED_BATCHES)
+                                                  peak_loss.item(), task, rise_judged=n_batches >= MIN_JUDGED_BATCHES,
+                                                  accuracy=accuracy)
             finite = self.diverged_reason is None
         if finite:
             for t in train_on:
@@ -332,7 +340,8 @@ class Experiment:
         omega = get_method(PROBE_METHOD)(self.model).task_importance(self.view(task))
         self.probe_importances.append({n: o.detach().cpu() for (n, _), o in zip(named, omega)})
 
-    def _blown_up(self, first: float, last: float, peak: float, task: int, rise_judged: bool = True) -> str | None:
+    def _blown_up(self, first: float, last: float, peak: float, task: int, rise_judged: bool = True,
+                  accuracy: float | None = None) -> str | None:
         """Why a task whose every loss stayed finite still counts as diverged, or None.
 
         A run that blows up without NaN (an lr far too large, a penalty step overshooting its
@@ -344,8 +353,14 @@ class Experiment:
         chance even where its first batch was already good (transfer). All three numbers come
         from the training batches in training mode, so measuring costs nothing.
         """
-        chance = self.objective.untrained_loss(self.head_sizes[self.head_of(task)])
+        outputs = self.head_sizes[self.head_of(task)]
+        chance = self.objective.untrained_loss(outputs)
         if chance is None or last < CHANCE_FRACTION * chance:  # a loss without a chance level: NaN/inf only
+            return None
+        # A dead network also *predicts* at chance. A head that still classifies its training
+        # batches well while its loss is high (large logits on a nearly frozen trunk: its own
+        # SGD oscillating) has not blown up, it is noisy; its accuracy matrix says the rest.
+        if accuracy is not None and accuracy >= 1.0 / outputs + ACCURACY_MARGIN:
             return None
         if rise_judged and last > BLOWUP_FACTOR * first:
             return (f"finite blow-up: the task's training loss rose from {first:.4g} (first batch) to {last:.4g} "
@@ -395,9 +410,9 @@ class Experiment:
             yield t, x, self._targets[t][0][index]
 
     def _step(self, optimizer: torch.optim.Optimizer, task: int, x: torch.Tensor,
-              y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+              y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One SGD step; returns (loss with any penalty, the objective's own loss alone:
-        cross-entropy for classification)."""
+        cross-entropy for classification, the batch's correct predictions or None)."""
         head = self.head_of(task)
         forward = self.objective.training_forward(self.model, head, x, y)  # objectives.py
         loss = forward.loss
@@ -408,7 +423,7 @@ class Experiment:
         loss.backward()
         optimizer.step()
         self.method.after_step(optimizer.param_groups[0]["lr"])
-        return loss.detach(), forward.loss.detach()
+        return loss.detach(), forward.loss.detach(), self.objective.correct(forward.outputs.detach(), y)
 
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> list[float]:

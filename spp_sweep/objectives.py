@@ -63,6 +63,12 @@ class Objective:
         """The loss of uniform guessing over ``outputs`` classes: log(outputs)."""
         return math.log(outputs)
 
+    def correct(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """How many of a training batch's predictions are right (over the last dimension's
+        classes; a leading member dimension is kept), or None where the objective has no
+        accuracy: the finite blow-up rule reads it (engine._blown_up)."""
+        return (outputs.argmax(-1) == y).sum(-1)
+
     def pictures(self, model: ContinualModel, tasks: Sequence[Task]) -> dict[str, torch.Tensor] | None:
         """Images worth keeping after each task (a generator's reconstructions and samples), or None."""
         return None
@@ -92,6 +98,9 @@ class NegativeELBO(Objective):
         return negative_elbo(model.decode(mu), x, mu, logvar).sum()
 
     def untrained_loss(self, outputs: int) -> float | None:
+        return None
+
+    def correct(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
         return None
 
     @torch.no_grad()

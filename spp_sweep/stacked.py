@@ -241,10 +241,15 @@ class StackedExperiment(Experiment):
             running = torch.zeros(self.size, device=self.device)
             task_loss = torch.zeros(self.size, device=self.device)
             n_batches = 0
+            correct, seen = torch.zeros(self.size, device=self.device), 0  # the last epoch's training accuracy
             for tasks, x, y, rows in self._member_batches(train_on):
-                loss, objective_loss = self._member_step(params, velocity, lr, lr_on_device, mask, tasks, x, y, rows)
+                loss, objective_loss, right = self._member_step(params, velocity, lr, lr_on_device, mask, tasks, x, y,
+                                                                rows)
                 running += loss
                 task_loss += objective_loss
+                if right is not None:
+                    correct += right
+                    seen += y.shape[1]
                 peak = torch.maximum(peak, objective_loss)
                 first = objective_loss if first is None else first
                 n_batches += 1
@@ -263,10 +268,11 @@ class StackedExperiment(Experiment):
             p.requires_grad_(True)
         if first is not None:
             firsts, ends, peaks = first.tolist(), (task_loss / max(1, n_batches)).tolist(), peak.tolist()
+            accuracies = (correct / seen).tolist() if seen else [None] * self.size
             for k, member in enumerate(self.members):
                 if alive[k]:
                     reason = self._blown_up(firsts[k], ends[k], peaks[k], task,
-                                            rise_judged=n_batches >= MIN_JUDGED_BATCHES)
+                                            rise_judged=n_batches >= MIN_JUDGED_BATCHES, accuracy=accuracies[k])
                     if reason is not None:
                         member.diverge(task, reason)
                         alive[k] = False
@@ -301,17 +307,21 @@ class StackedExperiment(Experiment):
 
     def _member_step(self, params: list[torch.nn.Parameter], velocity: list[torch.Tensor | None], lr: torch.Tensor,
                      lr_on_device: torch.Tensor, mask: torch.Tensor, tasks: list[int], x: torch.Tensor,
-                     y: torch.Tensor, rows: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+                     y: torch.Tensor, rows: list[int] | None) -> tuple[torch.Tensor, torch.Tensor,
+                                                                       torch.Tensor | None]:
         """One SGD step of every member; returns per member (loss with any penalty, the
-        cross-entropy alone), each member's the mean over its own batch."""
+        cross-entropy alone, each member's the mean over its own batch; its batch's correct
+        predictions, None where members train on several heads at once)."""
         self.model.set_rows(rows)
         features = self.model.trunk(x)
         self.model.set_rows(None)
         heads = [self.head_of(t) for t in tasks]
         penalty = None
         used: dict[torch.nn.Parameter, torch.Tensor] = {}  # per head: which members' batches used it
+        right = None
         if len(set(heads)) == 1 and rows is None:
             logits = self.model.heads[heads[0]](features)
+            right = self.objective.correct(logits.detach(), y)
             per_sample = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.size, -1)
             objective = per_sample.mean(1)
             if len(set(tasks)) == 1:
@@ -338,7 +348,7 @@ class StackedExperiment(Experiment):
         torch.where(mask, loss, torch.zeros_like(loss)).sum().backward()  # one term per member
         self._sgd(params, velocity, lr_on_device, used)
         self.method.after_step(lr)
-        return loss.detach(), objective.detach()
+        return loss.detach(), objective.detach(), right
 
     @torch.no_grad()
     def _sgd(self, params: list[torch.nn.Parameter], velocity: list[Any], lr: torch.Tensor,

@@ -44,6 +44,11 @@ def test_a_loss_that_explodes_then_settles_at_chance_is_a_blow_up_even_on_a_shor
     assert experiment._blown_up(0.708, 0.05, 60.0, task=4) is None  # spiked, then learned
     assert experiment._blown_up(0.5, 0.9, 0.95, task=4, rise_judged=False) is None  # a rise needs 8 batches
     assert experiment._blown_up(0.5, 0.9, 0.95, task=4) is not None
+    # a dead network predicts at chance too; a head that still classifies its batches (94% here) while
+    # its loss rose above log 2 is noisy, not dead (split MNIST, SPP implicit λ=1e4, task 5: 0.974 -> 1.274)
+    assert experiment._blown_up(0.974, 1.274, 1.4, task=4, accuracy=0.94) is None
+    assert experiment._blown_up(0.974, 1.274, 1.4, task=4, accuracy=0.55) is not None  # within 0.1 of chance
+    assert experiment._blown_up(0.708, 0.718, 6470.0, task=4, rise_judged=False, accuracy=0.5) is not None
     # the whole run, with the 20% validation split that leaves 7 batches per epoch: lr 50 still caught
     short = Experiment(RunConfig(method="finetune", lr=50.0, epochs=2, validation=0.2)).run()
     assert short.status == "diverged" and short.diverged_reason.startswith("finite blow-up")
