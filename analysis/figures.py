@@ -45,6 +45,10 @@ def _baselines(trials: pd.DataFrame, column: str) -> list[tuple[str, float]]:
     return lines
 
 
+# The reference lines: fine-tuning dotted, joint dash-dotted, so they differ in more than weight.
+REFERENCE_LINES = {"finetune": ":", "joint": "-."}
+
+
 def _series_points(group: pd.DataFrame, parameter: str, column: str) -> pd.DataFrame:
     """Per λ: seeds run (n), finished (k), mean and std of ``column`` over the finished ones."""
     done = group[group["status"].isin(["finished", "diverged"])]
@@ -112,14 +116,15 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
             dead = points[points["k"] == 0][parameter]
             strip.scatter(dead, [row] * len(dead), marker="x", color=style.colour, s=30, linewidths=1.4)
             for _, point in partial.iterrows():
-                strip.text(point[parameter], row, f"{int(point['k'])}/{int(point['n'])}", color=style.colour,
-                           fontsize=6.5, ha="center", va="center")
+                # the strip counts what it is named for: diverged seeds of all seeds run
+                strip.text(point[parameter], row, f"{int(point['n'] - point['k'])}/{int(point['n'])}",
+                           color=style.colour, fontsize=6.5, ha="center", va="center")
         if band is not None:
             ax.axvspan(band[0], band[1], color="#bbbbbb", alpha=0.25, linewidth=0, zorder=0)
         if mark is not None:
             ax.axvline(mark[0], color="#333333", linestyle="--", linewidth=1.1, zorder=1)
         for method, value in _baselines(trials, column):
-            ax.axhline(value, linestyle=":", linewidth=1.3, color=look(method).colour, zorder=1)
+            ax.axhline(value, linestyle=REFERENCE_LINES[method], linewidth=1.3, color=look(method).colour, zorder=1)
             full_values.append(value)
         finite = [v for v in full_values if np.isfinite(v)]
         if finite:
@@ -148,7 +153,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
             strip.spines[spine].set_visible(False)
     handles = [Line2D([], [], color=look(m).colour, marker=look(m).marker, linestyle=STEP_LINES.get(s, "-"),
                       label=label(m, s)) for m, s in series]
-    handles += [Line2D([], [], color=look(m).colour, linestyle=":", label=f"{look(m).name} (reference)")
+    handles += [Line2D([], [], color=look(m).colour, linestyle=REFERENCE_LINES[m], label=f"{look(m).name} (reference)")
                 for m in ("finetune", "joint") if (trials["method"] == m).any()]
     if band is not None:
         handles.append(Patch(facecolor="#bbbbbb", alpha=0.5, label=band[2]))
@@ -156,7 +161,8 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
         handles.append(Line2D([], [], color="#333333", linestyle="--", label=mark[1]))
     handles += [Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="",
                        label="some seeds diverged\n(mean of survivors)"),
-                Line2D([], [], color="grey", marker="x", linestyle="", label="all seeds diverged")]
+                Line2D([], [], color="grey", marker="x", linestyle="", label="all seeds diverged"),
+                Line2D([], [], color="none", label="k/n in the strip: k of n\nseeds diverged")]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - 2.3 / width, 0.55), fontsize=8, frameon=False,
                handlelength=3.2)
     fig.suptitle(f"{heading}: mean ± std over {n_seeds} seeds" if n_seeds > 1 else
