@@ -172,3 +172,39 @@ def _band_vs(band: pd.DataFrame, tuned: pd.DataFrame) -> dict[str, float]:
     mine = band[band["status"] == "finished"].groupby("seed")["acc"].mean().rename("acc").reset_index()
     mine["status"] = "finished"
     return _paired(mine, tuned, "acc")
+
+
+def compare_sweeps(sweeps: list[tuple[str, str]], method: str = "spp", metric: str = "val_acc") -> pd.DataFrame:
+    """One row per sweep (an ablation's variants, each a (label, folder)): ``method``'s selected
+    configuration by ``metric``, its test ACC/BWT, fine-tuning's under the same settings, and the
+    paired difference (seeds paired; fine-tuning at the selected configuration's learning rate)."""
+    from .load import load_trials
+    from .tables import best_configs, config_label
+
+    rows = []
+    for label, folder in sweeps:
+        trials = load_trials(folder)
+        trials = trials.assign(config=trials.apply(config_label, axis=1)) if len(trials) else trials
+        ours = trials[trials["method"] == method] if len(trials) else trials
+        best = best_configs(ours, metric) if len(ours) else pd.DataFrame()
+        if best.empty:
+            rows.append({"variant": label, "selected": f"no finished {method} trial"})
+            continue
+        chosen = best.iloc[0]
+        lr = chosen.get("lr") if "lr" in chosen and not pd.isna(chosen.get("lr")) else None
+        mine = ours[ours["config"] == chosen["config"]]
+        tuned = _same_lr(trials[trials["method"] == "finetune"], lr)
+        done = tuned[tuned["status"] == "finished"]
+        acc, bwt = _paired(mine, tuned, "acc"), _paired(mine, tuned, "bwt")
+        diverged = int((ours["status"] == "diverged").sum())
+        rows.append({
+            "variant": label, "selected": chosen["config"] or "(nothing searched)",
+            f"{method} ACC": _fmt(chosen["acc_mean"], chosen["acc_std"]).lstrip("+"),
+            f"{method} BWT": _fmt(chosen["bwt_mean"], chosen["bwt_std"]),
+            "fine-tuning ACC": _fmt(float(done["acc"].mean()), float(done["acc"].std(ddof=1))).lstrip("+")
+            if len(done) else "n/a",
+            "fine-tuning BWT": _fmt(float(done["bwt"].mean()), float(done["bwt"].std(ddof=1))) if len(done) else "n/a",
+            "ΔACC": _fmt(acc["mean"], acc["std"]), "p (ACC)": _p(acc["p"]), "ΔBWT": _fmt(bwt["mean"], bwt["std"]),
+            "p (BWT)": _p(bwt["p"]), f"{method} runs diverged": f"{diverged} of {len(ours)}",
+        })
+    return pd.DataFrame(rows)

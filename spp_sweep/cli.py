@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("benchmarks", help="list the benchmarks", description="List the benchmarks, one line each.")
     _add_sweep(commands)
     _add_report(commands)
+    _add_compare(commands)
     _add_recommend(commands)
     return parser
 
@@ -181,6 +182,27 @@ def _add_ray_options(parser: argparse.ArgumentParser) -> None:
                         "sqlite:///data/mlflow.db or http://host:5000 (pip install 'spp-sweep[mlflow]')")
     parser.add_argument("--wandb", metavar="PROJECT", help="also log every trial to this Weights & Biases project "
                         "(pip install 'spp-sweep[wandb]'; WANDB_MODE=offline keeps runs on disk)")
+
+
+def _add_compare(commands: Any) -> None:
+    compare = commands.add_parser(
+        "compare", help="one method across several sweeps (an ablation), each against its fine-tuning",
+        description="For each LABEL=SWEEP_DIR: the method's configuration selected on --metric, its test ACC and "
+        "BWT, fine-tuning's in the same sweep (same settings and learning rate) and the seed-paired difference. "
+        "Prints a Markdown table; --out also writes it as CSV.",
+    )
+    compare.add_argument("sweeps", nargs="+", metavar="LABEL=SWEEP_DIR", type=_label_folder,
+                         help="a variant's name and its sweep folder, e.g. trunk_only=results/sweeps/x")
+    compare.add_argument("--method", default="spp", help="the method compared (default spp)")
+    compare.add_argument("--metric", default="val_acc", help="what selects its configuration (default val_acc)")
+    compare.add_argument("--out", help="also write the table to this CSV file")
+
+
+def _label_folder(text: str) -> tuple[str, str]:
+    label, sep, folder = text.partition("=")
+    if not sep or not label or not folder:
+        raise argparse.ArgumentTypeError(f"{text!r}: write LABEL=SWEEP_DIR")
+    return label, folder
 
 
 def _add_report(commands: Any) -> None:
@@ -270,6 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .sweep.command import sweep_command
 
             return sweep_command(args)
+        if args.command == "compare":
+            from .sweep.command import compare_command
+
+            return compare_command(args)
         if args.command == "report":
             from .sweep.command import report_command
 

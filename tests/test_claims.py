@@ -56,3 +56,20 @@ def test_figure4_claims_are_worded_by_the_numbers() -> None:
     assert set(missing.set_index("claim (paper, Figure 4)").loc[
         ["λ = 0.01 is extremely poor", "ACC is best at λ = 4"], "verdict"]) == {"not testable here",
                                                                               "not testable here (λ = 4 not run)"}
+
+
+def test_compare_sweeps_selects_per_variant_and_pairs_with_its_fine_tuning(monkeypatch) -> None:
+    import analysis.load
+    from analysis.claims import compare_sweeps
+
+    variants = {
+        "preset": frame(rows("finetune", None, [0.60, 0.62]), rows("spp", 1.0, [0.61, 0.63]),
+                        rows("spp", 12.0, [0.70, 0.74])),
+        "trunk_only": frame(rows("finetune", None, [0.60, 0.62]), rows("spp", 1.0, [0.60, 0.62])),
+    }
+    monkeypatch.setattr(analysis.load, "load_trials", lambda folder: variants[folder].drop(columns="config"))
+    table = compare_sweeps([("preset", "preset"), ("trunk only", "trunk_only")]).set_index("variant")
+    assert table.loc["preset", "selected"] == "lam=12"  # highest mean val_acc
+    assert table.loc["preset", "ΔACC"] == f"{100 * 0.11:+.2f} ± {100 * pd.Series([0.10, 0.12]).std():.2f}"
+    assert table.loc["preset", "spp ACC"] == "72.00 ± 2.83" and table.loc["preset", "fine-tuning ACC"] == "61.00 ± 1.41"
+    assert table.loc["trunk only", "ΔACC"] == "+0.00 ± 0.00" and table.loc["trunk only", "p (ACC)"] == "1.000"

@@ -104,3 +104,16 @@ def recommend_command(args: argparse.Namespace) -> int:
     print(f"\nrecommendation: {report}")
     print(f"config:         {report.parent / 'recommended.yaml'}")
     return 0
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from analysis.claims import compare_sweeps
+
+    for _, folder in args.sweeps:
+        if not Path(folder).is_dir():
+            raise ConfigError(f"{folder} is not a folder; give each variant as LABEL=SWEEP_DIR")
+    table = compare_sweeps(args.sweeps, method=args.method, metric=args.metric)
+    if args.out:
+        table.to_csv(args.out, index=False)
+    print(table.to_markdown(index=False))
+    return 0
