@@ -205,23 +205,43 @@ def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pa
     return save(fig, out, "accuracy_matrices")
 
 
-def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Path) -> Path | None:
-    """Figure 7a: average accuracy over the tasks seen so far, as tasks are added."""
+def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Path,
+                     higher_is_better: bool = True) -> Path | None:
+    """Figure 7a: the average score over the tasks seen so far, as tasks are added, per method
+    at its selected configuration (named in the legend); mean over seeds, band ± 1 std.
+
+    Joint training learns every task at once, so it has no curve over tasks: it is the
+    dash-dotted line at its score over all tasks."""
     if best_trials.empty or matrices.empty:
         return None
     seen = matrices[matrices["task"] <= matrices["after_task"]]
     per_trial = seen.groupby(["trial_id", "after_task"])["accuracy"].mean().reset_index()
-    data = per_trial.merge(best_trials[["trial_id", "method"]], on="trial_id")
-    methods = list(dict.fromkeys(data["method"]))
-    data["method"] = data["method"].map(display_name)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=data, x="after_task", y="accuracy", hue="method", style="method",
-                 hue_order=[display_name(m) for m in methods], palette=_palette(methods),
-                 markers={display_name(m): look(m).marker for m in methods}, dashes=False,
-                 errorbar=("ci", 95), ax=ax)
+    columns = ["trial_id", "method"] + (["config"] if "config" in best_trials else [])
+    data = per_trial.merge(best_trials[columns], on="trial_id")
+    if "config" not in data:
+        data["config"] = ""
+    joint = data[data["method"] == "joint"]
+    data = data[data["method"] != "joint"]
+    labels = {m: display_name(m) + (f" ({c})" if c else "") for m, c in
+              data.groupby("method", sort=False)["config"].first().items()}
+    methods = list(labels)
+    data = data.assign(method=data["method"].map(labels))
+    fig, ax = plt.subplots(figsize=(6.6, 4))
+    if len(data):
+        sns.lineplot(data=data, x="after_task", y="accuracy", hue="method", style="method",
+                     hue_order=[labels[m] for m in methods],
+                     palette={labels[m]: look(m).colour for m in methods},
+                     markers={labels[m]: look(m).marker for m in methods}, dashes=False, errorbar="sd", ax=ax)
+    if len(joint):
+        final = joint[joint["after_task"] == joint["after_task"].max()]["accuracy"].mean()
+        ax.axhline(final, color=look("joint").colour, linestyle="-.", linewidth=1.2,
+                   label="Joint (every task at once; its final score)")
     ax.set_xlabel("tasks learned")
-    ax.set_ylabel("average accuracy on tasks seen")
-    ax.set_xticks(sorted(data["after_task"].unique()))
+    ax.set_ylabel("average test accuracy on the tasks seen" if higher_is_better else
+                  "average test −ELBO per image on the tasks seen\n(nats; lower is better)")
+    ax.set_title("mean over seeds; band: ± 1 std over seeds", fontsize=9)
+    ax.set_xticks(sorted(seen["after_task"].unique()))
+    ax.legend(fontsize=7.5, frameon=False, loc="best")
     return save(fig, out, "running_accuracy")
 
 

@@ -84,7 +84,8 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
                                  heading="λ robustness" if higher else
                                  "λ robustness (negative ELBO per image: lower is better)")
     heatmaps = figures.accuracy_heatmaps(matrices, best_trials, out, scale=None if higher else "loss")
-    running = figures.running_accuracy(matrices, best_trials, out)
+    running = figures.running_accuracy(matrices, best_trials.assign(config=best_trials.apply(config_label, axis=1))
+                                       if len(best_trials) else best_trials, out, higher_is_better=higher)
     importance, concentration = _importance(best_trials, out)
 
     lines = [f"# Sweep report: {root.name}", ""]
