@@ -38,12 +38,18 @@ def figure5_rows(trials: pd.DataFrame) -> list[Row]:
     first = pictures.get("finetune") or next(iter(pictures.values()))
     last = max(int(key.split("/")[0][4:]) for key in first if key.startswith("task"))
     rows.append(("task 1 test images", "black", first["task0/originals"], None))
-    rows.append(("after task 1", "black", first["task0/reconstructions"], first["task0/samples"]))
+    rows.append(("after task 1", "black", first["task0/reconstructions"], _task1_samples(first, 0)))
     for method, saved in pictures.items():
         config = f" ({configs[method]})" if configs[method] not in ("", "-", "nan") else ""
         rows.append((f"after task {last + 1}: {display_name(method)}{config}", look(method).colour,
-                     saved[f"task{last}/reconstructions"], saved[f"task{last}/samples"]))
+                     saved[f"task{last}/reconstructions"], _task1_samples(saved, last)))
     return rows
+
+
+def _task1_samples(saved: dict, task: int) -> np.ndarray:
+    """Samples from task 1's own latent statistics (objectives.NegativeELBO.pictures); prior
+    samples for runs saved before those were kept."""
+    return saved.get(f"task{task}/task1_samples", saved[f"task{task}/samples"])
 
 
 def figure5(rows: list[Row], out: Path) -> Path | None:
@@ -67,7 +73,8 @@ def figure5(rows: list[Row], out: Path) -> Path | None:
             if c == 0:
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8, color=colour)
     axes[0, 0].set_title("reconstructions of task 1's test images (below)", fontsize=9, pad=6)
-    axes[min(1, len(rows) - 1), 1].set_title("samples (the same latent codes in every row)", fontsize=9, pad=6)
+    axes[min(1, len(rows) - 1), 1].set_title("samples of task 1: μ₁ + σ₁·ε, task 1's latent statistics\n"
+                                             "(the same ε in every row)", fontsize=9, pad=6)
     fig.tight_layout()
     return save(fig, out, "figure5_generations")
 
@@ -88,6 +95,8 @@ def generative_lines(trials: pd.DataFrame, out: Path) -> list[str]:
         return []
     return ["## What the generator keeps of task 1 (Figure 5)", "",
             "Left: the first test images of task 1 and their reconstructions through task 1's latent head; right: "
-            "the decoder's images of fixed latent codes drawn once from N(0, I). One row per state: after task 1, "
-            "then each method (its first seed) after the last task.", "",
+            "samples of task 1: one fixed draw ε ~ N(0, I) mapped to μ₁ + σ₁·ε, with μ₁, σ₁ the mean and standard "
+            "deviation of task 1's posterior means over its training images (through the current encoder), then "
+            "decoded. Prior samples would show the shared decoder, not task 1: every head is pulled to the same "
+            "N(0, I). One row per state: after task 1, then each method (its first seed) after the last task.", "",
             f"![Figure 5]({path.name}) ([PDF]({path.with_suffix('.pdf').name}))", ""]

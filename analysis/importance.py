@@ -44,3 +44,26 @@ def concentration_table(long: pd.DataFrame, per_layer: bool = False) -> pd.DataF
     rows = [{**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "n": len(group),
              **concentration(group["value"].to_numpy())} for key, group in long.groupby(keys, sort=False)]
     return pd.DataFrame(rows)
+
+
+def placement(arrays: dict[str, np.ndarray], task: int | None = None) -> dict[str, float]:
+    """Where one trial's importance sits after ``task`` (default: the last): the share of the total
+    on bias vectors (1-D tensors), the share on the single largest tensor, and the fraction of
+    exactly-zero entries in the weight tensors (2-D and larger), over all of them and in the
+    worst one. A label-free importance that lands on a few biases protects little of a network."""
+    tasks = sorted({int(key.split("/", 1)[0][4:]) for key in arrays})
+    if not tasks:
+        return {}
+    chosen = tasks[-1] if task is None else task
+    tensors = {key.split("/", 1)[1]: np.abs(np.asarray(v, dtype=float)) for key, v in arrays.items()
+               if key.startswith(f"task{chosen}/")}
+    total = sum(float(v.sum()) for v in tensors.values())
+    weights = [v for v in tensors.values() if v.ndim >= 2]
+    largest = max(tensors, key=lambda name: float(tensors[name].sum()))
+    return {
+        "bias_share": sum(float(v.sum()) for v in tensors.values() if v.ndim < 2) / total if total else float("nan"),
+        "largest_tensor": largest,
+        "largest_tensor_share": float(tensors[largest].sum()) / total if total else float("nan"),
+        "zeros_in_weights": float(sum(int((v == 0).sum()) for v in weights) / max(1, sum(v.size for v in weights))),
+        "zeros_worst_weight_tensor": max((float((v == 0).mean()) for v in weights), default=float("nan")),
+    }

@@ -17,7 +17,7 @@ import yaml
 
 from . import figures
 from .folders import replace_folder
-from .importance import concentration_table, importance_table
+from .importance import concentration_table, importance_table, placement
 from .claims import ALPHA, figure4_claims, versus_finetune
 from .generative import SCORE_NOTE, generative_lines
 from .parameter_report import parameter_lines
@@ -130,6 +130,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
                                                                                            floatfmt=".2f"), ""]
         if path is not None:
             lines += [f"![hyperparameter importance]({path.name})", ""]
+    lines += _placement_lines(chosen_on, out)
     lines += parameter_lines(compared, out)
     lines += generative_lines(best_trials, out)
     if concentration is not None:
@@ -194,6 +195,31 @@ def _importance(best_trials: pd.DataFrame, out: Path) -> tuple[Path | None, pd.D
     concentration_table(long, per_layer=True).to_csv(out / "importance_concentration_by_layer.csv", index=False)
     figures.importance_densities(long, out, per_layer=True)
     return figures.importance_densities(long, out), table
+
+
+def _placement_lines(trials: pd.DataFrame, out: Path) -> list[str]:
+    """Where each configuration's importance sits (analysis/importance.placement), every λ, for
+    trials that saved their importances; mean over seeds."""
+    rows = []
+    for _, trial in trials[trials["status"] == "finished"].iterrows():
+        arrays = load_importances(trial["path"])
+        if arrays:
+            found = placement(arrays)
+            rows.append({"method": trial["method"], "configuration": config_label(trial), "seed": trial["seed"],
+                         **found})
+    if not rows:
+        return []
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "importance_placement.csv", index=False)
+    numbers = ["bias_share", "largest_tensor_share", "zeros_in_weights", "zeros_worst_weight_tensor"]
+    summary = table.groupby(["method", "configuration"], sort=False).agg(
+        **{name: (name, "mean") for name in numbers}, largest_tensor=("largest_tensor", "first"),
+        seeds=("seed", "size")).reset_index()
+    return ["## Where the importance lands", "",
+            "Per configuration (mean over seeds), after the last task: the share of the total importance on bias "
+            "vectors, the share on the largest single tensor (named), and the fraction of exactly-zero entries in "
+            "the weight tensors, over all of them and in the worst one. Every trial in `importance_placement.csv`.",
+            "", summary.to_markdown(index=False, floatfmt=".3g"), ""]
 
 
 def _versus_lines(compared: pd.DataFrame, best: pd.DataFrame, chosen_on: pd.DataFrame, higher: bool,

@@ -106,16 +106,27 @@ class NegativeELBO(Objective):
     @torch.no_grad()
     def pictures(self, model: ContinualModel, tasks: Sequence[Task]) -> dict[str, torch.Tensor] | None:
         """Figure 5's material: the first PICTURES test images of task 1, their reconstructions
-        through task 1's latent head (at the posterior mean), and the decoder's images of
-        PICTURES latent codes drawn once from N(0, I) with a fixed seed (the same codes after
-        every task and in every run, so the pictures compare the decoder, not the draw)."""
+        through task 1's latent head (at the posterior mean), the decoder's images of PICTURES
+        latent codes drawn once from N(0, I) with a fixed seed (``samples``: the same codes after
+        every task and in every run, so the pictures compare the decoder, not the draw), and
+        ``task1_samples``: the same draw mapped onto task 1's own latent statistics.
+
+        Why the second: every task's head is pulled towards the one prior N(0, I), so prior
+        samples decode to whatever the shared decoder now draws, with nothing of a task in them.
+        Task 1's region of the latent space is where its head puts its images: the mean and
+        standard deviation of its posterior means over (up to 512 of) its training images, through
+        the current encoder. Codes μ₁ + σ₁ ⊙ ε show what the network can still generate *of task
+        1* (section 4.2.4 has a latent head per task for exactly this), comparably across methods."""
         was_training = model.training
         model.eval()
         originals = tasks[0].x_test[:PICTURES]
         codes = torch.randn(PICTURES, model.latent, generator=torch.Generator().manual_seed(0)).to(originals.device)
+        posterior = model.encode(tasks[0].x_train[:512], 0)[0]
+        task1 = posterior.mean(0) + posterior.std(0) * codes
         pictures = {"originals": originals,
                     "reconstructions": torch.sigmoid(model.decode(model.encode(originals, 0)[0])),
-                    "samples": torch.sigmoid(model.decode(codes))}
+                    "samples": torch.sigmoid(model.decode(codes)),
+                    "task1_samples": torch.sigmoid(model.decode(task1))}
         model.train(was_training)
         return pictures
 

@@ -120,3 +120,15 @@ def test_the_parameter_analysis_study_draws_figures_7b_7c_and_8(tmp_path, ray_lo
     assert set(table["method"]) == {"spp", "finetune", "sgd"} and set(table["layer"]) == {"trunk.1.weight",
                                                                                           "trunk.3.weight"}
     assert (table["frechet"] >= 0).all() and (table["weighted_change"] > 0).all()
+
+
+def test_importance_placement_by_hand() -> None:
+    from analysis.importance import placement
+
+    arrays = {"task0/w": np.ones((2, 2)), "task1/w": np.array([[0.0, 1.0], [0.0, 3.0]]), "task1/b": np.array([4.0, 0.0]),
+              "task1/v": np.array([[0.0, 0.0, 0.0, 2.0]])}
+    found = placement(arrays)  # the last task: total 1 + 3 + 4 + 2 = 10
+    assert found["bias_share"] == pytest.approx(0.4) and found["largest_tensor"] in ("b", "w")
+    assert found["largest_tensor_share"] == pytest.approx(0.4)
+    assert found["zeros_in_weights"] == pytest.approx(5 / 8)  # w: 2 of 4, v: 3 of 4
+    assert found["zeros_worst_weight_tensor"] == pytest.approx(0.75)
