@@ -151,7 +151,7 @@ def test_run_prints_its_resolved_settings_and_a_line_per_task_in_a_log(tmp_path)
     loss = float(lines[0].split("mean loss of its last epoch ")[1].split(",")[0])
     assert 0 < loss < 1.5  # a mean over batches of a two-class cross-entropy, not their sum
     config = json.loads((tmp_path / "out" / "result.json").read_text())["config"]
-    assert config["model_options"] == {"hidden": [64, 32], "dropout": 0.0, "init": "normal"}
+    assert config["model_options"] == {"hidden": [64, 32], "dropout": 0.0, "init": "normal", "dropout_layers": "all"}
     assert config["benchmark_options"]["test_fraction"] == 0.3  # every setting in force, defaults included
 
 
