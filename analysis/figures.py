@@ -67,7 +67,8 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     (and per penalty step, dashed for the implicit one, where a sweep ran both).
 
     Reads like the paper's figure with what a reviewer needs beside it: y-limits come from the
-    means of the points where every seed finished (a wide std band is clipped, not the axis); a point where some seeds diverged is hollow (its mean is
+    means of the points where every seed finished (a wide std band is clipped, not the axis); a
+    point where some seeds diverged is hollow (its mean is
     over the survivors, "k/n" in the strip below, and no line passes through it); λ values where
     every seed diverged sit in the strip under each panel, never among the data; fine-tuning (and
     joint, on ACC) are the dotted reference lines. ``panels`` (column, title) replaces the three.
@@ -84,7 +85,8 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     label = lambda m, s: display_name(m, s if two_steps else None)  # noqa: E731
     n_seeds = int(swept.groupby(["method", VARIANT, parameter]).size().max())
     custom = panels is not None
-    panels = panels or [(fwt_column if c == "fwt" else c, f"{t} ({'paper eq. 7' if fwt_column == 'fwt_paper' else 'standard'})"
+    fwt_name = "paper eq. 7" if fwt_column == "fwt_paper" else "standard"
+    panels = panels or [(fwt_column if c == "fwt" else c, f"{t} ({fwt_name})"
                          if c == "fwt" else t) for c, t in _PANELS]
     strip_height = 0.22 * len(series) + 0.3
     width = 4.6 * len(panels) + 2.4  # the last 2.4 inches hold the legend

@@ -49,7 +49,7 @@ def comparison_table(best: pd.DataFrame, table: str, fwt_column: str) -> pd.Data
         paper = dict(zip(published["columns"], published["rows"].get(method, [None] * 3)))
         mine = ours.get(method)
 
-        def cell(metric: str) -> str:
+        def cell(metric: str, mine: Any = mine) -> str:
             if mine is None or (metric == "fwt" and fwt_column != "fwt_paper"):
                 return "n/a"
             column = fwt_column if metric == "fwt" else metric

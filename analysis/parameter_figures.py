@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.colors import Normalize, PowerNorm
 import numpy as np
 import pandas as pd
+from matplotlib.colors import Normalize, PowerNorm
 
 from .figures import save
 from .style import display_name, look

@@ -68,7 +68,8 @@ def _write(home: Path, out: Path, ranking: list[dict[str, Any]], winner: dict[st
     ties = context["ties"]
     if ties is not None and len(ties):
         tied = dict(zip(ties["method"], ties["tied_with_leader"]))
-        table.insert(2, "tied with #1", [("yes" if tied.get(m) else "no") if m in tied else "-" for m in table["method"]])
+        table.insert(2, "tied with #1",
+                     [("yes" if tied.get(m) else "no") if m in tied else "-" for m in table["method"]])
     table.to_csv(out / "ranking.csv", index=False)
     (out / "ranking.md").write_text(table.to_markdown(index=False) + "\n")
     (out / "recommended.yaml").write_text(
@@ -164,7 +165,8 @@ def _robust_lines(robust: dict[str, Any] | None, winner: dict[str, Any], curve: 
         return f"{row['mean']:.4f} ± {row['std']:.4f} ({int(row['finished'])}/{int(row['seeds'])} seeds)"
 
     at = {v: table[table["value"] == v].iloc[0] for v in (robust["robust"], robust["argmax"])}
-    rows = [{"λ": "the search's best (TPE, one seed)", "value": f"{searched:.4g}", "validation ACC": cell(near.iloc[0])},
+    rows = [{"λ": "the search's best (TPE, one seed)", "value": f"{searched:.4g}",
+             "validation ACC": cell(near.iloc[0])},
             {"λ": "best mean over seeds on the curve", "value": f"{robust['argmax']:.4g}",
              "validation ACC": cell(at[robust['argmax']])},
             {"λ": "**robust choice (recommended)**", "value": f"{robust['robust']:.4g}",
@@ -201,7 +203,8 @@ def _evaluation_lines(home: Path, search: pd.DataFrame, protocol: dict[str, Any]
                "val ACC here": _cell(evaluated, method, "val_acc"), "test ACC here": _cell(evaluated, method, "acc"),
                "test BWT here": _cell(evaluated, method, "bwt")}
         if protocol["protocol"] == "transfer" and method in selected.index:
-            row["drop (val ACC)"] = _difference(selected.at[method, "val_acc_mean"], evaluated.at[method, "val_acc_mean"])
+            row["drop (val ACC)"] = _difference(selected.at[method, "val_acc_mean"],
+                                                evaluated.at[method, "val_acc_mean"])
         if method in reference.index:
             row["end-of-training choice"] = reference.at[method, "config"] or "-"
             row["its test ACC"] = _cell(reference, method, "acc")
@@ -265,7 +268,8 @@ def _compute_lines(home: Path, protocol: dict[str, Any], out: Path) -> list[str]
     ref = table[table["sweep"] == "reference"]
     if len(ref):
         lines[-1] += (f" The end-of-training search it is compared with (`reference/`) trained "
-                      f"{int(ref['trial_tasks'].sum())} trial-tasks in {ref['trial_seconds'].sum():.0f} s of trial time.")
+                      f"{int(ref['trial_tasks'].sum())} trial-tasks in {ref['trial_seconds'].sum():.0f} s of trial "
+                      "time.")
     lines += ["", shown.to_markdown(index=False), ""]
     return lines
 

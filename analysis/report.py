@@ -4,7 +4,8 @@ Writes into ``out``: report.md; trials.csv/.parquet (one row per trial) and
 accuracy_matrices.csv (long); best_configs.md/.csv/.tex (Tables 2/3); robustness.csv;
 lambda_robustness.png/.pdf (Figure 4), accuracy_matrices.png/.pdf, running_accuracy.png/.pdf
 (Figure 7a), importance.png/.pdf and importance_concentration.csv (Figure 6) where the
-sweep saved importances, hyperparameter_importance.csv/.png where Optuna searched. Works on a sweep that is still running: it reports what finished.
+sweep saved importances, hyperparameter_importance.csv/.png where Optuna searched. Works on a sweep
+that is still running: it reports what finished.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import pandas as pd
 import yaml
 
 from . import figures
-from .folders import replace_folder
-from .importance import concentration_table, importance_table, placement
 from .claims import ALPHA, figure4_claims, versus_finetune
+from .folders import replace_folder
 from .generative import SCORE_NOTE, generative_lines
-from .parameter_report import parameter_lines
-from .paper import comparison_table, figure4_band, paper_results
+from .importance import concentration_table, importance_table, placement
 from .load import add_paper_fwt, load_importances, load_matrices, load_trials
+from .paper import comparison_table, figure4_band, paper_results
+from .parameter_report import parameter_lines
 from .robustness import robustness_scores
 from .selection import hyperparameter_importances
 from .tables import best_configs, config_label, higher_is_better

@@ -20,7 +20,6 @@ import pandas as pd
 
 from .tables import summarize_configs
 
-
 VARIANT = "penalty_step"  # a searched setting that makes a separate curve, not a point on one
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .tables import DIVERGED_VALUE
 
+
 # -- a value from the interior of the stable region, not the argmax ------------------------------
 def robust_choice(curve: pd.DataFrame, metric: str = "val_acc", tolerance: float = 0.01,
                   parameter: str = "lam") -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ and counted in ``n_diverged`` instead.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd

@@ -9,6 +9,7 @@ import argparse
 import time
 
 import torch
+
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment
 from spp_sweep.methods.ewc import _log_likelihoods
@@ -34,7 +35,10 @@ def old():
             probs = torch.softmax(model(xb, 0), -1)
         for c in range(probs.shape[1]):
             label = torch.full((len(xb),), c)
-            s = per_sample_square_sums(model, 0, lambda z: probs[:, c].sqrt() * _log_likelihoods(z, label), xb)
+            def weighted(z, probs=probs, c=c, label=label):
+                return probs[:, c].sqrt() * _log_likelihoods(z, label)
+
+            s = per_sample_square_sums(model, 0, weighted, xb)
             total = s if total is None else [t + f for t, f in zip(total, s)]
     return total
 

@@ -14,8 +14,8 @@ import argparse
 import time
 
 import torch
-
 from engine_overhead import bare_loop  # the same plain loop as the MLP benchmark
+
 from spp_sweep.benchmarks import Benchmark, Task
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
@@ -53,12 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         "3: the run diverged (result.json written, metrics null); 2: bad input (nothing written).",
     )
     run.add_argument("--method", default="spp", help="a method from `spp-sweep methods` (default: spp)")
-    run.add_argument("--benchmark", default="split_digits", help="a benchmark from `spp-sweep benchmarks` (default: split_digits)")
+    run.add_argument("--benchmark", default="split_digits",
+                     help="a benchmark from `spp-sweep benchmarks` (default: split_digits)")
     run.add_argument("--lam", type=float, help="the method's penalty strength λ (spp, ewc, si, mas, lwf)")
     run.add_argument("--lr", type=float, help="SGD learning rate (default: the benchmark's)")
     run.add_argument("--epochs", type=int, help="epochs per task (default: the benchmark's)")
     run.add_argument("--batch-size", type=int, help="mini-batch size (default: the benchmark's)")
-    run.add_argument("--lr-decay", type=float, help="learning-rate decay per epoch, restarting each task (default 0.96)")
+    run.add_argument("--lr-decay", type=float,
+                     help="learning-rate decay per epoch, restarting each task (default 0.96)")
     run.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
     run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and dropout (default 0)")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -77,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                      help="a model option, e.g. --model-option dropout=0")
     run.add_argument("--joint-reference", help="result.json of a joint run: its accuracies are m_i of the paper's FWT")
-    run.add_argument("--save-importances", action="store_true", help="also write importances.pt (per task, per parameter)")
+    run.add_argument("--save-importances", action="store_true",
+                     help="also write importances.pt (per task, per parameter)")
     run.add_argument("--save-parameters", action="store_true", help="also write parameters.pt: the shared parameters "
                      "after each task and SPP's importance of them (section 4.2.5's parameter analysis)")
     run.add_argument("--output", choices=("per_task", "shared", "class_incremental"),  # config.OUTPUTS (kept light)
@@ -259,7 +263,8 @@ def _add_recommend(commands: Any) -> None:
     recommend.add_argument("--tasks", type=_positive_int, help="split the classes into this many tasks")
     recommend.add_argument("--groups", help="the classes of each task, e.g. 0,1;2,3;4,5")
     recommend.add_argument("--order", choices=["sequential", "random"], help="class order for --tasks")
-    recommend.add_argument("--permutations", type=_positive_int, help="permuted tasks instead of class splits (.npz/.pt)")
+    recommend.add_argument("--permutations", type=_positive_int,
+                           help="permuted tasks instead of class splits (.npz/.pt)")
     recommend.add_argument("--image-size", type=_positive_int, help="image folders: resize to this size (default 32)")
     recommend.add_argument("--benchmark-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                            help="any other benchmark option, e.g. test_fraction=0.2 or options={n: 3} (entry points)")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .benchmarks import get_spec
 from .errors import ConfigError
@@ -97,7 +98,7 @@ class RunConfig:
     penalise_head: bool = False
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -107,7 +108,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def resolved(self) -> "RunConfig":
+    def resolved(self) -> RunConfig:
         """Fill unset fields from the benchmark's defaults and check every value."""
         spec = get_spec(self.benchmark)
         method_cls = get_method(self.method)
@@ -155,7 +156,8 @@ class RunConfig:
             ("threads", self.threads, lambda v: v is None or (_whole(v) and v >= 1), "a whole number >= 1"),
             ("seed", self.seed, lambda v: _whole(v) and 0 <= v < 2 ** 63, "a whole number in [0, 2^63)"),
             ("validation", self.validation, lambda v: _finite(v) and 0 <= v < 1, "a fraction in [0, 1)"),
-            ("validation_seed", self.validation_seed, lambda v: _whole(v) and 0 <= v < 2 ** 63, "a whole number in [0, 2^63)"),
+            ("validation_seed", self.validation_seed, lambda v: _whole(v) and 0 <= v < 2 ** 63,
+             "a whole number in [0, 2^63)"),
             ("first_tasks", self.first_tasks, lambda v: _whole(v) and v >= 0,
              "a whole number >= 0 (0: every task)"),
         ]

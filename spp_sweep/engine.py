@@ -13,8 +13,9 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -25,8 +26,8 @@ from .benchmarks.streaming import ImageFiles, batch_loader
 from .config import RunConfig
 from .errors import ConfigError
 from .methods import Method, Step, TaskView, get_method
-from .objectives import get_objective
 from .models import ContinualModel, build_model
+from .objectives import get_objective
 
 
 @dataclass
@@ -222,7 +223,7 @@ class Experiment:
     def next_task(self) -> int:
         return len(self.rows)
 
-    def run(self, on_task_end: Callable[[TaskReport, "Experiment"], None] | None = None,
+    def run(self, on_task_end: Callable[[TaskReport, Experiment], None] | None = None,
             progress: bool = False) -> RunResult:
         """Train the remaining tasks; ``on_task_end`` runs after each (report, checkpoint)."""
         bar = _progress_bar(self, progress)

@@ -8,7 +8,7 @@ an interrupted or diverged run) and returns NaN where a metric is not defined ye
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

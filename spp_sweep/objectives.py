@@ -18,14 +18,15 @@ here and one registry entry, not a fork of the engine.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError
 from .benchmarks.base import Task
+from .errors import ConfigError
 from .models import ContinualModel
 
 PICTURES = 8  # images per row of Figure 5

@@ -28,8 +28,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +44,8 @@ from .errors import ConfigError
 from .methods import Method, Step, get_method
 from .methods.base import along_members
 from .models import build_model
-from .models.stacked import StackedModel, stack_refusal as model_refusal
+from .models.stacked import StackedModel
+from .models.stacked import stack_refusal as model_refusal
 from .objectives import Objective
 
 # Settings that may differ between members, besides the method's stackable options.
@@ -168,7 +170,7 @@ class StackedExperiment(Experiment):
         return [m.status == "running" for m in self.members]
 
     # -- the loop ------------------------------------------------------------------------
-    def run(self, on_task_end: Callable[[int, "StackedExperiment"], None] | None = None,  # type: ignore[override]
+    def run(self, on_task_end: Callable[[int, StackedExperiment], None] | None = None,  # type: ignore[override]
             progress: bool = False) -> list[RunResult]:
         """Train the remaining tasks; ``on_task_end(task, stack)`` runs after each (reports, checkpoint)."""
         bar = _progress_bar(self, progress)

@@ -10,8 +10,6 @@ from spp_sweep.methods.lwf import LwF, distillation_loss
 from spp_sweep.methods.mas import MAS
 from spp_sweep.methods.si import SI
 
-from .conftest import tiny_model
-
 
 def softmax(z):
     e = np.exp(z - z.max())

@@ -4,7 +4,6 @@ Figure 4's claims worded from the numbers."""
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 from scipy import stats
 
 from analysis.claims import figure4_claims, versus_finetune

@@ -37,7 +37,8 @@ def test_run_output_flag_sets_the_head_layout(tmp_path):
 
 
 def test_run_prints_matrix_and_metrics(tmp_path, capsys):
-    assert main(["run", "--method", "finetune", "--epochs", "2", "--max-train-per-task", "80", "--out", str(tmp_path)]) == 0
+    assert main(["run", "--method", "finetune", "--epochs", "2", "--max-train-per-task", "80",
+                 "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "after T5" in printed and "ACC" in printed and "BWT" in printed and "FWT(standard)" in printed
 
@@ -61,7 +62,8 @@ def test_joint_reference_gives_paper_fwt(tmp_path):
 def test_listings(capsys):
     assert main(["methods"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["spp", "ewc", "si", "mas", "lwf", "sgd", "sgd_frozen", "finetune", "joint"]
+    assert [line.split()[0] for line in lines] == ["spp", "ewc", "si", "mas", "lwf", "sgd", "sgd_frozen", "finetune",
+                                                   "joint"]
     assert main(["benchmarks"]) == 0
     assert "split_digits" in capsys.readouterr().out
 
@@ -116,7 +118,8 @@ def test_help_on_every_command(tmp_path):
 def test_split_mnist_short_run(tmp_path, data_root):
     out = tmp_path / "mnist"
     code = main(["run", "--method", "spp", "--benchmark", "split_mnist", "--data-root", str(data_root),
-                 "--epochs", "2", "--max-train-per-task", "2000", "--batch-size", "64", "--hidden", "64,32", "--out", str(out), "--quiet"])
+                 "--epochs", "2", "--max-train-per-task", "2000", "--batch-size", "64", "--hidden", "64,32",
+                 "--out", str(out), "--quiet"])
     assert code == 0
     result = json.loads((out / "result.json").read_text())
     assert result["metrics"]["acc"] > 0.85  # 2 epochs on 2000 samples per task already separate digit pairs

@@ -18,7 +18,6 @@ from spp_sweep.errors import ConfigError, DataError
 from spp_sweep.objectives import negative_elbo
 
 
-
 def test_negative_elbo_by_hand() -> None:
     # one image of two pixels x = (1, 0), decoder logits (0, ln 3): p = (0.5, 0.75)
     # BCE = -ln 0.5 - ln(1 - 0.75) = ln 2 + ln 4; one latent unit with mu = 1, logvar = 0:

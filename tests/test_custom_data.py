@@ -60,7 +60,8 @@ def test_an_npz_splits_into_tasks_by_count_grouping_or_permutation(tmp_path: Pat
 def test_a_pt_file_of_uint8_images_is_scaled_and_runs(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     data = {"x_train": torch.tensor(rng.integers(0, 256, (40, 1, 4, 4)), dtype=torch.uint8),
-            "y_train": torch.arange(40) % 4, "x_test": torch.tensor(rng.integers(0, 256, (12, 1, 4, 4)), dtype=torch.uint8),
+            "y_train": torch.arange(40) % 4,
+            "x_test": torch.tensor(rng.integers(0, 256, (12, 1, 4, 4)), dtype=torch.uint8),
             "y_test": torch.arange(12) % 4}
     torch.save(data, tmp_path / "images.pt")
     benchmark = build_benchmark("arrays", {"path": str(tmp_path / "images.pt"), "n_tasks": 2})

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.parameters import (change_and_importance, frechet_distance, importance_similarity, per_weight,
-                                 weighted_change)
+from analysis.parameters import (
+    change_and_importance,
+    frechet_distance,
+    importance_similarity,
+    per_weight,
+    weighted_change,
+)
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment
 
@@ -125,7 +130,8 @@ def test_the_parameter_analysis_study_draws_figures_7b_7c_and_8(tmp_path, ray_lo
 def test_importance_placement_by_hand() -> None:
     from analysis.importance import placement
 
-    arrays = {"task0/w": np.ones((2, 2)), "task1/w": np.array([[0.0, 1.0], [0.0, 3.0]]), "task1/b": np.array([4.0, 0.0]),
+    arrays = {"task0/w": np.ones((2, 2)), "task1/w": np.array([[0.0, 1.0], [0.0, 3.0]]),
+              "task1/b": np.array([4.0, 0.0]),
               "task1/v": np.array([[0.0, 0.0, 0.0, 2.0]])}
     found = placement(arrays)  # the last task: total 1 + 3 + 4 + 2 = 10
     assert found["bias_share"] == pytest.approx(0.4) and found["largest_tensor"] in ("b", "w")

@@ -71,7 +71,8 @@ def test_transfer_tunes_on_one_benchmark_and_evaluates_on_the_other(tmp_path: Pa
                                                      "benchmark_options": {"path": str(tuning), "groups": GROUPS}}}
     trials = load_trials(run_sweep(study(tmp_path, "transfer", evaluation, selection), SweepOptions(verbose=0)).root)
     paths = {phase: set(trials.loc[trials["phase"] == phase, "path"].map(
-        lambda p: __import__("json").loads((Path(p) / "params.json").read_text())["study"]["benchmark_options"]["path"]))
+        lambda p: __import__("json").loads((Path(p) / "params.json").read_text())["study"]["benchmark_options"][
+            "path"]))
         for phase in ("grid", "final", "evaluate")}
     assert paths == {"grid": {str(tuning)}, "final": {str(tuning)}, "evaluate": {str(evaluation)}}
     assert set(trials.loc[trials["phase"] == "final", "lr"]) == {0.3}  # chosen on the tuning benchmark
@@ -96,7 +97,8 @@ def test_protocols_are_checked_before_anything_runs(tmp_path: Path) -> None:
         check_data(study(tmp_path, "k3", data, {"protocol": "first_tasks", "tasks": 3}))
     other = tmp_path / "four.npz"
     np.savez(other, **blobs(n_classes=4, per_class=20))
-    mismatch = {"protocol": "transfer", "tune_on": {"benchmark": "arrays", "benchmark_options": {"path": str(other), "n_tasks": 2}}}
+    mismatch = {"protocol": "transfer",
+                "tune_on": {"benchmark": "arrays", "benchmark_options": {"path": str(other), "n_tasks": 2}}}
     with pytest.raises(ConfigError, match="same scenario"):
         check_data(study(tmp_path, "shape", data, mismatch))
     assert not (tmp_path / "sweeps").exists()

@@ -7,8 +7,6 @@ import torch
 from spp_sweep.methods import Step, TaskView
 from spp_sweep.methods.spp import SPP
 
-from .conftest import tiny_model
-
 
 def hand_entropy_gradient(W, V, x):
     """dI/dW of I = -sum_n sum_c q_nc log q_nc for logits z = V W x, by the chain rule in numpy.
@@ -71,7 +69,8 @@ def test_sharpening_is_softmax_per_tensor(tiny):
 def test_accumulation_and_penalty(tiny):
     x = torch.randn(6, 3, dtype=torch.float64)
     spp = SPP(tiny, lam=2.5)
-    view0, view1 = TaskView(0, 0, x, torch.zeros(6, dtype=torch.long)), TaskView(1, 1, x, torch.zeros(6, dtype=torch.long))
+    labels = torch.zeros(6, dtype=torch.long)
+    view0, view1 = TaskView(0, 0, x, labels), TaskView(1, 1, x, labels)
     omega0 = spp.task_importance(view0)[0].clone()
     spp.after_task(view0)
     anchor0 = tiny.trunk.weight.detach().clone()

@@ -113,9 +113,11 @@ def test_cli_bad_study_exits_2_one_line_each_and_writes_nothing(tmp_path: Path) 
 def test_cli_missing_data_and_unreachable_cluster_fail_in_one_line(tmp_path: Path) -> None:
     study = REPO / "studies" / "split_mnist.yaml"
     no_data = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", str(study), "--data-root",
-                              str(tmp_path / "none"), "--storage", str(tmp_path / "out")], capture_output=True, text=True)
+                              str(tmp_path / "none"), "--storage", str(tmp_path / "out")],
+                             capture_output=True, text=True)
     assert no_data.returncode == 2 and "MNIST not found" in no_data.stderr and "Traceback" not in no_data.stderr
-    nobody = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", str(REPO / "studies" / "lambda_robustness.yaml"),
+    robustness = str(REPO / "studies" / "lambda_robustness.yaml")
+    nobody = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", robustness,
                              "--address", "127.0.0.1:1", "--storage", str(tmp_path / "out")],
                             capture_output=True, text=True, timeout=60)
     assert nobody.returncode == 2 and "cannot reach the Ray cluster" in nobody.stderr

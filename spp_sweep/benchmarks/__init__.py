@@ -7,7 +7,8 @@ names a benchmark itself.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..errors import ConfigError
 from .base import Benchmark, BenchmarkSpec, Task

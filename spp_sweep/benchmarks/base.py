@@ -7,8 +7,8 @@ much faster than a DataLoader for data of this size.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
 
 import torch
 
@@ -37,7 +37,7 @@ class Task:
     def n_classes(self) -> int:
         return len(self.classes)
 
-    def to(self, device: torch.device) -> "Task":
+    def to(self, device: torch.device) -> Task:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return replace(
             self,
@@ -70,7 +70,7 @@ class Benchmark:
         """Output width of a single head shared by all tasks."""
         return 1 + max(c for task in self.tasks for c in task.classes)
 
-    def to(self, device: torch.device) -> "Benchmark":
+    def to(self, device: torch.device) -> Benchmark:
         return replace(self, tasks=tuple(task.to(device) for task in self.tasks))
 
 
@@ -121,7 +121,8 @@ def with_validation(benchmark: Benchmark, fraction: float, seed: int) -> Benchma
             raise ConfigError(f"validation={fraction:g} leaves task {task.name!r} ({len(task.y_train)} training "
                               "samples) with an empty training or validation part; choose a fraction in (0, 1) "
                               "that leaves samples on both sides")
-        tasks.append(replace(task, x_train=take(task.x_train, train), y_train=task.y_train[train.to(task.y_train.device)],
+        tasks.append(replace(task, x_train=take(task.x_train, train),
+                             y_train=task.y_train[train.to(task.y_train.device)],
                              x_val=take(task.x_train, val), y_val=task.y_train[val.to(task.y_train.device)]))
     return replace(benchmark, tasks=tuple(tasks))
 

@@ -16,8 +16,9 @@ How classes become tasks (``arrays`` and ``image_folder``), exactly one of:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,7 +140,8 @@ def _check_labels_dense(y_train: torch.Tensor, y_test: torch.Tensor, path: str) 
 
 
 # -- the class grouping ---------------------------------------------------------------------------
-def class_groups(labels: Sequence[int], groups: Any, n_tasks: int | None, order: str, data_seed: int) -> list[list[int]]:
+def class_groups(labels: Sequence[int], groups: Any, n_tasks: int | None, order: str,
+                 data_seed: int) -> list[list[int]]:
     """The classes of each task, from exactly one of ``groups`` or ``n_tasks``."""
     if (groups is None) == (n_tasks is None):
         raise ConfigError("say how classes form tasks: give groups (e.g. 0,1;2,3) or n_tasks (e.g. 5), "
@@ -165,7 +167,8 @@ def _parse_groups(groups: Any) -> list[list[int]]:
         except ValueError:
             raise ConfigError(f"groups={groups!r} is invalid; write classes like 0,1;2,3 (; between tasks)") from None
     if not isinstance(groups, (list, tuple)) or not groups or \
-            not all(isinstance(g, (list, tuple)) and g and all(isinstance(c, int) and c >= 0 for c in g) for g in groups):
+            not all(isinstance(g, (list, tuple)) and g and all(isinstance(c, int) and c >= 0 for c in g)
+                    for g in groups):
         raise ConfigError(f"groups={groups!r} is invalid; give a non-empty list of non-empty class lists, "
                           "e.g. [[0, 1], [2, 3]]")
     flat = [c for g in groups for c in g]

@@ -18,8 +18,8 @@ Layouts (under the data root, as torchvision writes them where it has the datase
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

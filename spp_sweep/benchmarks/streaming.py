@@ -11,15 +11,14 @@ evaluation index it directly.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..errors import DataError
-
 
 MAX_TREE_ENTRIES = 5_000_000  # files and folders an image tree may hold (a runaway tree is refused, not walked)
 
@@ -76,7 +75,7 @@ class ImageFiles:
     def shape(self) -> tuple[int, int, int, int]:
         return (len(self.paths), 3, self.size, self.size)
 
-    def to(self, device: torch.device | str) -> "ImageFiles":
+    def to(self, device: torch.device | str) -> ImageFiles:
         return replace(self, device=torch.device(device))
 
     def __getitem__(self, key: int | slice | torch.Tensor | Sequence[int]) -> torch.Tensor:
@@ -90,7 +89,7 @@ class ImageFiles:
             return torch.empty((0, 3, self.size, self.size), device=self.device)
         return torch.stack([decode(self.paths[i], self.size) for i in indices]).to(self.device)
 
-    def subset(self, indices: Sequence[int]) -> "ImageFiles":
+    def subset(self, indices: Sequence[int]) -> ImageFiles:
         return replace(self, paths=tuple(self.paths[int(i)] for i in indices))
 
 

@@ -16,7 +16,7 @@ device like the MLP benchmarks: no DataLoader.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +75,8 @@ def visual_sequence(
     names = [n.strip().lower() for n in (order.split(",") if isinstance(order, str) else order) if n.strip()]
     unknown = [n for n in names if n not in _READERS]
     if unknown or not names:
-        raise ConfigError(f"order: unknown dataset(s) {unknown or names}; use a comma list of {', '.join(VISUAL_ORDER)}")
+        raise ConfigError(f"order: unknown dataset(s) {unknown or names}; use a comma list of "
+                          f"{', '.join(VISUAL_ORDER)}")
     for key, value in (("train_per_task", train_per_task), ("test_per_task", test_per_task)):
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")

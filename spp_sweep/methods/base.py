@@ -25,8 +25,9 @@ may differ between members; every other option is the same for the whole stack.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -180,7 +181,8 @@ class Method:
         unknown = sorted(set(options) - set(cls.options))
         if unknown:
             valid = ", ".join(cls.options) or "none"
-            raise ConfigError(f"method {cls.name!r} has no option {', '.join(map(repr, unknown))}; valid options: {valid}")
+            raise ConfigError(f"method {cls.name!r} has no option {', '.join(map(repr, unknown))}; "
+                              f"valid options: {valid}")
         merged = {name: opt.default for name, opt in cls.options.items()}
         for name, value in options.items():
             merged[name] = cls.options[name].check(cls.name, name, value)

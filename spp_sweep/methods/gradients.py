@@ -7,7 +7,7 @@ as a diagonal Fisher come from one vectorised call per mini-batch, not a Python 
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn

@@ -21,7 +21,8 @@ How the penalty acts is the option ``penalty_step``:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 

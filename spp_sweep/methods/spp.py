@@ -20,7 +20,8 @@ instead of eq. 3's max(0, .), so that both choices can be ablated.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 

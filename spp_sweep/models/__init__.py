@@ -7,7 +7,8 @@ a :class:`ContinualModel`.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from .base import ContinualModel
@@ -27,7 +28,8 @@ def build_model(
     valid = [p for p in inspect.signature(builder).parameters if p not in ("input_shape", "head_sizes")]
     unknown = sorted(set(options or {}) - set(valid))
     if unknown:
-        raise ConfigError(f"model {name!r} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(valid)}")
+        raise ConfigError(f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
+                          f"valid options: {', '.join(valid)}")
     try:
         return builder(input_shape, head_sizes, **dict(options or {}))
     except (ValueError, TypeError) as error:

@@ -6,8 +6,8 @@ their task. Single-head methods (plain SGD) get one head that every task uses.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import torch
 from torch import nn

@@ -10,7 +10,7 @@ never silently changes how an earlier one is normalised.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
 from ..memory import check_memory
 from .base import ContinualModel
-
 
 # How the hidden layers are followed by dropout: after every one (this project's default) or
 # after the last only (the authors' split-MNIST scripts: dropout on h2, before the output layer).

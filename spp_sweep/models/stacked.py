@@ -13,7 +13,7 @@ model's (``trunk.1.weight``), so member k's slice of every tensor is its own mod
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -65,7 +65,7 @@ class MemberDropout(nn.Dropout):
         self.generators = generators
         self.rows: list[int] | None = None
 
-    def __deepcopy__(self, memo: dict) -> "MemberDropout":
+    def __deepcopy__(self, memo: dict) -> MemberDropout:
         """A copy (LwF's old network) draws from the same generators, as an unstacked copy
         draws from the one global generator."""
         clone = MemberDropout(self.p, self.generators)

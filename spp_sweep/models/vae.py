@@ -10,7 +10,7 @@ at the network. Two stride-2 convolutions halve the side twice, so it must divid
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F

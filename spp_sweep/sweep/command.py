@@ -43,7 +43,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def trackers_from(args: argparse.Namespace) -> "Trackers":
+def trackers_from(args: argparse.Namespace) -> Trackers:
     from .trackers import Trackers
 
     return Trackers(tensorboard=args.tensorboard, mlflow=args.mlflow, wandb=args.wandb)
@@ -62,7 +62,7 @@ def best_summary(root: str, metric: str) -> str:
     lines = [f"best configuration per method (by mean {metric} over seeds, " + (
         "lower is better: a negative ELBO; a diverged seed ranks last):" if loss else "diverged seeds count as -1):")]
     for _, row in best.iterrows():
-        value = lambda name: "n/a" if math.isnan(row[f"{name}_mean"]) else \
+        value = lambda name, row=row: "n/a" if math.isnan(row[f"{name}_mean"]) else \
             f"{row[f'{name}_mean']:.4f}±{row[f'{name}_std']:.4f}"  # noqa: E731
         lines.append(f"  {row['method']:<11} {row['config'] or '(nothing searched)':<28} ACC {value('acc')}  "
                      f"BWT {value('bwt')}  seeds {row['n_seeds']}  diverged {row['n_diverged']}")
@@ -91,10 +91,12 @@ def recommend_command(args: argparse.Namespace) -> int:
         if value is not None:
             benchmark_options[key] = value
     options = RecommendOptions(
-        data=args.data, methods=DEFAULT_METHODS if args.methods is None else args.methods, budget=args.budget, seeds=args.seeds,
+        data=args.data, methods=DEFAULT_METHODS if args.methods is None else args.methods, budget=args.budget,
+        seeds=args.seeds,
         validation=args.validation, curve_points=args.curve_points, penalty_step=args.penalty_step,
         benchmark_options=tuple(benchmark_options.items()), settings=tuple(args.set), storage=args.storage,
-        name=args.name, resume=args.resume, trust_state=args.trust_state, address=args.address, max_concurrent=args.max_concurrent,
+        name=args.name, resume=args.resume, trust_state=args.trust_state, address=args.address,
+        max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, verbose=0 if args.quiet else 1,
         trackers=trackers_from(args), protocol=args.protocol, first_tasks=args.first_tasks, tune_on=args.tune_on,
         tune_on_options=tuple(args.tune_on_option), compare=args.compare, tolerance=args.tolerance,

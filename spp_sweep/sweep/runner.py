@@ -24,9 +24,10 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import yaml
 
@@ -34,8 +35,16 @@ from ..errors import ConfigError, UserError
 from ..files import check_writable_folder
 from . import provenance
 from .connection import connect
-from .recovery import (abandon, done_trials, missing_points, recreate_named_checkpoints, resumable, revive_stacks,
-                       saved_state, set_aside_strays)
+from .recovery import (
+    abandon,
+    done_trials,
+    missing_points,
+    recreate_named_checkpoints,
+    resumable,
+    revive_stacks,
+    saved_state,
+    set_aside_strays,
+)
 from .stacking import plan_stacks
 from .study import MethodSearch, Study, name_problem, parse_study, read_yaml
 from .trackers import Trackers
@@ -54,7 +63,8 @@ STUDY_COPY = "study.yaml"
 # A value the user exported wins for both.
 _USER_SNAPSHOT_PERIOD = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")
 GRID_SNAPSHOT_PERIOD, OPTUNA_SNAPSHOT_PERIOD = "auto", "0"
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # frequent snapshots are intended
+# frequent snapshots are intended
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 # Ray Tune deletes a trial's older checkpoints as soon as a new one registers, while the
 # experiment snapshot on storage may still name the older one (it is synced asynchronously).
 # Keeping two means a driver killed in that window restores from a checkpoint that exists.
@@ -123,7 +133,8 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
         study = parse_study(read_yaml(saved), default_name=study.name)
         study = dataclasses.replace(study, storage=root.rsplit("/", 1)[0], name=root.rsplit("/", 1)[1])
     elif saved is not None:
-        raise ConfigError(f"a sweep already exists at {root}; pass --resume to continue it, or --name NEW for a new one")
+        raise ConfigError(f"a sweep already exists at {root}; pass --resume to continue it, or --name NEW for a "
+                          "new one")
     study = study.with_overrides(max_concurrent=options.max_concurrent, gpu=options.gpus_per_trial,
                                  cpu=options.cpus_per_trial, num_samples=options.num_samples, stack=options.stack)
     if study.stack != "off" and isinstance(study.stack, int) and study.scheduler:
@@ -144,7 +155,8 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
         for key, value in options.method_options:
             method, _, option = key.partition(".")
             if method not in data["methods"] or not option:
-                raise ConfigError(f"--method-option {key}={value}: write METHOD.OPTION=VALUE with a method of the study "
+                raise ConfigError(f"--method-option {key}={value}: write METHOD.OPTION=VALUE with a method of the "
+                                  "study "
                                   f"({', '.join(data['methods'])})")
             data["methods"][method]["options"][option] = value
         study = parse_study(data, default_name=study.name)
@@ -358,7 +370,7 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
         if attempt > 0 and not Path(root, name).is_dir() and not missing_points(points, root, names):
             break
         done = names + [name]
-        _run_phase(study, root, name, lambda: space_left(done), None, options)
+        _run_phase(study, root, name, lambda done=done: space_left(done), None, options)
         names.append(name)
     return names
 
@@ -520,9 +532,11 @@ def _trial_name(trial: Any) -> str:
     spec = trial.config.get("trial", {})
     if "members" in spec:
         seeds = sorted({m["seed"] for m in spec["members"]})
-        return f"{spec['method']} stack of {len(spec['members'])} seeds={','.join(map(str, seeds))} ({trial.trial_id[-5:]})"
+        return (f"{spec['method']} stack of {len(spec['members'])} seeds={','.join(map(str, seeds))} "
+                f"({trial.trial_id[-5:]})")
     values = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.get("params", {}).items())
-    return f"{spec.get('method', 'trial')} {values + ' ' if values else ''}seed={spec.get('seed', 0)} ({trial.trial_id[-5:]})"
+    return (f"{spec.get('method', 'trial')} {values + ' ' if values else ''}seed={spec.get('seed', 0)} "
+            f"({trial.trial_id[-5:]})")
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -547,6 +561,7 @@ def _classes(shape: list[int]) -> str:
 def _final_points(study: Study, root: str, phases: list[str]) -> list[dict[str, Any]]:
     """Each method's best configuration so far, times the final seeds."""
     import pandas as pd
+
     from analysis.load import load_trials
     from analysis.tables import best_configs, params_of
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -181,7 +182,7 @@ class Study:
         """One trial's own part of the config: method, seed, its options and searched values."""
         return {"method": method.method, "seed": int(seed), "options": dict(method.options), "params": dict(point)}
 
-    def with_overrides(self, **overrides: Any) -> "Study":
+    def with_overrides(self, **overrides: Any) -> Study:
         """The study with CLI overrides applied (``None`` values leave the file's value)."""
         values = {k: v for k, v in overrides.items() if v is not None}
         if "data_root" in values:
@@ -212,7 +213,8 @@ class Study:
 
     def selection_dict(self) -> dict[str, Any]:
         """The ``selection`` block of the file format."""
-        return {"protocol": self.protocol, **({"tasks": self.selection_tasks} if self.protocol == "first_tasks" else {}),
+        tasks = {"tasks": self.selection_tasks} if self.protocol == "first_tasks" else {}
+        return {"protocol": self.protocol, **tasks,
                 **({"tune_on": dict(self.tune_on or {})} if self.protocol == "transfer" else {})}
 
 
@@ -422,7 +424,7 @@ def check_trials(study: Study) -> list[str]:
         corners: list[dict[str, Any]] = [{}]
         for key, options in values.items():
             corners = [{**c, key: v} for c in corners for v in options]
-            if len(corners) > 256:  # too many combinations: every value of every dimension once, the rest at their first
+            if len(corners) > 256:  # too many: every value of every dimension once, the rest at their first
                 first = {k: v[0] for k, v in values.items()}
                 corners = [first] + [{**first, k: v} for k, options_k in values.items() for v in options_k[1:]]
                 break
@@ -544,7 +546,8 @@ def _dimension(value: Any, key: str, sampler: str, problems: list[str]) -> Dimen
             if not (isinstance(bounds, list) and len(bounds) == 2
                     and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
                     and bounds[0] < bounds[1] and (kind != "loguniform" or bounds[0] > 0)):
-                problems.append(f"{key}: {kind} needs [low, high] with low < high{' and low > 0' if kind == 'loguniform' else ''}")
+                positive = " and low > 0" if kind == "loguniform" else ""
+                problems.append(f"{key}: {kind} needs [low, high] with low < high{positive}")
                 return None
             if sampler == "grid":
                 problems.append(f"{key}: a {kind} range cannot be searched by the grid sampler; "
