@@ -72,3 +72,11 @@ def test_compare_sweeps_selects_per_variant_and_pairs_with_its_fine_tuning(monke
     assert table.loc["preset", "ΔACC"] == f"{100 * 0.11:+.2f} ± {100 * pd.Series([0.10, 0.12]).std():.2f}"
     assert table.loc["preset", "spp ACC"] == "72.00 ± 2.83" and table.loc["preset", "fine-tuning ACC"] == "61.00 ± 1.41"
     assert table.loc["trunk only", "ΔACC"] == "+0.00 ± 0.00" and table.loc["trunk only", "p (ACC)"] == "1.000"
+
+
+def test_a_stable_band_that_does_not_beat_fine_tuning_says_so() -> None:
+    trials = frame(rows("finetune", None, [0.61, 0.62, 0.63]),
+                   *[rows("spp", lam, [0.61, 0.62, 0.631]) for lam in (0.5, 1.0, 2.0, 4.0)])
+    claims = figure4_claims(trials).set_index("claim (paper, Figure 4)")["verdict"]
+    assert claims["ACC is stable for λ in 0.5–4"].startswith("confirmed, but only as fine-tuning is stable")
+    assert claims["λ in 0.5–4 beats fine-tuning"].startswith("refuted: tied")
