@@ -161,7 +161,7 @@ def test_a_report_names_damaged_trials_and_goes_on(tmp_path: Path, ray_local) ->
     folders = sorted(p.parent for p in root.rglob("params.json") if "checkpoint_" not in p.parent.name)
     assert len(folders) == 3
     (folders[0] / "params.json").write_text('{"study": {"bench')  # cut short
-    (folders[1] / "result.json").write_bytes(b"\xff\xfe not utf-8\n")
+    (folders[1] / "result.json").write_bytes(b"\xff\xfe not utf-8\n")  # recovered from its final checkpoint
     marker = tmp_path / "ran"
     checkpoint = sorted(folders[2].glob("checkpoint_*"))[-1]
     np.savez(checkpoint / "importances.npz", w=np.array([Payload(marker)], dtype=object))
@@ -169,7 +169,7 @@ def test_a_report_names_damaged_trials_and_goes_on(tmp_path: Path, ray_local) ->
     assert len(trials) == 2 and trials.attrs["damaged"][0].startswith(str(folders[0]))
     assert load_importances(folders[2]) is None and not marker.exists()
     text = write_report(root, tmp_path / "report").read_text()
-    assert "damaged, left out of every table" in text and "1 incomplete" in text
+    assert "damaged, left out of every table" in text and "2 of 3 trials: 2 finished" in text
 
 
 def _image_tree(root: Path, size: int = 10) -> None:

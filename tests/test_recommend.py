@@ -22,11 +22,11 @@ from .test_custom_data import blobs
 def test_selection_follows_validation_where_test_disagrees(tmp_path: Path, ray_local) -> None:
     """A planted case: test labels are flipped, so learning well scores high on validation
     (carved from training data) and near zero on test; barely training scores ~0.5 on both."""
-    data = blobs(n_classes=2, per_class=60)
-    np.savez(tmp_path / "flipped.npz", **{**data, "y_test": 1 - data["y_test"]})
+    data = blobs(n_classes=4, per_class=60)  # two tasks, {0, 1} and {2, 3}: a stream needs two
+    np.savez(tmp_path / "flipped.npz", **{**data, "y_test": data["y_test"] ^ 1})  # flipped within each task
     study = parse_study({
         "name": "planted", "benchmark": "arrays", "storage": str(tmp_path / "sweeps"),
-        "benchmark_options": {"path": str(tmp_path / "flipped.npz"), "n_tasks": 1},
+        "benchmark_options": {"path": str(tmp_path / "flipped.npz"), "n_tasks": 2},
         "fixed": {"epochs": 5, "validation": 0.25, "batch_size": 16},
         "methods": {"finetune": {"space": {"lr": [1e-6, 0.1]}}},
         "search": {"metric": "val_acc"}, "final": {"seeds": [0, 1]}, "resources": {"cpu": 1},
