@@ -216,8 +216,9 @@ def _add_report(commands: Any) -> None:
         "per-method best-config table (Tables 2/3) as Markdown/CSV/LaTeX, importance distributions and "
         "accuracy-matrix heatmaps, plus trials.csv/parquet.",
     )
-    report.add_argument("results", metavar="RESULTS_DIR", help="the sweep folder (STORAGE/NAME) or one phase in it")
-    report.add_argument("--out", help="output folder (default: RESULTS_DIR/report)")
+    report.add_argument("results", metavar="RESULTS_DIR", help="the sweep folder (STORAGE/NAME) or one phase in it, "
+                        "or its URI (s3://bucket/sweeps/NAME: read through a local copy)")
+    report.add_argument("--out", help="output folder (default: RESULTS_DIR/report; for a URI, NAME-report here)")
 
 
 def _add_recommend(commands: Any) -> None:

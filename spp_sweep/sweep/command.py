@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     outcome = run_sweep(study, options)
     print(f"\nsweep {outcome.study.name}: phases {', '.join(outcome.phases)}")
     if "://" in outcome.root:
-        print(f"results: {outcome.root} (copy it locally, then `spp-sweep report DIR` for the report)")
+        print(f"results: {outcome.root} (`spp-sweep report {outcome.root}` writes its report here)")
         return 0
     print(best_summary(outcome.root, outcome.study.metric))
     print(f"results: {outcome.root}")
@@ -72,6 +73,14 @@ def best_summary(root: str, metric: str) -> str:
 def report_command(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
+    if "://" in args.results:  # a sweep on object storage: its files are read through a local copy
+        out = Path(args.out or f"{args.results.rstrip('/').rsplit('/', 1)[-1]}-report")
+        check_writable_folder(out, "--out")
+        with tempfile.TemporaryDirectory(prefix="spp-sweep-report-") as copy:
+            root = fetch_sweep(args.results, Path(copy))
+            report = write_report(root, out)
+        print(f"report: {report}")
+        return 0
     root = Path(args.results)
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder; give the sweep folder (STORAGE/NAME) or a phase inside it")
@@ -80,6 +89,24 @@ def report_command(args: argparse.Namespace) -> int:
     report = write_report(root, out)
     print(f"report: {report}")
     return 0
+
+
+def fetch_sweep(uri: str, into: Path) -> Path:
+    """A sweep folder on object storage (s3://, gs://; pyarrow's filesystems, as Ray Tune
+    writes it) copied into ``into``: what the report needs, nothing of it run."""
+    import pyarrow.fs
+
+    try:
+        filesystem, inner = pyarrow.fs.FileSystem.from_uri(uri)
+        if filesystem.get_file_info(inner).type == pyarrow.fs.FileType.NotFound:
+            raise ConfigError(f"{uri} does not exist; give the sweep's URI (STORAGE/NAME)")
+        target = into / inner.rstrip("/").rsplit("/", 1)[-1]
+        pyarrow.fs.copy_files(inner, str(target), source_filesystem=filesystem,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+    except (OSError, ValueError, pyarrow.lib.ArrowException) as error:
+        raise ConfigError(f"{uri} cannot be read ({' '.join(str(error).split())[:300]}); check the URI and the "
+                          "storage credentials (e.g. AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID)") from None
+    return target
 
 
 def recommend_command(args: argparse.Namespace) -> int:
