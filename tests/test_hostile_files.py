@@ -273,3 +273,10 @@ def test_what_cannot_fit_in_memory_is_refused_before_allocating(capsys: pytest.C
     assert "GiB" in capsys.readouterr().err
     assert main(["run", "--benchmark", "permuted_digits", "--n-tasks", "10000000", "--quiet"]) == 2
     assert "fewer tasks" in capsys.readouterr().err
+
+
+def test_a_method_listed_twice_is_refused() -> None:
+    from spp_sweep.sweep.study import parse_study
+
+    with pytest.raises(StudyError, match="spp listed twice"):
+        parse_study({"benchmark": "split_digits", "methods": ["spp", "finetune", "spp"]})

@@ -561,7 +561,10 @@ def _dimension(value: Any, key: str, sampler: str, problems: list[str]) -> Dimen
 
 def _methods(value: Any, sampler: str, problems: list[str]) -> list[MethodSearch]:
     if isinstance(value, list):  # a bare list of method names: each with its defaults
-        value = {name: {} for name in value}
+        twice = sorted({str(name) for name in value if value.count(name) > 1})
+        if twice:
+            problems.append(f"methods: {', '.join(twice)} listed twice; name each method once")
+        value = {name: {} for name in value if isinstance(name, str)}
     if not isinstance(value, Mapping) or not value:
         problems.append("methods: missing; a mapping of method name -> {options, space}, e.g. methods: {spp: {}}")
         return []
