@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment
 from spp_sweep.methods import TaskView
-from spp_sweep.methods.spp import entropy
 
 
 def bare_loop(experiment: Experiment, penalty: bool) -> float:
@@ -53,7 +52,7 @@ def bare_loop(experiment: Experiment, penalty: bool) -> float:
             task_omega = [torch.zeros_like(w) for w in weights]
             batches = task.x_train.split(100)
             for x in batches:
-                grads = torch.autograd.grad(entropy(model(x, t)), list(model.trunk.parameters()))
+                grads = torch.autograd.grad(model.output_entropies(model(x, t)).sum(), list(model.trunk.parameters()))
                 for acc, w, g in zip(task_omega, weights, grads):
                     acc += (g * w + 0.5 * w.square() * g.square()).clamp_min(0)
             task_omega = [o / len(batches) for o in task_omega]

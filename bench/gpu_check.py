@@ -1,0 +1,159 @@
+"""The prepared GPU check: one short script, one JSON, no Ray or Optuna (the lent GPU machines
+have PyTorch, not Ray). Four measurements, each recorded with what it measured:
+
+1. ``equivalence``: a short SPP run (synthetic split tasks, 2 tasks) on the device and on the
+   CPU, and the largest gap between their accuracy matrices (tolerance ``TOLERANCE``: kernels
+   sum in another order on a GPU, so a test image near the boundary may flip);
+2. ``stacked_mlp``: a λ grid of K stacked MLP members (K = 1, 17, 51) as members/s, against 1,
+   4 and 8 separate processes sharing the device, each training its share one configuration
+   at a time (what fractional-GPU Ray trials do);
+3. ``vgg9``: VGG-9 images/s through the engine and through a bare PyTorch loop (ratio);
+4. ``stacked_vgg9``: stacked CNN members, recorded as not available until CNN trunks stack.
+
+    python bench/gpu_check.py --device cuda --out gpu_check.json          # at most ~8 minutes on a GPU
+    python bench/gpu_check.py --device cpu --quick --out /tmp/check.json  # the same code, seconds (a test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from spp_sweep.benchmarks import Benchmark, Task  # noqa: E402
+from spp_sweep.config import RunConfig  # noqa: E402
+from spp_sweep.engine import Experiment  # noqa: E402
+from spp_sweep.stacked import StackedExperiment  # noqa: E402
+
+TOLERANCE = 0.02  # largest accuracy-matrix gap, device vs CPU, counted as equal
+LAMBDAS = [0.01, 0.03, 0.1, 0.3, 0.5, 1, 2, 4, 6, 8, 12, 30, 100, 300, 1000, 3000, 10000]
+
+
+def blobs(n_tasks: int, per_task: int, features: int = 64, seed: int = 0) -> Benchmark:
+    """Two-class Gaussian tasks of ``features`` inputs (no dataset needed on the GPU machine)."""
+    generator = torch.Generator().manual_seed(seed)
+    tasks = []
+    for t in range(n_tasks):
+        centres = torch.randn(2, features, generator=generator) * 1.5
+        y_train, y_test = torch.arange(per_task) % 2, torch.arange(per_task // 4) % 2
+        x_train = centres[y_train] + torch.randn(len(y_train), features, generator=generator)
+        x_test = centres[y_test] + torch.randn(len(y_test), features, generator=generator)
+        tasks.append(Task(f"blobs[{t}]", x_train, y_train, x_test, y_test, classes=(2 * t, 2 * t + 1)))
+    return Benchmark("blobs", tuple(tasks), input_shape=(features,))
+
+
+def config(device: str, lam: float = 4.0, seed: int = 0, epochs: int = 2) -> RunConfig:
+    return RunConfig(method="spp", benchmark="split_digits", epochs=epochs, lr=0.05, seed=seed, threads=1,
+                     device=device, method_options={"lam": lam}, model_options={"hidden": [64, 32]})
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def equivalence(device: str, quick: bool) -> dict:
+    data = blobs(2, 256 if quick else 2048)
+    matrices = {}
+    for where in (device, "cpu"):
+        matrices[where] = Experiment(config(where), benchmark=data).run().accuracy_matrix
+    gap = max(abs(a - b) for x, y in zip(matrices[device], matrices["cpu"]) for a, b in zip(x, y))
+    return {"what": "SPP, 2 synthetic tasks, 2 epochs: accuracy matrix on the device vs the CPU",
+            "max_abs_gap": gap, "tolerance": TOLERANCE, "equal": gap <= TOLERANCE}
+
+
+def stacked_mlp(device: str, quick: bool) -> dict:
+    data = blobs(5, 256 if quick else 2048)
+    epochs = 1 if quick else 5
+    rows = {}
+    for k in ([1, 3] if quick else [1, 17, 51]):
+        configs = [config(device, LAMBDAS[i % len(LAMBDAS)], i // len(LAMBDAS), epochs) for i in range(k)]
+        sync(device)
+        start = time.perf_counter()
+        StackedExperiment(configs, benchmark=data).run()
+        sync(device)
+        seconds = time.perf_counter() - start
+        rows[f"stacked K={k}"] = {"members": k, "seconds": seconds, "members_per_s": k / seconds}
+    per_process = 1 if quick else 3
+    for processes in ([1, 2] if quick else [1, 4, 8]):
+        root = [str(Path(__file__).resolve().parents[1])]
+        code = (f"import sys; sys.path[:0] = {root!r}; import bench.gpu_check as g; "
+                f"g.separate({device!r}, {per_process}, {256 if quick else 2048}, {epochs})")
+        start = time.perf_counter()
+        workers = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(processes)]
+        failed = sum(w.wait() != 0 for w in workers)
+        seconds = time.perf_counter() - start
+        rows[f"separate x{processes}"] = {"processes": processes, "configurations": processes * per_process,
+                                          "seconds": seconds, "members_per_s": processes * per_process / seconds,
+                                          "failed_processes": failed}
+    return {"what": f"SPP λ grid on 5 synthetic tasks, 64-32 MLP, {epochs} epoch(s)/task; separate processes "
+                    "each train their configurations one at a time (start-up included)", "rows": rows}
+
+
+def separate(device: str, count: int, per_task: int, epochs: int) -> None:
+    """One process's share of the separate runs (called by :func:`stacked_mlp`)."""
+    data = blobs(5, per_task)
+    for i in range(count):
+        Experiment(config(device, LAMBDAS[i % len(LAMBDAS)], 0, epochs), benchmark=data).run()
+
+
+def vgg9(device: str, quick: bool) -> dict:
+    from engine_overhead import bare_loop
+    from vgg9_throughput import synthetic_sequence
+
+    per_task = 64 if quick else 5000
+    data = synthetic_sequence(per_task)
+    run = RunConfig(method="finetune", benchmark="visual_sequence", model="vgg9", epochs=1, batch_size=128,
+                    device=device, threads=2, model_options={"channels": [8, 8, 8], "fc": 16} if quick else {})
+    Experiment(run, benchmark=data).train_task(0)  # warm-up: kernels, allocator
+    experiment = Experiment(run, benchmark=data)
+    sync(device)
+    start = time.perf_counter()
+    for task in range(data.n_tasks):
+        experiment.train_task(task)
+    sync(device)
+    engine = time.perf_counter() - start
+    bare = bare_loop(Experiment(run, benchmark=data), penalty=False)
+    sync(device)
+    images = per_task * data.n_tasks
+    return {"what": f"VGG-9, 5 synthetic tasks x {per_task} images of 3x32x32, 1 epoch, batch 128",
+            "engine_images_per_s": images / engine, "bare_images_per_s": images / bare, "ratio_engine_over_bare":
+            engine / bare}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: the same code in seconds (tests)")
+    args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("gpu_check: --device cuda but no CUDA GPU is visible; use --device cpu for a dry run")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    found = {"device": args.device, "quick": args.quick, "torch": torch.__version__,
+             "python": platform.python_version(), "cpus": os.cpu_count(), "gpu": gpu}
+    for name, measure in [("equivalence", equivalence), ("stacked_mlp", stacked_mlp), ("vgg9", vgg9)]:
+        start = time.perf_counter()
+        try:
+            found[name] = {**measure(args.device, args.quick), "wall_s": time.perf_counter() - start}
+        except Exception as error:  # noqa: BLE001 - a failed part is recorded, the others still run
+            found[name] = {"error": f"{type(error).__name__}: {error}"}
+        print(f"{name}: {json.dumps(found[name])}", flush=True)
+    found["stacked_vgg9"] = {"status": "not available: CNN trunks are not stacked yet (issue 23); "
+                                       "stack: auto trains them one configuration per trial"}
+    Path(args.out).write_text(json.dumps(found, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
