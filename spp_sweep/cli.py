@@ -7,6 +7,7 @@ stderr and exit code 2, without a traceback and without writing any file.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -317,6 +318,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         sys.stderr.write(f"spp-sweep: interrupted{': ' + str(interrupt) if str(interrupt) else ''}\n")
         return 130
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {error.filename}" if error.filename else ""
+        sys.stderr.write(f"spp-sweep: error: the disk is full{where} ({error.strerror}); what finished is kept: free "
+                         "space, then run the same command again (a sweep: with --resume)\n")
+        return 2
     return 2
 
 

@@ -280,3 +280,17 @@ def test_a_method_listed_twice_is_refused() -> None:
 
     with pytest.raises(StudyError, match="spp listed twice"):
         parse_study({"benchmark": "split_digits", "methods": ["spp", "finetune", "spp"]})
+
+
+def test_a_full_disk_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import errno
+
+    import spp_sweep.run_command
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/out/result.json")
+
+    monkeypatch.setattr(spp_sweep.run_command, "run_command", full)
+    assert main(["run", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk is full writing /data/out/result.json" in err and "--resume" in err
