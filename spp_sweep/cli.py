@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(commands)
     _add_report(commands)
     _add_compare(commands)
+    _add_status(commands)
     _add_recommend(commands)
     return parser
 
@@ -210,6 +211,15 @@ def _label_folder(text: str) -> tuple[str, str]:
     return label, folder
 
 
+def _add_status(commands: Any) -> None:
+    status = commands.add_parser(
+        "status", help="how far a sweep is (running or finished), from its folder alone",
+        description="Per phase and method: configurations planned, finished, diverged, errored, under way and not "
+        "started; the elapsed time and a straight-line estimate of the time left. Reads the sweep folder only.",
+    )
+    status.add_argument("results", metavar="SWEEP_DIR", help="the sweep folder (STORAGE/NAME), or its URI")
+
+
 def _add_report(commands: Any) -> None:
     report = commands.add_parser(
         "report", help="tables and figures of a finished (or running) sweep",
@@ -299,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .sweep.command import sweep_command
 
             return sweep_command(args)
+        if args.command == "status":
+            from .sweep.command import status_command
+
+            return status_command(args)
         if args.command == "compare":
             from .sweep.command import compare_command
 

@@ -52,8 +52,10 @@ def test_a_sweep_on_s3_reports_and_resumes_from_its_uri(tmp_path: Path, s3: dict
     again = _sweep(study, s3, "--resume")  # finished: nothing runs again, the same six trials
     assert again.returncode == 0, again.stderr[-2000:]
     assert main(["report", "s3://sweeps/runs/remote", "--out", str(tmp_path / "again")]) == 0
+    assert main(["status", "s3://sweeps/runs/remote"]) == 0
     assert "6 trials: 6 finished" in (tmp_path / "again" / "report.md").read_text()
     objects = boto3.client("s3").list_objects_v2(Bucket="sweeps", Prefix="runs/remote/")["Contents"]
     names = {o["Key"].rsplit("/", 1)[-1] for o in objects}
     assert {"study.yaml", "provenance.json", "params.json", "result.json"} <= names
     assert main(["report", "s3://sweeps/runs/nothing", "--out", str(tmp_path / "none")]) == 2
+

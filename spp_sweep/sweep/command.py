@@ -146,3 +146,17 @@ def compare_command(args: argparse.Namespace) -> int:
         table.to_csv(args.out, index=False)
     print(table.to_markdown(index=False))
     return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from .status import status_text
+
+    if "://" in args.results:
+        with tempfile.TemporaryDirectory(prefix="spp-sweep-status-") as copy:
+            print(status_text(fetch_sweep(args.results, Path(copy))))
+        return 0
+    root = Path(args.results)
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a folder; give the sweep folder (STORAGE/NAME)")
+    print(status_text(root))
+    return 0

@@ -140,6 +140,20 @@ class Study:
         finite = all(d.is_grid for d in method.space.values())
         return not finite or len(method.grid_points()) > self.num_samples
 
+    def planned_configurations(self) -> dict[tuple[str, str], int]:
+        """(phase, method) -> how many configurations (one per seed) the sweep runs there:
+        ``grid`` (points × seeds), ``optuna-METHOD`` (its budget), ``final`` (and ``evaluate``)."""
+        planned: dict[tuple[str, str], int] = {}
+        for method in self.methods:
+            if self.searched_by_optuna(method):
+                planned[(f"optuna-{method.method}", method.method)] = self.num_samples
+            else:
+                planned[("grid", method.method)] = len(method.grid_points()) * len(self.seeds)
+            for phase in ("final", "evaluate") if self.evaluates_apart else ("final",):
+                if self.final_seeds:
+                    planned[(phase, method.method)] = len(self.final_seeds)
+        return planned
+
     def planned_trials(self) -> int:
         """How many trials the whole sweep runs: grid points x seeds, each Optuna method's budget,
         and each method's best configuration over the final seeds."""
