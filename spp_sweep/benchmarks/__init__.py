@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import ConfigError
+from ..plugins import BENCHMARK_GROUP, Registry
 from .base import Benchmark, BenchmarkSpec, Task
 from .custom import arrays, image_folder, python
 from .digits import digit_domains, permuted_digits, split_digits
@@ -127,6 +128,17 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         _your_data("python", python, "entry=package.module:function returning the tasks (options=... its kwargs)"),
     ]
 }
+
+
+def _valid_benchmark(name: str, loaded: object) -> str | None:
+    if not isinstance(loaded, BenchmarkSpec):
+        return "it is not a spp_sweep.benchmarks.BenchmarkSpec"
+    return None if loaded.name == name else f"its name is {loaded.name!r}, the entry point says {name!r}"
+
+
+# and on first use, the benchmarks of other installed packages (entry points "spp_sweep.benchmarks",
+# spp_sweep/plugins.py)
+BENCHMARKS = Registry(BENCHMARKS, BENCHMARK_GROUP, _valid_benchmark)
 
 
 def get_spec(name: str) -> BenchmarkSpec:

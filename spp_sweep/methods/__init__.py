@@ -4,6 +4,7 @@ protocol of :mod:`spp_sweep.methods.base`."""
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..plugins import METHOD_GROUP, Registry
 from .base import Method, Option, Step, TaskView
 from .ewc import EWC
 from .finetune import FineTune
@@ -15,9 +16,17 @@ from .sgd import SGD
 from .si import SI
 from .spp import SPP
 
-METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in [SPP, EWC, SI, MAS, LwF, SGD, FrozenSGD, FineTune, Joint]
-}
+
+def _valid_method(name: str, loaded: object) -> str | None:
+    if not (isinstance(loaded, type) and issubclass(loaded, Method)):
+        return "it is not a subclass of spp_sweep.methods.Method"
+    return None if loaded.name == name else f"its name is {loaded.name!r}, the entry point says {name!r}"
+
+
+# the built-in methods, and on first use those of other installed packages (entry points
+# "spp_sweep.methods", spp_sweep/plugins.py)
+METHODS: dict[str, type[Method]] = Registry(
+    {cls.name: cls for cls in [SPP, EWC, SI, MAS, LwF, SGD, FrozenSGD, FineTune, Joint]}, METHOD_GROUP, _valid_method)
 
 
 def get_method(name: str) -> type[Method]:
