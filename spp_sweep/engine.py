@@ -279,8 +279,9 @@ class Experiment:
             task_loss = torch.zeros((), device=self.device)
             correct, seen = torch.zeros((), device=self.device), 0  # the last epoch's training accuracy
             n_batches = 0
+            last_epoch = epoch == self.config.epochs - 1  # the blow-up rule reads the last epoch's accuracy
             for t, x, y in self._batches(train_on):
-                loss, objective_loss, right = self._step(optimizer, t, x, y)
+                loss, objective_loss, right = self._step(optimizer, t, x, y, count=last_epoch)
                 running += loss
                 task_loss += objective_loss
                 if right is not None:
@@ -411,9 +412,9 @@ class Experiment:
             yield t, x, self._targets[t][0][index]
 
     def _step(self, optimizer: torch.optim.Optimizer, task: int, x: torch.Tensor,
-              y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+              y: torch.Tensor, count: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One SGD step; returns (loss with any penalty, the objective's own loss alone:
-        cross-entropy for classification, the batch's correct predictions or None)."""
+        cross-entropy for classification, and with ``count`` the batch's correct predictions, else None)."""
         head = self.head_of(task)
         forward = self.objective.training_forward(self.model, head, x, y)  # objectives.py
         loss = forward.loss
@@ -424,7 +425,8 @@ class Experiment:
         loss.backward()
         optimizer.step()
         self.method.after_step(optimizer.param_groups[0]["lr"])
-        return loss.detach(), forward.loss.detach(), self.objective.correct(forward.outputs.detach(), y)
+        right = self.objective.correct(forward.outputs.detach(), y) if count else None
+        return loss.detach(), forward.loss.detach(), right
 
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> list[float]:
