@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
@@ -46,7 +48,7 @@ def _baselines(trials: pd.DataFrame, column: str) -> list[tuple[str, float]]:
 
 
 # The reference lines: fine-tuning dotted, joint dash-dotted, so they differ in more than weight.
-REFERENCE_LINES = {"finetune": ":", "joint": "-."}
+REFERENCE_LINES: dict[str, Any] = {"finetune": ":", "joint": "-."}
 
 
 def _series_points(group: pd.DataFrame, parameter: str, column: str) -> pd.DataFrame:
@@ -153,9 +155,10 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
             strip.set_ylabel("diverged", fontsize=8)
         for spine in ("top", "right"):
             strip.spines[spine].set_visible(False)
-    handles = [Line2D([], [], color=look(m).colour, marker=look(m).marker, linestyle=STEP_LINES.get(s, "-"),
-                      label=label(m, s)) for m, s in series]
-    handles += [Line2D([], [], color=look(m).colour, linestyle=REFERENCE_LINES[m], label=f"{look(m).name} (reference)")
+    handles: list[Artist] = [Line2D([], [], color=look(m).colour, marker=look(m).marker,
+                                    linestyle=STEP_LINES.get(s, "-"), label=label(m, s)) for m, s in series]
+    handles += [Line2D([], [], color=look(m).colour, linestyle=REFERENCE_LINES[m],
+                       label=f"{look(m).name} (reference)")
                 for m in ("finetune", "joint") if (trials["method"] == m).any()]
     if band is not None:
         handles.append(Patch(facecolor="#bbbbbb", alpha=0.5, label=band[2]))

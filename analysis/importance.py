@@ -46,7 +46,7 @@ def concentration_table(long: pd.DataFrame, per_layer: bool = False) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def placement(arrays: dict[str, np.ndarray], task: int | None = None) -> dict[str, float]:
+def placement(arrays: dict[str, np.ndarray], task: int | None = None) -> dict[str, float | str]:
     """Where one trial's importance sits after ``task`` (default: the last): the share of the total
     on bias vectors (1-D tensors), the share on the single largest tensor, and the fraction of
     exactly-zero entries in the weight tensors (2-D and larger), over all of them and in the
@@ -60,10 +60,11 @@ def placement(arrays: dict[str, np.ndarray], task: int | None = None) -> dict[st
     total = sum(float(v.sum()) for v in tensors.values())
     weights = [v for v in tensors.values() if v.ndim >= 2]
     largest = max(tensors, key=lambda name: float(tensors[name].sum()))
-    return {
+    placement: dict[str, float | str] = {
         "bias_share": sum(float(v.sum()) for v in tensors.values() if v.ndim < 2) / total if total else float("nan"),
         "largest_tensor": largest,
         "largest_tensor_share": float(tensors[largest].sum()) / total if total else float("nan"),
         "zeros_in_weights": float(sum(int((v == 0).sum()) for v in weights) / max(1, sum(v.size for v in weights))),
         "zeros_worst_weight_tensor": max((float((v == 0).mean()) for v in weights), default=float("nan")),
     }
+    return placement

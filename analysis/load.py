@@ -107,7 +107,7 @@ def _trial_rows(root: Path, folder: Path) -> list[dict[str, Any]]:
     rows = []
     for k, member in enumerate(trial["members"]):
         values = (last.get("members") or [{}] * len(trial["members"]))[k]
-        shared = {key: last[key] for key in ("timestamp", "node_id", "threads", "device", "output",
+        shared: dict[str, Any] = {key: last[key] for key in ("timestamp", "node_id", "threads", "device", "output",
                                             "higher_is_better", "penalty_step") if key in last}
         if "time_total_s" in last:  # each member's share, so sums over rows are the compute spent
             shared["time_total_s"] = last["time_total_s"] / len(trial["members"])

@@ -166,7 +166,7 @@ def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = N
             value = DIVERGED_VALUE if trial["status"] == "diverged" else float(trial[study.metric])
             optuna_study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
         importances: dict[str, float] = {}
-        scores = [t.value for t in optuna_study.trials]
+        scores = [t.value for t in optuna_study.trials if t.value is not None]
         if len(usable) >= 3 and max(scores) > min(scores):  # equal scores: nothing to attribute
             importances = get_param_importances(optuna_study, evaluator=FanovaImportanceEvaluator(seed=0))
         rows += [{"method": method.method, "hyperparameter": name, "importance": float(importances.get(name, math.nan)),

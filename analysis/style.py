@@ -8,6 +8,7 @@ sweep happens to contain. The penalty step of the quadratic methods is a line st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ LOOKS: dict[str, Look] = {
     "sgd_frozen": Look("SGD-F", "#8C6D31", "h"),  # brown
 }
 _FALLBACK = ("#999999", "#F0E442", "#882255", "#44AA99")
-STEP_LINES = {"explicit": "-", "implicit": "--", "-": "-"}
+STEP_LINES: dict[str, Any] = {"explicit": "-", "implicit": "--", "-": "-"}
 STEP_NAMES = {"explicit": "explicit step", "implicit": "implicit step"}
 
 

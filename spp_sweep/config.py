@@ -108,7 +108,11 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def resolved(self) -> RunConfig:
+    def to_shallow_dict(self) -> dict[str, Any]:
+        """The fields as they are (no deep copy of the option dictionaries)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def resolved(self) -> ResolvedRunConfig:
         """Fill unset fields from the benchmark's defaults and check every value."""
         spec = get_spec(self.benchmark)
         method_cls = get_method(self.method)
@@ -127,16 +131,17 @@ class RunConfig:
         output = self.output if self.output is not None else method_cls.default_output
         if output not in OUTPUTS:
             raise ConfigError(f"output={output!r} is invalid; choose one of: {', '.join(OUTPUTS)}")
-        config = dataclasses.replace(
-            self, output=output,
-            epochs=self.epochs if self.epochs is not None else spec.train_defaults["epochs"],
-            batch_size=self.batch_size if self.batch_size is not None else spec.train_defaults["batch_size"],
-            lr=self.lr if self.lr is not None else spec.train_defaults["lr"],
-            method_options=method_cls.validate_options({**method_defaults, **self.method_options}),
-            benchmark_options=benchmark_options,
-            model=model,
-            model_options=model_options,
-        )
+        values = {
+            **self.to_shallow_dict(), "output": output,
+            "epochs": self.epochs if self.epochs is not None else spec.train_defaults["epochs"],
+            "batch_size": self.batch_size if self.batch_size is not None else spec.train_defaults["batch_size"],
+            "lr": self.lr if self.lr is not None else spec.train_defaults["lr"],
+            "method_options": method_cls.validate_options({**method_defaults, **self.method_options}),
+            "benchmark_options": benchmark_options,
+            "model": model,
+            "model_options": model_options,
+        }
+        config = ResolvedRunConfig(**values)
         config._check_numbers()
         method_cls.check_training(config.method_options, momentum=config.momentum)
         from .methods import METHODS
@@ -177,3 +182,20 @@ class RunConfig:
                               "penalise_head=false")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device={self.device!r} is invalid; use cpu, cuda or cuda:N")
+
+
+@dataclass(frozen=True)
+class ResolvedRunConfig(RunConfig):
+    """A :class:`RunConfig` after :meth:`RunConfig.resolved`: every default filled in, every value checked.
+
+    The engine takes only this type, so a field that the benchmark fills in (``model``, ``epochs``,
+    ``batch_size``, ``lr``, ``output``) is never ``None`` where training reads it. The defaults below
+    exist only because a dataclass field after defaulted fields needs one; build it through
+    ``resolved()``, never directly.
+    """
+
+    model: str = ""
+    epochs: int = 0
+    batch_size: int = 0
+    lr: float = 0.0
+    output: str = ""

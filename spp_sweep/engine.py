@@ -15,19 +15,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from . import metrics
 from .benchmarks import Benchmark, build_benchmark
-from .benchmarks.base import with_validation
+from .benchmarks.base import Inputs, with_validation
 from .benchmarks.streaming import ImageFiles, batch_loader
-from .config import RunConfig
+from .config import ResolvedRunConfig, RunConfig
 from .errors import ConfigError
 from .methods import Method, Step, TaskView, get_method
 from .models import ContinualModel, build_model
-from .objectives import get_objective
+from .objectives import Objective, get_objective
 
 
 @dataclass
@@ -54,7 +54,7 @@ class RunResult:
     status: str  # "finished" or "diverged"
     seconds: float
     task_names: list[str]
-    diverged_at_task: int | None = None  # the task (counting from 1, as printed) whose training diverged
+    diverged_task: int | None = None  # index (from 0) of the task whose training diverged; files print it from 1
     diverged_reason: str | None = None  # loss not finite, or a finite blow-up (Experiment._blown_up)
     importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
     # What the matrix holds (objectives.py): accuracy (higher is better) or, for a VAE, the
@@ -79,7 +79,8 @@ class RunResult:
         return {
             "config": self.config,
             "status": self.status,
-            "diverged_at_task": self.diverged_at_task,
+            # the file format counts tasks from 1, as the CLI prints them (docs/reference/files.md)
+            "diverged_at_task": None if self.diverged_task is None else self.diverged_task + 1,
             "diverged_reason": self.diverged_reason,
             "task_names": self.task_names,
             "accuracy_matrix": self.accuracy_matrix,
@@ -162,13 +163,13 @@ class Experiment:
         self.probe_importances: list[dict[str, torch.Tensor]] = []
         self.seconds = 0.0
         self.status = "running"
-        self.diverged_at: int | None = None
+        self.diverged_task: int | None = None
         self.diverged_reason: str | None = None
         self.last_loss = math.nan  # mean training loss (with any penalty) of the latest epoch
         self.initial_accuracy = self.evaluate()  # b_i of the standard FWT: the untrained model
         self.initial_val_accuracy = self.evaluate("val") if self.has_validation else []
 
-    def _set_stream(self, config: RunConfig, benchmark: Benchmark | None) -> None:
+    def _set_stream(self, config: ResolvedRunConfig, benchmark: Benchmark | None) -> None:
         """The run's settings, device and threads, and its tasks on that device (with the
         validation split held out), objective and output layers; shared with stacked runs."""
         self.config = config
@@ -215,6 +216,14 @@ class Experiment:
         classes = torch.tensor(task.classes, device=self.device)
         return classes[task.y_train], classes[task.y_test], None if task.y_val is None else classes[task.y_val]
 
+    def _split(self, task: int, split: str) -> tuple[Inputs, torch.Tensor]:
+        """Task ``task``'s test (or validation) inputs and the targets the model is scored on."""
+        inputs = self.benchmark.tasks[task].x_val if split == "val" else self.benchmark.tasks[task].x_test
+        targets = self._targets[task][2 if split == "val" else 1]
+        if inputs is None or targets is None:
+            raise ValueError(f"task {task} has no {split} split (RunConfig.validation is 0)")
+        return inputs, targets
+
     def view(self, task: int) -> TaskView:
         return TaskView(task, self.head_of(task), self.benchmark.tasks[task].x_train, self._targets[task][0])
 
@@ -231,14 +240,15 @@ class Experiment:
             for task in range(self.next_task, self.benchmark.n_tasks):
                 start = time.perf_counter()
                 if not self.train_task(task, bar):
-                    self.status, self.diverged_at = "diverged", task + 1
+                    self.status, self.diverged_task = "diverged", task
                     self.seconds += time.perf_counter() - start
                     break
                 self.rows.append(self.evaluate())
                 if self.has_validation:
                     self.val_rows.append(self.evaluate("val"))
-                if self.config.save_importances and self.method.importances() is not None:
-                    self.importances.append({k: v.detach().cpu() for k, v in self.method.importances().items()})
+                importances = self.method.importances() if self.config.save_importances else None
+                if importances is not None:
+                    self.importances.append({k: v.detach().cpu() for k, v in importances.items()})
                 if self.config.save_parameters:
                     self._snapshot(task)
                 pictures = self.objective.pictures(self.model, self.benchmark.tasks)
@@ -435,9 +445,8 @@ class Experiment:
         was_training = self.model.training
         self.model.eval()
         accuracies = []
-        for index, task in enumerate(self.benchmark.tasks):
-            targets = self._targets[index][2 if split == "val" else 1]
-            inputs = task.x_val if split == "val" else task.x_test
+        for index in range(self.benchmark.n_tasks):
+            inputs, targets = self._split(index, split)
             total = torch.zeros((), device=self.device)
             with self.model.norm_stats_of(index):
                 for start in range(0, len(targets), self.config.eval_batch_size):
@@ -450,54 +459,10 @@ class Experiment:
 
     # -- results ---------------------------------------------------------------------------
     def report(self, task: int) -> TaskReport:
-        return TaskReport(
-            task=task,
-            n_tasks=self.benchmark.n_tasks,
-            accuracy_row=self.rows[task],
-            accuracy_matrix=[list(r) for r in self.rows],
-            running_acc=metrics.running_accuracy(self.rows[task], task),
-            seconds=self.seconds,
-            validation_matrix=[list(r) for r in self.val_rows] if self.has_validation else None,
-        )
+        return task_report(self, task)
 
     def result(self) -> RunResult:
-        reference_run = self.method.learns_all_tasks_at_once
-        joint = self.rows[-1] if reference_run and self.rows else self.joint_accuracy
-        summary = (
-            metrics.summarize(self.rows, self.initial_accuracy, joint)
-            if self.rows
-            else {k: math.nan for k in ("acc", "bwt", "fwt", "fwt_paper", "smt")}
-        )
-        if self.status == "diverged":  # a diverged run has no final metrics: NaN, never a partial score
-            summary = {k: math.nan for k in summary}
-        validation = None
-        if self.has_validation:
-            reference = self.val_rows[-1] if reference_run and self.val_rows else None
-            validation = (metrics.summarize(self.val_rows, self.initial_val_accuracy, reference)
-                          if self.val_rows and self.status != "diverged" else {k: math.nan for k in summary})
-        if reference_run:  # it trains every task at once: transfer "before task i" has no meaning
-            for values in (summary, validation or {}):
-                values["fwt"] = math.nan
-        return RunResult(
-            config=self.config.to_dict(),
-            accuracy_matrix=[list(r) for r in self.rows],
-            initial_accuracy=list(self.initial_accuracy),
-            metrics=summary,
-            status=self.status,
-            seconds=self.seconds,
-            task_names=[t.name for t in self.benchmark.tasks],
-            diverged_at_task=self.diverged_at,
-            diverged_reason=self.diverged_reason,
-            importances=self.importances,
-            score_name=self.objective.score_name,
-            higher_is_better=self.objective.higher_is_better,
-            pictures=self.pictures,
-            parameters=self.parameters,
-            probe_importances=self.probe_importances,
-            validation_matrix=[list(r) for r in self.val_rows] if self.has_validation else None,
-            initial_validation_accuracy=list(self.initial_val_accuracy) if self.has_validation else None,
-            validation_metrics=validation,
-        )
+        return run_result(self)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -544,6 +509,86 @@ class Experiment:
         self.probe_importances = list(state.get("probe_importances", []))
         self.pictures = list(state.get("pictures", []))
         self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
+
+
+class RunRecord(Protocol):
+    """What a run (one :class:`Experiment`, or one member of a stack) keeps of itself, and all
+    that its :class:`TaskReport` and :class:`RunResult` are computed from: both kinds of run
+    report through :func:`task_report` and :func:`run_result`, so their results cannot drift."""
+
+    config: ResolvedRunConfig
+    method: Method
+    benchmark: Benchmark
+    objective: Objective
+    rows: list[list[float]]
+    val_rows: list[list[float]]
+    initial_accuracy: list[float]
+    initial_val_accuracy: list[float]
+    joint_accuracy: list[float] | None
+    status: str
+    diverged_task: int | None
+    diverged_reason: str | None
+    seconds: float
+    importances: list[dict[str, torch.Tensor]]
+    parameters: list[dict[str, torch.Tensor]]
+    probe_importances: list[dict[str, torch.Tensor]]
+    pictures: list[dict[str, torch.Tensor]]
+
+
+def task_report(record: RunRecord, task: int) -> TaskReport:
+    """The report after task index ``task`` (from 0) has been trained and scored."""
+    has_validation = record.config.validation > 0
+    return TaskReport(
+        task=task,
+        n_tasks=record.benchmark.n_tasks,
+        accuracy_row=record.rows[task],
+        accuracy_matrix=[list(r) for r in record.rows],
+        running_acc=metrics.running_accuracy(record.rows[task], task),
+        seconds=record.seconds,
+        validation_matrix=[list(r) for r in record.val_rows] if has_validation else None,
+    )
+
+
+def run_result(record: RunRecord) -> RunResult:
+    """The run's metrics (eqs. 6-8) from its accuracy matrices; NaN for a diverged run."""
+    has_validation = record.config.validation > 0
+    reference_run = record.method.learns_all_tasks_at_once
+    joint = record.rows[-1] if reference_run and record.rows else record.joint_accuracy
+    summary = (
+        metrics.summarize(record.rows, record.initial_accuracy, joint)
+        if record.rows
+        else {k: math.nan for k in ("acc", "bwt", "fwt", "fwt_paper", "smt")}
+    )
+    if record.status == "diverged":  # a diverged run has no final metrics: NaN, never a partial score
+        summary = {k: math.nan for k in summary}
+    validation = None
+    if has_validation:
+        reference = record.val_rows[-1] if reference_run and record.val_rows else None
+        validation = (metrics.summarize(record.val_rows, record.initial_val_accuracy, reference)
+                      if record.val_rows and record.status != "diverged" else {k: math.nan for k in summary})
+    if reference_run:  # it trains every task at once: transfer "before task i" has no meaning
+        for values in (summary, validation or {}):
+            values["fwt"] = math.nan
+    return RunResult(
+        config=record.config.to_dict(),
+        accuracy_matrix=[list(r) for r in record.rows],
+        initial_accuracy=list(record.initial_accuracy),
+        metrics=summary,
+        status=record.status,
+        seconds=record.seconds,
+        task_names=[t.name for t in record.benchmark.tasks],
+        diverged_task=record.diverged_task,
+        diverged_reason=record.diverged_reason,
+        importances=record.importances,
+        score_name=record.objective.score_name,
+        higher_is_better=record.objective.higher_is_better,
+        pictures=record.pictures,
+        parameters=record.parameters,
+        probe_importances=record.probe_importances,
+        validation_matrix=[list(r) for r in record.val_rows] if has_validation else None,
+        initial_validation_accuracy=list(record.initial_val_accuracy) if has_validation else None,
+        validation_metrics=validation,
+    )
 
 
 def _progress_bar(experiment: Experiment, enabled: bool):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from .benchmarks.base import Task
 from .errors import ConfigError
 from .models import ContinualModel
+from .models.vae import VAE
 
 PICTURES = 8  # images per row of Figure 5
 
@@ -89,14 +90,14 @@ class NegativeELBO(Objective):
     higher_is_better: ClassVar[bool] = False
 
     def training_forward(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> Forward:
-        mu, logvar = model.encode(x, head)
+        mu, logvar = _vae(model).encode(x, head)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        recon = model.decode(z)
+        recon = _vae(model).decode(z)
         return Forward(negative_elbo(recon, x, mu, logvar).mean(), mu, recon)
 
     def score_sum(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        mu, logvar = model.encode(x, head)
-        return negative_elbo(model.decode(mu), x, mu, logvar).sum()
+        mu, logvar = _vae(model).encode(x, head)
+        return negative_elbo(_vae(model).decode(mu), x, mu, logvar).sum()
 
     def untrained_loss(self, outputs: int) -> float | None:
         return None
@@ -118,6 +119,7 @@ class NegativeELBO(Objective):
         standard deviation of its posterior means over (up to 512 of) its training images, through
         the current encoder. Codes μ₁ + σ₁ ⊙ ε show what the network can still generate *of task
         1* (section 4.2.4 has a latent head per task for exactly this), comparably across methods."""
+        model = _vae(model)
         was_training = model.training
         model.eval()
         originals = tasks[0].x_test[:PICTURES]
@@ -130,6 +132,13 @@ class NegativeELBO(Objective):
                     "task1_samples": torch.sigmoid(model.decode(task1))}
         model.train(was_training)
         return pictures
+
+
+def _vae(model: ContinualModel) -> VAE:
+    """The ELBO is defined for the VAE only (config refuses other models with this objective)."""
+    if not isinstance(model, VAE):
+        raise TypeError(f"the elbo objective needs the vae model, not {type(model).__name__}")
+    return model
 
 
 def negative_elbo(recon_logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,

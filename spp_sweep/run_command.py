@@ -92,7 +92,7 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(format_result(result))
     if result.status == "diverged":
-        print(f"diverged at task {result.diverged_at_task} ({result.diverged_reason}); metrics are null",
+        print(f"diverged at task {(result.diverged_task or 0) + 1} ({result.diverged_reason}); metrics are null",
               file=sys.stderr)
     print(f"wrote {out / 'result.json'}")
     return DIVERGED_EXIT if result.status == "diverged" else 0
@@ -178,7 +178,7 @@ def format_result(result: RunResult) -> str:
     fmt = lambda v: "n/a" if v != v else f"{v:+.4f}"  # noqa: E731
     lines.append(
         f"status {result.status}"
-        + (f" at task {result.diverged_at_task}" if result.diverged_at_task is not None else "")
+        + (f" at task {result.diverged_task + 1}" if result.diverged_task is not None else "")
         + f" | ACC {fmt(m['acc'])} | BWT {fmt(m['bwt'])} | FWT(standard) {fmt(m['fwt'])}"
         + f" | FWT(paper) {fmt(m['fwt_paper'])} | SMT {fmt(m['smt'])} | {result.seconds:.1f}s"
     )

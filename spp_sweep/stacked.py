@@ -38,8 +38,17 @@ import torch.nn.functional as F
 from . import metrics
 from .benchmarks import Benchmark
 from .benchmarks.streaming import ImageFiles
-from .config import RunConfig
-from .engine import MIN_JUDGED_BATCHES, PROBE_METHOD, Experiment, RunResult, TaskReport, _progress_bar
+from .config import ResolvedRunConfig, RunConfig
+from .engine import (
+    MIN_JUDGED_BATCHES,
+    PROBE_METHOD,
+    Experiment,
+    RunResult,
+    TaskReport,
+    _progress_bar,
+    run_result,
+    task_report,
+)
 from .errors import ConfigError
 from .methods import Method, Step, get_method
 from .methods.base import along_members
@@ -82,10 +91,11 @@ def stack_refusal(config: RunConfig) -> str | None:
 
 @dataclass
 class Member:
-    """One configuration of a stack: its own rows, status and saved arrays. It is read by
-    :meth:`Experiment.report` and :meth:`Experiment.result` exactly as a separate run is."""
+    """One configuration of a stack: its own rows, status and saved arrays. It is an
+    ``engine.RunRecord``, read by ``engine.task_report`` and ``engine.run_result`` exactly as a
+    separate run is."""
 
-    config: RunConfig
+    config: ResolvedRunConfig
     method: Method
     benchmark: Benchmark
     objective: Objective
@@ -94,7 +104,7 @@ class Member:
     rows: list[list[float]] = field(default_factory=list)
     val_rows: list[list[float]] = field(default_factory=list)
     status: str = "running"
-    diverged_at: int | None = None
+    diverged_task: int | None = None  # index from 0
     diverged_reason: str | None = None
     seconds: float = 0.0
     importances: list[dict[str, torch.Tensor]] = field(default_factory=list)
@@ -103,21 +113,20 @@ class Member:
     pictures: list[dict[str, torch.Tensor]] = field(default_factory=list)
     joint_accuracy: list[float] | None = None
 
-    has_validation = Experiment.has_validation
-    report = Experiment.report
-    _result = Experiment.result
+    def report(self, task: int) -> TaskReport:
+        return task_report(self, task)
 
     def result(self, stack_members: int) -> RunResult:
-        result = self._result()
+        result = run_result(self)
         result.stack_members = stack_members
         return result
 
     def diverge(self, task: int, reason: str) -> None:
-        self.status, self.diverged_at, self.diverged_reason = "diverged", task + 1, reason
+        self.status, self.diverged_task, self.diverged_reason = "diverged", task, reason
 
     def record(self) -> dict[str, Any]:
         """What a checkpoint keeps of the member (lists copied: the run goes on appending)."""
-        names = ("rows", "val_rows", "initial_accuracy", "initial_val_accuracy", "status", "diverged_at",
+        names = ("rows", "val_rows", "initial_accuracy", "initial_val_accuracy", "status", "diverged_task",
                  "diverged_reason", "seconds", "importances", "parameters", "probe_importances")
         return {k: list(v) if isinstance(v, list) else v for k, v in ((k, getattr(self, k)) for k in names)}
 
@@ -125,16 +134,18 @@ class Member:
 class StackedExperiment(Experiment):
     """K configurations (:func:`stack_key`-compatible) on one benchmark, as one batched model."""
 
+    model: StackedModel
+
     def __init__(self, configs: Sequence[RunConfig], benchmark: Benchmark | None = None):
-        configs = [c.resolved() for c in configs]
-        check_stack(configs)
-        self._set_stream(configs[0], benchmark)
+        resolved = [c.resolved() for c in configs]
+        check_stack(resolved)
+        self._set_stream(resolved[0], benchmark)
         if any(isinstance(task.x_train, ImageFiles) for task in self.benchmark.tasks):
             raise ConfigError("stacking needs the tasks in memory; a benchmark streamed from image files trains "
                               "one configuration per trial (stack: off)")
         method_cls = get_method(self.config.method)
         models, self.dropout_rngs = [], []
-        for config in configs:  # each member initialised exactly as its separate run (engine.Experiment)
+        for config in resolved:  # each member initialised exactly as its separate run (engine.Experiment)
             torch.manual_seed(config.seed)
             models.append(build_model(config.model, self.benchmark.input_shape, self.head_sizes, config.model_options))
             self.dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
@@ -144,19 +155,19 @@ class StackedExperiment(Experiment):
         self.model = StackedModel(models, self.dropout_rngs, len(self.benchmark.input_shape)).to(self.device)
         self.model.head_is_shared = self.config.penalise_head
         self.method = method_cls(self.model, **self.config.method_options)
-        self.method.member_options = {name: [float(c.method_options[name]) for c in configs]
+        self.method.member_options = {name: [float(c.method_options[name]) for c in resolved]
                                       for name in method_cls.stackable_options}
         self.method.record_importances = self.config.save_importances
-        self.lrs = [c.lr for c in configs]
-        self.shuffles = [torch.Generator().manual_seed(c.seed) for c in configs]
+        self.lrs = [c.lr for c in resolved]
+        self.shuffles = [torch.Generator().manual_seed(c.seed) for c in resolved]
         self._targets = [self._task_targets(i) for i in range(self.benchmark.n_tasks)]
         self.tasks_done = 0
         self.seconds = 0.0
         self.last_loss = math.nan
         initial = self.evaluate()
-        initial_val = self.evaluate("val") if self.has_validation else [[] for _ in configs]
+        initial_val = self.evaluate("val") if self.has_validation else [[] for _ in resolved]
         self.members = [Member(c, self.method, self.benchmark, self.objective, initial[k], initial_val[k])
-                        for k, c in enumerate(configs)]
+                        for k, c in enumerate(resolved)]
 
     @property
     def size(self) -> int:
@@ -198,7 +209,7 @@ class StackedExperiment(Experiment):
                 elapsed = time.perf_counter() - start
                 self.seconds += elapsed
                 for member in self.members:  # each member's share of the stack's time
-                    if member.status == "running" or member.diverged_at == task + 1:
+                    if member.status == "running" or member.diverged_task == task:
                         member.seconds += elapsed / self.size
                 self.tasks_done = task + 1
                 if progress and bar is None:
@@ -220,7 +231,7 @@ class StackedExperiment(Experiment):
     def results(self) -> list[RunResult]:
         return [member.result(self.size) for member in self.members]
 
-    def train_task(self, task: int, bar=None) -> bool:  # type: ignore[override]
+    def train_task(self, task: int, bar=None) -> bool:
         """Train every running member on task ``task``; members that diverge are marked so."""
         prepared = self._prepare_task(task, bar)
         if prepared is None:
@@ -386,9 +397,8 @@ class StackedExperiment(Experiment):
         was_training = self.model.training
         self.model.eval()
         scores = []
-        for index, task in enumerate(self.benchmark.tasks):
-            targets = self._targets[index][2 if split == "val" else 1]
-            inputs = task.x_val if split == "val" else task.x_test
+        for index in range(self.benchmark.n_tasks):
+            inputs, targets = self._split(index, split)
             correct = torch.zeros(self.size, dtype=torch.long, device=self.device)
             for start in range(0, len(targets), self.config.eval_batch_size):
                 stop = start + self.config.eval_batch_size
@@ -429,6 +439,10 @@ class StackedExperiment(Experiment):
         if [m.config.to_dict() for m in self.members] != state["configs"]:
             raise ValueError("the checkpoint is of another stack of configurations")
         for member, record in zip(self.members, state["members"]):
+            record = dict(record)
+            if "diverged_at" in record:  # checkpoints written before the index counted from 0
+                old = record.pop("diverged_at")
+                record["diverged_task"] = None if old is None else old - 1
             for name, value in record.items():
                 setattr(member, name, value)
         self.tasks_done = int(state["tasks_done"])

@@ -42,7 +42,7 @@ def test_callback_reports_every_task():
 def test_divergence_is_recorded_not_raised():
     result = Experiment(RunConfig(method="spp", lr=1e6, lr_decay=1.0, **FAST)).run()
     assert result.status == "diverged"
-    assert result.diverged_at_task is not None
+    assert result.diverged_task is not None
     assert all(math.isnan(v) for v in result.metrics.values())
 
 

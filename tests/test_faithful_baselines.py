@@ -18,7 +18,7 @@ def test_a_finite_blow_up_is_recorded_as_diverged_with_its_reason() -> None:
     the untrained and final loss named; lr 1e-6 barely learns and stays finished, and so does a
     CNN whose eval-mode batch-norm statistics lag after one short epoch (tests/test_vision.py)."""
     blown = Experiment(RunConfig(method="finetune", lr=50.0, epochs=2)).run()
-    assert blown.status == "diverged" and blown.diverged_at_task == 1
+    assert blown.status == "diverged" and blown.diverged_task == 0
     assert blown.diverged_reason.startswith("finite blow-up") and math.isnan(blown.metrics["acc"])
     text = blown.diverged_reason.split("from ")[1]
     before, after = float(text.split(" (first batch)")[0]), float(text.split(" to ")[1].split(" (last epoch)")[0])

@@ -92,7 +92,7 @@ def test_a_diverging_member_is_recorded_and_the_others_go_on() -> None:
     configs = [RunConfig(method="spp", benchmark="split_digits", epochs=1, lr=lr, seed=0, threads=1)
                for lr in (0.05, 1e4)]
     good, bad = run_stacked(configs)
-    assert bad.status == "diverged" and bad.diverged_at_task == 1 and math.isnan(bad.metrics["acc"])
+    assert bad.status == "diverged" and bad.diverged_task == 0 and math.isnan(bad.metrics["acc"])
     assert bad.accuracy_matrix == [] and "not finite" in bad.diverged_reason
     alone = run_experiment(configs[0])
     assert good.status == "finished"

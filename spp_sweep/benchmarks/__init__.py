@@ -30,8 +30,9 @@ _IMAGE_TRAIN = {"epochs": 10, "lr": 0.01, "batch_size": 128}
 # The continual VAE's regularisers take the implicit step: with the explicit one the decoder's
 # output biases (importance ~5e4: one bias per image channel, its gradient summed over every
 # pixel) diverge at lr 0.05 for any λ above ~1e-3 (lr * 2λΩ > 2; README "Stable at any λ").
-_VAE_METHODS = {"spp": {"lam": 4.0, "penalty_step": "implicit"}, "mas": {"penalty_step": "implicit"},
-                "si": {"penalty_step": "implicit"}}
+_VAE_METHODS: dict[str, dict[str, object]] = {
+    "spp": {"lam": 4.0, "penalty_step": "implicit"}, "mas": {"penalty_step": "implicit"},
+    "si": {"penalty_step": "implicit"}}
 
 
 def _your_data(name: str, build: Callable[..., Any], what: str) -> BenchmarkSpec:

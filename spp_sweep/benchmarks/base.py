@@ -7,13 +7,18 @@ much faster than a DataLoader for data of this size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
 from ..errors import ConfigError
 from ..memory import check_memory
+from .streaming import ImageFiles
+
+# A task's images: a tensor in memory, or image files decoded batch by batch (benchmarks/streaming.py).
+Inputs = torch.Tensor | ImageFiles
 
 
 @dataclass(frozen=True)
@@ -25,12 +30,12 @@ class Task:
     """
 
     name: str
-    x_train: torch.Tensor
+    x_train: Inputs
     y_train: torch.Tensor
-    x_test: torch.Tensor
+    x_test: Inputs
     y_test: torch.Tensor
     classes: tuple[int, ...]
-    x_val: torch.Tensor | None = None  # carved from the training data by with_validation()
+    x_val: Inputs | None = None  # carved from the training data by with_validation()
     y_val: torch.Tensor | None = None
 
     @property
@@ -85,9 +90,9 @@ class BenchmarkSpec:
     name: str
     description: str
     build: Callable[..., Benchmark]
-    train_defaults: dict[str, object] = field(default_factory=dict)
-    method_defaults: dict[str, dict[str, object]] = field(default_factory=dict)
-    model_defaults: dict[str, object] = field(default_factory=dict)  # options of default_model only
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)  # epochs, lr, batch_size
+    method_defaults: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    model_defaults: Mapping[str, object] = field(default_factory=dict)  # options of default_model only
     default_model: str = "mlp"
     objective: str = "classification"  # what its Benchmark's tasks ask (spp_sweep/objectives.py)
 
@@ -127,9 +132,9 @@ def with_validation(benchmark: Benchmark, fraction: float, seed: int) -> Benchma
     return replace(benchmark, tasks=tuple(tasks))
 
 
-def take(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def take(images: Inputs, index: torch.Tensor) -> Inputs:
     """``images[index]`` for tensors, and for image sets held as files (a lazy subset)."""
-    if hasattr(images, "subset"):
+    if isinstance(images, ImageFiles):
         return images.subset(index.tolist())
     return images[index.to(images.device)]
 

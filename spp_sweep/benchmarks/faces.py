@@ -31,8 +31,8 @@ def _square(path: Path, size: int) -> torch.Tensor:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
             side = min(image.size)
             left, top = (image.width - side) // 2, (image.height - side) // 2
             image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)

@@ -185,10 +185,10 @@ def read_image_folder(folder: Path, size: int | None, mode: str) -> torch.Tensor
     images = []
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         try:
-            with Image.open(path) as image:
-                image = image.convert(mode)
+            with Image.open(path) as opened:
+                image = opened.convert(mode)
                 if size is not None and image.size != (size, size):
-                    image = image.resize((size, size), Image.BILINEAR)
+                    image = image.resize((size, size), Image.Resampling.BILINEAR)
                 array = np.asarray(image, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
             continue  # the public notMNIST archives hold a few unreadable files: skipped, as everyone does

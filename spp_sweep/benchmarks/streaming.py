@@ -49,10 +49,10 @@ def decode(path: str, size: int) -> torch.Tensor:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
             if image.size != (size, size):
-                image = image.resize((size, size), Image.BILINEAR)
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
     except (OSError, Image.DecompressionBombError) as error:  # PIL's bomb guard is no OSError
         raise unreadable(path, error) from None
@@ -82,7 +82,7 @@ class ImageFiles:
         if isinstance(key, int):
             return decode(self.paths[key], self.size).to(self.device)
         if isinstance(key, slice):
-            indices = range(*key.indices(len(self.paths)))
+            indices: Sequence[int] = range(*key.indices(len(self.paths)))
         else:
             indices = torch.as_tensor(key).flatten().tolist()
         if not indices:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
 from . import image_files
-from .base import Benchmark, Task, pairs, split_by_classes, stratified_split
+from .base import Benchmark, Inputs, Task, pairs, split_by_classes, stratified_split
 from .streaming import ImageFiles
 
 VISUAL_ORDER = ("mnist", "notmnist", "svhn", "stl10", "cifar10")  # section 4.2.2
@@ -164,6 +164,8 @@ def caltech101(
             sizes = [len(f) for f in files]
         y = torch.cat([torch.full((n,), label, dtype=torch.long) for label, n in enumerate(sizes)])
         train, test = stratified_split(y, test_fraction, generator)
+        x_train: Inputs
+        x_test: Inputs
         if in_memory:
             x = torch.cat(images)
             x_train, x_test = to_float_images(x[train], image_size), to_float_images(x[test], image_size)

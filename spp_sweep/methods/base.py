@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..benchmarks.base import Inputs
 from ..errors import ConfigError
 from ..models import ContinualModel
 
@@ -104,20 +105,25 @@ class TaskView:
 
     index: int
     head: int
-    x: torch.Tensor
+    x: Inputs
     y: torch.Tensor
 
 
 @dataclass(frozen=True)
 class Step:
-    """One mini-batch as the engine computed it: penalties reuse its features and logits."""
+    """One mini-batch as the engine computed it: penalties reuse its features and outputs.
+
+    ``task`` and ``head`` count from 0, as every index in the Python API does (the CLI's
+    progress lines print them from 1). ``outputs`` is what the objective's forward pass
+    produced (``objectives.Forward.outputs``): class logits, or the VAE's reconstruction.
+    """
 
     task: int
     head: int
     x: torch.Tensor
     y: torch.Tensor
     features: torch.Tensor
-    logits: torch.Tensor
+    outputs: torch.Tensor
 
 
 class Method:
@@ -228,6 +234,12 @@ class Method:
     def importances(self) -> dict[str, torch.Tensor] | None:
         """Per-parameter importance of the last finished task (None if the method has none)."""
         return None
+
+    def task_importance(self, view: TaskView) -> list[torch.Tensor]:
+        """One task's own importance of each shared parameter (order of ``named_shared_parameters``),
+        for methods that measure one (EWC, MAS, SI, SPP); the parameter analysis probes models with
+        SPP's (``save_parameters``)."""
+        raise NotImplementedError(f"{self.name} measures no per-parameter importance")
 
     # -- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -53,11 +53,11 @@ class EWC(QuadraticPenaltyMethod):
             return fast
         with torch.no_grad():
             probs = torch.softmax(self.model(x, head), dim=-1)
-        total = None
+        total: list[torch.Tensor] = []
         for c in range(probs.shape[1]):  # exact expectation over y ~ p(y|x), one class at a time
             grads = per_sample_gradients(self.model, head, _log_likelihood, x, torch.full_like(y, c))
             square_sums = [torch.einsum("n,n...->...", probs[:, c], g.square()) for g in grads]
-            total = square_sums if total is None else [t + f for t, f in zip(total, square_sums)]
+            total = [t + f for t, f in zip(total, square_sums)] if total else square_sums
         return total
 
 

@@ -138,7 +138,7 @@ def true_fisher_square_sums(model: ContinualModel, head: int, x: torch.Tensor) -
 
 def _linear_forward(
     model: ContinualModel, head: int, x: torch.Tensor
-) -> tuple[list[nn.Linear], dict[nn.Module, tuple[torch.Tensor, torch.Tensor]], torch.Tensor] | None:
+) -> tuple[list[nn.Linear | StackedLinear], dict[nn.Module, tuple[torch.Tensor, torch.Tensor]], torch.Tensor] | None:
     """The trunk's Linear layers, each one's (input, output) in a forward pass, and the logits;
     None unless every shared parameter sits in an nn.Linear fed (batch, features) inputs (or a
     stacked model's StackedLinear fed (members, batch, features))."""

@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 
+from ..models import ContinualModel
 from .base import Method, Option, Step, TaskView
 
 
@@ -48,7 +49,7 @@ class LwF(Method):
 
     def __init__(self, model, **options: Any):
         super().__init__(model, **options)
-        self.old_model: torch.nn.Module | None = None
+        self.old_model: ContinualModel | None = None
 
     def before_task(self, view: TaskView) -> None:
         if view.index > 0:
@@ -69,7 +70,7 @@ class LwF(Method):
                 new = [self.model.heads[j](features) for j in heads]
         else:
             new = [self.model.heads[j](step.features) for j in heads]
-        loss = sum(distillation_loss(n, o, self.hparams["temperature"]) for n, o in zip(new, old))
+        loss = cast(torch.Tensor, sum(distillation_loss(n, o, self.hparams["temperature"]) for n, o in zip(new, old)))
         return self.option("lam", like=loss) * loss
 
     def state_dict(self) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def _evaluating(model: torch.nn.Module) -> Iterator[None]:
             module.training = mode
 
 
-def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+def _frozen_copy(model: ContinualModel) -> ContinualModel:
     old = copy.deepcopy(model).eval()
     for p in old.parameters():
         p.requires_grad_(False)

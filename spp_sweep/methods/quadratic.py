@@ -22,7 +22,7 @@ How the penalty acts is the option ``penalty_step``:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -54,7 +54,7 @@ class QuadraticPenaltyMethod(Method):
     def __init__(self, model, **options: Any):
         super().__init__(model, **options)
         self.omega: list[torch.Tensor] | None = None
-        self.anchor: list[torch.Tensor] | None = None
+        self.anchor: list[torch.Tensor] = []  # w*: empty until the first task ends
         self.last_importance: list[torch.Tensor] | None = None
 
     @classmethod
@@ -79,10 +79,6 @@ class QuadraticPenaltyMethod(Method):
         omega would cost an importance pass per task and change no number (issue 14)."""
         return not self.option_is_zero("lam") or self.record_importances
 
-    def task_importance(self, view: TaskView) -> list[torch.Tensor]:
-        """omega_t for the task just learned, one tensor per shared parameter."""
-        raise NotImplementedError
-
     def after_task(self, view: TaskView) -> None:
         if not self.measures_importance:
             return
@@ -104,10 +100,10 @@ class QuadraticPenaltyMethod(Method):
     def penalty(self, step: Step) -> torch.Tensor | None:
         if self.omega is None or self.option_is_zero("lam") or self.implicit:
             return None
-        total = sum(  # a scalar, or one sum per member in a stacked run
+        total = cast(torch.Tensor, sum(  # a scalar, or one sum per member in a stacked run
             self.member_sum(o * (p - a).square())
             for o, p, a in zip(self.omega, self.model.shared_parameters(), self.anchor)
-        )
+        ))
         scale = self.scale * self.option("lam")  # a number, or (K,) in float64 when stacked
         return along_members(scale, total) * total  # SPP eq. 5: lam * sum_k Omega_k (w_k - w*_k)^2
 
@@ -137,5 +133,5 @@ class QuadraticPenaltyMethod(Method):
         device = next(self.model.parameters()).device
         move = lambda tensors: None if tensors is None else [t.to(device) for t in tensors]  # noqa: E731
         self.omega = move(state["omega"])
-        self.anchor = move(state["anchor"])
+        self.anchor = move(state["anchor"]) or []
         self.last_importance = move(state["last_importance"])

@@ -42,7 +42,7 @@ class SI(QuadraticPenaltyMethod):
         self._path = [torch.zeros_like(p) for p in params]
 
     @torch.no_grad()
-    def after_step(self, lr: float) -> None:
+    def after_step(self, lr: float | torch.Tensor) -> None:
         super().after_step(lr)  # the implicit penalty step first: delta w is the whole step
         if not self.measures_importance:  # lam = 0: no path integral is ever used
             return

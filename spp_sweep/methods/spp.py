@@ -103,14 +103,16 @@ class SPP(QuadraticPenaltyMethod):
             x = view.x[batch]
             signal = self.model.negative_elbos(x, view.head) if elbo else entropies(self.model(x, view.head))
             grads = batch_gradients(self.model, signal.sum())  # g = sum_i g_i
+            fishers: Sequence[torch.Tensor | None]
             if self.hparams["importance"] == "batch" or elbo:
                 fishers = [None] * len(grads)  # F = g^2, folded into pruning_importance
             else:
-                fishers = per_sample_square_sums(self.model, view.head, entropies, x)  # sum_i g_i^2
-                if fishers is None:  # trunks other than Linear layers: vectorised per-sample gradients
+                square_sums = per_sample_square_sums(self.model, view.head, entropies, x)  # sum_i g_i^2
+                if square_sums is None:  # trunks other than Linear layers: vectorised per-sample gradients
                     per_sample = per_sample_gradients(self.model, view.head,
                                                       lambda logits, _: entropies(logits.unsqueeze(0)).sum(), x)
-                    fishers = [g.square().sum(0) for g in per_sample]
+                    square_sums = [g.square().sum(0) for g in per_sample]
+                fishers = square_sums
             sign = 1.0 if self.hparams["sign"] == "paper" else -1.0
             for acc, w, g, f in zip(total, weights, grads, fishers):
                 acc += pruning_importance(w, g, f, sign, self.hparams["clip"])

@@ -16,6 +16,9 @@ from torch import nn
 class ContinualModel(nn.Module):
     """``trunk`` maps inputs to features; ``heads[h]`` maps features to task h's logits."""
 
+    trunk: nn.Module
+    heads: nn.ModuleList
+
     def __init__(self, trunk: nn.Module, feature_dim: int, head_sizes: Sequence[int], head_factory=None):
         super().__init__()
         self.trunk = trunk
@@ -28,6 +31,10 @@ class ContinualModel(nn.Module):
 
     def forward(self, x: torch.Tensor, head: int = 0) -> torch.Tensor:
         return self.heads[head](self.trunk(x))
+
+    def negative_elbos(self, x: torch.Tensor, head: int) -> torch.Tensor:
+        """Per sample, a generator's negative ELBO (SPP's ``signal=elbo``); only the VAE has one."""
+        raise NotImplementedError(f"{type(self).__name__} is no generator: it has no ELBO")
 
     def output_entropies(self, outputs: torch.Tensor) -> torch.Tensor:
         """Per sample, the Shannon entropy of the softmax over ``outputs`` (SPP's label-free

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 from torch import nn
 
@@ -55,5 +56,5 @@ def mlp(
         width = int(size)
     model = ContinualModel(nn.Sequential(*layers), width, head_sizes)
     for head in model.heads:
-        _init_linear(head, init)
+        _init_linear(cast(nn.Linear, head), init)
     return model

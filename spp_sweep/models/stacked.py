@@ -14,6 +14,7 @@ model's (``trunk.1.weight``), so member k's slice of every tensor is its own mod
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -90,9 +91,11 @@ class StackedModel(ContinualModel):
     def __init__(self, models: Sequence[ContinualModel], generators: list[torch.Generator], input_dims: int):
         nn.Module.__init__(self)
         self.members = len(models)
-        self.trunk = nn.Sequential(*[_stack_layer([m.trunk[i] for m in models], generators, input_dims)
-                                     for i in range(len(models[0].trunk))])
-        self.heads = nn.ModuleList(StackedLinear([m.heads[h] for m in models]) for h in range(len(models[0].heads)))
+        trunks = [cast(nn.Sequential, m.trunk) for m in models]  # stack_refusal: every trunk is a Sequential
+        self.trunk = nn.Sequential(*[_stack_layer([t[i] for t in trunks], generators, input_dims)
+                                     for i in range(len(trunks[0]))])
+        self.heads = nn.ModuleList(StackedLinear([cast(nn.Linear, m.heads[h]) for m in models])
+                                   for h in range(len(models[0].heads)))
         self.norm_stats = {}
 
     def set_rows(self, rows: list[int] | None) -> None:
@@ -126,7 +129,7 @@ def _stack_layer(layers: list[nn.Module], generators: list[torch.Generator], inp
     if isinstance(first, nn.Flatten):
         return MemberInput(len(layers), input_dims)
     if isinstance(first, nn.Linear):
-        return StackedLinear(layers)
+        return StackedLinear([cast(nn.Linear, layer) for layer in layers])
     if isinstance(first, nn.Dropout):
         return MemberDropout(first.p, generators)
     if isinstance(first, nn.ReLU):

@@ -92,7 +92,7 @@ def _check_token(address: str, timeout: float = 5.0) -> None:
 
 def _gcs_call(address: str, timeout: float) -> None:
     """One cheap GCS request in this process's authentication mode (raises what Ray raises)."""
-    from ray._raylet import GcsClient  # private API: where it moves, _check_token gives up quietly
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]  # private API: where it moves, _check_token gives up quietly
 
     with _native_stderr_silenced():  # Ray's C++ client logs each refusal; our error says it once
         GcsClient(address=address.split("://", 1)[-1]).internal_kv_get(b"spp-sweep-probe", None, timeout=timeout)
@@ -106,7 +106,7 @@ def _answers_in_mode(address: str, mode: str, timeout: float) -> bool:
     """
     chosen = os.environ.get(AUTH_MODE)
     try:
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # private, as GcsClient
 
         os.environ[AUTH_MODE] = mode
         Config.initialize("")
@@ -120,7 +120,7 @@ def _answers_in_mode(address: str, mode: str, timeout: float) -> bool:
         else:
             os.environ[AUTH_MODE] = chosen
         with contextlib.suppress(Exception):
-            from ray._raylet import Config
+            from ray._raylet import Config  # type: ignore[attr-defined]  # private, as GcsClient
 
             Config.initialize("")
 

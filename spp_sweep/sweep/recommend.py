@@ -130,7 +130,7 @@ def search_study(options: RecommendOptions, name: str) -> Study:
             else:
                 method_options["penalty_step"] = options.penalty_step
         methods[method] = {"space": space, "options": method_options}
-    data = {
+    data: dict[str, Any] = {
         "name": name, "description": f"spp-sweep recommend {options.data}",
         "benchmark": benchmark, "benchmark_options": {**benchmark_options, **dict(options.benchmark_options)},
         "fixed": {**dict(options.settings), "validation": options.validation},

@@ -51,7 +51,7 @@ def trial_keys(path: str) -> set[str]:
     a stacked trial counts for each of its members."""
     if not Path(path).is_dir():
         return set()
-    keys = set()
+    keys: set[str] = set()
     for params in Path(path).glob("*/params.json"):
         try:
             spec = json.loads(params.read_text())["trial"]

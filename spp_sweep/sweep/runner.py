@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -323,7 +324,7 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
         phases += _run_grid(study, root, "grid", points, extra, options, study.selection_part())
     for method in [m for m in study.methods if study.searched_by_optuna(m)]:
         phase = f"optuna-{method.method}"
-        _run_phase(study, root, phase, lambda m=method: _optuna_space(study, m, extra),
+        _run_phase(study, root, phase, functools.partial(_optuna_space, study, method, extra),
                    _optuna_searcher(study, method, f"{root}/{phase}"), options)
         phases.append(phase)
     if study.final_seeds:
@@ -370,7 +371,7 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
         if attempt > 0 and not Path(root, name).is_dir() and not missing_points(points, root, names):
             break
         done = names + [name]
-        _run_phase(study, root, name, lambda done=done: space_left(done), None, options)
+        _run_phase(study, root, name, functools.partial(space_left, done), None, options)
         names.append(name)
     return names
 
@@ -405,6 +406,7 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[
         from ray.tune.search.optuna import OptunaSearch
 
         space = {f"trial/params/{key}": dim.optuna_distribution() for key, dim in method.space.items()}
+        sampler: optuna.samplers.BaseSampler
         if study.sampler == "tpe":
             startup = min(10, max(3, study.num_samples // 3))
             sampler = optuna.samplers.TPESampler(seed=study.sampler_seed, n_startup_trials=startup)
@@ -420,7 +422,7 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[
     return build
 
 
-def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str, Any]],
+def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str, Any] | None],
                searcher: Callable[[], Any] | None, options: SweepOptions) -> None:
     """Run one Ray Tune experiment, or restore it; ``space``/``searcher`` are built only when
     it starts anew (after an unreadable state is moved aside, for what that state left to do)."""

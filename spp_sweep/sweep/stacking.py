@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import RunConfig
+from ..config import ResolvedRunConfig, RunConfig
 from .study import Study, run_settings
 
 # What one member holds besides its activations, in copies of its parameters: weights,
@@ -57,7 +57,7 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
     groups: dict[str, list[dict[str, Any]]] = {}
     singles: list[dict[str, Any]] = []
     refusals: set[str] = set()
-    configs: dict[str, RunConfig] = {}
+    configs: dict[str, ResolvedRunConfig] = {}
     for spec in points:
         config = RunConfig.from_dict(run_settings(part, spec)).resolved()
         refusal = stack_refusal(config)
@@ -117,7 +117,7 @@ def member_cap(per_member: float, study: Study) -> tuple[int, str]:
     return max(1, int(MEMORY_SHARE * budget // per_member)), f"{MEMORY_SHARE:.0%} of {where}"
 
 
-def member_size(config: RunConfig) -> tuple[float, int]:
+def member_size(config: ResolvedRunConfig) -> tuple[float, int]:
     """(a member's memory in bytes, its parameter count): parameter copies, plus activations of
     a training batch and of an evaluation batch (inputs and every layer's outputs), in float32.
     (NaN, 0) where the benchmark cannot be built here (data only on the cluster's nodes)."""

@@ -185,7 +185,7 @@ class Study:
         split digits trains 20 epochs of a 64-32 MLP, an .npz 10 of a 256-128 one). The model is
         pinned only where both benchmarks default to the same kind (an MLP and a CNN take
         different inputs); ``fixed`` overrides all of it."""
-        evaluated, tuning = get_spec(self.benchmark), get_spec(self.tune_on["benchmark"])
+        evaluated, tuning = get_spec(self.benchmark), get_spec((self.tune_on or {})["benchmark"])
         pinned: dict[str, Any] = {k: v for k, v in evaluated.train_defaults.items() if k in ("epochs", "batch_size")}
         if evaluated.default_model == tuning.default_model and "model" not in self.fixed:
             pinned.update(model=evaluated.default_model, model_options={
@@ -415,7 +415,7 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
 
     if not problems:
         study = Study(
-            name=name, benchmark=benchmark, methods=tuple(methods), description=str(data.get("description", "")),
+            name=name, benchmark=str(benchmark), methods=tuple(methods), description=str(data.get("description", "")),
             benchmark_options=dict(benchmark_options), fixed=dict(fixed), sampler=sampler,
             sampler_seed=sampler_seed, num_samples=num_samples, metric=metric, seeds=seeds,
             final_seeds=final_seeds, scheduler=scheduler, cpu=cpu, gpu=gpu, max_concurrent=max_concurrent,

@@ -82,9 +82,9 @@ def train_continual(config: dict[str, Any]) -> None:
             return
         _report(exp, _running_values(report, exp, metric, exp.objective.higher_is_better))
 
-    result = experiment.run(on_task_end=on_task_end)
+    finished = experiment.run(on_task_end=on_task_end)
     higher = experiment.objective.higher_is_better
-    _report(experiment, _final_metrics(result.to_json(), metric, higher), result=result)
+    _report(experiment, _final_metrics(finished.to_json(), metric, higher), result=finished)
 
 
 def train_stack(config: dict[str, Any]) -> None:
@@ -100,10 +100,10 @@ def train_stack(config: dict[str, Any]) -> None:
     configs = [RunConfig.from_dict({**run_settings(config["study"], member), "threads": assigned.threads,
                                     "device": assigned.device}) for member in config["trial"]["members"]]
     stack = StackedExperiment(configs)
-    results = restore(config, stack)
+    restored = restore(config, stack)
     higher = stack.objective.higher_is_better
-    if results is not None:  # finished before a driver restart: report, don't rerun
-        members = [_final_metrics(result, metric, higher) for result in results["members"]]
+    if restored is not None:  # finished before a driver restart: report, don't rerun
+        members = [_final_metrics(result, metric, higher) for result in restored["members"]]
         _report_stack(stack, members, replayed=True)
         return
     chaos = config.get("_chaos")
@@ -292,13 +292,13 @@ def _save_arrays(folder: Path, result: RunResult) -> None:
     if result.importances:
         arrays = {f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.importances)
                   for name, tensor in per_task.items()}
-        np.savez_compressed(folder / IMPORTANCES_FILE, **arrays)
+        np.savez_compressed(folder / IMPORTANCES_FILE, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     if result.pictures:  # a VAE's reconstructions and samples after each task (Figure 5)
-        np.savez_compressed(folder / PICTURES_FILE, **{
+        np.savez_compressed(folder / PICTURES_FILE, **{  # type: ignore[arg-type]
             f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.pictures)
             for name, tensor in per_task.items()})
     if result.parameters:
         arrays = {f"{kind}{t}/{name}": tensor.numpy()
                   for kind, series in (("task", result.parameters), ("importance", result.probe_importances))
                   for t, per_task in enumerate(series) for name, tensor in per_task.items()}
-        np.savez_compressed(folder / PARAMETERS_FILE, **arrays)
+        np.savez_compressed(folder / PARAMETERS_FILE, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
