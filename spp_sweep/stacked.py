@@ -12,7 +12,7 @@ Members are independent: no operation mixes the member dimension, each member's 
 own mean over its own batch, and the sum that is differentiated has a separate term per member,
 so member k's gradient is the gradient of its separate run. Results agree with K separate runs
 up to floating-point rounding (batched kernels sum in another order, see
-tests/test_stacked.py for the tolerance). A member whose loss turns NaN/inf, or that blows
+tests/unit/test_stacked.py for the tolerance). A member whose loss turns NaN/inf, or that blows
 up (the engine's finite blow-up rules), is recorded as diverged at that task and frozen: its
 learning rate becomes 0 and its loss leaves the sum; the others go on.
 

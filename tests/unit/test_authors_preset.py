@@ -19,8 +19,7 @@ from spp_sweep.methods.base import Step
 from spp_sweep.models import build_model
 from spp_sweep.stacked import StackedExperiment
 from spp_sweep.sweep.study import load_study
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 PRESET = {"hidden": [16, 8], "init": "truncated_normal", "dropout": 0.5, "dropout_layers": "last"}
 

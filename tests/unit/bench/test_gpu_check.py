@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 
 def test_the_gpu_check_runs_on_cpu_and_writes_every_measurement(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from spp_sweep.methods.base import Step
 def test_a_finite_blow_up_is_recorded_as_diverged_with_its_reason() -> None:
     """lr 50 leaves a dead network (ACC at chance, every loss finite): diverged at task 1, with
     the untrained and final loss named; lr 1e-6 barely learns and stays finished, and so does a
-    CNN whose eval-mode batch-norm statistics lag after one short epoch (tests/test_vision.py)."""
+    CNN whose eval-mode batch-norm statistics lag after one short epoch (tests/unit/benchmarks/test_vision.py)."""
     blown = Experiment(RunConfig(method="finetune", lr=50.0, epochs=2)).run()
     assert blown.status == "diverged" and blown.diverged_task == 0
     assert blown.diverged_reason.startswith("finite blow-up") and math.isnan(blown.metrics["acc"])

@@ -33,7 +33,7 @@ def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Pa
     lams = [0.5, 1.0, 2.0, 4.0, 6.0, 8.0]
     space = {"lam": lams} if sampler == "grid" else {"lam": {"loguniform": [0.5, 8.0]}}
     # one configuration per trial: the test counts and cuts trial folders one configuration at a
-    # time (stacked trials are killed and cut in tests/test_stacked_sweep.py)
+    # time (stacked trials are killed and cut in tests/integration/test_stacked_sweep.py)
     study = {"name": "killed", "benchmark": "split_digits", "fixed": {"epochs": 4}, "stack": "off",
              "methods": {"spp": {"space": space}}, "seeds": 1, "max_concurrent": 1,
              "search": {"sampler": sampler, "seed": 1, "num_samples": len(lams)},

@@ -24,8 +24,7 @@ import pandas as pd
 import pytest
 
 from analysis.load import load_trials
-
-from .test_custom_data import blobs
+from tests.unit.benchmarks.test_custom_data import blobs
 
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
 pytestmark = pytest.mark.skipif(RAY is None, reason="the `ray` command is not installed")

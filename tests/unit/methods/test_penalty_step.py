@@ -16,8 +16,7 @@ from spp_sweep.methods.ewc import EWC
 from spp_sweep.methods.mas import MAS
 from spp_sweep.methods.si import SI
 from spp_sweep.methods.spp import SPP
-
-from .conftest import resumed_after_second_task
+from tests.conftest import resumed_after_second_task
 
 # Each method's own factor in front of lam * sum Omega (w - w*)^2, written out independently of
 # the code: SPP eq. 5, MAS eq. 3, Zenke eq. 4 have 1; Kirkpatrick eq. 3 has 1/2.

@@ -18,8 +18,7 @@ from analysis.parameters import (
 )
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment
-
-from .conftest import resumed_after_second_task
+from tests.conftest import resumed_after_second_task
 
 
 def saved_by_hand() -> dict[str, np.ndarray]:
@@ -107,8 +106,7 @@ def test_the_parameter_analysis_study_draws_figures_7b_7c_and_8(tmp_path, ray_lo
     from analysis.report import write_report
     from spp_sweep.sweep.runner import SweepOptions, run_sweep
     from spp_sweep.sweep.study import load_study
-
-    from .conftest import REPO
+    from tests.conftest import REPO
 
     study = load_study(REPO / "studies" / "parameter_analysis.yaml")
     study = dataclasses.replace(study, storage=str(tmp_path), seeds=(0,), fixed={**study.fixed, "epochs": 2},

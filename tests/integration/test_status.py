@@ -1,5 +1,5 @@
 """`spp-sweep status`: how far a sweep is, from its folder alone (the finished case and a URI
-are in tests/test_s3_storage.py)."""
+are in tests/integration/test_s3_storage.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import REPO
+
 
 def test_status_reads_a_sweep_that_has_not_started(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from spp_sweep.cli import main
@@ -15,7 +17,7 @@ def test_status_reads_a_sweep_that_has_not_started(tmp_path: Path, capsys: pytes
 
     root = tmp_path / "lambda_robustness"
     root.mkdir()
-    study = Path(__file__).resolve().parents[1] / "studies" / "lambda_robustness.yaml"
+    study = REPO / "studies" / "lambda_robustness.yaml"
     (root / "study.yaml").write_text(yaml.safe_dump(load_study(study).to_dict(), sort_keys=False))
     assert main(["status", str(root)]) == 0
     out = capsys.readouterr().out

@@ -202,8 +202,7 @@ def test_the_image_studies_run_on_files_in_the_real_formats(name: str, image_roo
     from analysis.load import load_trials
     from spp_sweep.sweep.runner import SweepOptions, run_sweep
     from spp_sweep.sweep.study import load_study
-
-    from .conftest import REPO
+    from tests.conftest import REPO
 
     study = load_study(REPO / "studies" / f"{name}.yaml")
     first = study.methods[0]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.conftest import REPO
+
 
 def test_a_sweep_logs_to_tensorboard_mlflow_and_wandb_offline(tmp_path: Path) -> None:
     study = {"name": "tracked", "benchmark": "split_digits", "fixed": {"epochs": 1},
@@ -43,6 +45,6 @@ def test_a_sweep_logs_to_tensorboard_mlflow_and_wandb_offline(tmp_path: Path) ->
 def test_an_unusable_tracker_is_one_line_before_any_trial(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", "studies/lambda_robustness.yaml",
                            "--storage", str(tmp_path), "--mlflow", "nosuchscheme://x"],
-                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--mlflow nosuchscheme://x" in done.stderr
     assert not any(tmp_path.iterdir())

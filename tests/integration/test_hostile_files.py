@@ -18,6 +18,7 @@ from spp_sweep.cli import main
 from spp_sweep.errors import ConfigError, DataError
 from spp_sweep.sweep import provenance
 from spp_sweep.sweep.study import StudyError, load_study, name_problem
+from tests.conftest import REPO
 
 
 class Payload:
@@ -66,7 +67,7 @@ def test_resume_refuses_a_sweep_folder_this_account_did_not_start(tmp_path: Path
                                                                   capsys: pytest.CaptureFixture) -> None:
     from spp_sweep.sweep.runner import STUDY_COPY, SweepOptions, prepare_study
 
-    study = load_study(Path(__file__).parents[1] / "studies" / "lambda_robustness.yaml")
+    study = load_study(REPO / "studies" / "lambda_robustness.yaml")
     root = tmp_path / "sweeps" / "lambda_robustness"
     root.mkdir(parents=True)
     text = yaml.safe_dump(study.to_dict(), sort_keys=False)
@@ -137,7 +138,7 @@ def test_data_files_with_pickled_objects_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["", ".", "..", "../../x", "a/b", "a\\b", "a b", "a\nb", "a\x00b", "x" * 300])
 def test_a_sweep_name_is_one_plain_folder_name(name: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert name_problem(name) is not None
-    code = main(["sweep", str(Path(__file__).parents[1] / "studies" / "lambda_robustness.yaml"), "--quiet",
+    code = main(["sweep", str(REPO / "studies" / "lambda_robustness.yaml"), "--quiet",
                  "--storage", str(tmp_path / "sweeps"), "--name", name])
     assert code == 2
     assert "--name" in capsys.readouterr().err
@@ -201,7 +202,7 @@ def test_unwritable_places_and_unreachable_trackers_are_one_line(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture) -> None:
     import time
 
-    study = str(Path(__file__).parents[1] / "studies" / "lambda_robustness.yaml")
+    study = str(REPO / "studies" / "lambda_robustness.yaml")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     assert main(["sweep", study, "--quiet", "--storage", str(blocker)]) == 2

@@ -15,8 +15,7 @@ from spp_sweep.engine import run_experiment
 from spp_sweep.errors import ConfigError
 from spp_sweep.sweep.runner import SweepOptions, run_sweep
 from spp_sweep.sweep.study import load_study, parse_study
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 QUIET = SweepOptions(verbose=0)
 

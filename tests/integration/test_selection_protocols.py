@@ -16,8 +16,7 @@ from analysis.selection import compute_spent, hyperparameter_importances, robust
 from spp_sweep.errors import ConfigError
 from spp_sweep.sweep.runner import SweepOptions, check_data, run_sweep
 from spp_sweep.sweep.study import StudyError, parse_study
-
-from .test_custom_data import blobs
+from tests.unit.benchmarks.test_custom_data import blobs
 
 GROUPS = "0,1;2,3;4,5"
 

@@ -15,8 +15,7 @@ from analysis.tables import best_configs
 from spp_sweep.sweep.recommend import RecommendOptions, recommend
 from spp_sweep.sweep.runner import SweepOptions, run_sweep
 from spp_sweep.sweep.study import load_study, parse_study
-
-from .test_custom_data import blobs
+from tests.unit.benchmarks.test_custom_data import blobs
 
 
 def test_selection_follows_validation_where_test_disagrees(tmp_path: Path, ray_local) -> None:

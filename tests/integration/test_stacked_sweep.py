@@ -15,9 +15,9 @@ from spp_sweep.engine import run_experiment
 from spp_sweep.sweep.runner import run_sweep
 from spp_sweep.sweep.stacking import plan_stacks
 from spp_sweep.sweep.study import load_study, parse_study
+from tests.conftest import REPO
+from tests.unit.test_stacked import ACCURACY_TOLERANCE
 
-from .conftest import REPO
-from .test_stacked import ACCURACY_TOLERANCE
 from .test_sweep import QUIET, fresh_reports, study_of
 
 

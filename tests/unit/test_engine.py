@@ -8,8 +8,7 @@ import torch
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment
 from spp_sweep.errors import ConfigError
-
-from .conftest import resumed_after_second_task
+from tests.conftest import resumed_after_second_task
 
 FAST = dict(benchmark="split_digits", epochs=5)
 

@@ -62,7 +62,7 @@ def test_faces_readers_on_tiny_files_in_the_real_formats(tmp_path: Path) -> None
 
 
 def test_a_vae_run_on_faces_and_its_checkpoint_continues_to_the_same_matrix(tmp_path: Path) -> None:
-    from .conftest import resumed_after_task
+    from tests.conftest import resumed_after_task
 
     write_faces(tmp_path)
     config = RunConfig(method="spp", benchmark="faces_to_anime", epochs=2, batch_size=2,
@@ -107,8 +107,7 @@ def test_the_continual_vae_study_writes_figure_5(tmp_path, ray_local) -> None:
     from analysis.report import write_report
     from spp_sweep.sweep.runner import SweepOptions, run_sweep
     from spp_sweep.sweep.study import load_study
-
-    from .conftest import REPO
+    from tests.conftest import REPO
 
     study = load_study(REPO / "studies" / "continual_vae.yaml")
     methods = tuple(dataclasses.replace(m, space={k: dataclasses.replace(d, values=d.values[:1])

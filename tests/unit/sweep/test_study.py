@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from spp_sweep.sweep.study import StudyError, load_study, parse_study, run_settings
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 STUDIES = sorted((REPO / "studies").glob("*.yaml"))
 
