@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from spp_sweep import trial_files
+
 METRIC_COLUMNS = ["acc", "bwt", "fwt", "fwt_paper", "smt"]
 # the same on the validation split, for sweeps that select on it (NaN where none was held out)
 VALIDATION_COLUMNS = ["val_acc", "val_bwt", "val_fwt", "val_smt"]
@@ -32,13 +34,13 @@ def trial_folders(root: str | Path) -> Iterator[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    yield from sorted(p.parent for p in root.rglob("params.json") if "checkpoint_" not in p.parent.name
+    yield from sorted(p.parent for p in root.rglob(trial_files.PARAMS) if "checkpoint_" not in p.parent.name
                       and not any(part.startswith(".") for part in p.relative_to(root).parts))  # .abandoned-N
 
 
 def read_reports(folder: Path) -> list[dict[str, Any]]:
     """The trial's reports in order; a half-written last line (a killed writer) is skipped."""
-    path = folder / "result.json"
+    path = folder / trial_files.RESULT
     if not path.exists():
         return []
     reports = []
@@ -97,7 +99,7 @@ def load_trials(root: str | Path) -> pd.DataFrame:
 def _trial_rows(root: Path, folder: Path) -> list[dict[str, Any]]:
     """A trial folder's rows: one, or one per member of a stacked trial (spp_sweep/sweep/stacking.py),
     each as if that configuration had run alone (``stack`` names the trial it shared)."""
-    config = json.loads((folder / "params.json").read_text(encoding="utf-8"))
+    config = json.loads((folder / trial_files.PARAMS).read_text(encoding="utf-8"))
     trial = config.get("trial", {})
     reports = read_final_reports(folder)
     last = reports[-1] if reports else {}
@@ -167,7 +169,7 @@ def _final_from_checkpoint(folder: Path, reports: list[dict[str, Any]]) -> dict[
     trial's own report file lost it (cut short by a killed writer or a full disk): the checkpoint
     is written whole, so a finished trial is never taken for an unfinished one."""
     checkpoint = last_checkpoint(folder)
-    path = checkpoint / "result.json" if checkpoint else None
+    path = checkpoint / trial_files.RESULT if checkpoint else None
     if path is None or not path.exists():
         return None
     try:
@@ -266,26 +268,24 @@ def _matrix(matrices: pd.DataFrame, trial_id: str) -> list[list[float]]:
 
 def load_importances(folder: str | Path) -> dict[str, Any] | None:
     """A trial's saved importances: {"task0/trunk.0.weight": array, ...}, or None if not saved."""
-    return _load_arrays(folder, "importances.npz")
+    return _load_arrays(folder, trial_files.IMPORTANCES)
 
 
 def load_pictures(folder: str | Path) -> dict[str, Any] | None:
     """A VAE trial's pictures after each task: {"task0/originals": array (n, c, h, w),
     "task0/reconstructions": ..., "task0/samples": ...}; None if it has none."""
-    return _load_arrays(folder, "pictures.npz")
+    return _load_arrays(folder, trial_files.PICTURES)
 
 
 def load_parameters(folder: str | Path) -> dict[str, Any] | None:
     """A trial's saved parameters (``save_parameters``): {"task0/trunk.1.weight": array, ...} for
     the shared parameters after each task and {"importance0/trunk.1.weight": array, ...} for SPP's
     importance of them on that task; None if not saved."""
-    return _load_arrays(folder, "parameters.npz")
+    return _load_arrays(folder, trial_files.PARAMETERS)
 
 
 def _load_arrays(folder: str | Path, name: str) -> dict[str, Any] | None:
     """The arrays of ``name`` in a trial folder's last checkpoint, or None where it has none."""
-    import numpy as np
-
     folder, member = Path(folder), ""
     if folder.name.startswith("member") and not folder.exists():  # a stack's member (load_trials' path)
         folder, member = folder.parent, folder.name
@@ -294,8 +294,7 @@ def _load_arrays(folder: str | Path, name: str) -> dict[str, Any] | None:
     if path is None or not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:  # arrays only: an object array would unpickle
-            return {key: data[key] for key in data.files}
+        return trial_files.read_arrays(path)  # arrays only: an object array would unpickle
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
         print(f"spp-sweep: skipping the unreadable {path} ({type(error).__name__}: {error})", file=sys.stderr)
         return None

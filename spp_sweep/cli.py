@@ -82,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a model option, e.g. --model-option dropout=0")
     run.add_argument("--joint-reference", help="result.json of a joint run: its accuracies are m_i of the paper's FWT")
     run.add_argument("--save-importances", action="store_true",
-                     help="also write importances.pt (per task, per parameter)")
-    run.add_argument("--save-parameters", action="store_true", help="also write parameters.pt: the shared parameters "
+                     help="also write importances.npz (per task, per parameter)")
+    run.add_argument("--save-parameters", action="store_true", help="also write parameters.npz: the shared parameters "
                      "after each task and SPP's importance of them (section 4.2.5's parameter analysis)")
     run.add_argument("--output", choices=("per_task", "shared", "class_incremental"),  # config.OUTPUTS (kept light)
                      help="output layers: a head per task, one shared head of the "

@@ -55,7 +55,12 @@ class Registry(dict):
 
     def __init__(self, builtin: dict[str, Any], group: str, valid: Callable[[str, Any], str | None]):
         super().__init__(builtin)
+        self._builtin = dict(builtin)
         self._group, self._valid, self._loaded = group, valid, False
+
+    def builtin(self) -> dict[str, Any]:
+        """The entries the package itself ships, without any plugin."""
+        return dict(self._builtin)
 
     def _load(self) -> None:
         if not self._loaded:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import trial_files
 from .benchmarks import BENCHMARKS, benchmark_option_names
 from .config import RunConfig
 from .engine import Experiment, RunResult
@@ -94,7 +95,7 @@ def run_command(args: argparse.Namespace) -> int:
     if result.status == "diverged":
         print(f"diverged at task {(result.diverged_task or 0) + 1} ({result.diverged_reason}); metrics are null",
               file=sys.stderr)
-    print(f"wrote {out / 'result.json'}")
+    print(f"wrote {out / trial_files.RESULT}")
     return DIVERGED_EXIT if result.status == "diverged" else 0
 
 
@@ -137,33 +138,16 @@ def format_config(config: RunConfig) -> str:
 
 
 def write_result(result: RunResult, out: Path) -> None:
-    """result.json, accuracy_matrix.csv (and importances.pt, parameters.pt), each written whole or not at all."""
+    """result.json, accuracy_matrix.csv and any array files (trial_files), each written whole or not at all."""
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "result.json", json.dumps(result.to_json(), indent=2).encode())
+    atomic_write(out / trial_files.RESULT, json.dumps(result.to_json(), indent=2).encode())
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["after_task", *result.task_names])
     for index, row in enumerate(result.accuracy_matrix):
         writer.writerow([index, *row])
-    atomic_write(out / "accuracy_matrix.csv", table.getvalue().encode())
-    if result.importances:
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save(result.importances, buffer)
-        atomic_write(out / "importances.pt", buffer.getvalue())
-    if result.pictures:
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save(result.pictures, buffer)
-        atomic_write(out / "pictures.pt", buffer.getvalue())
-    if result.parameters:
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save({"parameters": result.parameters, "probe_importances": result.probe_importances}, buffer)
-        atomic_write(out / "parameters.pt", buffer.getvalue())
+    atomic_write(out / trial_files.ACCURACY_CSV, table.getvalue().encode())
+    trial_files.write_arrays(out, result)
 
 
 def format_result(result: RunResult) -> str:

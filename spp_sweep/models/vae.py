@@ -72,7 +72,11 @@ class VAE(ContinualModel):
 
 def vae(input_shape: Sequence[int], head_sizes: Sequence[int], latent: int = 16,
         channels: Sequence[int] = (16, 32), fc: int = 128) -> VAE:
-    """Builder for the model registry: one latent head per task (``head_sizes`` gives the count)."""
+    """The continual VAE of section 4.2.4: a conv-conv-fc encoder and a deconvolution decoder shared by
+    every task, and one latent head (mean and log-variance of ``latent`` units) per task.
+
+    ``head_sizes`` gives only the count of heads (one per task); images must be square with a side
+    divisible by 4."""
     side = input_shape[-1]
     if len(input_shape) != 3 or input_shape[1] != side or side % 4:
         raise ValueError(f"vae needs square images whose side divides by 4, got input shape {tuple(input_shape)}")

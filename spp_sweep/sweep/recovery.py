@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import trial_files
+
 
 def _ended(reports: list[dict[str, Any]]) -> bool:
     """Whether a trial's last report says it finished its run (diverged runs end too)."""
@@ -175,7 +177,7 @@ def set_aside_strays(path: str, owned: set[str]) -> int:
 
     folder = Path(path)
     strays = [item for item in sorted(folder.iterdir()) if item.is_dir() and not item.name.startswith(".")
-              and (item / "params.json").exists() and item.name not in owned
+              and (item / trial_files.PARAMS).exists() and item.name not in owned
               and not _ended(read_reports(item)) and not (item / "error.txt").exists()]
     if strays:
         target = _next_aside(folder)

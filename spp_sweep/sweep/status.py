@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import trial_files
 from ..errors import ConfigError
 from .study import load_study
 
@@ -28,7 +29,7 @@ def sweep_status(root: Path) -> tuple[pd.DataFrame, dict[str, float]]:
     if not study_file.exists():
         raise ConfigError(f"{root} has no study.yaml; give a sweep folder (STORAGE/NAME)")
     planned = load_study(study_file).planned_configurations()
-    trials = load_trials(root) if any(root.rglob("params.json")) else pd.DataFrame(columns=["phase", "method",
+    trials = load_trials(root) if any(root.rglob(trial_files.PARAMS)) else pd.DataFrame(columns=["phase", "method",
                                                                                            "status"])
     if len(trials):
         trials = trials.assign(phase=trials["phase"].str.split("/").str[0].str.replace(r"-rest\d*$", "", regex=True))

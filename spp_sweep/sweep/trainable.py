@@ -25,22 +25,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 import torch
 from ray import tune
 
-from .. import metrics
+from .. import metrics, trial_files
 from ..config import RunConfig
 from ..engine import Experiment, RunResult, TaskReport
 from ..stacked import StackedExperiment
 from .study import run_settings
 
-STATE_FILE = "state.pt"
-RESULT_FILE = "result.json"
-IMPORTANCES_FILE = "importances.npz"
-PICTURES_FILE = "pictures.npz"  # task{t}/originals|reconstructions|samples (objectives.NegativeELBO.pictures)
-PARAMETERS_FILE = "parameters.npz"  # save_parameters: task{t}/NAME parameters, importance{t}/NAME SPP's probe
+STATE_FILE = trial_files.STATE
+RESULT_FILE = trial_files.RESULT
 DIVERGED_SCORE = -1.0  # below every ACC/BWT/FWT/SMT value, so samplers learn to avoid the region
 # Where lower is better (a loss: the VAE's negative ELBO) the score is minus the metric, and a
 # diverged run scores below any finished one (losses here are at most tens of thousands of nats).
@@ -288,17 +284,4 @@ def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | 
 
 def _save_arrays(folder: Path, result: RunResult) -> None:
     """A finished run's arrays beside its result.json: importances, pictures, parameters."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if result.importances:
-        arrays = {f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.importances)
-                  for name, tensor in per_task.items()}
-        np.savez_compressed(folder / IMPORTANCES_FILE, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
-    if result.pictures:  # a VAE's reconstructions and samples after each task (Figure 5)
-        np.savez_compressed(folder / PICTURES_FILE, **{  # type: ignore[arg-type]
-            f"task{t}/{name}": tensor.numpy() for t, per_task in enumerate(result.pictures)
-            for name, tensor in per_task.items()})
-    if result.parameters:
-        arrays = {f"{kind}{t}/{name}": tensor.numpy()
-                  for kind, series in (("task", result.parameters), ("importance", result.probe_importances))
-                  for t, per_task in enumerate(series) for name, tensor in per_task.items()}
-        np.savez_compressed(folder / PARAMETERS_FILE, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
+    trial_files.write_arrays(folder, result)

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from spp_sweep import trial_files
 from spp_sweep.cli import main
 
 FAST = ["--epochs", "5", "--quiet"]
@@ -22,6 +23,20 @@ def test_run_writes_result_json_and_csv(tmp_path, capsys):
     assert result["config"]["method_options"]["lam"] == 2.0
     assert (out / "accuracy_matrix.csv").read_text().startswith("after_task,")
     assert "result.json" in capsys.readouterr().out
+
+
+def test_run_saves_arrays_in_the_trial_folder_format(tmp_path):
+    """`run` writes importances and parameters as a sweep trial does (trial_files: .npz, no pickles)."""
+    out = tmp_path / "arrays"
+    assert main(["run", "--method", "ewc", "--epochs", "1", "--max-train-per-task", "40", "--save-importances",
+                 "--save-parameters", "--quiet", "--out", str(out)]) == 0
+    importances = trial_files.read_arrays(out / trial_files.IMPORTANCES)
+    parameters = trial_files.read_arrays(out / trial_files.PARAMETERS)
+    assert {f"task{t}/trunk.1.weight" for t in range(5)} <= set(importances)
+    assert {f"task{t}/trunk.1.weight" for t in range(5)} | {f"importance{t}/trunk.1.weight" for t in range(5)} \
+        <= set(parameters)
+    assert parameters["task4/trunk.1.weight"].shape == (64, 64)
+    assert not list(out.glob("*.pt"))
 
 
 def test_run_output_flag_sets_the_head_layout(tmp_path):

@@ -16,7 +16,8 @@ RAY_MODULES = {"spp_sweep.sweep.connection", "spp_sweep.sweep.recovery", "spp_sw
                "spp_sweep.sweep.trackers", "spp_sweep.sweep.trainable"}
 # What analysis/ may import of spp_sweep: file formats, errors and pure formulas, never the engine.
 # spp_sweep.sweep.study parses the saved study.yaml (planned trial count, Optuna search spaces).
-ANALYSIS_MAY_IMPORT = {"spp_sweep.files", "spp_sweep.errors", "spp_sweep.metrics", "spp_sweep.sweep.study"}
+ANALYSIS_MAY_IMPORT = {"spp_sweep.files", "spp_sweep.errors", "spp_sweep.metrics", "spp_sweep.trial_files",
+                       "spp_sweep.sweep.study"}
 
 
 def _modules() -> dict[str, Path]:

@@ -1,0 +1,74 @@
+"""The files of a run's folder (``spp-sweep run --out``) and of a sweep trial's checkpoint.
+
+This module owns their names and the format of their arrays, so the writers (``run_command``,
+``sweep/trainable``) and the reader (``analysis/load``) cannot disagree. Arrays are NumPy
+``.npz`` files of plain arrays, one key per task and tensor (``task0/trunk.0.weight``), read with
+``allow_pickle=False``: a folder from elsewhere cannot run code. NumPy and the standard library
+only, so the analysis layer imports it without the engine.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .files import atomic_write
+
+RESULT = "result.json"  # RunResult.to_json(): config, status, matrices, metrics
+ACCURACY_CSV = "accuracy_matrix.csv"  # `run` only: the test matrix for pandas
+IMPORTANCES = "importances.npz"  # save_importances: task{t}/NAME, each method's own importance
+PICTURES = "pictures.npz"  # a VAE's task{t}/originals|reconstructions|samples|task1_samples (Figure 5)
+PARAMETERS = "parameters.npz"  # save_parameters: task{t}/NAME parameters, importance{t}/NAME SPP's probe
+STATE = "state.pt"  # a trial checkpoint's Experiment.state_dict() (tensors and plain values only)
+PARAMS = "params.json"  # Ray Tune's own: the trial's configuration
+
+
+class _Tensor(Protocol):
+    def numpy(self) -> np.ndarray: ...
+
+
+class ArrayRecord(Protocol):
+    """What the arrays are taken from: an ``engine.RunResult``."""
+
+    @property
+    def importances(self) -> Sequence[Mapping[str, _Tensor]]: ...
+    @property
+    def pictures(self) -> Sequence[Mapping[str, _Tensor]]: ...
+    @property
+    def parameters(self) -> Sequence[Mapping[str, _Tensor]]: ...
+    @property
+    def probe_importances(self) -> Sequence[Mapping[str, _Tensor]]: ...
+
+
+def _flat(**series: Sequence[Mapping[str, _Tensor]]) -> dict[str, np.ndarray]:
+    return {f"{kind}{t}/{name}": tensor.numpy() for kind, per_task_list in series.items()
+            for t, per_task in enumerate(per_task_list) for name, tensor in per_task.items()}
+
+
+def arrays_of(result: ArrayRecord) -> dict[str, dict[str, np.ndarray]]:
+    """File name -> its arrays, for the files this run has anything to put in."""
+    files = {IMPORTANCES: _flat(task=result.importances), PICTURES: _flat(task=result.pictures),
+             PARAMETERS: _flat(task=result.parameters, importance=result.probe_importances)}
+    return {name: arrays for name, arrays in files.items() if arrays}
+
+
+def write_arrays(folder: Path, result: ArrayRecord) -> list[Path]:
+    """Write the run's array files into ``folder``, each whole or not at all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, arrays in arrays_of(result).items():
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
+        atomic_write(folder / name, buffer.getvalue())
+        written.append(folder / name)
+    return written
+
+
+def read_arrays(path: Path) -> dict[str, Any]:
+    """The arrays of one ``.npz`` file, never unpickling (an object array is refused)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
