@@ -28,7 +28,7 @@ def robust_choice(curve: pd.DataFrame, metric: str = "val_acc", tolerance: float
     mean. The stable region is the contiguous run of stable grid values around the best one;
     the robust choice is its grid value nearest the region's centre on the log scale (the
     smaller of two equally near). A single-seed argmax sits at the edge of divergence as
-    often as not (README: SPP λ=15.9 diverged on 3 of 5 seeds); the centre keeps a margin on
+    often as not (docs/guide/selection.md: SPP λ=15.9 diverged on 3 of 5 seeds); the centre keeps a margin on
     both sides. ``at_edge`` says the region reaches the end of the grid (it may go further).
     """
     done = curve[curve["status"].isin(["finished", "diverged", "errored"]) & curve[parameter].notna()]

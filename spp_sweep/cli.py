@@ -258,8 +258,8 @@ def _add_recommend(commands: Any) -> None:
     recommend.add_argument("--protocol", choices=["end_of_training", "first_tasks", "transfer"],
                            default="end_of_training",
                            help="what selection may see: the whole stream at its end (default), the first "
-                           "--first-tasks tasks only, or another benchmark (--tune-on); README 'Choosing "
-                           "hyperparameters' says when to use which")
+                           "--first-tasks tasks only, or another benchmark (--tune-on); docs/guide/selection.md says "
+                           "when to use which")
     recommend.add_argument("--first-tasks", type=_positive_int, default=2, metavar="K",
                            help="first_tasks: how many tasks selection sees (default 2; at least 2)")
     recommend.add_argument("--tune-on", metavar="OTHER", help="transfer: the benchmark to tune on (a file, an image "

@@ -82,11 +82,11 @@ class RunConfig:
     validation: float = 0.0
     validation_seed: int = 0
     # Train and evaluate on the first `first_tasks` tasks of the stream only (0: all of them): the
-    # first_tasks selection protocol tunes on this prefix (Lee et al. 2024; README "Choosing
-    # hyperparameters"). The later tasks' data take no part in such a run.
+    # first_tasks selection protocol tunes on this prefix (Lee et al. 2024; docs/guide/selection.md).
+    # The later tasks' data take no part in such a run.
     first_tasks: int = 0
     # How tasks map to output layers (OUTPUTS); None: the method's default (sgd: shared, as the
-    # authors' split-MNIST code; every other method: per_task). README "Output layers".
+    # authors' split-MNIST code; every other method: per_task). docs/guide/methods.md.
     output: str | None = None
     # Train on complete mini-batches only, dropping each epoch's remainder (the authors' split-MNIST
     # scripts: "Only complete batches are submitted"); False: the last, smaller batch trains too.

@@ -32,7 +32,10 @@ from .objectives import Objective, get_objective
 
 @dataclass
 class TaskReport:
-    """What the caller learns after each finished task (and what Ray Tune reports)."""
+    """What the caller learns after each finished task (and what Ray Tune reports).
+
+    ``task`` is the index of the task just finished, from 0 (the CLI prints ``task + 1``).
+    """
 
     task: int
     n_tasks: int

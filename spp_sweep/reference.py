@@ -213,9 +213,25 @@ def write(folder: Path) -> list[Path]:
     return written
 
 
+def stale(folder: Path) -> list[str]:
+    """The generated pages in ``folder`` that differ from what the code says now."""
+    return [name for name, text in pages().items()
+            if not (folder / name).exists() or (folder / name).read_text() != text]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
+    """``python -m spp_sweep.reference [FOLDER]`` writes the pages; ``--check`` only compares (exit 1 if stale)."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    check = "--check" in args
+    args = [a for a in args if a != "--check"]
     folder = Path(args[0]) if args else Path(__file__).resolve().parents[1] / "docs" / "reference"
+    if check:
+        old = stale(folder)
+        if old:
+            print(f"stale reference pages in {folder}: {', '.join(old)}; run python -m spp_sweep.reference "
+                  "and commit them", file=sys.stderr)
+            return 1
+        return 0
     written = write(folder)
     print(f"{len(written)} of {len(PAGES)} reference pages changed in {folder}")
     return 0

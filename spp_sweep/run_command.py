@@ -68,7 +68,7 @@ def load_joint_reference(path: str | None) -> list[float] | None:
     return row
 
 
-DIVERGED_EXIT = 3  # the run ended and result.json was written, but training diverged (README "One run")
+DIVERGED_EXIT = 3  # the run ended and result.json was written, but training diverged (docs/guide/one-run.md)
 QUADRATIC_COST_TASKS = 20  # beyond this many tasks, say why a run takes long (every task is evaluated after every task)
 
 

@@ -21,7 +21,7 @@ from .vision import caltech101, split_cifar100, visual_sequence
 
 # Defaults for MNIST follow the authors' code (lr 0.1, batch 256); they ran 50 epochs per
 # task, we default to 10 (pass --epochs 50 for theirs). λ defaults were measured on each
-# benchmark (README, "Defaults"), not taken from the paper.
+# benchmark (docs/guide/methods.md, "Benchmarks and their defaults"), not taken from the paper.
 _MNIST_TRAIN = {"epochs": 10, "lr": 0.1, "batch_size": 256}
 _DIGITS_TRAIN = {"epochs": 20, "lr": 0.1, "batch_size": 32}
 # Image benchmarks: section 4.1's lr grid starts at 0.1; the authors' Caltech code used lr 0.001
@@ -29,7 +29,7 @@ _DIGITS_TRAIN = {"epochs": 20, "lr": 0.1, "batch_size": 32}
 _IMAGE_TRAIN = {"epochs": 10, "lr": 0.01, "batch_size": 128}
 # The continual VAE's regularisers take the implicit step: with the explicit one the decoder's
 # output biases (importance ~5e4: one bias per image channel, its gradient summed over every
-# pixel) diverge at lr 0.05 for any λ above ~1e-3 (lr * 2λΩ > 2; README "Stable at any λ").
+# pixel) diverge at lr 0.05 for any λ above ~1e-3 (lr * 2λΩ > 2; docs/guide/implicit-step.md).
 _VAE_METHODS: dict[str, dict[str, object]] = {
     "spp": {"lam": 4.0, "penalty_step": "implicit"}, "mas": {"penalty_step": "implicit"},
     "si": {"penalty_step": "implicit"}}
@@ -121,7 +121,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             default_model="resnet18",
             method_defaults={"spp": {"lam": 4.0}},
         ),
-        # Your own data (README "Your own benchmark"): settings are starting points only, which
+        # Your own data (docs/guide/your-data.md): settings are starting points only, which
         # is what `spp-sweep recommend` is for.
         _your_data("arrays", arrays, "an .npz/.pt file with x_train, y_train, x_test, y_test (path=...; "
                    "groups, n_tasks or permutations)"),

@@ -54,7 +54,7 @@ STUDY_COPY = "study.yaml"
 # How often Ray Tune snapshots an experiment's state (TUNE_GLOBAL_CHECKPOINT_S, read when a
 # phase starts). The snapshot serialises every trial of the phase (~26 KB each), so taking it
 # after every event costs O(trials^2): 414 trials of the main job wrote 10.8 MB after each of
-# ~2,500 events and the sweep took 9:15 instead of 3:47 (README "Speed"). Grid phases therefore
+# ~2,500 events and the sweep took 9:15 instead of 3:47 (docs/results/speed.md). Grid phases therefore
 # use Ray's own "auto" period (>= 10 s, at most ~5% of the time): a stale snapshot loses nothing
 # there: recovery.py runs points without a trial, continues trials started after the snapshot
 # (set_aside_strays), gives a checkpoint the snapshot names but Ray deleted an empty placeholder

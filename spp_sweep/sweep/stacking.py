@@ -34,7 +34,7 @@ MEMORY_SHARE = 0.5  # of the memory a trial may use, what its stack may fill
 DEFAULT_CAP = 64  # members per trial where memory could not be estimated (data not on the driver)
 ASSUMED_GPU_BYTES = 16 * 2**30  # a GPU's memory where the driver has none to ask
 # On a CPU a large member is compute-bound and a stack gains nothing (bench/stacked_sweep.py
-# engine, README "Speed": 51 members of 6.6k parameters 9.2x faster stacked, 51k 1.8x, 167k
+# engine, docs/results/speed.md: 51 members of 6.6k parameters 9.2x faster stacked, 51k 1.8x, 167k
 # 1.0x, MNIST's 535k 0.7x), so `auto` leaves members above this size alone there.
 CPU_STACK_MAX_PARAMETERS = 100_000
 

@@ -1,6 +1,6 @@
 """Study files: what a sweep searches, parsed and validated before Ray is touched.
 
-A study is YAML (see ``studies/`` and README "Study files"). Validation collects *every*
+A study is YAML (see ``studies/`` and docs/reference/study-file.md). Validation collects *every*
 problem, one line per problem naming the key, so a user fixes a file in one pass. Nothing
 here imports Ray: a bad study fails in a second, before a cluster is contacted.
 """
@@ -24,7 +24,7 @@ from ..methods import METHODS
 
 SAMPLERS = ("grid", "tpe", "random")
 # val_*: the same metric on the validation split (needs fixed.validation > 0); select on these
-# when the test set must stay unseen (README "Your own benchmark").
+# when the test set must stay unseen (docs/guide/your-data.md).
 METRICS = ("acc", "bwt", "fwt", "smt", "val_acc", "val_bwt", "val_fwt", "val_smt")
 # Searchable run settings; every other space key is a method option (lam, xi, temperature...).
 RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay")
@@ -33,7 +33,7 @@ _NOT_FIXED = ("method", "benchmark", "benchmark_options", "seed", "device", "thr
 _TOP_KEYS = {"name", "description", "benchmark", "benchmark_options", "fixed", "methods", "search", "seeds",
              "final", "scheduler", "resources", "max_concurrent", "max_failures", "storage", "selection", "reproduces",
              "stack"}
-# What selection may look at (README "Choosing hyperparameters"): the whole stream at its end
+# What selection may look at (docs/guide/selection.md): the whole stream at its end
 # (the usual, optimistic protocol), the first k tasks' streams only (Lee et al. 2024), or another
 # benchmark of the same scenario shape (Cha & Cho 2024).
 PROTOCOLS = ("end_of_training", "first_tasks", "transfer")

@@ -1,5 +1,5 @@
 """Selection protocols (end_of_training, first_tasks, transfer), the robust choice, ties,
-hyperparameter importances and compute spent (README "Choosing hyperparameters")."""
+hyperparameter importances and compute spent (docs/guide/selection.md)."""
 
 from __future__ import annotations
 
