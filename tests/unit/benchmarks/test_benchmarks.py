@@ -1,5 +1,6 @@
 """Benchmark registry and loaders: shapes, task splits, errors for missing or corrupt data."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,3 +87,15 @@ def test_permuted_mnist_real(data_root):
     bench = build_benchmark("permuted_mnist", {"data_root": str(data_root), "n_tasks": 2, "max_train_per_task": 500})
     assert bench.n_tasks == 2 and len(bench.tasks[0].y_train) == 500 and len(bench.tasks[0].y_test) == 10000
     assert bench.tasks[0].classes == tuple(range(10))
+
+
+def test_digits_are_read_exactly_as_load_digits_gives_them():
+    """The embedded data come from scikit-learn's own CSV without importing sklearn.datasets."""
+    from sklearn.datasets import load_digits
+
+    from spp_sweep.benchmarks.digits import digits_arrays
+
+    images, labels = digits_arrays()
+    expected_images, expected_labels = load_digits(return_X_y=True)
+    assert np.array_equal(images, expected_images) and np.array_equal(labels, expected_labels)
+    assert images.dtype == expected_images.dtype and labels.dtype.kind == "i"
