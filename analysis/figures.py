@@ -179,25 +179,48 @@ def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pa
                       scale: str | None = None) -> Path | None:
     """P[j, i] of each method's best configuration (mean over its seeds), side by side.
 
+    Only the cells of tasks already trained (i <= j) are coloured, on a scale spanning their
+    values (from the lowest, rounded down to a tenth, to 1), so 0.83 and 1.00 look different;
+    a cell of a task not trained yet (i > j, what the standard FWT reads) keeps its number in
+    grey on a grey ground: it is the untrained head's guess, not a result of learning.
     ``scale="loss"``: the matrix holds a loss (a VAE's negative ELBO): the colours span the
-    shown values, reversed so that the better (lower) values are bright as accuracy's are."""
+    trained cells' values, reversed so that the better (lower) values are bright as accuracy's are."""
     if best_trials.empty or matrices.empty:
         return None
-    shown = matrices[matrices["trial_id"].isin(best_trials["trial_id"])]["accuracy"]
-    low, high, cmap = (0.0, 1.0, "viridis") if scale is None else (float(shown.min()), float(shown.max()), "viridis_r")
     methods = list(dict.fromkeys(best_trials["method"]))
+    tables, untrained = {}, {}
+    for method in methods:
+        ids = best_trials.loc[best_trials["method"] == method, "trial_id"]
+        tables[method] = (matrices[matrices["trial_id"].isin(ids)].groupby(["after_task", "task"])["accuracy"].mean()
+                          .unstack("task"))
+        # joint training learns every task at once: every cell of its matrix is trained
+        untrained[method] = np.array([[task > after and method != "joint" for task in tables[method].columns]
+                                      for after in tables[method].index])
+    trained = np.concatenate([tables[m].to_numpy()[~untrained[m]] for m in methods])
+    trained = trained[np.isfinite(trained)]
+    if not len(trained):
+        return None
+    if scale is None:  # from the lowest trained cell, rounded down to a tenth, to a perfect score
+        low, high, cmap = min(0.9, max(0.0, np.floor(float(trained.min()) * 10) / 10)), 1.0, "viridis"
+    else:
+        low, high, cmap = float(trained.min()), float(trained.max()), "viridis_r"
     cols = min(4, len(methods))
     rows = int(np.ceil(len(methods) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
     for ax, method in zip(axes.flat, methods):
-        ids = best_trials.loc[best_trials["method"] == method, "trial_id"]
-        table = (matrices[matrices["trial_id"].isin(ids)].groupby(["after_task", "task"])["accuracy"].mean()
-                 .unstack("task"))
-        sns.heatmap(table, vmin=low, vmax=high, annot=table.shape[1] <= 10, fmt=".2f" if scale is None else ".1f",
-                    cmap=cmap, cbar=False, ax=ax, annot_kws={"size": 7})
+        table = tables[method]
+        annotate, fmt = table.shape[1] <= 10, ".2f" if scale is None else ".1f"
+        ax.set_facecolor("#e8e8e8")  # the masked cells: tasks not trained yet
+        sns.heatmap(table, mask=untrained[method], vmin=low, vmax=high, annot=annotate, fmt=fmt, cmap=cmap,
+                    cbar=False, ax=ax, annot_kws={"size": 7})
+        if annotate:
+            for (row, col) in zip(*np.nonzero(untrained[method])):
+                ax.text(col + 0.5, row + 0.5, format(table.iat[row, col], fmt), ha="center", va="center",
+                        fontsize=7, color="#888888", style="italic")
         config = best_trials.loc[best_trials["method"] == method, "config"].iloc[0] \
             if "config" in best_trials else ""
-        ax.set_title(f"{display_name(method)}" + (f" ({config})" if config else ""), fontsize=9)
+        ax.set_title(f"{display_name(method)}" + (f" ({config})" if isinstance(config, str) and config else ""),
+                     fontsize=9)
         ax.set_xlabel("test task i")
         ax.set_ylabel("after training task j")
     for ax in list(axes.flat)[len(methods):]:
@@ -205,8 +228,9 @@ def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pa
     fig.tight_layout()
     mappable = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(low, high), cmap=cmap)
     fig.colorbar(mappable, ax=list(axes.flat)[:len(methods)], shrink=0.8, pad=0.02,
-                 label="test accuracy (mean over seeds)" if scale is None else
-                 "test negative ELBO per image, nats (mean over seeds; lower is better)")
+                 label=("test accuracy (mean over seeds)" if scale is None else
+                        "test negative ELBO per image, nats (mean over seeds; lower is better)")
+                 + "\ngrey cells: tasks not trained yet (numbers in grey)")
     return save(fig, out, "accuracy_matrices")
 
 
@@ -274,7 +298,8 @@ _HYPERPARAMETER_NAMES = {"lam": "λ (strength)", "lr": "learning rate", "penalty
 def hyperparameter_importance(table: pd.DataFrame, out: Path, stem: str = "hyperparameter_importance") -> Path | None:
     """One bar per searched hyperparameter, a panel per method in its colour: fANOVA's share
     of the score's variance (analysis.selection.hyperparameter_importances). Methods whose
-    importances could not be fitted are left out."""
+    importances could not be fitted are left out. A method that searched one hyperparameter
+    gets no bar: fANOVA gives that one all of the variance by definition, which says nothing."""
     table = table.dropna(subset=["importance"])
     if table.empty:
         return None
@@ -288,8 +313,14 @@ def hyperparameter_importance(table: pd.DataFrame, out: Path, stem: str = "hyper
     for ax, method in zip(axes.flat, methods):
         rows = table[table["method"] == method].sort_values("importance")
         labels = [_HYPERPARAMETER_NAMES.get(n, n) for n in rows["hyperparameter"]]
-        ax.barh(labels, rows["importance"], color=look(method).colour)
         ax.set_xlim(0, 1)
+        if len(rows) == 1:
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, f"one hyperparameter searched ({labels[0]}):\nall of the variance is its own\n"
+                    "by definition; no bar drawn", ha="center", va="center", fontsize=8, color="#555555",
+                    transform=ax.transAxes)
+        else:
+            ax.barh(labels, rows["importance"], color=look(method).colour)
         ax.set_title(f"{display_name(method)} ({int(rows['trials'].iloc[0])} trials)", fontsize=10)
         ax.set_xlabel("importance (fANOVA)")
         ax.tick_params(labelbottom=True)  # every panel readable on its own (shared x hides upper rows' ticks)

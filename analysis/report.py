@@ -26,6 +26,7 @@ from .paper import comparison_table, figure4_band, paper_results
 from .parameter_report import parameter_lines
 from .robustness import robustness_scores
 from .selection import hyperparameter_importances
+from .style import display_name
 from .tables import best_configs, config_label, higher_is_better
 
 FWT_NAMES = {"fwt_paper": "FWT (paper eq. 7, vs joint)", "fwt": "FWT (standard, vs untrained)"}
@@ -263,14 +264,13 @@ def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]
         lines.append(f"- errored: {row['method']} {config_label(row)} seed {row['seed']}: {row['error']}")
     diverged = trials[trials["status"] == "diverged"]
     if len(diverged):
-        parts = []
+        lines.append("- diverged (NaN/inf loss or a finite blow-up, see `diverged_reason`; no metrics), "
+                     "one line per method:")
         for method, group in diverged.groupby("method"):
             names = [n for n in str(group["searched"].iloc[0] or "").split(",") if n]
             group = group.sort_values(names) if names else group
             labels = list(dict.fromkeys(_bracket(config_label(r)) for _, r in group.iterrows()))
-            parts.append(f"{method}: {', '.join(labels)} ({len(group)} trials)")
-        lines.append("- diverged (NaN/inf loss or a finite blow-up, see `diverged_reason`; no metrics): "
-                     + "; ".join(parts))
+            lines.append(f"  - {display_name(method)}: {', '.join(labels)} ({len(group)} trials)")
     for damaged in trials.attrs.get("damaged", []):  # load_trials could not read these trial folders
         lines.append(f"- damaged, left out of every table: {damaged}")
     return lines

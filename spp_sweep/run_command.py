@@ -144,8 +144,8 @@ def write_result(result: RunResult, out: Path) -> None:
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["after_task", *result.task_names])
-    for index, row in enumerate(result.accuracy_matrix):
-        writer.writerow([index, *row])
+    for number, row in enumerate(result.accuracy_matrix, start=1):  # tasks counted from 1, as in every table
+        writer.writerow([number, *row])
     atomic_write(out / trial_files.ACCURACY_CSV, table.getvalue().encode())
     trial_files.write_arrays(out, result)
 
