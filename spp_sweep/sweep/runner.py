@@ -491,16 +491,19 @@ def _progress_reporter(study: Study) -> Any:
         tasks, and Ray's version raises where the best trial lacks a column (fine-tuning has no λ)."""
 
         def report(self, trials: Any, done: bool, *sys_info: str) -> None:
-            super().report(trials, False, *sys_info)
+            # Ray's "Result logdir: .../driver_artifacts" line names a folder of Ray's own, not the sweep's
+            super().report(trials, False, *(line for line in sys_info if "driver_artifacts" not in line))
 
         def _current_best_trial(self, trials: Any) -> tuple[None, None]:
             return None, None
 
+    # A stack's searched values and seeds are in its name (_trial_name), as ranges; its own
+    # parameter columns would be blank. Its ACC so far is its best member's.
     searched = sorted({key for method in study.methods for key in method.space})
     return CompactReporter(
         parameter_columns={"trial/method": "method", **{f"trial/params/{k}": k for k in searched},
                            "trial/seed": "seed"},
-        metric_columns={"task": "task", "running_acc": "ACC so far"},
+        metric_columns={"task": "task", "running_acc": "ACC so far (stack: best member)"},
         max_progress_rows=8, max_error_rows=5, max_report_frequency=REPORT_EVERY_S, print_intermediate_tables=True,
     )
 
@@ -532,13 +535,30 @@ def _fit(tuner: Any) -> tuple[Any, bool]:
 def _trial_name(trial: Any) -> str:
     """What the progress table shows: ``spp lam=4 seed=1 (00003)``."""
     spec = trial.config.get("trial", {})
-    if "members" in spec:
-        seeds = sorted({m["seed"] for m in spec["members"]})
-        return (f"{spec['method']} stack of {len(spec['members'])} seeds={','.join(map(str, seeds))} "
+    if "members" in spec:  # ``spp penalty_step=implicit lam=0.01..1e+04 seeds=0,1,2: 51 stacked (00003)``
+        members = spec["members"]
+        seeds = sorted({m["seed"] for m in members})
+        return (f"{spec['method']} {_value_ranges(members)}seeds={','.join(map(str, seeds))}: {len(members)} stacked "
                 f"({trial.trial_id[-5:]})")
     values = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.get("params", {}).items())
     return (f"{spec.get('method', 'trial')} {values + ' ' if values else ''}seed={spec.get('seed', 0)} "
             f"({trial.trial_id[-5:]})")
+
+
+def _value_ranges(members: list[dict[str, Any]]) -> str:
+    """The members' searched values, each as one value, a numeric range or the list of choices."""
+    parts = []
+    for key in sorted({k for m in members for k in m.get("params", {})}):
+        values = list(dict.fromkeys(m["params"][key] for m in members if key in m.get("params", {})))
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        short = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+        if len(values) == 1:
+            parts.append(f"{key}={short(values[0])}")
+        elif len(numbers) == len(values):
+            parts.append(f"{key}={short(min(numbers))}..{short(max(numbers))}")
+        else:
+            parts.append(f"{key}={'|'.join(map(short, values))}")
+    return "".join(f"{part} " for part in parts)
 
 
 def _trial_dirname(trial: Any) -> str:

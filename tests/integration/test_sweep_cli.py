@@ -122,6 +122,8 @@ def test_ray_tunes_progress_is_a_compact_table_and_the_summary_ends_the_log(tmp_
     assert "== Status ==" in log and "Number of trials: 2/2" in log  # Tune's progress, as users expect
     # the three λ train as one stacked trial, fine-tuning alone; the sweep says so
     assert "grid: stacking: 4 configurations in 2 trials (1 stack of 3 members, 1 alone)" in log
+    assert "spp lam=0.5..2 seeds=0: 3 stacked" in log  # the live table names what a stack holds
+    assert "driver_artifacts" not in log and "ACC so far (stack: best member)" in log
     assert "started with configuration" not in log and "completed after" not in log  # no box per trial
     assert len(log.splitlines()) < 80
     tail = done.stdout.rstrip().splitlines()

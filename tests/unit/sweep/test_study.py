@@ -153,3 +153,17 @@ def test_a_validation_split_that_empties_a_task_is_one_line_before_any_trial(tmp
                          "fixed": {"validation": 0.1}, "methods": {"finetune": {}}, "search": {"metric": "val_acc"}})
     with pytest.raises(ConfigError, match="validation=0.1 leaves task .* with an empty training or validation part"):
         check_data(study)
+
+
+def test_the_live_table_names_a_stack_by_its_members_ranges():
+    from types import SimpleNamespace
+
+    from spp_sweep.sweep.runner import _trial_name
+
+    members = [{"method": "spp", "params": {"lam": lam, "penalty_step": "implicit"}, "seed": seed}
+               for lam in (0.01, 1.0, 10000.0) for seed in (0, 1, 2)]
+    stack = SimpleNamespace(config={"trial": {"method": "spp", "members": members}}, trial_id="abc_00003")
+    assert _trial_name(stack) == "spp lam=0.01..1e+04 penalty_step=implicit seeds=0,1,2: 9 stacked (00003)"
+    single = SimpleNamespace(config={"trial": {"method": "ewc", "params": {"lam": 30.0}, "seed": 1}},
+                             trial_id="abc_00004")
+    assert _trial_name(single) == "ewc lam=30 seed=1 (00004)"
