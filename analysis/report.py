@@ -11,10 +11,14 @@ that is still running: it reports what finished.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
+
+from spp_sweep import trial_files
 
 from . import figures
 from .claims import ALPHA, figure4_claims, versus_finetune
@@ -32,9 +36,13 @@ from .tables import best_configs, config_label, higher_is_better
 FWT_NAMES = {"fwt_paper": "FWT (paper eq. 7, vs joint)", "fwt": "FWT (standard, vs untrained)"}
 
 
-def write_report(root: str | Path, out: str | Path) -> Path:
-    """Write every file of the report into ``out`` (replaced whole at the end); returns report.md."""
+def write_report(root: str | Path, out: str | Path, plan: Mapping[str, Any] | None = None) -> Path:
+    """Write every file of the report into ``out`` (replaced whole at the end); returns report.md.
+
+    ``plan``: the sweep's plan (``spp_sweep.trial_files.PLAN``) where its folder has none (a sweep
+    started before plans were written; ``spp-sweep report`` builds it from the study file)."""
     root, out = Path(root), Path(out)
+    plan = plan if plan is not None else trial_files.read_plan(root)
     trials = load_trials(root)
     if trials.empty:
         from spp_sweep.errors import DataError
@@ -44,12 +52,13 @@ def write_report(root: str | Path, out: str | Path) -> Path:
     damaged = trials.attrs.get("damaged", [])
     trials = add_paper_fwt(trials, matrices)
     trials.attrs["damaged"] = damaged
-    metric = _study_metric(root)
-    replace_folder(out, lambda staging: _write(trials, matrices, metric, root, staging))
+    metric = plan["metric"] if plan else _study_metric(root)
+    replace_folder(out, lambda staging: _write(trials, matrices, metric, root, staging, plan))
     return out / "report.md"
 
 
-def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path, out: Path) -> None:
+def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path, out: Path,
+           plan: Mapping[str, Any] | None) -> None:
     trials.drop(columns=["path"]).to_csv(out / "trials.csv", index=False)
     trials.drop(columns=["path"]).to_parquet(out / "trials.parquet", index=False)
     matrices.to_csv(out / "accuracy_matrices.csv", index=False)
@@ -91,7 +100,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     importance, concentration = _importance(best_trials, out)
 
     lines = [f"# Sweep report: {root.name}", ""]
-    lines += _status_lines(trials, _planned_trials(root))
+    lines += _status_lines(trials, plan["planned_trials"] if plan else None)
     lines += ["", "## Best configuration per method (Tables 2/3)", "",
               f"Selected by mean {_metric_name(metric)} over seeds ("
               + ("a diverged seed counts as -1" if higher else "lowest wins; a diverged seed ranks last")
@@ -121,7 +130,8 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
                         ("Importance distributions (Figure 6)", importance)]:
         if path is not None:
             lines += [f"## {title}", "", f"![{title}]({path.name}) ([PDF]({path.with_suffix('.pdf').name}))", ""]
-    importances = hyperparameter_importances(root, trials) if (trials["phase"].str.startswith("optuna")).any() \
+    searched = (trials["phase"].str.startswith("optuna")).any()
+    importances = hyperparameter_importances(root, trials, plan or {"metric": metric, "spaces": {}}) if searched \
         else pd.DataFrame()
     if len(importances) and importances["importance"].notna().any():
         importances.to_csv(out / "hyperparameter_importance.csv", index=False)
@@ -353,19 +363,6 @@ def _metric_name(metric: str) -> str:
         return (f"validation {metric[4:].upper()} (a held-out part of each task's training data; the test "
                 "columns were not used to select)")
     return f"test {metric.upper()} (no validation split was held out)"
-
-
-def _planned_trials(root: Path) -> int | None:
-    """The sweep's planned trial count, from the study.yaml it saved (None for a phase folder or
-    an unreadable file: the report then gives the count alone)."""
-    from spp_sweep.sweep.study import load_study  # parses the saved file only; no Ray, no engine
-
-    if not (root / "study.yaml").exists():
-        return None
-    try:
-        return load_study(root / "study.yaml").planned_trials()
-    except Exception:  # a study written by another version: the count alone is still right
-        return None
 
 
 def _study_metric(root: Path) -> str:

@@ -7,13 +7,17 @@ files (``study.yaml``), never the engine. ``spp-sweep recommend`` and the sweep 
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from spp_sweep import trial_files
 
 from .tables import DIVERGED_VALUE
 
@@ -122,37 +126,37 @@ def simplest_of_tied(ties: pd.DataFrame) -> str:
 
 
 # -- which hyperparameters matter ---------------------------------------------------------------
-def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = None) -> pd.DataFrame:
+def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = None,
+                               plan: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Per method, Optuna's fANOVA importance of every searched hyperparameter.
 
-    Reads the searched spaces from the sweep's ``study.yaml`` and the finished trials of each
-    ``optuna-METHOD`` phase (diverged ones at -1, as in ranking), hands them to an in-memory
-    Optuna study and asks ``optuna.importance.get_param_importances`` with its
-    ``FanovaImportanceEvaluator`` (seeded). One row per (method, hyperparameter); a method
-    with fewer than 3 usable trials, or whose trials all scored the same, gets NaN importances
-    (too few to fit the forest, or no variance to attribute).
+    Reads the searched spaces from the sweep's ``plan.json`` (``spp_sweep.trial_files``; or
+    ``plan``, which ``spp-sweep report`` builds from the study file of a sweep older than plans)
+    and the finished trials of each ``optuna-METHOD`` phase (diverged ones at -1, as in
+    ranking), hands them to an in-memory Optuna study and asks
+    ``optuna.importance.get_param_importances`` with its ``FanovaImportanceEvaluator`` (seeded).
+    One row per (method, hyperparameter); a method with fewer than 3 usable trials, or whose
+    trials all scored the same, gets NaN importances (too few to fit the forest, or no variance
+    to attribute).
     """
     import optuna
-    from optuna.distributions import IntDistribution
+    from optuna.distributions import IntDistribution, json_to_distribution
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
-
-    from spp_sweep.sweep.study import load_study  # parses the saved file only; no Ray, no engine
 
     from .load import load_trials
 
     columns = ["method", "hyperparameter", "importance", "trials", "evaluator"]
     root = Path(root)
-    try:
-        study = load_study(root / "study.yaml")
-    except Exception:  # no study file here (a phase folder), or one from another version
+    plan = plan if plan is not None else trial_files.read_plan(root)
+    if plan is None:  # no plan here (a phase folder): nothing says what was searched
         return pd.DataFrame(columns=columns)
     trials = load_trials(root) if trials is None else trials
     rows = []
-    for method in study.methods:
-        searched = trials[trials["phase"] == f"optuna-{method.method}"] if "phase" in trials else trials.iloc[0:0]
-        if not method.space or searched.empty:
+    for method, space in plan["spaces"].items():
+        searched = trials[trials["phase"] == f"optuna-{method}"] if "phase" in trials else trials.iloc[0:0]
+        if not space or searched.empty:
             continue
-        distributions = {name: dim.optuna_distribution() for name, dim in method.space.items()}
+        distributions = {name: json_to_distribution(json.dumps(d)) for name, d in space.items()}
         usable = searched[searched["status"].isin(["finished", "diverged"])]
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per in-memory study
@@ -163,13 +167,13 @@ def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = N
         for _, trial in usable.iterrows():
             params = {n: (int(trial[n]) if isinstance(d, IntDistribution) else trial[n])
                       for n, d in distributions.items()}
-            value = DIVERGED_VALUE if trial["status"] == "diverged" else float(trial[study.metric])
+            value = DIVERGED_VALUE if trial["status"] == "diverged" else float(trial[plan["metric"]])
             optuna_study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
         importances: dict[str, float] = {}
         scores = [t.value for t in optuna_study.trials if t.value is not None]
         if len(usable) >= 3 and max(scores) > min(scores):  # equal scores: nothing to attribute
             importances = get_param_importances(optuna_study, evaluator=FanovaImportanceEvaluator(seed=0))
-        rows += [{"method": method.method, "hyperparameter": name, "importance": float(importances.get(name, math.nan)),
+        rows += [{"method": method, "hyperparameter": name, "importance": float(importances.get(name, math.nan)),
                   "trials": len(usable), "evaluator": "fANOVA (Optuna)"} for name in distributions]
     return pd.DataFrame(rows, columns=columns)
 

@@ -1,4 +1,5 @@
-"""The files of a run's folder (``spp-sweep run --out``) and of a sweep trial's checkpoint.
+"""The files of a run's folder (``spp-sweep run --out``), of a sweep trial's checkpoint, and the
+sweep's plan (``plan.json``).
 
 This module owns their names and the format of their arrays, so the writers (``run_command``,
 ``sweep/trainable``) and the reader (``analysis/load``) cannot disagree. Arrays are NumPy
@@ -10,6 +11,7 @@ only, so the analysis layer imports it without the engine.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +27,10 @@ PICTURES = "pictures.npz"  # a VAE's task{t}/originals|reconstructions|samples|t
 PARAMETERS = "parameters.npz"  # save_parameters: task{t}/NAME parameters, importance{t}/NAME SPP's probe
 STATE = "state.pt"  # a trial checkpoint's Experiment.state_dict() (tensors and plain values only)
 PARAMS = "params.json"  # Ray Tune's own: the trial's configuration
+# A sweep's root: what analysis needs of its study without parsing the study file (Study.plan):
+# {"planned_trials": N, "metric": "val_acc", "spaces": {method: {name: Optuna distribution JSON}}}
+PLAN = "plan.json"
+STUDY = "study.yaml"  # a sweep's root: the study as it was started (--resume reuses it)
 
 
 class _Tensor(Protocol):
@@ -72,3 +78,13 @@ def read_arrays(path: Path) -> dict[str, Any]:
     """The arrays of one ``.npz`` file, never unpickling (an object array is refused)."""
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+def read_plan(root: Path) -> dict[str, Any] | None:
+    """A sweep's ``plan.json``, or None where there is none (a phase folder, a sweep started
+    before plans were written) or it does not read as one."""
+    try:
+        plan = json.loads((Path(root) / PLAN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) and {"planned_trials", "metric", "spaces"} <= set(plan) else None

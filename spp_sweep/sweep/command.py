@@ -8,9 +8,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import trial_files
 from ..errors import ConfigError
 from ..files import check_writable_folder
 from .study import load_study
+
+STUDY_COPY = trial_files.STUDY
 
 if TYPE_CHECKING:
     from .trackers import Trackers
@@ -78,7 +81,7 @@ def report_command(args: argparse.Namespace) -> int:
         check_writable_folder(out, "--out")
         with tempfile.TemporaryDirectory(prefix="spp-sweep-report-") as copy:
             root = fetch_sweep(args.results, Path(copy))
-            report = write_report(root, out)
+            report = write_report(root, out, plan=_older_plan(root))
         print(f"report: {report}")
         return 0
     root = Path(args.results)
@@ -86,9 +89,20 @@ def report_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"{root} is not a folder; give the sweep folder (STORAGE/NAME) or a phase inside it")
     out = Path(args.out) if args.out else root / "report"
     check_writable_folder(out, "--out")
-    report = write_report(root, out)
+    report = write_report(root, out, plan=_older_plan(root))
     print(f"report: {report}")
     return 0
+
+
+def _older_plan(root: Path) -> dict | None:
+    """For a sweep started before sweeps wrote ``plan.json``: the plan of the study it saved (None
+    where the folder has its plan, which the analysis reads itself, or no readable study)."""
+    if trial_files.read_plan(root) is not None or not (root / STUDY_COPY).exists():
+        return None
+    try:
+        return load_study(root / STUDY_COPY).plan()
+    except Exception:  # a study file of another version: the report goes on without a plan
+        return None
 
 
 def fetch_sweep(uri: str, into: Path) -> Path:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from .. import trial_files
 from ..errors import ConfigError, UserError
 from ..files import check_writable_folder
 from . import provenance
@@ -50,7 +52,7 @@ from .stacking import plan_stacks
 from .study import MethodSearch, Study, name_problem, parse_study, read_yaml
 from .trackers import Trackers
 
-STUDY_COPY = "study.yaml"
+STUDY_COPY = trial_files.STUDY
 # How often Ray Tune snapshots an experiment's state (TUNE_GLOBAL_CHECKPOINT_S, read when a
 # phase starts). The snapshot serialises every trial of the phase (~26 KB each), so taking it
 # after every event costs O(trials^2): 414 trials of the main job wrote 10.8 MB after each of
@@ -314,6 +316,7 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
         text = yaml.safe_dump(study.to_dict(), sort_keys=False)
         _write_text(f"{root}/{STUDY_COPY}", text)
         provenance.mark(root, text, _write_text)
+    _write_text(f"{root}/{trial_files.PLAN}", json.dumps(study.plan(), indent=1))  # what analysis reads of it
     if options.trackers.tensorboard and options.verbose:
         print(f"TensorBoard: tensorboard --logdir {root}  (one run per trial; step = task)", flush=True)
     extra = dict(extra_config or {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -153,6 +154,15 @@ class Study:
                 if self.final_seeds:
                     planned[(phase, method.method)] = len(self.final_seeds)
         return planned
+
+    def plan(self) -> dict[str, Any]:
+        """The study as analysis reads it (trial_files.PLAN): the planned trial count, the selection
+        metric, and each searched method's space as Optuna distributions in Optuna's own JSON."""
+        from optuna.distributions import distribution_to_json
+
+        spaces = {m.method: {name: json.loads(distribution_to_json(dim.optuna_distribution()))
+                             for name, dim in m.space.items()} for m in self.methods if m.space}
+        return {"planned_trials": self.planned_trials(), "metric": self.metric, "spaces": spaces}
 
     def planned_trials(self) -> int:
         """How many trials the whole sweep runs: grid points x seeds, each Optuna method's budget,

@@ -167,3 +167,30 @@ def test_the_live_table_names_a_stack_by_its_members_ranges():
     single = SimpleNamespace(config={"trial": {"method": "ewc", "params": {"lam": 30.0}, "seed": 1}},
                              trial_id="abc_00004")
     assert _trial_name(single) == "ewc lam=30 seed=1 (00004)"
+
+
+def test_a_studys_plan_is_what_analysis_reads_without_the_study_parser(tmp_path):
+    """plan.json carries the planned count, the metric and the searched spaces as Optuna's JSON;
+    a sweep folder from before plans gets its plan from the saved study (spp-sweep report)."""
+    import json
+
+    import yaml
+    from optuna.distributions import FloatDistribution, json_to_distribution
+
+    from spp_sweep import trial_files
+    from spp_sweep.sweep.command import _older_plan
+    from spp_sweep.sweep.study import parse_study
+
+    data = {"benchmark": "split_digits", "fixed": {"validation": 0.2},
+            "methods": {"spp": {"space": {"lam": {"loguniform": [0.01, 100]}}}, "finetune": {}},
+            "search": {"sampler": "tpe", "num_samples": 5, "metric": "val_acc"}, "final": {"seeds": 2}}
+    plan = parse_study(data).plan()
+    assert plan["planned_trials"] == 5 + 1 + 2 * 2 and plan["metric"] == "val_acc"
+    assert json_to_distribution(json.dumps(plan["spaces"]["spp"]["lam"])) == FloatDistribution(0.01, 100, log=True)
+    assert trial_files.read_plan(tmp_path) is None
+    (tmp_path / trial_files.STUDY).write_text(yaml.safe_dump(data))
+    assert _older_plan(tmp_path) == plan  # an older sweep: built from its study.yaml
+    (tmp_path / trial_files.PLAN).write_text(json.dumps(plan))
+    assert trial_files.read_plan(tmp_path) == plan and _older_plan(tmp_path) is None
+    (tmp_path / trial_files.PLAN).write_text("{not json")
+    assert trial_files.read_plan(tmp_path) is None
