@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
     run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and dropout (default 0)")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    run.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    run.add_argument("--threads", type=int, help="torch CPU threads (default: the cores not kept busy by other "
+                     "processes, from the load average; torch's own default on an idle machine)")
     run.add_argument("--model", help="mlp, vgg9 or resnet18 (default: the benchmark's: mlp for digits/MNIST, "
                      "vgg9 for visual_sequence/split_cifar100, resnet18 for caltech101)")
     run.add_argument("--hidden", type=_int_list, help="MLP hidden widths, e.g. 512,256")

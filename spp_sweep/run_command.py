@@ -43,7 +43,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "method": args.method, "benchmark": args.benchmark, "method_options": method_options,
         "benchmark_options": benchmark_options, "model": args.model, "model_options": model_options,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "seed": args.seed, "device": args.device, "threads": args.threads,
+        "seed": args.seed, "device": args.device,
+        "threads": args.threads if args.threads is not None else (free_cores() if args.device == "cpu" else None),
         "save_importances": args.save_importances, "save_parameters": args.save_parameters,
         "drop_last": args.drop_last, "penalise_head": args.penalise_head,
     }
@@ -54,6 +55,22 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.output is not None:
         values["output"] = args.output
     return RunConfig.from_dict(values).resolved()
+
+
+def free_cores() -> int:
+    """Threads for a run that was given none: the cores this process may use, less those other
+    processes keep busy (the 1-minute load average, rounded), at least 1 and at most torch's own
+    default. On an idle machine that is torch's default; on a loaded one fewer threads, because
+    threads that wait for a core cost more than they bring (docs/guide/one-run.md: on the 2-core
+    machine at load 1.9, SPP on split digits took 11.1 s with 2 threads and 9.0 s with 1)."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # no load average on this platform
+        busy = 0
+    return max(1, min(torch.get_num_threads(), cores - busy))
 
 
 def load_joint_reference(path: str | None) -> list[float] | None:
@@ -133,6 +150,7 @@ def format_config(config: RunConfig) -> str:
         f"model      {config.model} ({mapping(config.model_options)})",
         f"training   epochs/task {config.epochs}, lr {config.lr:g} (decay {config.lr_decay:g}/epoch), batch "
         f"{config.batch_size}, momentum {config.momentum:g}, seed {config.seed}, device {config.device}"
+        + (f", {config.threads} thread{'s' if config.threads != 1 else ''}" if config.threads else "")
         + (f", validation {config.validation:g}" if config.validation else ""),
     ])
 

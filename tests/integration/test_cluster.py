@@ -18,10 +18,12 @@ def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path)
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
+        # one configuration per trial, each a few seconds long: with reused actors, two stacks that
+        # end before the second node's worker has started could both run on the first node
         study = parse_study({
-            "name": "cluster", "benchmark": "split_digits", "fixed": {"epochs": 2},
+            "name": "cluster", "benchmark": "split_digits", "fixed": {"epochs": 5},
             "methods": {"finetune": {"space": {"lr": [0.1, 0.05, 0.02, 0.01]}}}, "seeds": 2,
-            "resources": {"cpu": 1}, "storage": str(tmp_path),
+            "resources": {"cpu": 1}, "storage": str(tmp_path), "stack": "off",
         })
         outcome = run_sweep(study, SweepOptions(address=cluster.address, verbose=0))
         trials = load_trials(outcome.root)
