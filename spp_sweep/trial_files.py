@@ -31,6 +31,7 @@ PARAMS = "params.json"  # Ray Tune's own: the trial's configuration
 # {"planned_trials": N, "metric": "val_acc", "spaces": {method: {name: Optuna distribution JSON}}}
 PLAN = "plan.json"
 STUDY = "study.yaml"  # a sweep's root: the study as it was started (--resume reuses it)
+OPTUNA_JOURNAL = "optuna.journal"  # an Optuna phase's folder: its Optuna study (optuna-dashboard opens it)
 
 
 class _Tensor(Protocol):

@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -403,6 +404,11 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[
     space, keeps it in the searcher's saved state: a restored sweep can always suggest again.
     Trials already done in ``path`` (left there when an unreadable state was moved aside)
     are told to the sampler with their scores and count against ``num_samples``.
+
+    On local storage the Optuna study lives in ``PHASE/optuna.journal`` (Optuna's journal
+    storage, trial_files.OPTUNA_JOURNAL), so ``optuna-dashboard`` and ``optuna.visualization``
+    open the search while it runs and after. A phase that starts anew moves an earlier journal
+    aside first: the trials it keeps are told to the new study again, never twice.
     """
     def build() -> tuple[Any, int]:
         import optuna
@@ -419,10 +425,26 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[
         points = [{f"trial/params/{k}": v for k, v in params.items()} for params, _ in done]
         searcher = OptunaSearch(space=space, metric="score", mode="max", sampler=sampler,
                                 points_to_evaluate=points or None,
-                                evaluated_rewards=[score for _, score in done] or None)
+                                evaluated_rewards=[score for _, score in done] or None,
+                                **_optuna_storage(path))
         return searcher, study.num_samples - len(done)
 
     return build
+
+
+def _optuna_storage(path: str) -> dict[str, Any]:
+    """OptunaSearch's ``storage`` and ``study_name``: a journal file in the phase folder on local
+    storage (an object store has no file to append to: there the study stays in memory)."""
+    if "://" in path:
+        return {}
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = Path(path, trial_files.OPTUNA_JOURNAL)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    if journal.exists():  # a phase starting anew: its new study must not load the old one's trials
+        journal.rename(journal.with_name(f"{journal.name}.replaced-{int(time.time())}"))
+    return {"storage": JournalStorage(JournalFileBackend(str(journal))), "study_name": Path(path).name}
 
 
 def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str, Any] | None],

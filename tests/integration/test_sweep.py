@@ -87,6 +87,16 @@ def test_seeded_tpe_suggests_the_same_configurations_twice(tmp_path: Path, ray_l
         runs.append(sorted(round(v, 12) for v in trials["lam"]))  # trial ids need not follow suggestion order
     assert len(runs[0]) == 4 and len(set(runs[0])) == 4
     assert runs[0] == runs[1]
+    # the Optuna study is kept in the phase folder, for optuna-dashboard and optuna.visualization
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = outcome.root + "/optuna-spp/optuna.journal"
+    kept = optuna.load_study(study_name="optuna-spp", storage=JournalStorage(JournalFileBackend(journal)))
+    complete = [t for t in kept.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(round(t.params["trial/params/lam"], 12) for t in complete) == runs[1]
+    assert sorted(t.value for t in complete) == sorted(trials["score"])
 
 
 def test_final_phase_reruns_each_methods_best_configuration(tmp_path: Path, ray_local) -> None:
