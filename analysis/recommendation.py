@@ -253,7 +253,7 @@ def _compute_lines(home: Path, protocol: dict[str, Any], out: Path) -> list[str]
     rows = []
     for folder in ("search", "curve", "robust", "reference"):
         if (home / folder).is_dir():
-            spent = compute_spent(load_trials(home / folder))
+            spent = compute_spent(load_trials(home / folder), home / folder)
             rows += [{"sweep": folder, **row} for row in spent.to_dict("records")]
     if not rows:
         return []
@@ -264,7 +264,9 @@ def _compute_lines(home: Path, protocol: dict[str, Any], out: Path) -> list[str]
     lines = ["## Compute spent", "",
              f"This protocol's sweeps trained {int(own['trial_tasks'].sum())} trial-tasks (tasks trained, summed over "
              f"trials) in {own['trial_seconds'].sum():.0f} s of trial time and {own['wall_seconds'].sum():.0f} s of "
-             "wall time (phases run one after another; wall time includes Ray's start-up of each phase)."]
+             "wall time (phases run one after another; `wall_from: driver`: the driver's clock around each phase, "
+             "Ray's start-up and the workers' imports included; `trials`: first trial start to last report, "
+             "for sweeps that did not record it)."]
     ref = table[table["sweep"] == "reference"]
     if len(ref):
         lines[-1] += (f" The end-of-training search it is compared with (`reference/`) trained "

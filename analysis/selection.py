@@ -179,18 +179,30 @@ def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = N
 
 
 # -- what a protocol spent ----------------------------------------------------------------------
-def compute_spent(trials: pd.DataFrame) -> pd.DataFrame:
+def compute_spent(trials: pd.DataFrame, root: str | Path | None = None) -> pd.DataFrame:
     """Per phase: trials, trial-tasks trained (tasks each trial finished, summed), the trials'
-    own run time summed, and wall time (first start to last report of the phase)."""
+    own run time summed, and wall time.
+
+    Wall time is the driver's clock around the phase's Ray Tune experiments (``phase_times.json``
+    in ``root``, which the sweep writes: Ray's start-up of the phase, its workers' imports and
+    checkpoints included); for a sweep without that file, the span from the first trial's start
+    to the last trial's report, which leaves those fixed costs out (``wall_from`` says which).
+    A stacked trial's rows each carry a share of its time, so its start is its end less the whole.
+    """
+    columns = ["phase", "trials", "trial_tasks", "trial_seconds", "wall_seconds", "wall_from"]
     if trials.empty:
-        return pd.DataFrame(columns=["phase", "trials", "trial_tasks", "trial_seconds", "wall_seconds"])
-    rows = []
-    trials = trials.assign(_started=trials["ended_at"] - trials["time_total_s"])
+        return pd.DataFrame(columns=columns)
+    clock = trial_files.read_phase_times(Path(root)) if root is not None else {}
+    members = trials["stack_members"].fillna(1) if "stack_members" in trials else 1
+    trials = trials.assign(_started=trials["ended_at"] - trials["time_total_s"] * members)
     order = trials.groupby("phase")["_started"].min().sort_values().index  # phases in the order they ran
+    rows = []
     for phase in order:
         group = trials[trials["phase"] == phase]
-        started = group["_started"].min()
+        spans = clock.get(phase)
+        wall = (sum(end - start for start, end in spans) if spans
+                else float(group["ended_at"].max() - group["_started"].min()))
         rows.append({"phase": phase, "trials": len(group), "trial_tasks": int(group["tasks_done"].sum()),
-                     "trial_seconds": float(group["time_total_s"].sum()),
-                     "wall_seconds": float(group["ended_at"].max() - started)})
-    return pd.DataFrame(rows)
+                     "trial_seconds": float(group["time_total_s"].sum()), "wall_seconds": float(wall),
+                     "wall_from": "driver" if spans else "trials"})
+    return pd.DataFrame(rows, columns=columns)

@@ -31,6 +31,9 @@ PARAMS = "params.json"  # Ray Tune's own: the trial's configuration
 # {"planned_trials": N, "metric": "val_acc", "spaces": {method: {name: Optuna distribution JSON}}}
 PLAN = "plan.json"
 STUDY = "study.yaml"  # a sweep's root: the study as it was started (--resume reuses it)
+# A sweep's root: per phase, the driver's wall clock around each Ray Tune experiment it ran for
+# it (a resumed phase adds a span): {phase: [[started, ended], ...]} in seconds since the epoch.
+PHASE_TIMES = "phase_times.json"
 OPTUNA_JOURNAL = "optuna.journal"  # an Optuna phase's folder: its Optuna study (optuna-dashboard opens it)
 
 
@@ -89,3 +92,19 @@ def read_plan(root: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return plan if isinstance(plan, dict) and {"planned_trials", "metric", "spaces"} <= set(plan) else None
+
+
+def read_phase_times(root: Path) -> dict[str, list[list[float]]]:
+    """A sweep's phase_times.json ({} where there is none or it does not read)."""
+    try:
+        times = json.loads((Path(root) / PHASE_TIMES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return times if isinstance(times, dict) else {}
+
+
+def add_phase_time(root: Path, phase: str, started: float, ended: float) -> None:
+    """Add one span of the driver's wall clock to a phase (written whole or not at all)."""
+    times = read_phase_times(root)
+    times.setdefault(phase, []).append([started, ended])
+    atomic_write(Path(root) / PHASE_TIMES, json.dumps(times, indent=1).encode())

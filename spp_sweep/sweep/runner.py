@@ -457,6 +457,7 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
 
     trainable = tune.with_resources(train_continual, {"cpu": study.cpu, "gpu": study.gpu})
     path = f"{root}/{phase}"
+    started = time.time()  # the phase's wall clock, its fixed costs included (compute.csv)
     state = saved_state(path)
     if state == "corrupt":
         abandon(path)
@@ -493,7 +494,11 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
         )
     if _USER_SNAPSHOT_PERIOD is None:
         os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = GRID_SNAPSHOT_PERIOD if searcher is None else OPTUNA_SNAPSHOT_PERIOD
-    results, interrupted = _fit(tuner)
+    try:
+        results, interrupted = _fit(tuner)
+    finally:
+        if "://" not in root:
+            trial_files.add_phase_time(Path(root), phase, started, time.time())
     unfinished = len(results) - results.num_terminated - results.num_errors
     if interrupted or unfinished > 0:  # Ray Tune stopped on Ctrl+C: do not start the next phase
         raise SweepInterrupted(f"the sweep stopped in phase {phase} before every trial ended; "

@@ -48,8 +48,9 @@ def test_first_tasks_selection_sees_only_the_first_tasks(tmp_path: Path, ray_loc
     whole = load_trials(run_sweep(study(tmp_path, "whole", data), SweepOptions(verbose=0)).root)
     assert set(whole.loc[whole["phase"] == "final", "lr"]) == {0.001}  # task 3 rules 0.3 out
 
-    first = load_trials(run_sweep(study(tmp_path, "first", data, {"protocol": "first_tasks", "tasks": 2}),
-                                  SweepOptions(verbose=0)).root)
+    first_root = run_sweep(study(tmp_path, "first", data, {"protocol": "first_tasks", "tasks": 2}),
+                           SweepOptions(verbose=0)).root
+    first = load_trials(first_root)
     chosen = first[first["phase"].isin(["grid", "final"])]
     # selection trained and validated on tasks 1-2 only: task 3's data never reached it
     assert set(chosen["tasks_done"]) == {2} and set(chosen["n_tasks"]) == {2} and set(chosen["first_tasks"]) == {2}
@@ -60,6 +61,9 @@ def test_first_tasks_selection_sees_only_the_first_tasks(tmp_path: Path, ray_loc
     spent = compute_spent(first).set_index("phase")
     assert spent.loc["grid", "trial_tasks"] == 4 and spent.loc["final", "trial_tasks"] == 2
     assert list(spent.index) == ["grid", "final", "evaluate"] and (spent["wall_seconds"] > 0).all()
+    assert set(spent["wall_from"]) == {"trials"}  # no sweep folder given: from the trials' own times
+    clocked = compute_spent(first, first_root).set_index("phase")  # the driver's clock: fixed costs too
+    assert set(clocked["wall_from"]) == {"driver"} and (clocked["wall_seconds"] >= spent["wall_seconds"]).all()
 
 
 def test_transfer_tunes_on_one_benchmark_and_evaluates_on_the_other(tmp_path: Path, ray_local) -> None:
