@@ -521,8 +521,12 @@ def _progress_reporter(study: Study) -> Any:
         tasks, and Ray's version raises where the best trial lacks a column (fine-tuning has no λ)."""
 
         def report(self, trials: Any, done: bool, *sys_info: str) -> None:
+            super().report(trials, False, *sys_info)
+
+        def _progress_str(self, *args: Any, **kwargs: Any) -> str:
             # Ray's "Result logdir: .../driver_artifacts" line names a folder of Ray's own, not the sweep's
-            super().report(trials, False, *(line for line in sys_info if "driver_artifacts" not in line))
+            text = super()._progress_str(*args, **kwargs)
+            return "\n".join(line for line in text.split("\n") if not line.startswith("Result logdir:"))
 
         def _current_best_trial(self, trials: Any) -> tuple[None, None]:
             return None, None
@@ -535,6 +539,7 @@ def _progress_reporter(study: Study) -> Any:
                            "trial/seed": "seed"},
         metric_columns={"task": "task", "running_acc": "ACC so far (stack: best member)"},
         max_progress_rows=8, max_error_rows=5, max_report_frequency=REPORT_EVERY_S, print_intermediate_tables=True,
+        max_column_length=36,  # a stack's name and the ACC column's label on one line each
     )
 
 

@@ -224,6 +224,11 @@ def test_recommend_first_tasks_and_transfer_from_the_command_line(tmp_path: Path
 
 
 def test_importances_need_the_searched_space_and_enough_trials(tmp_path: Path) -> None:
+    import json
+
+    from spp_sweep import trial_files
+    from spp_sweep.sweep.study import load_study
+
     (tmp_path / "study.yaml").write_text("benchmark: split_digits\nfixed: {validation: 0.2}\n"
                                          "search: {sampler: tpe, metric: val_acc}\nmethods:\n  spp:\n    space:\n"
                                          "      lam: {loguniform: [0.1, 100]}\n      lr: {loguniform: [0.001, 0.3]}\n")
@@ -231,6 +236,10 @@ def test_importances_need_the_searched_space_and_enough_trials(tmp_path: Path) -
     lam, lr = 10 ** rng.uniform(-1, 2, 12), 10 ** rng.uniform(-3, -0.5, 12)
     trials = pd.DataFrame({"phase": "optuna-spp", "method": "spp", "status": "finished", "lam": lam, "lr": lr,
                            "val_acc": 0.5 + 0.1 * np.log10(lr)})  # only lr matters
+    assert hyperparameter_importances(tmp_path, trials).empty  # no plan.json: analysis never parses the study
+    plan = load_study(tmp_path / "study.yaml").plan()
+    assert list(hyperparameter_importances(tmp_path, trials, plan)["hyperparameter"]) == ["lam", "lr"]
+    (tmp_path / trial_files.PLAN).write_text(json.dumps(plan))  # what a sweep writes at its start
     table = hyperparameter_importances(tmp_path, trials).set_index("hyperparameter")
     assert list(table.index) == ["lam", "lr"] and table.loc["lr", "importance"] > 0.8
     assert hyperparameter_importances(tmp_path, trials.iloc[:2])["importance"].isna().all()

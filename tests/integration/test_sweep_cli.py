@@ -94,8 +94,10 @@ def test_ctrl_c_stops_the_sweep_without_starting_more_and_resume_finishes_it(tmp
     driver.send_signal(signal.SIGINT)
     _, stderr = driver.communicate(timeout=120)
     assert driver.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
-    # no further phase started (provenance.json: the mark that lets --resume trust the folder)
-    assert sorted(p.name for p in root.iterdir()) == ["grid", "provenance.json", "study.yaml"]
+    # no further phase started (provenance.json: the mark that lets --resume trust the folder;
+    # plan.json: what analysis reads of the study; phase_times.json: the driver's clock per phase)
+    assert sorted(p.name for p in root.iterdir()) == ["grid", "phase_times.json", "plan.json", "provenance.json",
+                                                      "study.yaml"]
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert sorted(load_trials(root)["lam"]) == [0.5, 1.0, 2.0, 4.0, 6.0]
