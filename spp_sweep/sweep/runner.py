@@ -319,7 +319,8 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
         provenance.mark(root, text, _write_text)
     _write_text(f"{root}/{trial_files.PLAN}", json.dumps(study.plan(), indent=1))  # what analysis reads of it
     if options.trackers.tensorboard and options.verbose:
-        print(f"TensorBoard: tensorboard --logdir {root}  (one run per trial; step = task)", flush=True)
+        print(f"TensorBoard: tensorboard --logdir {options.trackers.tensorboard_folder(root, study.name)}  "
+              "(one run per configuration; step = task; pip install 'spp-sweep[tensorboard]')", flush=True)
     extra = dict(extra_config or {})
     phases: list[str] = []
     grid_methods = [m for m in study.methods if not study.searched_by_optuna(m)]
@@ -486,10 +487,10 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
                 reuse_actors=True, trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_name,
             ),
             run_config=tune.RunConfig(
-                name=phase, storage_path=root, verbose=options.verbose, progress_reporter=_progress_reporter(study),
+                name=phase, storage_path=root, verbose=options.verbose, progress_reporter=_progress_reporter(),
                 failure_config=tune.FailureConfig(max_failures=study.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-                callbacks=options.trackers.callbacks(study.name, phase),
+                callbacks=options.trackers.callbacks(study.name, phase, root),
             ),
         )
     if _USER_SNAPSHOT_PERIOD is None:
@@ -510,7 +511,7 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
 REPORT_EVERY_S = 30  # how often the progress table is printed (Ray's default is every 5 s)
 
 
-def _progress_reporter(study: Study) -> Any:
+def _progress_reporter() -> Any:
     """Ray Tune's progress as one short table every 30 s: counts by status, the running trials
     and their task and ACC so far, the best one (what to watch, not a log of every trial)."""
     from ray import tune
@@ -531,12 +532,11 @@ def _progress_reporter(study: Study) -> Any:
         def _current_best_trial(self, trials: Any) -> tuple[None, None]:
             return None, None
 
-    # A stack's searched values and seeds are in its name (_trial_name), as ranges; its own
-    # parameter columns would be blank. Its ACC so far is its best member's.
-    searched = sorted({key for method in study.methods for key in method.space})
+    # A trial's searched values and seed are in its name (_trial_name; a stack's as ranges
+    # and its seeds as a list), so there are no parameter columns: a stack's own would be blank
+    # (its values are its members') and show its first member's seed. Its ACC so far is its best member's.
     return CompactReporter(
-        parameter_columns={"trial/method": "method", **{f"trial/params/{k}": k for k in searched},
-                           "trial/seed": "seed"},
+        parameter_columns={"trial/method": "method"},  # an empty mapping would make Ray show the whole spec
         metric_columns={"task": "task", "running_acc": "ACC so far (stack: best member)"},
         max_progress_rows=8, max_error_rows=5, max_report_frequency=REPORT_EVERY_S, print_intermediate_tables=True,
         max_column_length=36,  # a stack's name and the ACC column's label on one line each

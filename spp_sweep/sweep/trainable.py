@@ -70,13 +70,16 @@ def train_continual(config: dict[str, Any]) -> None:
     if chaos and chaos.get("method", run_config.method) != run_config.method:
         chaos = None
 
+    first = [True]  # this process's first report carries the rows so far (see _running_values)
+
     def on_task_end(report: TaskReport, exp: Experiment) -> None:
         if chaos:
             _inject_fault(chaos, report.task)
         last = report.task == report.n_tasks - 1
         if last:  # the final report comes from the result below, with the whole checkpoint
             return
-        _report(exp, _running_values(report, exp, metric, exp.objective.higher_is_better))
+        rows = first.pop() if first else False
+        _report(exp, _running_values(report, exp, metric, exp.objective.higher_is_better, rows))
 
     finished = experiment.run(on_task_end=on_task_end)
     higher = experiment.objective.higher_is_better
@@ -106,33 +109,46 @@ def train_stack(config: dict[str, Any]) -> None:
     if chaos and chaos.get("method", stack.config.method) != stack.config.method:
         chaos = None
 
+    first = [True]
+
     def on_task_end(task: int, exp: StackedExperiment) -> None:
         if chaos:
             _inject_fault(chaos, task)
         if task == exp.benchmark.n_tasks - 1:
             return
+        rows = first.pop() if first else False
         members = []
         for member, report in zip(exp.members, exp.report(task)):
             if report is None or member.status == "diverged":  # ended: its final values, as a separate trial's
                 members.append(_final_metrics(member.result(exp.size).to_json(), metric, higher))
                 continue
-            members.append(_running_values(report, member, metric, higher))
+            members.append(_running_values(report, member, metric, higher, rows))
         _report_stack(exp, members)
 
     results = stack.run(on_task_end=on_task_end)
     _report_stack(stack, [_final_metrics(r.to_json(), metric, higher) for r in results], results=results)
 
 
-def _running_values(report: TaskReport, run: Any, metric: str, higher_is_better: bool) -> dict[str, Any]:
-    """What a trial reports after a task that was not its last (a separate run or a stack's member)."""
+def _running_values(report: TaskReport, run: Any, metric: str, higher_is_better: bool,
+                    rows: bool = False) -> dict[str, Any]:
+    """What a trial reports after a task that was not its last (a separate run or a stack's member).
+
+    With ``rows`` (a trial process's first report) it also carries the matrix's rows so far: a
+    trial continued from a checkpoint whose report the driver never received (it was stopped
+    in between) would otherwise leave that task missing from the trackers and the curves.
+    """
     partial = metrics.summarize(report.accuracy_matrix, run.initial_accuracy, None)
     values = {"task": report.task + 1, "n_tasks": report.n_tasks, "status": "running",
               "running_acc": report.running_acc, "accuracy_row": report.accuracy_row,
               "seconds": report.seconds}
+    if rows:
+        values["accuracy_matrix"] = report.accuracy_matrix
     if report.validation_matrix:
         partial.update({f"val_{k}": v for k, v in
                         metrics.summarize(report.validation_matrix, run.initial_val_accuracy, None).items()})
         values["validation_row"] = report.validation_matrix[-1]
+        if rows:
+            values["validation_matrix"] = report.validation_matrix
     return {**values, "score": _score(partial.get(metric, math.nan), higher_is_better)}
 
 

@@ -1,45 +1,79 @@
-"""TensorBoard, MLflow and W&B see every trial with one step per task, checked offline:
-TensorBoard event files, MLflow's local (sqlite) store, W&B's offline mode."""
+"""TensorBoard, MLflow and W&B see every configuration as a run of its own, stacked or not, with
+its searched values as parameters, one step per task and the final ACC/BWT/FWT (test and
+validation); checked offline by reading the runs back: TensorBoard's event reader, MLflow's
+client on a local sqlite store, W&B's offline files. No run is empty, and every logged final
+value equals the one in the sweep's own result files."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 
+from analysis.load import load_trials
 from tests.conftest import REPO
+from tests.tracker_files import tensorboard_run, wandb_run
+
+CONFIGURATIONS = {(1.0, 0), (1.0, 1), (4.0, 0), (4.0, 1)}  # (λ, seed)
+FINAL = ("acc", "bwt", "fwt", "val_acc", "val_bwt", "val_fwt")
 
 
-def test_a_sweep_logs_to_tensorboard_mlflow_and_wandb_offline(tmp_path: Path) -> None:
-    study = {"name": "tracked", "benchmark": "split_digits", "fixed": {"epochs": 1},
-             "methods": {"spp": {"space": {"lam": [1.0, 4.0]}}}, "resources": {"cpu": 1},
+@pytest.mark.parametrize("stack", ["auto", "off"])
+def test_a_sweep_logs_one_run_per_configuration_to_tensorboard_mlflow_and_wandb(tmp_path: Path, stack: str) -> None:
+    study = {"name": "tracked", "benchmark": "split_digits", "fixed": {"epochs": 1, "validation": 0.2},
+             "methods": {"spp": {"space": {"lam": [1.0, 4.0]}}}, "seeds": 2, "resources": {"cpu": 1},
              "storage": str(tmp_path / "sweeps")}
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb"), "WANDB_SILENT": "true"}
     done = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", str(tmp_path / "study.yaml"), "--no-report",
-                           "--tensorboard", "--mlflow", store, "--wandb", "spp-sweep-test"],
+                           "--stack", stack, "--tensorboard", "--mlflow", store, "--wandb", "spp-sweep-test"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "logging failed" not in done.stderr
     root = tmp_path / "sweeps" / "tracked"
-    assert f"tensorboard --logdir {root}" in done.stdout
-    trials = sorted(p.parent for p in root.glob("grid/*/params.json"))
-    assert len(trials) == 2 and all(list(t.glob("events.out.tfevents.*")) for t in trials)
+    assert f"tensorboard --logdir {root / 'tensorboard'}" in done.stdout
+    trials = load_trials(root)
+    assert ("stack_members" in trials and (trials["stack_members"].fillna(1) > 1).any()) == (stack == "auto")
+    truth = {(row.lam, row.seed): row for row in trials.itertuples()}
+    assert set(truth) == CONFIGURATIONS
+
+    tensorboard = [tensorboard_run(folder) for folder in sorted((root / "tensorboard" / "grid").iterdir())]
+    assert {(run["hparams"]["lam"], int(run["hparams"]["seed"])) for run in tensorboard} == CONFIGURATIONS
+    for run in tensorboard:
+        assert [step for step, _ in run["scalars"]["running_acc"]] == [1, 2, 3, 4, 5]
+        assert [step for step, _ in run["scalars"]["val_running_acc"]] == [1, 2, 3, 4, 5]
+        expected = truth[(run["hparams"]["lam"], int(run["hparams"]["seed"]))]
+        for name in FINAL:  # float32 in event files
+            assert run["scalars"][name][0] == (5, pytest.approx(getattr(expected, name), abs=1e-6))
 
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=store)
     runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
-    assert sorted(r.data.params["trial/params/lam"] for r in runs) == ["1.0", "4.0"]
-    for run in runs:  # one point per task, the task index as step
-        history = client.get_metric_history(run.info.run_id, "running_acc")
-        assert [m.step for m in history] == [1, 2, 3, 4, 5]
-        assert "acc" in run.data.metrics and "accuracy_matrix" not in run.data.metrics
-    offline = sorted((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
-    assert len(offline) == 2 and all(list(run.glob("*.wandb")) for run in offline)
+    assert {(float(r.data.params["lam"]), int(r.data.params["seed"])) for r in runs} == CONFIGURATIONS
+    assert len(runs) == 4 and len({r.info.run_name for r in runs}) == 4
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.tags["phase"] == "grid"
+        assert run.data.params["method"] == "spp" and run.data.params["penalty_step"] == "explicit"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "running_acc")] == [1, 2, 3, 4, 5]
+        expected = truth[(float(run.data.params["lam"]), int(run.data.params["seed"]))]
+        assert all(run.data.metrics[name] == pytest.approx(getattr(expected, name)) for name in FINAL)
+        assert "lam" not in run.data.metrics and "accuracy_matrix" not in run.data.metrics
+
+    offline = [wandb_run(path) for path in sorted((tmp_path / "wandb" / "wandb").glob("offline-run-*/run-*.wandb"))]
+    assert {(run["config"]["lam"], run["config"]["seed"]) for run in offline} == CONFIGURATIONS
+    for run in offline:
+        assert run["group"] == "tracked/grid" and sorted(run["history"]) == [1, 2, 3, 4, 5]
+        assert run["summary"]["status"] == "finished"
+        expected = truth[(run["config"]["lam"], run["config"]["seed"])]
+        assert all(run["history"][5][name] == pytest.approx(getattr(expected, name)) for name in FINAL)
 
 
 def test_an_unusable_tracker_is_one_line_before_any_trial(tmp_path: Path) -> None:
@@ -48,3 +82,41 @@ def test_an_unusable_tracker_is_one_line_before_any_trial(tmp_path: Path) -> Non
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--mlflow nosuchscheme://x" in done.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_an_interrupted_and_resumed_sweep_continues_each_configurations_run_with_every_task_once(
+        tmp_path: Path) -> None:
+    """Ctrl+C after some tasks, then --resume: the same runs continue (MLflow by tag, TensorBoard by
+    folder), each with steps 1..5 once and its final values, wherever the interruption fell."""
+    study = {"name": "tracked", "benchmark": "split_digits", "fixed": {"epochs": 200},
+             "methods": {"spp": {"space": {"lam": [1.0, 4.0]}}}, "seeds": 2, "resources": {"cpu": 1},
+             "storage": str(tmp_path / "sweeps")}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "spp_sweep", "sweep", str(tmp_path / "study.yaml"), "--no-report",
+               "--stack", "off", "--tensorboard", "--mlflow", store]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "sweeps").glob("tracked/grid/*/checkpoint_000001")):
+        time.sleep(0.2)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode != 0 and "--resume" in err  # it was interrupted, not finished
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    truth = {(row.lam, row.seed): row.acc for row in load_trials(tmp_path / "sweeps" / "tracked").itertuples()}
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=store)
+    runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
+    assert {(float(r.data.params["lam"]), int(r.data.params["seed"])) for r in runs} == CONFIGURATIONS
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "running_acc")] == [1, 2, 3, 4, 5]
+        assert run.data.metrics["acc"] == pytest.approx(truth[(float(run.data.params["lam"]),
+                                                                int(run.data.params["seed"]))])
+    folders = sorted((tmp_path / "sweeps" / "tracked" / "tensorboard" / "grid").iterdir())
+    assert len(folders) == 4
+    for folder in folders:
+        assert [step for step, _ in tensorboard_run(folder)["scalars"]["running_acc"]] == [1, 2, 3, 4, 5]
