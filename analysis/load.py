@@ -5,6 +5,13 @@ Reads only the files a sweep leaves behind: Ray Tune's ``params.json`` and ``res
 last checkpoint's ``result.json``/``importances.npz``. It never imports the engine, so it
 works on any machine with pandas, on sweeps still running or interrupted (it uses what has
 been written so far).
+
+Why not Ray Tune's own readers (``ExperimentAnalysis``, ``ResultGrid``): they decode the
+experiment state, whose trial entries may hold cloudpickled objects (Ray's JSON decoder unpickles
+them), so opening a sweep folder someone hands you could run code; they need Ray (a report
+should need pandas only, and importing Ray costs seconds); and they show a stacked trial as one
+row with a list of members, where every table here needs one row per configuration. What they
+would add, reading each trial's ``result.json`` lines, is what this module does with ``json``.
 """
 
 from __future__ import annotations
@@ -125,7 +132,7 @@ def _trial_row(root: Path, folder: Path, config: dict[str, Any], trial: dict[str
     study = config.get("study", {})
     status = last.get("status")
     if status not in ("finished", "diverged"):
-        status = "errored" if (folder / "error.txt").exists() else "incomplete"
+        status = "errored" if (folder / trial_files.ERROR).exists() else "incomplete"
     params = dict(trial.get("params", {}))
     row: dict[str, Any] = {
         "phase": folder.parent.relative_to(root).as_posix() if folder.parent != root else "",
@@ -152,7 +159,7 @@ def _trial_row(root: Path, folder: Path, config: dict[str, Any], trial: dict[str
         "node_id": last.get("node_id"),
         "threads": last.get("threads"),
         "device": last.get("device"),
-        "error": _first_line(folder / "error.txt") if status == "errored" else None,
+        "error": _first_line(folder / trial_files.ERROR) if status == "errored" else None,
         "path": str(path or folder),  # a stack's member: FOLDER/memberK, its arrays' place in the checkpoint
     }
     # per_task | shared | class_incremental: how tasks map to output layers (None: a sweep from before)

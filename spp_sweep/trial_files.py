@@ -27,6 +27,7 @@ PICTURES = "pictures.npz"  # a VAE's task{t}/originals|reconstructions|samples|t
 PARAMETERS = "parameters.npz"  # save_parameters: task{t}/NAME parameters, importance{t}/NAME SPP's probe
 STATE = "state.pt"  # a trial checkpoint's Experiment.state_dict() (tensors and plain values only)
 PARAMS = "params.json"  # Ray Tune's own: the trial's configuration
+ERROR = "error.txt"  # Ray Tune's own: why a trial raised, one "Failure # N" block per failure
 # A sweep's root: what analysis needs of its study without parsing the study file (Study.plan):
 # {"planned_trials": N, "metric": "val_acc", "spaces": {method: {name: Optuna distribution JSON}}}
 PLAN = "plan.json"

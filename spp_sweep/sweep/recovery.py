@@ -24,6 +24,39 @@ def _ended(reports: list[dict[str, Any]]) -> bool:
     return bool(reports) and reports[-1].get("status") in ("finished", "diverged")
 
 
+DISK_FULL_MARKS = ("No space left on device", "[Errno 28]", "[errno 28]", "Disk quota exceeded", "[Errno 122]")
+
+
+def failed_for_want_of_space(folder: Path) -> bool:
+    """Whether a trial folder is what a full disk left: its error says so, or its error or
+    parameter file is empty (the disk filled while Ray wrote them). Such a trial is not done:
+    it is rerun (continuing from its checkpoints) once there is space, not kept as errored."""
+    try:
+        error = (folder / trial_files.ERROR).read_text(errors="replace")
+        params = (folder / trial_files.PARAMS).stat().st_size
+    except OSError:
+        return (folder / trial_files.ERROR).exists()
+    return not error.strip() or params == 0 or any(mark in error for mark in DISK_FULL_MARKS)
+
+
+def stopped_for_want_of_space(path: str) -> bool:
+    """Whether a trial of the experiment at ``path`` (local storage) was stopped by a full disk."""
+    from analysis.load import read_final_reports
+
+    return any(failed_for_want_of_space(params.parent) and not _ended(read_final_reports(params.parent))
+               for params in Path(path).glob(f"*/{trial_files.PARAMS}"))
+
+
+def _done(folder: Path) -> bool:
+    """A trial that counts as done when a phase continues from its folders: it ended, or it
+    errored for a reason of its own (a full disk is not one)."""
+    from analysis.load import read_final_reports
+
+    if _ended(read_final_reports(folder)):
+        return True
+    return (folder / trial_files.ERROR).exists() and not failed_for_want_of_space(folder)
+
+
 def missing_points(points: list[dict[str, Any]], root: str, names: list[str]) -> list[dict[str, Any]]:
     """The points with no trial folder in any of the experiments ``names``."""
     present = set().union(*(trial_keys(f"{root}/{name}") for name in names))
@@ -134,16 +167,15 @@ def _readable(file: Path) -> bool:
     return False
 
 
-def abandon(path: str) -> None:
+def abandon(path: str, why: str = "the driver was stopped, or its disk filled, while writing it") -> None:
     """Move an unreadable Ray Tune state, and the trials it leaves unfinished, into ``.abandoned-N``.
 
     Finished (and diverged or errored) trials stay where they are and count as done; the
     phase goes on as a new experiment in the same folder for what is left, and an unfinished
-    grid trial continues from its own newest checkpoint (trial config ``resume_from``).
+    grid trial continues from its own newest checkpoint (trial config ``resume_from``). A trial
+    that errored because the disk was full is unfinished (:func:`failed_for_want_of_space`).
     """
     import shutil
-
-    from analysis.load import read_final_reports as read_reports
 
     folder = Path(path)
     target = _next_aside(folder)
@@ -152,13 +184,12 @@ def abandon(path: str) -> None:
         if item.name.startswith("."):
             continue
         if item.is_dir():
-            if _ended(read_reports(item)) or (item / "error.txt").exists():
+            if _done(item):
                 continue
             moved += 1
         shutil.move(str(item), str(target / item.name))
-    sys.stderr.write(f"spp-sweep: Ray Tune's saved state in {path} is unreadable (the driver was killed while "
-                     f"writing it); moved it and {moved} unfinished trial(s) to {target.name}/ and continuing "
-                     "from the trial folders\n")
+    sys.stderr.write(f"spp-sweep: Ray Tune's saved state in {path} cannot be resumed as it is ({why}); moved it and "
+                     f"{moved} unfinished trial(s) to {target.name}/ and continuing from the trial folders\n")
 
 
 def set_aside_strays(path: str, owned: set[str]) -> int:
@@ -173,12 +204,9 @@ def set_aside_strays(path: str, owned: set[str]) -> int:
     """
     import shutil
 
-    from analysis.load import read_final_reports as read_reports
-
     folder = Path(path)
     strays = [item for item in sorted(folder.iterdir()) if item.is_dir() and not item.name.startswith(".")
-              and (item / trial_files.PARAMS).exists() and item.name not in owned
-              and not _ended(read_reports(item)) and not (item / "error.txt").exists()]
+              and (item / trial_files.PARAMS).exists() and item.name not in owned and not _done(item)]
     if strays:
         target = _next_aside(folder)
         for item in strays:

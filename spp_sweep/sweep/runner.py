@@ -48,6 +48,7 @@ from .recovery import (
     revive_stacks,
     saved_state,
     set_aside_strays,
+    stopped_for_want_of_space,
 )
 from .stacking import plan_stacks
 from .study import MethodSearch, Study, name_problem, parse_study, read_yaml
@@ -454,13 +455,19 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
     it starts anew (after an unreadable state is moved aside, for what that state left to do)."""
     from ray import tune
 
+    from .disk_full import DiskFull, DiskFullWatch
     from .trainable import train_continual
 
     trainable = tune.with_resources(train_continual, {"cpu": study.cpu, "gpu": study.gpu})
     path = f"{root}/{phase}"
     started = time.time()  # the phase's wall clock, its fixed costs included (compute.csv)
     state = saved_state(path)
-    if state == "corrupt":
+    if state == "valid" and "://" not in root and stopped_for_want_of_space(path):
+        # Ray Tune recorded the trials the full disk stopped as ended (disk_full.py stops the
+        # whole experiment): continue them from their folders, as for an unreadable state
+        abandon(path, "the phase was stopped when its disk filled")
+        state = "corrupt"
+    elif state == "corrupt":
         abandon(path)
     if state == "valid":
         if "://" not in root:
@@ -490,7 +497,9 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
                 name=phase, storage_path=root, verbose=options.verbose, progress_reporter=_progress_reporter(),
                 failure_config=tune.FailureConfig(max_failures=study.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-                callbacks=options.trackers.callbacks(study.name, phase, root),
+                # a trial failing for want of space stops the phase at once (disk_full.py)
+                stop=(watch := DiskFullWatch()),
+                callbacks=[*options.trackers.callbacks(study.name, phase, root), watch],
             ),
         )
     if _USER_SNAPSHOT_PERIOD is None:
@@ -501,6 +510,8 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
         if "://" not in root:
             trial_files.add_phase_time(Path(root), phase, started, time.time())
     unfinished = len(results) - results.num_terminated - results.num_errors
+    if (unfinished or results.num_errors) and "://" not in root and stopped_for_want_of_space(path):
+        raise DiskFull(path)  # one line (cli.py); --resume reruns what the full disk stopped
     if interrupted or unfinished > 0:  # Ray Tune stopped on Ctrl+C: do not start the next phase
         raise SweepInterrupted(f"the sweep stopped in phase {phase} before every trial ended; "
                                "continue it with --resume")

@@ -77,6 +77,31 @@ def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Pa
     report = root / "report" / "report.md"
     assert report.exists() and "lambda_robustness.png" in report.read_text()
     assert (root / "report" / "lambda_robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if sampler == "grid":  # the files, not only the metrics: each trial's records as an uninterrupted sweep's
+        undisturbed = subprocess.run([*command, "--no-report", "--name", "undisturbed"], capture_output=True,
+                                     text=True, timeout=600)
+        assert undisturbed.returncode == 0, undisturbed.stderr[-2000:]
+        resumed_records = final_records(root)
+        assert resumed_records == final_records(tmp_path / "sweeps" / "undisturbed")
+        assert sorted(resumed_records) == [(lam, 0) for lam in lams]
+
+
+def final_records(root: Path) -> dict[tuple[float, int], dict]:
+    """Each trial's result.json from its final checkpoint, by (λ, seed), without what is the
+    clock's (seconds) rather than the run's, and its arrays' names and values."""
+    import numpy as np
+
+    found = {}
+    for params in root.glob("grid/*/params.json"):
+        spec = json.loads(params.read_text())["trial"]
+        final = [c for c in sorted(params.parent.glob("checkpoint_*")) if (c / "result.json").exists()]
+        assert len(final) == 1, params.parent  # one finished record per trial, none written twice
+        record = json.loads((final[0] / "result.json").read_text())
+        record.pop("seconds")
+        arrays = sorted(final[0].glob("*.npz"))
+        record["arrays"] = {f.name: {k: v.tolist() for k, v in np.load(f).items()} for f in arrays}
+        found[(spec["params"]["lam"], spec["seed"])] = record
+    return found
 
 
 def test_ctrl_c_stops_the_sweep_without_starting_more_and_resume_finishes_it(tmp_path: Path) -> None:
@@ -130,3 +155,43 @@ def test_ray_tunes_progress_is_a_compact_table_and_the_summary_ends_the_log(tmp_
     assert len(log.splitlines()) < 80
     tail = done.stdout.rstrip().splitlines()
     assert tail[-1].startswith("results: ") and any(line.startswith("  spp ") for line in tail[-5:])
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 20 MB tmpfs with about 1.2 MB left free (needs root to mount; skipped elsewhere)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        free_kib = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize // 1024
+        with open(disk / "filler", "wb") as filler:
+            filler.write(b"\0" * ((free_kib - 1200) * 1024))
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_finishes_it_once_there_is_space(
+        tmp_path: Path, small_disk: Path) -> None:
+    study = {"name": "full", "benchmark": "split_digits", "fixed": {"epochs": 2}, "stack": "off",
+             "methods": {"spp": {"space": {"lam": [0.5, 1.0, 2.0, 4.0]}}}, "seeds": 2, "resources": {"cpu": 1}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    command = [sys.executable, "-m", "spp_sweep", "sweep", str(path), "--quiet", "--no-report", "--storage",
+               str(small_disk)]
+    started = time.time()
+    full = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    ours = [line for line in full.stderr.splitlines() if line.startswith("spp-sweep:")]
+    assert full.returncode == 2 and len(ours) == 1 and "the disk is full" in ours[0] and "--resume" in ours[0]
+    assert "EOFError" not in full.stderr
+    assert time.time() - started < 240  # stopped at the first trial the disk failed, not after every retry
+    (small_disk / "filler").unlink()
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    trials = load_trials(small_disk / "full")
+    assert sorted(zip(trials["lam"], trials["seed"])) == [(lam, s) for lam in (0.5, 1.0, 2.0, 4.0) for s in (0, 1)]
+    assert set(trials["status"]) == {"finished"} and "damaged" not in resumed.stderr
+    for folder in map(Path, trials["path"]):  # nothing there looks complete and is not
+        assert all(f.stat().st_size > 0 for f in folder.rglob("*") if f.is_file() and f.suffix in (".json", ".pt"))
