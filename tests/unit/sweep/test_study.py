@@ -194,3 +194,27 @@ def test_a_studys_plan_is_what_analysis_reads_without_the_study_parser(tmp_path)
     assert trial_files.read_plan(tmp_path) == plan and _older_plan(tmp_path) is None
     (tmp_path / trial_files.PLAN).write_text("{not json")
     assert trial_files.read_plan(tmp_path) is None
+
+
+def test_a_yaml_alias_bomb_is_refused_in_a_second_without_building_it(tmp_path: Path) -> None:
+    import time
+
+    levels = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for previous, name in zip("abcdefg", "bcdefgh"):  # 9^8 = 43 million values from a few hundred bytes
+        levels.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join([*levels, "name: bomb", "benchmark: split_digits", "methods: [spp]"]) + "\n")
+    started = time.time()
+    with pytest.raises(StudyError, match="aliases"):
+        load_study(path)
+    assert time.time() - started < 5 and len(path.read_bytes()) < 1000
+
+
+def test_every_value_of_every_dimension_is_checked_however_large_the_grid() -> None:
+    # 300 λ values x 2 batch sizes: the bad batch size is the later dimension's second value
+    space = {"lam": [float(i + 1) for i in range(300)], "batch_size": [32, 0]}
+    with pytest.raises(StudyError, match="batch_size=0 is invalid"):
+        parse_study({"benchmark": "split_digits", "methods": {"spp": {"space": space}}})
+    with pytest.raises(StudyError, match="lr"):
+        parse_study({"benchmark": "split_digits",
+                     "methods": {"spp": {"space": {"lam": [float(i + 1) for i in range(300)], "lr": [0.1, -1.0]}}}})
