@@ -284,6 +284,8 @@ def _add_recommend(commands: Any) -> None:
     recommend.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                            help="a run setting for every trial, e.g. --set epochs=5 or --set model=vgg9")
     _add_ray_options(recommend)
+    recommend.add_argument("--stack", type=_stack_setting, help="configurations per trial as one batched model, "
+                           "in the TPE search (suggested a batch at a time) and the λ curve: auto (default), off or N")
     recommend.add_argument("--storage", default="results/recommend", help="results folder (default results/recommend)")
     recommend.add_argument("--name", help="results go to STORAGE/NAME (default: from DATA)")
     recommend.add_argument("--resume", action="store_true", help="continue an interrupted recommendation")

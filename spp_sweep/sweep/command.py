@@ -141,6 +141,7 @@ def recommend_command(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, verbose=0 if args.quiet else 1,
         trackers=trackers_from(args), protocol=args.protocol, first_tasks=args.first_tasks, tune_on=args.tune_on,
         tune_on_options=tuple(args.tune_on_option), compare=args.compare, tolerance=args.tolerance,
+        stack=args.stack if args.stack is not None else "auto",
     )
     report = recommend(options)
     print(f"\n{report.read_text().split(chr(10) + '## Ranking')[0].strip()}")

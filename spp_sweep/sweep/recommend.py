@@ -73,6 +73,7 @@ class RecommendOptions:
     gpus_per_trial: float | None = None
     verbose: int = 1
     trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B for both sweeps
+    stack: str | int = "auto"  # configurations per trial as one batched model (a study's stack:)
     protocol: str = "end_of_training"  # what selection may see (study.PROTOCOLS)
     first_tasks: int = 2  # first_tasks: the tasks selection sees
     tune_on: str | None = None  # transfer: the benchmark to tune on (any DATA form)
@@ -138,7 +139,7 @@ def search_study(options: RecommendOptions, name: str) -> Study:
         "search": {"sampler": "tpe", "seed": 0, "num_samples": options.budget, "metric": "val_acc"},
         "seeds": [0], "final": {"seeds": options.seeds},
         "resources": {"cpu": options.cpus_per_trial or 1, "gpu": options.gpus_per_trial or 0},
-        "storage": options.storage, "selection": selection,
+        "storage": options.storage, "selection": selection, "stack": options.stack,
     }
     if options.max_concurrent:
         data["max_concurrent"] = options.max_concurrent

@@ -261,7 +261,10 @@ def done_trials(path: str) -> list[tuple[dict[str, Any], float]]:
     for params in sorted(Path(path).glob("*/params.json")) if "://" not in path else []:
         reports = read_reports(params.parent)
         if _ended(reports):
-            score = reports[-1].get("score")
-            done.append((json.loads(params.read_text())["trial"]["params"],
-                         float(score) if score is not None else -1.0))
+            spec = json.loads(params.read_text())["trial"]
+            # a batched phase's stacked trial (batched_search.py): each member's values and score
+            pairs = zip(spec["members"], reports[-1].get("members", [])) if "members" in spec else [(spec, reports[-1])]
+            for member, values in pairs:
+                score = values.get("score")
+                done.append((member["params"], float(score) if score is not None else -1.0))
     return done

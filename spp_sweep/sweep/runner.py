@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -50,7 +51,7 @@ from .recovery import (
     set_aside_strays,
     stopped_for_want_of_space,
 )
-from .stacking import plan_stacks
+from .stacking import optuna_batch, plan_stacks
 from .study import MethodSearch, Study, name_problem, parse_study, read_yaml
 from .trackers import Trackers
 
@@ -331,7 +332,7 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     for method in [m for m in study.methods if study.searched_by_optuna(m)]:
         phase = f"optuna-{method.method}"
         _run_phase(study, root, phase, functools.partial(_optuna_space, study, method, extra),
-                   _optuna_searcher(study, method, f"{root}/{phase}"), options)
+                   _optuna_searcher(study, method, f"{root}/{phase}", options.verbose > 0), options)
         phases.append(phase)
     if study.final_seeds:
         points = _final_points(study, root, phases)
@@ -352,12 +353,7 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
     """
     def stacked(left: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Grid points into stacked trials (stacking.py), saying how once per phase."""
-        import ray
-
-        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // study.cpu)) if study.gpu == 0 else \
-            max(1, int(ray.cluster_resources().get("GPU", 1) // study.gpu))
-        slots = min(slots, study.max_concurrent or slots)
-        plan = plan_stacks(study, left, part, slots)
+        plan = plan_stacks(study, left, part, _slots(study))
         if plan.summary and options.verbose:
             print(f"{phase}: {plan.summary}", flush=True)
         return plan.specs
@@ -382,6 +378,15 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
     return names
 
 
+def _slots(study: Study) -> int:
+    """How many trials of this study the cluster runs at once."""
+    import ray
+
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // study.cpu)) if study.gpu == 0 else \
+        max(1, int(ray.cluster_resources().get("GPU", 1) // study.gpu))
+    return min(slots, study.max_concurrent or slots)
+
+
 def _grid_space(study: Study, points: list[dict[str, Any]], extra: dict[str, Any],
                 part: dict[str, Any]) -> dict[str, Any] | None:
     """The param space of a grid experiment over ``points`` on ``part``'s data (None: nothing left)."""
@@ -398,7 +403,8 @@ def _optuna_space(study: Study, method: MethodSearch, extra: dict[str, Any]) -> 
     return {"trial": spec, "study": study.selection_part(), "metric": study.metric, **extra}
 
 
-def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[[], tuple[Any, int]]:
+def _optuna_searcher(study: Study, method: MethodSearch, path: str,
+                     verbose: bool = True) -> Callable[[], tuple[Any, int]]:
     """OptunaSearch given its space as Optuna distributions (keys ``trial/params/NAME``), and
     how many trials are left to run.
 
@@ -417,13 +423,26 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str) -> Callable[
         from ray.tune.search.optuna import OptunaSearch
 
         space = {f"trial/params/{key}": dim.optuna_distribution() for key, dim in method.space.items()}
+        done = done_trials(path)
+        left = study.num_samples - len(done)
+        batch, why = optuna_batch(study, method, study.selection_part(), _slots(study), left)
+        if why and verbose:
+            print(f"optuna-{method.method}: {why}", flush=True)
         sampler: optuna.samplers.BaseSampler
         if study.sampler == "tpe":
             startup = min(10, max(3, study.num_samples // 3))
-            sampler = optuna.samplers.TPESampler(seed=study.sampler_seed, n_startup_trials=startup)
+            # batched: asked but untold configurations count as poor, so one batch spreads out
+            sampler = optuna.samplers.TPESampler(seed=study.sampler_seed, n_startup_trials=startup,
+                                                 constant_liar=batch > 1)
         else:
             sampler = optuna.samplers.RandomSampler(seed=study.sampler_seed)
-        done = done_trials(path)
+        if batch > 1:
+            from .batched_search import BatchedOptunaSearch
+
+            base = study.trial_spec(method, {}, study.seeds[0])
+            batched = BatchedOptunaSearch(space, sampler, base, batch, study.num_samples, done,
+                                          **_optuna_storage(path))
+            return batched, math.ceil(left / batch)
         points = [{f"trial/params/{k}": v for k, v in params.items()} for params, _ in done]
         searcher = OptunaSearch(space=space, metric="score", mode="max", sampler=sampler,
                                 points_to_evaluate=points or None,

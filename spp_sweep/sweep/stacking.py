@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ResolvedRunConfig, RunConfig
-from .study import Study, run_settings
+from .study import MethodSearch, Study, run_settings
 
 # What one member holds besides its activations, in copies of its parameters: weights,
 # gradients, importance, anchor, last importance, a momentum buffer, SI's three path tensors,
@@ -175,3 +175,43 @@ def available_memory() -> float:
     except OSError:
         pass
     return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+# auto, in an Optuna phase: each slot runs at least this many batches one after another, so the
+# sampler suggests later batches knowing the earlier ones' results (bench/batched_tpe.py measures
+# what batching costs in quality).
+AUTO_ROUNDS = 2
+
+
+def optuna_batch(study: Study, method: MethodSearch, part: Mapping[str, Any], slots: int, left: int) -> tuple[int, str]:
+    """(how many configurations an Optuna phase of ``method`` suggests at once and trains as one
+    stacked trial, why): 1 where stacking is off, an ASHA scheduler stops trials (it would stop
+    a whole stack), a searched value changes what members share, or the model is refused."""
+    if study.stack == "off" or study.scheduler or left < 2:
+        return 1, ""
+    from ..methods import get_method
+    from ..stacked import MEMBER_SETTINGS, stack_refusal
+
+    stackable = {*MEMBER_SETTINGS, *get_method(method.method).stackable_options}
+    apart = sorted(set(method.space) - stackable)
+    if apart:
+        return 1, f"not batched: a stack's members may differ only in {', '.join(sorted(stackable))}, and " \
+                  f"{', '.join(apart)} is searched"
+    config = RunConfig.from_dict(run_settings(part, study.trial_spec(method, {}, study.seeds[0]))).resolved()
+    refusal = stack_refusal(config)
+    if refusal:
+        return 1, f"not batched: {refusal}"
+    per_member, parameters = member_size(config)
+    if study.stack == "auto" and study.gpu == 0 and parameters > CPU_STACK_MAX_PARAMETERS:
+        return 1, (f"not batched: on a CPU, auto stacks members of at most {CPU_STACK_MAX_PARAMETERS:,} parameters "
+                   f"and this model has {parameters:,} (stack: N forces it)")
+    cap, why = member_cap(per_member, study)
+    if isinstance(study.stack, int):
+        size, why = min(cap, study.stack), f"stack: {study.stack} in the study" if study.stack <= cap else why
+    else:
+        size, why = min(cap, max(1, math.ceil(left / (slots * AUTO_ROUNDS)))), \
+            f"auto: {left} configurations over {slots} slot(s), at least {AUTO_ROUNDS} batches each"
+    if size < 2:
+        return 1, f"not batched ({why})"
+    return size, (f"batched search: {left} configurations, {size} suggested at a time (constant-liar TPE) and "
+                  f"trained as one stacked trial ({why})")

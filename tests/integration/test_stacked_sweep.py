@@ -120,3 +120,32 @@ def test_a_killed_stacked_trial_and_an_unreadable_state_resume(tmp_path: Path, r
     revived = Path(after.loc[0, "path"]).parent
     assert fresh_reports(str(revived)) == [5]  # continued from its checkpoint after task 4, as one stack
     assert [m["accuracy_matrix"] for m in read_reports(revived)[-1]["members"]] == matrices
+
+
+def test_a_batched_tpe_phase_trains_its_suggestions_stacked_and_tells_each_one_back(tmp_path: Path, ray_local) -> None:
+    """stack: 3 in a TPE phase: 7 configurations in 3 trials (3, 3, 1), one row per configuration,
+    each an Optuna trial of its own with the member's score; a configuration's numbers equal those
+    of the same configuration trained alone."""
+    study = study_of(tmp_path, methods={"spp": {"space": {"lam": {"loguniform": [0.1, 100.0]},
+                                                          "lr": {"loguniform": [0.01, 0.3]}}}},
+                     search={"sampler": "tpe", "seed": 4, "num_samples": 7, "metric": "val_acc"}, stack=3,
+                     fixed={"epochs": 1, "validation": 0.2})
+    outcome = run_sweep(study, QUIET)
+    trials = load_trials(outcome.root)
+    assert len(trials) == 7 and trials["trial_id"].is_unique and set(trials["status"]) <= {"finished", "diverged"}
+    assert sorted(trials.groupby("stack", dropna=False).size().tolist()) == [1, 3, 3]  # the last one alone
+    assert len({(round(a, 9), round(b, 9)) for a, b in zip(trials["lam"], trials["lr"])}) == 7
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalStorage(JournalFileBackend(f"{outcome.root}/optuna-spp/optuna.journal"))
+    kept = optuna.load_study(study_name="optuna-spp", storage=journal)
+    told = sorted((round(t.params["trial/params/lam"], 9), t.value) for t in kept.trials
+                  if t.state == optuna.trial.TrialState.COMPLETE)
+    assert told == sorted((round(lam, 9), score) for lam, score in zip(trials["lam"], trials["score"]))
+    finished = trials[trials["status"] == "finished"].iloc[0]
+    alone = run_experiment(RunConfig.from_dict({"method": "spp", "benchmark": "split_digits", "epochs": 1,
+                                                "validation": 0.2, "seed": 0, "lr": finished["lr"],
+                                                "method_options": {"lam": finished["lam"]}}))
+    assert abs(alone.metrics["acc"] - finished["acc"]) <= ACCURACY_TOLERANCE

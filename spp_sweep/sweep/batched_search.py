@@ -1,0 +1,72 @@
+"""A Bayesian search that suggests several configurations at once and trains them as one stack.
+
+Ray Tune's ``OptunaSearch`` gives each trial one configuration. ``BatchedOptunaSearch`` drives
+Optuna's ask-and-tell interface itself: for each Ray trial it asks the sampler for K
+configurations (TPE with ``constant_liar``, so that configurations asked but not yet told count
+as poor and a batch spreads out instead of repeating one point), returns them as one stacked
+trial (``stacking.stacked_spec``), and tells each member's own score back when the trial ends.
+Optuna's study is the one in ``PHASE/optuna.journal`` (as for unbatched phases), so
+``optuna-dashboard`` sees one Optuna trial per configuration. Ray Tune saves this searcher with
+its experiment: a resumed phase knows which Optuna trials each Ray trial holds (a restarted
+trial keeps its configuration, which Ray Tune saved).
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+
+from .stacking import stacked_spec
+
+PREFIX = "trial/params/"  # how the unbatched phases name a searched value in Optuna (and the reports read)
+
+
+class BatchedOptunaSearch(Searcher):
+    """Suggests ``batch`` configurations per trial until ``budget`` configurations are asked."""
+
+    def __init__(self, space: dict[str, Any], sampler: optuna.samplers.BaseSampler, base: dict[str, Any],
+                 batch: int, budget: int, done: list[tuple[dict[str, Any], float]],
+                 storage: Any = None, study_name: str | None = None) -> None:
+        super().__init__(metric="score", mode="max")
+        self._space, self._base, self._batch, self._budget = space, base, batch, budget
+        self._study = optuna.create_study(direction="maximize", sampler=sampler, storage=storage,
+                                          study_name=study_name, load_if_exists=storage is not None)
+        for params, score in done:  # finished before an unreadable state was moved aside: told, counted
+            self._study.add_trial(optuna.trial.create_trial(
+                params={f"{PREFIX}{k}": v for k, v in params.items()}, distributions=space, value=score))
+        self._asked = len(done)
+        self._pending: dict[str, list[int]] = {}  # Ray trial id -> its members' Optuna trial numbers
+
+    def suggest(self, trial_id: str) -> Any:
+        """The next trial's config ({"trial": spec}), or Searcher.FINISHED (a string, which Ray's
+        own annotation of this method leaves out) once the budget is asked."""
+        left = self._budget - self._asked
+        if left <= 0:
+            return Searcher.FINISHED
+        asked = [self._study.ask(self._space) for _ in range(min(self._batch, left))]
+        self._asked += len(asked)
+        self._pending[trial_id] = [trial.number for trial in asked]
+        members = [{**self._base, "params": {name[len(PREFIX):]: value for name, value in trial.params.items()}}
+                   for trial in asked]
+        return {"trial": stacked_spec(members) if len(members) > 1 else members[0]}
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        numbers = self._pending.pop(trial_id, [])
+        values = (result or {}).get("members") or ([result] if result else [])
+        for k, number in enumerate(numbers):
+            score = values[k].get("score") if k < len(values) and not error else None
+            if score is None:
+                self._study.tell(number, state=optuna.trial.TrialState.FAIL)
+            else:
+                self._study.tell(number, float(score))
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(self.__dict__.copy(), file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as file:  # the experiment's own state (provenance.py checks the folder)
+            self.__dict__.update(pickle.load(file))

@@ -1,0 +1,72 @@
+"""Batched Bayesian search: how many configurations an Optuna phase suggests at once, and the
+searcher that asks Optuna for a stack and tells each member's score back (no Ray session)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from spp_sweep.sweep.batched_search import BatchedOptunaSearch
+from spp_sweep.sweep.stacking import optuna_batch
+from spp_sweep.sweep.study import parse_study
+
+SPACE = {"lam": {"loguniform": [0.1, 100.0]}, "lr": {"loguniform": [0.001, 0.1]}}
+
+
+def batch(slots: int = 2, left: int = 12, **study: object) -> tuple[int, str]:
+    values = {"benchmark": "split_digits", "methods": {"spp": {"space": SPACE}},
+              "search": {"sampler": "tpe", "num_samples": left}, **study}
+    parsed = parse_study(values)
+    return optuna_batch(parsed, parsed.methods[0], parsed.selection_part(), slots, left)
+
+
+def test_auto_batches_so_that_each_slot_runs_at_least_two_batches() -> None:
+    assert batch(slots=2, left=12)[0] == 3  # 12 configurations, 2 slots, 2 batches each
+    assert batch(slots=1, left=12)[0] == 6
+    assert batch(slots=8, left=12)[0] == 1  # enough slots for one configuration per trial
+    size, why = batch(slots=2, left=12)
+    assert "12 configurations, 3 suggested at a time" in why and "constant-liar" in why
+
+
+def test_a_number_off_an_asha_scheduler_and_unstackable_values_decide_the_batch() -> None:
+    assert batch(stack=4)[0] == 4
+    assert batch(stack="off") == (1, "")
+    assert batch(scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2})[0] == 1
+    size, why = batch(methods={"spp": {"space": {**SPACE, "batch_size": [32, 64]}}})
+    assert size == 1 and "batch_size is searched" in why
+
+
+def searcher(budget: int = 5, batch_size: int = 2) -> BatchedOptunaSearch:
+    space = {f"trial/params/{k}": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True) for k in ("lam", "lr")}
+    base = {"method": "spp", "seed": 0, "options": {}, "params": {}}
+    return BatchedOptunaSearch(space, optuna.samplers.TPESampler(seed=0, constant_liar=True), base, batch_size,
+                               budget, done=[({"lam": 0.5, "lr": 0.01}, 0.7)])
+
+
+def test_the_searcher_asks_a_stack_tells_each_member_and_stops_at_the_budget(tmp_path) -> None:
+    search = searcher(budget=4)  # one configuration told already (a phase continued): 3 left
+    first = search.suggest("t1")["trial"]
+    assert len(first["members"]) == 2 and {m["seed"] for m in first["members"]} == {0}
+    assert all(set(m["params"]) == {"lam", "lr"} for m in first["members"])
+    second = search.suggest("t2")["trial"]  # the budget's last configuration: one, not a stack
+    assert "members" not in second and set(second["params"]) == {"lam", "lr"}
+    assert search.suggest("t3") == "FINISHED"
+    search.on_trial_complete("t1", {"members": [{"score": 0.9}, {"score": -1.0}]})
+    search.on_trial_complete("t2", None, error=True)
+    states = [(t.state.name, t.value) for t in search._study.trials]
+    assert states == [("COMPLETE", 0.7), ("COMPLETE", 0.9), ("COMPLETE", -1.0), ("FAIL", None)]
+    path = tmp_path / "searcher.pkl"
+    search.save(str(path))
+    restored = searcher(budget=4)
+    restored.restore(str(path))
+    assert len(restored._study.trials) == 4 and restored.suggest("t4") == "FINISHED"
+
+
+@pytest.mark.parametrize("told", [0, 1])
+def test_suggestions_within_a_batch_differ(told: int) -> None:
+    search = searcher(budget=40, batch_size=8)
+    for k in range(told):
+        trial = search.suggest(f"warm{k}")
+        search.on_trial_complete(f"warm{k}", {"members": [{"score": 0.5}] * len(trial["trial"]["members"])})
+    members = search.suggest("batch")["trial"]["members"]
+    assert len({round(m["params"]["lam"], 9) for m in members}) == 8
