@@ -188,6 +188,8 @@ def compute_spent(trials: pd.DataFrame, root: str | Path | None = None) -> pd.Da
     checkpoints included); for a sweep without that file, the span from the first trial's start
     to the last trial's report, which leaves those fixed costs out (``wall_from`` says which).
     A stacked trial's rows each carry a share of its time, so its start is its end less the whole.
+    With ``root``, a first row ``start-up`` holds what each command spent before its first phase
+    (interpreter, imports, Ray's start), so the rows add up to the commands' wall time.
     """
     columns = ["phase", "trials", "trial_tasks", "trial_seconds", "wall_seconds", "wall_from"]
     if trials.empty:
@@ -205,4 +207,8 @@ def compute_spent(trials: pd.DataFrame, root: str | Path | None = None) -> pd.Da
         rows.append({"phase": phase, "trials": len(group), "trial_tasks": int(group["tasks_done"].sum()),
                      "trial_seconds": float(group["time_total_s"].sum()), "wall_seconds": float(wall),
                      "wall_from": "driver" if spans else "trials"})
+    if trial_files.STARTUP_PHASE in clock:  # the commands' own start-up: no trials, wall time only
+        rows.insert(0, {"phase": trial_files.STARTUP_PHASE, "trials": 0, "trial_tasks": 0, "trial_seconds": 0.0,
+                        "wall_seconds": float(sum(end - start for start, end in clock[trial_files.STARTUP_PHASE])),
+                        "wall_from": "driver"})
     return pd.DataFrame(rows, columns=columns)

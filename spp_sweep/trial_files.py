@@ -35,6 +35,9 @@ STUDY = "study.yaml"  # a sweep's root: the study as it was started (--resume re
 # A sweep's root: per phase, the driver's wall clock around each Ray Tune experiment it ran for
 # it (a resumed phase adds a span): {phase: [[started, ended], ...]} in seconds since the epoch.
 PHASE_TIMES = "phase_times.json"
+# its span for what each sweep command spent before its first phase: the interpreter, imports,
+# checks and Ray's start (one span per command, so a resumed sweep adds its own)
+STARTUP_PHASE = "start-up"
 OPTUNA_JOURNAL = "optuna.journal"  # an Optuna phase's folder: its Optuna study (optuna-dashboard opens it)
 
 

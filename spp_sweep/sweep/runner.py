@@ -323,6 +323,8 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     if options.trackers.tensorboard and options.verbose:
         print(f"TensorBoard: tensorboard --logdir {options.trackers.tensorboard_folder(root, study.name)}  "
               "(one run per configuration; step = task; pip install 'spp-sweep[tensorboard]')", flush=True)
+    if "://" not in root:  # the command's own start-up (interpreter, imports, Ray), so compute.csv adds up
+        trial_files.add_phase_time(Path(root), trial_files.STARTUP_PHASE, _unaccounted_since(), time.time())
     extra = dict(extra_config or {})
     phases: list[str] = []
     grid_methods = [m for m in study.methods if not study.searched_by_optuna(m)]
@@ -339,7 +341,19 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
         phases += _run_grid(study, root, "final", points, extra, options, study.selection_part())
         if study.evaluates_apart:
             phases += _run_grid(study, root, "evaluate", points, extra, options, study.study_part())
+    _ACCOUNTED_UNTIL.append(time.time())
     return SweepOutcome(root=root, study=study, phases=phases)
+
+
+_ACCOUNTED_UNTIL: list[float] = []  # when this process's last sweep ended its phases (recommend runs several)
+
+
+def _unaccounted_since() -> float:
+    """Where compute.csv's start-up span begins: this process's start, or the end of the phases
+    of the sweep it ran before (so that no second is counted twice)."""
+    import psutil  # a dependency of Ray's
+
+    return _ACCOUNTED_UNTIL[-1] if _ACCOUNTED_UNTIL else float(psutil.Process().create_time())
 
 
 # -- phases -------------------------------------------------------------------------------------

@@ -63,7 +63,8 @@ def test_first_tasks_selection_sees_only_the_first_tasks(tmp_path: Path, ray_loc
     assert list(spent.index) == ["grid", "final", "evaluate"] and (spent["wall_seconds"] > 0).all()
     assert set(spent["wall_from"]) == {"trials"}  # no sweep folder given: from the trials' own times
     clocked = compute_spent(first, first_root).set_index("phase")  # the driver's clock: fixed costs too
-    assert set(clocked["wall_from"]) == {"driver"} and (clocked["wall_seconds"] >= spent["wall_seconds"]).all()
+    assert set(clocked["wall_from"]) == {"driver"} and list(clocked.index) == ["start-up", *spent.index]
+    assert (clocked.loc[spent.index, "wall_seconds"] >= spent["wall_seconds"]).all()
 
 
 def test_transfer_tunes_on_one_benchmark_and_evaluates_on_the_other(tmp_path: Path, ray_local) -> None:

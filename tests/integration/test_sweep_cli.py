@@ -195,3 +195,24 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_finishes_it_once_the
     assert set(trials["status"]) == {"finished"} and "damaged" not in resumed.stderr
     for folder in map(Path, trials["path"]):  # nothing there looks complete and is not
         assert all(f.stat().st_size > 0 for f in folder.rglob("*") if f.is_file() and f.suffix in (".json", ".pt"))
+
+
+def test_compute_spent_adds_up_to_the_commands_wall_time(tmp_path: Path) -> None:
+    """The driver's clock per phase plus the command's start-up (interpreter, imports, Ray) is the
+    whole command but its last seconds (the summary, Ray's shutdown, the interpreter's exit)."""
+    from analysis.selection import compute_spent
+
+    study = {"name": "clocked", "benchmark": "split_digits", "fixed": {"epochs": 2},
+             "methods": {"spp": {"space": {"lam": [1.0, 4.0]}}, "finetune": {}}, "final": {"seeds": 2},
+             "seeds": 1, "resources": {"cpu": 1}, "storage": str(tmp_path)}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", str(path), "--quiet", "--no-report"],
+                          capture_output=True, text=True, timeout=600)
+    wall = time.time() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    spent = compute_spent(load_trials(tmp_path / "clocked"), tmp_path / "clocked")
+    assert list(spent["phase"]) == ["start-up", "grid", "final"] and set(spent["wall_from"]) == {"driver"}
+    assert spent.loc[0, "wall_seconds"] > 1 and spent.loc[0, "trials"] == 0  # Ray's start is not free
+    assert 0 <= wall - spent["wall_seconds"].sum() < 5, (wall, spent.to_string())
