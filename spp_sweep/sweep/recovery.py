@@ -27,34 +27,50 @@ def _ended(reports: list[dict[str, Any]]) -> bool:
 DISK_FULL_MARKS = ("No space left on device", "[Errno 28]", "[errno 28]", "Disk quota exceeded", "[Errno 122]")
 
 
+def _configuration_reads(folder: Path) -> bool:
+    try:
+        json.loads((folder / trial_files.PARAMS).read_text())["trial"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
 def failed_for_want_of_space(folder: Path) -> bool:
-    """Whether a trial folder is what a full disk left: its error says so, or its error or
-    parameter file is empty (the disk filled while Ray wrote them). Such a trial is not done:
-    it is rerun (continuing from its checkpoints) once there is space, not kept as errored."""
+    """Whether a trial folder is what a full disk (or a writer stopped mid-file) left: its
+    configuration file is empty or cut, or its error says the disk was full or is empty (the
+    disk filled while Ray wrote it). Such a trial is not done: it is rerun (continuing from its
+    checkpoints where its configuration reads) once there is space, not kept as errored."""
+    if not _configuration_reads(folder):
+        return True
+    if not (folder / trial_files.ERROR).exists():
+        return False
     try:
         error = (folder / trial_files.ERROR).read_text(errors="replace")
-        params = (folder / trial_files.PARAMS).stat().st_size
     except OSError:
-        return (folder / trial_files.ERROR).exists()
-    return not error.strip() or params == 0 or any(mark in error for mark in DISK_FULL_MARKS)
+        return True
+    return not error.strip() or any(mark in error for mark in DISK_FULL_MARKS)
 
 
 def stopped_for_want_of_space(path: str) -> bool:
-    """Whether a trial of the experiment at ``path`` (local storage) was stopped by a full disk."""
+    """Whether the experiment at ``path`` (local storage) holds a trial that a full disk stopped,
+    or one whose configuration file does not read (Ray Tune's restore would not mend it, and the
+    trial would be lost from every table)."""
     from analysis.load import read_final_reports
 
-    return any(failed_for_want_of_space(params.parent) and not _ended(read_final_reports(params.parent))
-               for params in Path(path).glob(f"*/{trial_files.PARAMS}"))
+    folders = [params.parent for params in Path(path).glob(f"*/{trial_files.PARAMS}")]
+    return any(not _configuration_reads(folder) or
+               (failed_for_want_of_space(folder) and not _ended(read_final_reports(folder))) for folder in folders)
 
 
 def _done(folder: Path) -> bool:
-    """A trial that counts as done when a phase continues from its folders: it ended, or it
-    errored for a reason of its own (a full disk is not one)."""
+    """A trial that counts as done when a phase continues from its folders: its configuration
+    reads (a params.json cut by a full disk does not, and its point runs again), and it ended
+    or errored for a reason of its own (a full disk is not one)."""
     from analysis.load import read_final_reports
 
-    if _ended(read_final_reports(folder)):
-        return True
-    return (folder / trial_files.ERROR).exists() and not failed_for_want_of_space(folder)
+    if failed_for_want_of_space(folder):
+        return False
+    return _ended(read_final_reports(folder)) or (folder / trial_files.ERROR).exists()
 
 
 def missing_points(points: list[dict[str, Any]], root: str, names: list[str]) -> list[dict[str, Any]]:
@@ -253,8 +269,10 @@ def _next_aside(folder: Path) -> Path:
     return target
 
 
-def done_trials(path: str) -> list[tuple[dict[str, Any], float]]:
-    """(searched values, score) of the trials that ended in an experiment folder (local only)."""
+def done_trials(path: str, metric: str = "acc") -> list[tuple[dict[str, Any], float]]:
+    """(searched values, score) of every configuration that ended in an experiment folder (local
+    only; a stack's members one by one). A final report rebuilt from a checkpoint (its report
+    file was cut) has no score: it is the ``metric`` there, as the trial would have reported it."""
     from analysis.load import read_final_reports as read_reports
 
     done = []
@@ -265,6 +283,16 @@ def done_trials(path: str) -> list[tuple[dict[str, Any], float]]:
             # a batched phase's stacked trial (batched_search.py): each member's values and score
             pairs = zip(spec["members"], reports[-1].get("members", [])) if "members" in spec else [(spec, reports[-1])]
             for member, values in pairs:
-                score = values.get("score")
-                done.append((member["params"], float(score) if score is not None else -1.0))
+                done.append((member["params"], _score(values, metric)))
     return done
+
+
+def _score(values: dict[str, Any], metric: str) -> float:
+    """A configuration's score as the trainable reports it (trainable._score): the metric, minus
+    it where lower is better, -1 where it diverged or has none."""
+    if values.get("score") is not None:
+        return float(values["score"])
+    value = values.get(metric)
+    if values.get("status") != "finished" or not isinstance(value, int | float) or value != value:
+        return -1.0
+    return float(value) if values.get("higher_is_better", True) else -float(value)

@@ -437,7 +437,7 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str,
         from ray.tune.search.optuna import OptunaSearch
 
         space = {f"trial/params/{key}": dim.optuna_distribution() for key, dim in method.space.items()}
-        done = done_trials(path)
+        done = done_trials(path, study.metric)
         left = study.num_samples - len(done)
         batch, why = optuna_batch(study, method, study.selection_part(), _slots(study), left)
         if why and verbose:
@@ -498,7 +498,7 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
     if state == "valid" and "://" not in root and stopped_for_want_of_space(path):
         # Ray Tune recorded the trials the full disk stopped as ended (disk_full.py stops the
         # whole experiment): continue them from their folders, as for an unreadable state
-        abandon(path, "the phase was stopped when its disk filled")
+        abandon(path, "the phase was stopped when its disk filled, or a trial's files were cut short")
         state = "corrupt"
     elif state == "corrupt":
         abandon(path)

@@ -266,7 +266,11 @@ def test_a_cut_report_file_is_recovered_from_the_final_checkpoint(tmp_path: Path
     assert after[pd_columns].equals(before[pd_columns])
     recovered = load_matrices(root).sort_values(["trial_id", "after_task", "task"]).reset_index(drop=True)
     assert recovered.equals(matrices.sort_values(["trial_id", "after_task", "task"]).reset_index(drop=True))
-    assert len(done_trials(str(root / "grid"))) == 2  # the stack and fine-tuning both ended
+    done = done_trials(str(root / "grid"))  # the stack's three configurations and fine-tuning ended,
+    assert len(done) == 4  # each with its score (the metric: acc), the stack's rebuilt from its checkpoint
+    by_lam = {params.get("lam"): score for params, score in done}
+    for row in before.itertuples():
+        assert by_lam[None if row.method == "finetune" else row.lam] == row.acc
 
 
 def test_what_cannot_fit_in_memory_is_refused_before_allocating(capsys: pytest.CaptureFixture) -> None:
