@@ -195,23 +195,28 @@ def test_an_unreadable_sweep_state_resumes_from_the_trial_folders(tmp_path: Path
     assert len(list(grid.glob(".abandoned-1/experiment_state-*.json"))) == 1
 
 
-def test_an_unreadable_optuna_state_keeps_the_budget_and_what_finished(tmp_path: Path, ray_local) -> None:
+@pytest.mark.parametrize("stack", ["off", 2])
+def test_an_unreadable_optuna_state_keeps_the_budget_and_what_finished(tmp_path: Path, ray_local, stack) -> None:
+    # stack 2: the batched search (a stack of 2 and one alone); off: one configuration per trial
     study = study_of(tmp_path, methods={"spp": {"space": {"lam": {"loguniform": [0.1, 10.0]}}}}, max_concurrent=1,
-                     search={"sampler": "tpe", "seed": 2, "num_samples": 3})
+                     search={"sampler": "tpe", "seed": 2, "num_samples": 3}, stack=stack)
     outcome = run_sweep(study, QUIET)
     phase = Path(outcome.root) / "optuna-spp"
     before = load_trials(outcome.root)
     for state in [*phase.glob("experiment_state-*.json"), *phase.glob("searcher-state-*.pkl")]:
         state.write_bytes(b"")
-    lost = before.sort_values("trial_id").iloc[-1]
+    def folder(row) -> Path:  # a stacked row's path is its member folder inside the trial's
+        return Path(row["path"]).parent if row.get("stack_members", 1) > 1 else Path(row["path"])
+
+    lost = folder(before.sort_values("trial_id").iloc[-1])  # the last trial's folder is lost
     import shutil
 
-    shutil.rmtree(lost["path"])
+    shutil.rmtree(lost)
     run_sweep(study, dataclasses.replace(QUIET, resume=True))
     after = load_trials(outcome.root)
     assert len(after) == 3 and set(after["status"]) == {"finished"}  # the budget, not more
-    kept = set(before["trial_id"]) - {lost["trial_id"]}
-    assert kept <= set(after["trial_id"])
+    kept = {row["trial_id"] for _, row in before.iterrows() if folder(row) != lost}
+    assert kept and kept <= set(after["trial_id"])
     assert len(list(phase.glob(".abandoned-1/searcher-state-*.pkl"))) == 1
 
 
