@@ -27,10 +27,13 @@ W&B run id, same TensorBoard folder), and no step is logged twice.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import math
+import queue
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -272,19 +275,29 @@ class WandbSink:
 class ConfigurationTracker(Callback):
     """Ray Tune callback (on the driver): one tracker run per configuration of every trial.
 
+    The trackers' calls run in order on one background thread (``background``), so that a slow
+    store (MLflow's sqlite commits each call: about 40 ms per configuration) does not hold up the
+    driver's loop that schedules trials; the phase's end, and the process's exit, wait for them.
     Picklable (Ray Tune saves it in the experiment): the clients are made anew after a restore.
     """
 
-    def __init__(self, trackers: Trackers, sweep: str, phase: str, tensorboard: str, root: str) -> None:
+    def __init__(self, trackers: Trackers, sweep: str, phase: str, tensorboard: str, root: str,
+                 background: bool = True) -> None:
         self.trackers, self.sweep, self.phase = trackers, sweep, phase
-        self.tensorboard, self.root = tensorboard, root
+        self.tensorboard, self.root, self.background = tensorboard, root, background
         self._sinks: list[Sink] | None = None
         self._open: set[str] = set()  # configuration keys whose runs this process opened
         self._last: dict[str, int] = {}  # configuration key -> last step logged
         self._ended: set[str] = set()  # configurations whose runs were closed as finished or diverged
+        self._calls: queue.Queue[tuple[str, tuple[Any, ...]]] | None = None  # for the background thread
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_sinks": None, "_open": set()}
+        return {**self.__dict__, "_sinks": None, "_open": set(), "_calls": None}
+
+    def flush(self) -> None:
+        """Wait until every call handed to the background thread has run."""
+        if self._calls is not None:
+            self._calls.join()
 
     def get_state(self) -> dict[str, Any]:
         """Saved by Ray Tune with each experiment snapshot: a restored sweep neither logs a step
@@ -352,9 +365,30 @@ class ConfigurationTracker(Callback):
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         for key in list(self._open):  # an interrupted phase: --resume continues these runs
             self._end(key, "unfinished")
+        self.flush()
 
     def _each(self, action: str, *args: Any) -> None:
-        """Call ``action`` (open, log, close) on every sink; one that fails is reported once and left off."""
+        """Call ``action`` (open, log, close) on every sink, on the background thread where there is one."""
+        if not self.background:
+            self._call(action, args)
+            return
+        if self._calls is None:
+            self._calls = queue.Queue()
+            threading.Thread(target=self._drain, name="spp-sweep-trackers", daemon=True).start()
+            atexit.register(self.flush)  # a daemon thread is stopped at exit: finish its calls first
+        self._calls.put((action, args))
+
+    def _drain(self) -> None:
+        assert self._calls is not None
+        while True:
+            action, args = self._calls.get()
+            try:
+                self._call(action, args)
+            finally:
+                self._calls.task_done()
+
+    def _call(self, action: str, args: tuple[Any, ...]) -> None:
+        """One call on every sink; a sink that fails is reported once and left off."""
         for sink in list(self.sinks()):
             try:
                 getattr(sink, action)(*args)

@@ -49,7 +49,7 @@ STACK = {"method": "spp", "seed": 0, "params": {}, "options": {"penalty_step": "
 
 
 def tracked(sink: FakeSink) -> ConfigurationTracker:
-    tracker = ConfigurationTracker(Trackers(), "sweep", "grid", "tb", "root")
+    tracker = ConfigurationTracker(Trackers(), "sweep", "grid", "tb", "root", background=False)
     tracker._sinks = [sink]
     return tracker
 
@@ -124,6 +124,7 @@ def test_the_tracker_pickles_without_its_clients_and_a_restored_one_logs_no_step
     copy = pickle.loads(pickle.dumps(tracker))
     assert copy._sinks is None and copy._open == set() and copy.sweep == "sweep"
     restored, again = tracked(FakeSink()), FakeSink()
+    assert copy.background is False
     restored.set_state(tracker.get_state())  # what Ray Tune does on --resume
     restored._sinks = [again]
     for task in (1, 2):  # the trial retrained its second task after the restart: not logged again
@@ -153,3 +154,15 @@ def test_a_task_whose_report_never_reached_the_driver_is_logged_from_the_rows_th
                                            "validation_matrix": [[0.9, 0.0, 0.0], [0.5, 0.7, 0.0], rows[2]]})
     assert [step for _, step, _ in sink.logged] == [1, 2, 3]
     assert sink.logged[1][2] == {"running_acc": 0.7, "val_running_acc": 0.6}  # mean of row 2's first two tasks
+
+
+def test_in_the_background_the_calls_run_in_order_and_the_phase_end_waits_for_them() -> None:
+    sink = FakeSink()
+    tracker = ConfigurationTracker(Trackers(), "sweep", "grid", "tb", "root")  # background, as in a sweep
+    tracker._sinks = [sink]
+    trial = FakeTrial("abc_00009", {"trial": {"method": "spp", "seed": 0, "params": {"lam": 2.0}}})
+    for task in (1, 2):
+        tracker.on_trial_result(task, [], trial, running(task, 0.5))
+    tracker.on_trial_result(3, [], trial, final(3))
+    tracker.on_experiment_end([])
+    assert [step for _, step, _ in sink.logged] == [1, 2, 3] and sink.closed == [("grid/abc_00009", "finished")]
