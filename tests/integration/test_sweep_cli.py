@@ -163,7 +163,8 @@ def small_disk(tmp_path: Path):
     disk = tmp_path / "disk"
     disk.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
+        pytest.skip("this machine does not let the tests mount a 20 MB tmpfs (mount -t tmpfs needs root); "
+                    "the full-disk behaviour is also covered by tests/unit/sweep/test_recovery.py")
     try:
         free_kib = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize // 1024
         with open(disk / "filler", "wb") as filler:
