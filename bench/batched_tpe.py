@@ -1,7 +1,7 @@
 """What batching the Bayesian search costs in quality, and what it saves in time.
 
 An Optuna phase with ``stack:`` asks TPE for K configurations at once (constant liar) and trains
-them as one stacked model (spp_sweep/sweep/batched_search.py). TPE then learns from fewer
+them as one stacked model (spp_sweep/sweep/optuna_search.py). TPE then learns from fewer
 rounds, so for the same number of configurations it may find a worse one. This script runs the
 same search, without Ray, one configuration at a time (K = 1: ask, train, tell) and in batches
 (K = 3, 6: ask K, train them stacked, tell K), over several sampler seeds on two embedded

@@ -280,7 +280,7 @@ def done_trials(path: str, metric: str = "acc") -> list[tuple[dict[str, Any], fl
         reports = read_reports(params.parent)
         if _ended(reports):
             spec = json.loads(params.read_text())["trial"]
-            # a batched phase's stacked trial (batched_search.py): each member's values and score
+            # a batched phase's stacked trial (optuna_search.py): each member's values and score
             pairs = zip(spec["members"], reports[-1].get("members", [])) if "members" in spec else [(spec, reports[-1])]
             for member, values in pairs:
                 done.append((member["params"], _score(values, metric)))

@@ -434,7 +434,8 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str,
     """
     def build() -> tuple[Any, int]:
         import optuna
-        from ray.tune.search.optuna import OptunaSearch
+
+        from .optuna_search import BatchedOptunaSearch, JournalOptunaSearch
 
         space = {f"trial/params/{key}": dim.optuna_distribution() for key, dim in method.space.items()}
         done = done_trials(path, study.metric)
@@ -451,17 +452,15 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str,
         else:
             sampler = optuna.samplers.RandomSampler(seed=study.sampler_seed)
         if batch > 1:
-            from .batched_search import BatchedOptunaSearch
-
             base = study.trial_spec(method, {}, study.seeds[0])
             batched = BatchedOptunaSearch(space, sampler, base, batch, study.num_samples, done,
                                           **_optuna_storage(path))
             return batched, math.ceil(left / batch)
         points = [{f"trial/params/{k}": v for k, v in params.items()} for params, _ in done]
-        searcher = OptunaSearch(space=space, metric="score", mode="max", sampler=sampler,
-                                points_to_evaluate=points or None,
-                                evaluated_rewards=[score for _, score in done] or None,
-                                **_optuna_storage(path))
+        searcher = JournalOptunaSearch(space=space, metric="score", mode="max", sampler=sampler,
+                                       points_to_evaluate=points or None,
+                                       evaluated_rewards=[score for _, score in done] or None,
+                                       **_optuna_storage(path))
         return searcher, study.num_samples - len(done)
 
     return build

@@ -1,12 +1,13 @@
-"""Batched Bayesian search: how many configurations an Optuna phase suggests at once, and the
-searcher that asks Optuna for a stack and tells each member's score back (no Ray session)."""
+"""Optuna phases: how many configurations a phase suggests at once, the searcher that asks Optuna
+for a stack and tells each member's score back, and resuming from a snapshot older than the
+journal (no Ray session)."""
 
 from __future__ import annotations
 
 import optuna
 import pytest
 
-from spp_sweep.sweep.batched_search import BatchedOptunaSearch
+from spp_sweep.sweep.optuna_search import BatchedOptunaSearch, JournalOptunaSearch
 from spp_sweep.sweep.stacking import optuna_batch
 from spp_sweep.sweep.study import parse_study
 
@@ -70,3 +71,50 @@ def test_suggestions_within_a_batch_differ(told: int) -> None:
         search.on_trial_complete(f"warm{k}", {"members": [{"score": 0.5}] * len(trial["trial"]["members"])})
     members = search.suggest("batch")["trial"]["members"]
     assert len({round(m["params"]["lam"], 9) for m in members}) == 8
+
+
+def journal(path) -> dict[str, object]:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return {"storage": JournalStorage(JournalFileBackend(str(path / "optuna.journal"))), "study_name": "phase"}
+
+
+def test_a_snapshot_older_than_the_journal_replays_a_finished_trial_without_telling_it_twice(tmp_path) -> None:
+    """A driver killed after Optuna's journal recorded a trial's end but before Ray Tune saved
+    the searcher: the restored searcher holds the trial as running, and the restarted trial
+    reports its last task again (seen in CI: UpdateFinishedTrialError ended the resumed sweep)."""
+    space = {"trial/params/lam": optuna.distributions.FloatDistribution(0.1, 10.0, log=True)}
+    search = JournalOptunaSearch(space=space, metric="score", mode="max",
+                                 sampler=optuna.samplers.TPESampler(seed=0), **journal(tmp_path))
+    search.suggest("t1")
+    search.on_trial_result("t1", {"score": 0.4, "training_iteration": 1})
+    snapshot = tmp_path / "searcher.pkl"
+    search.save(str(snapshot))  # Ray Tune's last snapshot before the kill
+    search.on_trial_result("t1", {"score": 0.8, "training_iteration": 2})
+    search.on_trial_complete("t1", {"score": 0.8, "training_iteration": 2})
+
+    restored = JournalOptunaSearch(space=space, metric="score", mode="max", **journal(tmp_path))
+    restored.restore(str(snapshot))
+    restored.on_trial_result("t1", {"score": 0.8, "training_iteration": 2})  # the replayed report
+    restored.on_trial_complete("t1", {"score": 0.8, "training_iteration": 2})
+    trials = optuna.load_study(study_name="phase", storage=journal(tmp_path)["storage"]).trials
+    assert [(t.state.name, t.value, t.intermediate_values) for t in trials] == [("COMPLETE", 0.8, {1: 0.4, 2: 0.8})]
+    restored.suggest("t2")  # the search goes on
+    restored.on_trial_complete("t2", {"score": 0.5, "training_iteration": 1})
+    later = optuna.load_study(study_name="phase", storage=journal(tmp_path)["storage"]).trials
+    assert [t.value for t in later] == [0.8, 0.5]
+
+
+def test_a_batched_trial_told_before_the_snapshot_caught_up_is_not_told_again(tmp_path) -> None:
+    space = {f"trial/params/{k}": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True) for k in ("lam", "lr")}
+    base = {"method": "spp", "seed": 0, "options": {}, "params": {}}
+    search = BatchedOptunaSearch(space, optuna.samplers.TPESampler(seed=0, constant_liar=True), base, 2, 4, [],
+                                 **journal(tmp_path))
+    search.suggest("t1")
+    snapshot = tmp_path / "searcher.pkl"
+    search.save(str(snapshot))
+    search.on_trial_complete("t1", {"members": [{"score": 0.9}, {"score": 0.3}]})
+    search.restore(str(snapshot))  # t1 pending again
+    search.on_trial_complete("t1", {"members": [{"score": 0.9}, {"score": 0.3}]})
+    assert [t.value for t in search._study.trials] == [0.9, 0.3]

@@ -1,4 +1,11 @@
-"""A Bayesian search that suggests several configurations at once and trains them as one stack.
+"""The searchers of Optuna phases: Ray Tune's ``OptunaSearch`` made safe to resume, and a
+Bayesian search that suggests several configurations at once and trains them as one stack.
+
+Both keep Optuna's study in ``PHASE/optuna.journal``, which is appended to at once, while Ray
+Tune saves the searcher's own state with its experiment snapshot every few seconds. A driver
+killed between the two leaves a snapshot older than the journal: a trial the journal holds as
+finished is restored as running, restarts from its checkpoint and reports again. The journal is
+the truth: a report or an end for a trial it already finished is dropped, never told twice.
 
 Ray Tune's ``OptunaSearch`` gives each trial one configuration. ``BatchedOptunaSearch`` drives
 Optuna's ask-and-tell interface itself: for each Ray trial it asks the sampler for K
@@ -14,14 +21,39 @@ trial keeps its configuration, which Ray Tune saved).
 from __future__ import annotations
 
 import pickle
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
 
 from .stacking import stacked_spec
 
 PREFIX = "trial/params/"  # how the unbatched phases name a searched value in Optuna (and the reports read)
+
+
+class JournalOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that lets a restored trial replay results the journal already holds."""
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:  # finished before the snapshot caught up
+            self._completed_trials.add(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        open_here = ot_trial is not None and trial_id not in self._completed_trials
+        if open_here and _finished(cast(optuna.Study, self._ot_study), self._ot_trials[trial_id].number):
+            self._completed_trials.add(trial_id)  # its score is in the journal: not told a second time
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
+def _finished(study: optuna.Study, number: int) -> bool:
+    """Whether the journal (read afresh) holds Optuna trial ``number`` as ended."""
+    trials = study.get_trials(deepcopy=False)
+    return number < len(trials) and trials[number].state.is_finished()
 
 
 class BatchedOptunaSearch(Searcher):
@@ -58,10 +90,11 @@ class BatchedOptunaSearch(Searcher):
         values = (result or {}).get("members") or ([result] if result else [])
         for k, number in enumerate(numbers):
             score = values[k].get("score") if k < len(values) and not error else None
+            # skip_if_finished: told before a kill that the restored snapshot predates (see above)
             if score is None:
-                self._study.tell(number, state=optuna.trial.TrialState.FAIL)
+                self._study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             else:
-                self._study.tell(number, float(score))
+                self._study.tell(number, float(score), skip_if_finished=True)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as file:
