@@ -16,7 +16,7 @@ from .base import Benchmark, BenchmarkSpec, Task
 from .custom import arrays, image_folder, python
 from .digits import digit_domains, permuted_digits, split_digits
 from .faces import faces_to_anime
-from .mnist import permuted_mnist, split_mnist
+from .mnist import mnist_domains, permuted_mnist, split_mnist
 from .vision import caltech101, split_cifar100, visual_sequence
 
 # Defaults for MNIST follow the authors' code (lr 0.1, batch 256); they ran 50 epochs per
@@ -69,6 +69,16 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             default_model="vae",
             objective="elbo",
             model_defaults={"latent": 8, "channels": (16, 32), "fc": 64},
+            method_defaults=_VAE_METHODS,
+        ),
+        BenchmarkSpec(
+            name="mnist_domains",
+            description="continual VAE: MNIST digits 0-4 then 5-9 as two 28x28 image domains (section 4.2.4)",
+            build=mnist_domains,
+            train_defaults={"epochs": 10, "lr": 0.05, "batch_size": 64},
+            default_model="vae",
+            objective="elbo",
+            model_defaults={"latent": 16, "channels": (16, 32), "fc": 128},
             method_defaults=_VAE_METHODS,
         ),
         BenchmarkSpec(
