@@ -99,3 +99,11 @@ def test_digits_are_read_exactly_as_load_digits_gives_them():
     expected_images, expected_labels = load_digits(return_X_y=True)
     assert np.array_equal(images, expected_images) and np.array_equal(labels, expected_labels)
     assert images.dtype == expected_images.dtype and labels.dtype.kind == "i"
+
+
+def test_mnist_domains_real(data_root):
+    bench = build_benchmark("mnist_domains", {"data_root": str(data_root), "max_train_per_task": 300})
+    assert bench.n_tasks == 2 and bench.input_shape == (1, 28, 28)
+    assert [len(t.y_train) for t in bench.tasks] == [300, 300]
+    assert sum(len(t.y_test) for t in bench.tasks) == 10000
+    assert float(bench.tasks[1].x_test.max()) == 1.0 and float(bench.tasks[1].x_test.min()) == 0.0

@@ -296,3 +296,19 @@ def test_a_planted_cifar_pickle_runs_nothing(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="corrupt .*never holds"):
         build_benchmark("split_cifar100", {"data_root": str(tmp_path), **TINY})
     assert not marker.exists()
+
+
+def test_mnist_domains_are_the_files_digits_as_two_image_domains_and_a_vae_trains_on_them(tmp_path):
+    write_mnist(tmp_path)
+    bench = build_benchmark("mnist_domains", {"data_root": str(tmp_path)})
+    assert bench.n_tasks == 2 and bench.input_shape == (1, 28, 28) and bench.objective == "elbo"
+    assert [t.classes for t in bench.tasks] == [tuple(range(5)), tuple(range(5, 10))]
+    raw = (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").read_bytes()[16:]
+    first = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 28, 28)[0]  # label 0: task 1's first image
+    assert torch.allclose(bench.tasks[0].x_train[0, 0], torch.from_numpy(first / 255.0).float())
+    assert len(bench.tasks[0].y_train) == 20 and len(bench.tasks[1].y_test) == 10
+    config = RunConfig(method="spp", benchmark="mnist_domains", epochs=1, batch_size=8, seed=0,
+                       benchmark_options={"data_root": str(tmp_path)}, model_options={"latent": 2, "fc": 8})
+    result = Experiment(config).run()
+    assert result.status == "finished" and result.score_name != "accuracy" and not result.higher_is_better
+    assert np.isfinite(result.accuracy_matrix).all()
