@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .benchmarks.base import Task
 from .errors import ConfigError
 from .models import ContinualModel
-from .models.vae import VAE
+from .models.vae import VAE, negative_elbo
 
 PICTURES = 8  # images per row of Figure 5
 
@@ -139,15 +139,6 @@ def _vae(model: ContinualModel) -> VAE:
     if not isinstance(model, VAE):
         raise TypeError(f"the elbo objective needs the vae model, not {type(model).__name__}")
     return model
-
-
-def negative_elbo(recon_logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,
-                  logvar: torch.Tensor) -> torch.Tensor:
-    """Per-sample -ELBO: Bernoulli reconstruction term plus the Gaussian KL (Kingma & Welling, eq. 10)."""
-    reconstruction = F.binary_cross_entropy_with_logits(recon_logits.flatten(1), x.flatten(1),
-                                                        reduction="none").sum(1)
-    kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
-    return reconstruction + kl
 
 
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (Objective(), NegativeELBO())}

@@ -14,7 +14,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ..models import ContinualModel
-from ..models.stacked import StackedLinear
+from ..models.base import linear_input_rank
 
 
 def minibatches(n: int, batch_size: int) -> Iterator[slice]:
@@ -138,12 +138,12 @@ def true_fisher_square_sums(model: ContinualModel, head: int, x: torch.Tensor) -
 
 def _linear_forward(
     model: ContinualModel, head: int, x: torch.Tensor
-) -> tuple[list[nn.Linear | StackedLinear], dict[nn.Module, tuple[torch.Tensor, torch.Tensor]], torch.Tensor] | None:
+) -> tuple[list[nn.Module], dict[nn.Module, tuple[torch.Tensor, torch.Tensor]], torch.Tensor] | None:
     """The trunk's Linear layers, each one's (input, output) in a forward pass, and the logits;
-    None unless every shared parameter sits in an nn.Linear fed (batch, features) inputs (or a
-    stacked model's StackedLinear fed (members, batch, features))."""
-    linears = [m for shared in model.shared_modules() for m in shared.modules()
-               if isinstance(m, (nn.Linear, StackedLinear))]
+    None unless every shared parameter sits in a linear layer fed inputs of the rank it declares
+    (models.base.linear_input_rank: (batch, features) for nn.Linear, (members, batch, features)
+    for a stacked model's layers)."""
+    linears = [m for shared in model.shared_modules() for m in shared.modules() if linear_input_rank(m)]
     covered = {id(p) for m in linears for p in m.parameters()}
     if not linears or any(id(p) not in covered for p in model.shared_parameters()):
         return None
@@ -154,6 +154,6 @@ def _linear_forward(
     finally:
         for handle in handles:
             handle.remove()
-    if any(m not in seen or seen[m][0].dim() != (3 if isinstance(m, StackedLinear) else 2) for m in linears):
+    if any(m not in seen or seen[m][0].dim() != linear_input_rank(m) for m in linears):
         return None
     return linears, seen, logits

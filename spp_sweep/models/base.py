@@ -83,3 +83,14 @@ class ContinualModel(nn.Module):
         finally:
             for name, b in buffers.items():
                 b.copy_(current[name])
+
+
+def linear_input_rank(module: nn.Module) -> int | None:
+    """The rank of the inputs a linear layer takes, or None for any other module: 2 for
+    ``nn.Linear`` ((batch, features)); a layer that is linear in another layout says so with a
+    class attribute ``linear_input_rank`` (models/stacked.py's StackedLinear: 3, (members, batch,
+    features)). The vectorised importance passes (methods/gradients.py) ask this, not the class."""
+    if isinstance(module, nn.Linear):
+        return 2
+    rank = getattr(type(module), "linear_input_rank", None)
+    return rank if isinstance(rank, int) else None

@@ -28,6 +28,8 @@ STACKABLE_LAYERS = (nn.Flatten, nn.Linear, nn.ReLU, nn.Dropout)
 class StackedLinear(nn.Module):
     """K Linear layers: weight (K, out, in), bias (K, out); input (K, B, in) -> (K, B, out)."""
 
+    linear_input_rank = 3  # models.base.linear_input_rank: what the vectorised importance passes ask
+
     def __init__(self, layers: Sequence[nn.Linear]):
         super().__init__()
         self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))

@@ -48,10 +48,8 @@ class VAE(ContinualModel):
         return self.decode(self.encode(x, head)[0]).flatten(1)
 
     def negative_elbos(self, x: torch.Tensor, head: int) -> torch.Tensor:
-        """Per image, the negative ELBO at the posterior mean (objectives.negative_elbo): a
+        """Per image, the negative ELBO at the posterior mean (:func:`negative_elbo`): a
         label-free loss, SPP's alternative uncertainty for a generator (``signal=elbo``)."""
-        from ..objectives import negative_elbo
-
         mu, logvar = self.encode(x, head)
         return negative_elbo(self.decode(mu), x, mu, logvar)
 
@@ -68,6 +66,17 @@ class VAE(ContinualModel):
         yield from super().named_shared_parameters()
         for name, param in self.decoder.named_parameters():
             yield f"decoder.{name}", param
+
+
+# The VAE's likelihood lives with the model (objectives.NegativeELBO trains on it, SPP's
+# ``signal=elbo`` reads it), so that models/ never imports objectives (no import cycle).
+def negative_elbo(recon_logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,
+                  logvar: torch.Tensor) -> torch.Tensor:
+    """Per-sample -ELBO: Bernoulli reconstruction term plus the Gaussian KL (Kingma & Welling, eq. 10)."""
+    reconstruction = F.binary_cross_entropy_with_logits(recon_logits.flatten(1), x.flatten(1),
+                                                        reduction="none").sum(1)
+    kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
+    return reconstruction + kl
 
 
 def vae(input_shape: Sequence[int], head_sizes: Sequence[int], latent: int = 16,

@@ -15,7 +15,7 @@ import torch
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import Experiment
 from spp_sweep.errors import ConfigError, DataError
-from spp_sweep.objectives import negative_elbo
+from spp_sweep.models.vae import negative_elbo
 
 
 def test_negative_elbo_by_hand() -> None:

@@ -95,3 +95,11 @@ def test_no_import_cycles_at_import_time():
         if state.get(start) is None and visit(start, [start]):
             break
     assert not cycle, " -> ".join(cycle)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("spp_sweep.models")))
+def test_models_import_nothing_above_them(name):
+    """Networks are the bottom layer: objectives, methods and the engine import them, never the
+    other way round, not even inside a function (the VAE's likelihood lives in models/vae.py)."""
+    used = {m for m in _imports(name, MODULES[name], top_level_only=False) if m in MODULES}
+    assert {m for m in used if not m.startswith(("spp_sweep.models", "spp_sweep.errors", "spp_sweep.memory"))} == set()
