@@ -137,44 +137,20 @@ MIN_JUDGED_BATCHES = 8
 PROBE_METHOD = "spp"
 
 
-class Experiment:
-    """One method on one benchmark, from a random initialisation to the last task."""
+class TaskStream:
+    """What every run of the sequential-task loop shares, one configuration (:class:`Experiment`)
+    or a stack of them (stacked.StackedExperiment): the settings, the device, the tasks on it with
+    the validation split held out, the objective and output layers, the data views, the method's
+    task preparation, the mini-batch schedule and the divergence rules. Each subclass owns its
+    loop (``run``, ``train_task``, ``evaluate``, checkpoints) and its records."""
 
-    def __init__(
-        self,
-        config: RunConfig,
-        benchmark: Benchmark | None = None,
-        joint_accuracy: list[float] | None = None,
-    ):
-        self._set_stream(config.resolved(), benchmark)
-        self.joint_accuracy = joint_accuracy
-        method_cls = get_method(self.config.method)
-        torch.manual_seed(self.config.seed)
-        self.model: ContinualModel = build_model(
-            self.config.model, self.benchmark.input_shape, self.head_sizes, self.config.model_options
-        ).to(self.device)
-        self.model.head_is_shared = self.config.penalise_head
-        self.method: Method = method_cls(self.model, **self.config.method_options)
-        self.method.record_importances = self.config.save_importances
-        self.shuffle = torch.Generator().manual_seed(self.config.seed)
-        self._targets = [self._task_targets(i) for i in range(self.benchmark.n_tasks)]
-        self.rows: list[list[float]] = []
-        self.val_rows: list[list[float]] = []
-        self.importances: list[dict[str, torch.Tensor]] = []
-        self.parameters: list[dict[str, torch.Tensor]] = []
-        self.pictures: list[dict[str, torch.Tensor]] = []
-        self.probe_importances: list[dict[str, torch.Tensor]] = []
-        self.seconds = 0.0
-        self.status = "running"
-        self.diverged_task: int | None = None
-        self.diverged_reason: str | None = None
-        self.last_loss = math.nan  # mean training loss (with any penalty) of the latest epoch
-        self.initial_accuracy = self.evaluate()  # b_i of the standard FWT: the untrained model
-        self.initial_val_accuracy = self.evaluate("val") if self.has_validation else []
+    config: ResolvedRunConfig
+    method: Method
+    model: ContinualModel
 
-    def _set_stream(self, config: ResolvedRunConfig, benchmark: Benchmark | None) -> None:
+    def __init__(self, config: ResolvedRunConfig, benchmark: Benchmark | None) -> None:
         """The run's settings, device and threads, and its tasks on that device (with the
-        validation split held out), objective and output layers; shared with stacked runs."""
+        validation split held out), objective and output layers."""
         self.config = config
         self.device = select_device(config.device)
         if config.threads is not None:
@@ -186,6 +162,13 @@ class Experiment:
         self.benchmark = benchmark.to(self.device)
         self.objective = get_objective(self.benchmark.objective)
         self.head_sizes = self._head_sizes()
+        self._targets = [self._task_targets(i) for i in range(self.benchmark.n_tasks)]
+
+    @property
+    def next_task(self) -> int:
+        """The first task not trained yet: 0 for a fresh run, more after a checkpoint is loaded."""
+        raise NotImplementedError
+
 
     @property
     def has_validation(self) -> bool:
@@ -229,6 +212,112 @@ class Experiment:
 
     def view(self, task: int) -> TaskView:
         return TaskView(task, self.head_of(task), self.benchmark.tasks[task].x_train, self._targets[task][0])
+
+    def _prepare_task(self, task: int, bar=None) -> tuple[list[int], set[torch.nn.Parameter]] | None:
+        """The tasks whose data train now and the parameters the optimiser may change, after the
+        method's ``before_task`` and with only those parameters requiring gradients; None, with the
+        task counted done, where the method trains nothing now (joint after its one phase)."""
+        train_on = self.method.tasks_to_train(task, self.benchmark.n_tasks)
+        if not train_on:
+            if bar is not None:
+                bar.update(self.config.epochs)
+            self.model.remember_norm_stats(task)
+            return None
+        for t in train_on:
+            self.method.before_task(self.view(t))
+        trainable = set(self.method.trainable_parameters(task))
+        for p in self.model.parameters():
+            p.requires_grad_(p in trainable)
+        return train_on, trainable
+
+    def _blown_up(self, first: float, last: float, peak: float, task: int, rise_judged: bool = True,
+                  accuracy: float | None = None) -> str | None:
+        """Why a task whose every loss stayed finite still counts as diverged, or None.
+
+        A run that blows up without NaN (an lr far too large, a penalty step overshooting its
+        anchor) leaves a dead network, ACC at chance. Its task ends no better than uniform
+        guessing *and* either above its untrained loss (the task's first batch) or after a peak
+        of more than PEAK_FACTOR times it (the loss exploded, then settled at chance: a dead
+        trunk under a fresh head gives the first batch's loss again). A run that learns, however
+        slowly (a tiny lr), neither rises nor spikes; one that learned well ends far below
+        chance even where its first batch was already good (transfer). All three numbers come
+        from the training batches in training mode, so measuring costs nothing.
+        """
+        outputs = self.head_sizes[self.head_of(task)]
+        chance = self.objective.untrained_loss(outputs)
+        if chance is None or last < CHANCE_FRACTION * chance:  # a loss without a chance level: NaN/inf only
+            return None
+        # A dead network also *predicts* at chance. A head that still classifies its training
+        # batches well while its loss is high (large logits on a nearly frozen trunk: its own
+        # SGD oscillating) has not blown up, it is noisy; its accuracy matrix says the rest.
+        if accuracy is not None and accuracy >= 1.0 / outputs + ACCURACY_MARGIN:
+            return None
+        if rise_judged and last > BLOWUP_FACTOR * first:
+            return (f"finite blow-up: the task's training loss rose from {first:.4g} (first batch) to {last:.4g} "
+                    f"(last epoch), no better than chance (log {round(math.exp(chance))} = {chance:.3g})")
+        if peak > PEAK_FACTOR * first:
+            return (f"finite blow-up: the task's training loss peaked at {peak:.4g} (first batch {first:.4g}) and "
+                    f"ended at {last:.4g} (last epoch), no better than chance (log {round(math.exp(chance))} = "
+                    f"{chance:.3g})")
+        return None
+
+    def _schedule(self, tasks: list[int], shuffle: torch.Generator) -> list[tuple[int, torch.Tensor]]:
+        """Shuffled mini-batch index tensors; with several tasks (joint), batches interleaved.
+        ``shuffle``: the generator of the data order (a run's own; each member's in a stack)."""
+        batches = []
+        for t in tasks:
+            n = len(self._targets[t][0])
+            order = torch.randperm(n, generator=shuffle).to(self.device)
+            batches += [(t, index) for index in self._split_batches(order)]
+        if len(tasks) > 1:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=shuffle)]
+        return batches
+
+    def _split_batches(self, order: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, ...]:
+        """``order`` cut into mini-batches along ``dim``; with drop_last, complete ones only."""
+        batches = order.split(self.config.batch_size, dim=dim)
+        if self.config.drop_last and batches[-1].shape[dim] < self.config.batch_size:
+            batches = batches[:-1]
+        if not batches:
+            raise ConfigError(f"drop_last=true with batch_size={self.config.batch_size} leaves no complete batch of "
+                              f"{order.shape[dim]} training samples; choose a smaller batch_size or drop_last=false")
+        return batches
+
+
+
+class Experiment(TaskStream):
+    """One method on one benchmark, from a random initialisation to the last task."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        benchmark: Benchmark | None = None,
+        joint_accuracy: list[float] | None = None,
+    ):
+        super().__init__(config.resolved(), benchmark)
+        self.joint_accuracy = joint_accuracy
+        method_cls = get_method(self.config.method)
+        torch.manual_seed(self.config.seed)
+        self.model: ContinualModel = build_model(
+            self.config.model, self.benchmark.input_shape, self.head_sizes, self.config.model_options
+        ).to(self.device)
+        self.model.head_is_shared = self.config.penalise_head
+        self.method: Method = method_cls(self.model, **self.config.method_options)
+        self.method.record_importances = self.config.save_importances
+        self.shuffle = torch.Generator().manual_seed(self.config.seed)
+        self.rows: list[list[float]] = []
+        self.val_rows: list[list[float]] = []
+        self.importances: list[dict[str, torch.Tensor]] = []
+        self.parameters: list[dict[str, torch.Tensor]] = []
+        self.pictures: list[dict[str, torch.Tensor]] = []
+        self.probe_importances: list[dict[str, torch.Tensor]] = []
+        self.seconds = 0.0
+        self.status = "running"
+        self.diverged_task: int | None = None
+        self.diverged_reason: str | None = None
+        self.last_loss = math.nan  # mean training loss (with any penalty) of the latest epoch
+        self.initial_accuracy = self.evaluate()  # b_i of the standard FWT: the untrained model
+        self.initial_val_accuracy = self.evaluate("val") if self.has_validation else []
 
     # -- the loop ------------------------------------------------------------------------
     @property
@@ -326,23 +415,6 @@ class Experiment:
         self.model.remember_norm_stats(task)  # BN statistics per task (models/cnn.py); no-op without BN
         return finite
 
-    def _prepare_task(self, task: int, bar=None) -> tuple[list[int], set[torch.nn.Parameter]] | None:
-        """The tasks whose data train now and the parameters the optimiser may change, after the
-        method's ``before_task`` and with only those parameters requiring gradients; None, with the
-        task counted done, where the method trains nothing now (joint after its one phase)."""
-        train_on = self.method.tasks_to_train(task, self.benchmark.n_tasks)
-        if not train_on:
-            if bar is not None:
-                bar.update(self.config.epochs)
-            self.model.remember_norm_stats(task)
-            return None
-        for t in train_on:
-            self.method.before_task(self.view(t))
-        trainable = set(self.method.trainable_parameters(task))
-        for p in self.model.parameters():
-            p.requires_grad_(p in trainable)
-        return train_on, trainable
-
     def _snapshot(self, task: int) -> None:
         """The shared parameters after ``task`` and SPP's importance of them on that task.
 
@@ -355,64 +427,10 @@ class Experiment:
         omega = get_method(PROBE_METHOD)(self.model).task_importance(self.view(task))
         self.probe_importances.append({n: o.detach().cpu() for (n, _), o in zip(named, omega)})
 
-    def _blown_up(self, first: float, last: float, peak: float, task: int, rise_judged: bool = True,
-                  accuracy: float | None = None) -> str | None:
-        """Why a task whose every loss stayed finite still counts as diverged, or None.
-
-        A run that blows up without NaN (an lr far too large, a penalty step overshooting its
-        anchor) leaves a dead network, ACC at chance. Its task ends no better than uniform
-        guessing *and* either above its untrained loss (the task's first batch) or after a peak
-        of more than PEAK_FACTOR times it (the loss exploded, then settled at chance: a dead
-        trunk under a fresh head gives the first batch's loss again). A run that learns, however
-        slowly (a tiny lr), neither rises nor spikes; one that learned well ends far below
-        chance even where its first batch was already good (transfer). All three numbers come
-        from the training batches in training mode, so measuring costs nothing.
-        """
-        outputs = self.head_sizes[self.head_of(task)]
-        chance = self.objective.untrained_loss(outputs)
-        if chance is None or last < CHANCE_FRACTION * chance:  # a loss without a chance level: NaN/inf only
-            return None
-        # A dead network also *predicts* at chance. A head that still classifies its training
-        # batches well while its loss is high (large logits on a nearly frozen trunk: its own
-        # SGD oscillating) has not blown up, it is noisy; its accuracy matrix says the rest.
-        if accuracy is not None and accuracy >= 1.0 / outputs + ACCURACY_MARGIN:
-            return None
-        if rise_judged and last > BLOWUP_FACTOR * first:
-            return (f"finite blow-up: the task's training loss rose from {first:.4g} (first batch) to {last:.4g} "
-                    f"(last epoch), no better than chance (log {round(math.exp(chance))} = {chance:.3g})")
-        if peak > PEAK_FACTOR * first:
-            return (f"finite blow-up: the task's training loss peaked at {peak:.4g} (first batch {first:.4g}) and "
-                    f"ended at {last:.4g} (last epoch), no better than chance (log {round(math.exp(chance))} = "
-                    f"{chance:.3g})")
-        return None
-
-    def _schedule(self, tasks: list[int], shuffle: torch.Generator | None = None) -> list[tuple[int, torch.Tensor]]:
-        """Shuffled mini-batch index tensors; with several tasks (joint), batches interleaved.
-        ``shuffle``: the generator of the data order (the run's own by default)."""
-        shuffle = shuffle or self.shuffle
-        batches = []
-        for t in tasks:
-            n = len(self._targets[t][0])
-            order = torch.randperm(n, generator=shuffle).to(self.device)
-            batches += [(t, index) for index in self._split_batches(order)]
-        if len(tasks) > 1:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=shuffle)]
-        return batches
-
-    def _split_batches(self, order: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, ...]:
-        """``order`` cut into mini-batches along ``dim``; with drop_last, complete ones only."""
-        batches = order.split(self.config.batch_size, dim=dim)
-        if self.config.drop_last and batches[-1].shape[dim] < self.config.batch_size:
-            batches = batches[:-1]
-        if not batches:
-            raise ConfigError(f"drop_last=true with batch_size={self.config.batch_size} leaves no complete batch of "
-                              f"{order.shape[dim]} training samples; choose a smaller batch_size or drop_last=false")
-        return batches
-
     def _batches(self, tasks: list[int]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """(task, x, y) per mini-batch of the schedule: index gathers from tensors in memory, or
         batches decoded by DataLoader workers for tasks held as files (benchmarks/streaming.py)."""
-        schedule = self._schedule(tasks)
+        schedule = self._schedule(tasks, self.shuffle)
         streams = {}
         for t in tasks:
             images = self.benchmark.tasks[t].x_train
@@ -594,7 +612,7 @@ def run_result(record: RunRecord) -> RunResult:
     )
 
 
-def _progress_bar(experiment: Experiment, enabled: bool):
+def _progress_bar(experiment: TaskStream, enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm

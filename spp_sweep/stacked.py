@@ -42,9 +42,9 @@ from .config import ResolvedRunConfig, RunConfig
 from .engine import (
     MIN_JUDGED_BATCHES,
     PROBE_METHOD,
-    Experiment,
     RunResult,
     TaskReport,
+    TaskStream,
     _progress_bar,
     run_result,
     task_report,
@@ -131,7 +131,7 @@ class Member:
         return {k: list(v) if isinstance(v, list) else v for k, v in ((k, getattr(self, k)) for k in names)}
 
 
-class StackedExperiment(Experiment):
+class StackedExperiment(TaskStream):
     """K configurations (:func:`stack_key`-compatible) on one benchmark, as one batched model."""
 
     model: StackedModel
@@ -139,7 +139,7 @@ class StackedExperiment(Experiment):
     def __init__(self, configs: Sequence[RunConfig], benchmark: Benchmark | None = None):
         resolved = [c.resolved() for c in configs]
         check_stack(resolved)
-        self._set_stream(resolved[0], benchmark)
+        super().__init__(resolved[0], benchmark)
         if any(isinstance(task.x_train, ImageFiles) for task in self.benchmark.tasks):
             raise ConfigError("stacking needs the tasks in memory; a benchmark streamed from image files trains "
                               "one configuration per trial (stack: off)")
@@ -160,7 +160,6 @@ class StackedExperiment(Experiment):
         self.method.record_importances = self.config.save_importances
         self.lrs = [c.lr for c in resolved]
         self.shuffles = [torch.Generator().manual_seed(c.seed) for c in resolved]
-        self._targets = [self._task_targets(i) for i in range(self.benchmark.n_tasks)]
         self.tasks_done = 0
         self.seconds = 0.0
         self.last_loss = math.nan
@@ -181,7 +180,7 @@ class StackedExperiment(Experiment):
         return [m.status == "running" for m in self.members]
 
     # -- the loop ------------------------------------------------------------------------
-    def run(self, on_task_end: Callable[[int, StackedExperiment], None] | None = None,  # type: ignore[override]
+    def run(self, on_task_end: Callable[[int, StackedExperiment], None] | None = None,
             progress: bool = False) -> list[RunResult]:
         """Train the remaining tasks; ``on_task_end(task, stack)`` runs after each (reports, checkpoint)."""
         bar = _progress_bar(self, progress)
@@ -392,7 +391,7 @@ class StackedExperiment(Experiment):
             p.addcmul_(rate, step, value=-1.0)
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test") -> list[list[float]]:  # type: ignore[override]
+    def evaluate(self, split: str = "test") -> list[list[float]]:
         """Per member, the accuracy on every task's ``split`` (one device sync for the stack)."""
         was_training = self.model.training
         self.model.eval()
@@ -417,7 +416,7 @@ class StackedExperiment(Experiment):
         probes = [{n: o[k].detach().cpu().clone() for (n, _), o in zip(named, omega)} for k in range(self.size)]
         return parameters, probes
 
-    def report(self, task: int) -> list[TaskReport | None]:  # type: ignore[override]
+    def report(self, task: int) -> list[TaskReport | None]:
         """Each member's report after ``task`` (None for a member that diverged before it)."""
         return [m.report(task) if len(m.rows) > task else None for m in self.members]
 

@@ -83,7 +83,7 @@ def test_spp_half_lambda_penalty_and_head_importance_by_hand() -> None:
 def test_drop_last_trains_complete_batches_only() -> None:
     config = RunConfig(method="finetune", benchmark="split_digits", batch_size=64, epochs=1, drop_last=True)
     experiment = Experiment(config)
-    sizes = [len(index) for _, index in experiment._schedule([0])]
+    sizes = [len(index) for _, index in experiment._schedule([0], experiment.shuffle)]
     n = len(experiment.benchmark.tasks[0].y_train)
     assert sizes == [64] * (n // 64) and n % 64
     with pytest.raises(ConfigError, match="no complete batch"):
