@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import torch
 
@@ -295,7 +295,6 @@ class Experiment(TaskStream):
         joint_accuracy: list[float] | None = None,
     ):
         super().__init__(config.resolved(), benchmark)
-        self.joint_accuracy = joint_accuracy
         method_cls = get_method(self.config.method)
         torch.manual_seed(self.config.seed)
         self.model: ContinualModel = build_model(
@@ -305,24 +304,16 @@ class Experiment(TaskStream):
         self.method: Method = method_cls(self.model, **self.config.method_options)
         self.method.record_importances = self.config.save_importances
         self.shuffle = torch.Generator().manual_seed(self.config.seed)
-        self.rows: list[list[float]] = []
-        self.val_rows: list[list[float]] = []
-        self.importances: list[dict[str, torch.Tensor]] = []
-        self.parameters: list[dict[str, torch.Tensor]] = []
-        self.pictures: list[dict[str, torch.Tensor]] = []
-        self.probe_importances: list[dict[str, torch.Tensor]] = []
-        self.seconds = 0.0
-        self.status = "running"
-        self.diverged_task: int | None = None
-        self.diverged_reason: str | None = None
         self.last_loss = math.nan  # mean training loss (with any penalty) of the latest epoch
-        self.initial_accuracy = self.evaluate()  # b_i of the standard FWT: the untrained model
-        self.initial_val_accuracy = self.evaluate("val") if self.has_validation else []
+        initial = self.evaluate()  # b_i of the standard FWT: the untrained model
+        initial_val = self.evaluate("val") if self.has_validation else []
+        self.record = RunRecord(self.config, self.method, self.benchmark, self.objective, initial, initial_val,
+                                joint_accuracy)
 
     # -- the loop ------------------------------------------------------------------------
     @property
     def next_task(self) -> int:
-        return len(self.rows)
+        return len(self.record.rows)
 
     def run(self, on_task_end: Callable[[TaskReport, Experiment], None] | None = None,
             progress: bool = False) -> RunResult:
@@ -332,30 +323,30 @@ class Experiment(TaskStream):
             for task in range(self.next_task, self.benchmark.n_tasks):
                 start = time.perf_counter()
                 if not self.train_task(task, bar):
-                    self.status, self.diverged_task = "diverged", task
-                    self.seconds += time.perf_counter() - start
+                    self.record.status, self.record.diverged_task = "diverged", task
+                    self.record.seconds += time.perf_counter() - start
                     break
-                self.rows.append(self.evaluate())
+                self.record.rows.append(self.evaluate())
                 if self.has_validation:
-                    self.val_rows.append(self.evaluate("val"))
+                    self.record.val_rows.append(self.evaluate("val"))
                 importances = self.method.importances() if self.config.save_importances else None
                 if importances is not None:
-                    self.importances.append({k: v.detach().cpu() for k, v in importances.items()})
+                    self.record.importances.append({k: v.detach().cpu() for k, v in importances.items()})
                 if self.config.save_parameters:
                     self._snapshot(task)
                 pictures = self.objective.pictures(self.model, self.benchmark.tasks)
                 if pictures is not None:
-                    self.pictures.append({k: v.detach().cpu() for k, v in pictures.items()})
-                self.seconds += time.perf_counter() - start
+                    self.record.pictures.append({k: v.detach().cpu() for k, v in pictures.items()})
+                self.record.seconds += time.perf_counter() - start
                 if progress and bar is None:  # not a terminal (a log, a pipe): one line per task
                     print(f"{self.config.method}: task {task + 1}/{self.benchmark.n_tasks} done in "
                           f"{time.perf_counter() - start:.2f} s, mean loss of its last epoch {self.last_loss:.4g}, "
-                          f"ACC on tasks seen {metrics.running_accuracy(self.rows[task], task):.4f}",
+                          f"ACC on tasks seen {metrics.running_accuracy(self.record.rows[task], task):.4f}",
                           file=sys.stderr, flush=True)
                 if on_task_end is not None:
                     on_task_end(self.report(task), self)
             else:
-                self.status = "finished"
+                self.record.status = "finished"
         finally:
             if bar is not None:
                 bar.close()
@@ -402,13 +393,13 @@ class Experiment(TaskStream):
         for p in self.model.parameters():
             p.requires_grad_(True)
         if not finite:
-            self.diverged_reason = "training loss not finite (NaN/inf)"
+            self.record.diverged_reason = "training loss not finite (NaN/inf)"
         elif first_loss is not None:
             accuracy = correct.item() / seen if seen else None
-            self.diverged_reason = self._blown_up(first_loss.item(), task_loss.item() / max(1, n_batches),
+            self.record.diverged_reason = self._blown_up(first_loss.item(), task_loss.item() / max(1, n_batches),
                                                   peak_loss.item(), task, rise_judged=n_batches >= MIN_JUDGED_BATCHES,
                                                   accuracy=accuracy)
-            finite = self.diverged_reason is None
+            finite = self.record.diverged_reason is None
         if finite:
             for t in train_on:
                 self.method.after_task(self.view(t))
@@ -423,9 +414,9 @@ class Experiment(TaskStream):
         importance distributions). It only reads the model: no parameter, RNG or state changes.
         """
         named = list(self.model.named_shared_parameters())
-        self.parameters.append({n: p.detach().cpu().clone() for n, p in named})
+        self.record.parameters.append({n: p.detach().cpu().clone() for n, p in named})
         omega = get_method(PROBE_METHOD)(self.model).task_importance(self.view(task))
-        self.probe_importances.append({n: o.detach().cpu() for (n, _), o in zip(named, omega)})
+        self.record.probe_importances.append({n: o.detach().cpu() for (n, _), o in zip(named, omega)})
 
     def _batches(self, tasks: list[int]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """(task, x, y) per mini-batch of the schedule: index gathers from tensors in memory, or
@@ -480,10 +471,10 @@ class Experiment(TaskStream):
 
     # -- results ---------------------------------------------------------------------------
     def report(self, task: int) -> TaskReport:
-        return task_report(self, task)
+        return self.record.report(task)
 
     def result(self) -> RunResult:
-        return run_result(self)
+        return self.record.result()
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -494,19 +485,11 @@ class Experiment(TaskStream):
         """
         state = {
             "config": self.config.to_dict(),
-            "rows": [list(r) for r in self.rows],
-            "initial_accuracy": list(self.initial_accuracy),
-            "val_rows": [list(r) for r in self.val_rows],
-            "initial_val_accuracy": list(self.initial_val_accuracy),
-            "seconds": self.seconds,
+            **self.record.saved(),  # rows, initial scores, seconds, saved arrays: at the top level, as always
             "model": self.model.state_dict(),
             "method": self.method.state_dict(),
             "shuffle_rng": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "importances": self.importances,
-            "parameters": self.parameters,
-            "probe_importances": self.probe_importances,
-            "pictures": self.pictures,
             "norm_stats": {task: dict(stats) for task, stats in self.model.norm_stats.items()},
         }
         if self.device.type == "cuda":
@@ -514,46 +497,68 @@ class Experiment(TaskStream):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.rows = [list(r) for r in state["rows"]]
-        self.initial_accuracy = list(state["initial_accuracy"])
-        self.val_rows = [list(r) for r in state.get("val_rows", [])]
-        self.initial_val_accuracy = list(state.get("initial_val_accuracy", self.initial_val_accuracy))
-        self.seconds = float(state["seconds"])
+        self.record.load(state)
+        self.record.seconds = float(state["seconds"])
         self.model.load_state_dict(state["model"])
         self.method.load_state_dict(state["method"])
         self.shuffle.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        self.importances = list(state.get("importances", []))
-        self.parameters = list(state.get("parameters", []))
-        self.probe_importances = list(state.get("probe_importances", []))
-        self.pictures = list(state.get("pictures", []))
         self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
 
 
-class RunRecord(Protocol):
-    """What a run (one :class:`Experiment`, or one member of a stack) keeps of itself, and all
-    that its :class:`TaskReport` and :class:`RunResult` are computed from: both kinds of run
-    report through :func:`task_report` and :func:`run_result`, so their results cannot drift."""
+@dataclass
+class RunRecord:
+    """What a run keeps of itself, one :class:`Experiment` or each member of a stack
+    (stacked.py): rows, status and saved arrays. A run's :class:`TaskReport` and
+    :class:`RunResult` are computed from this record alone (:func:`task_report`,
+    :func:`run_result`), so the two kinds of run cannot drift apart in what they report."""
 
     config: ResolvedRunConfig
     method: Method
     benchmark: Benchmark
     objective: Objective
-    rows: list[list[float]]
-    val_rows: list[list[float]]
-    initial_accuracy: list[float]
+    initial_accuracy: list[float]  # b_i of the standard FWT: the untrained model
     initial_val_accuracy: list[float]
-    joint_accuracy: list[float] | None
-    status: str
-    diverged_task: int | None
-    diverged_reason: str | None
-    seconds: float
-    importances: list[dict[str, torch.Tensor]]
-    parameters: list[dict[str, torch.Tensor]]
-    probe_importances: list[dict[str, torch.Tensor]]
-    pictures: list[dict[str, torch.Tensor]]
+    joint_accuracy: list[float] | None = None
+    rows: list[list[float]] = field(default_factory=list)
+    val_rows: list[list[float]] = field(default_factory=list)
+    status: str = "running"
+    diverged_task: int | None = None  # index from 0
+    diverged_reason: str | None = None
+    seconds: float = 0.0
+    importances: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    parameters: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    probe_importances: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    pictures: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+    # What a checkpoint keeps of the record (the rest is the run's settings, rebuilt on resume).
+    SAVED: ClassVar[tuple[str, ...]] = (
+        "rows", "val_rows", "initial_accuracy", "initial_val_accuracy", "status", "diverged_task", "diverged_reason",
+        "seconds", "importances", "parameters", "probe_importances", "pictures")
+
+    def report(self, task: int) -> TaskReport:
+        return task_report(self, task)
+
+    def result(self, stack_members: int = 1) -> RunResult:
+        result = run_result(self)
+        result.stack_members = stack_members
+        return result
+
+    def diverge(self, task: int, reason: str) -> None:
+        self.status, self.diverged_task, self.diverged_reason = "diverged", task, reason
+
+    def saved(self) -> dict[str, Any]:
+        """The checkpointed fields (lists copied: the run goes on appending)."""
+        return {k: list(v) if isinstance(v, list) else v for k, v in ((k, getattr(self, k)) for k in self.SAVED)}
+
+    def load(self, saved: Mapping[str, Any]) -> None:
+        """Restore the fields of :meth:`saved` (missing ones keep their value: older checkpoints)."""
+        for name in self.SAVED:
+            if name in saved:
+                value = saved[name]
+                setattr(self, name, list(value) if isinstance(value, list) else value)
 
 
 def task_report(record: RunRecord, task: int) -> TaskReport:

@@ -16,9 +16,11 @@ tests/unit/test_stacked.py for the tolerance). A member whose loss turns NaN/inf
 up (the engine's finite blow-up rules), is recorded as diverged at that task and frozen: its
 learning rate becomes 0 and its loss leaves the sum; the others go on.
 
-The loop is :class:`spp_sweep.engine.Experiment`'s, with a member dimension: the same hooks,
-the same schedule of data (each member's generator draws exactly as its separate run's), the
-same blow-up rules and per-task checkpoints. What cannot be stacked is refused with a reason
+Both this and :class:`spp_sweep.engine.Experiment` are an ``engine.TaskStream`` (data views,
+task preparation, schedule, blow-up rules) and keep one ``engine.RunRecord`` per configuration,
+from which every report and result is computed. The loop is the engine's with a member
+dimension: the same hooks, the same schedule of data (each member's generator draws exactly as
+its separate run's), the same blow-up rules and per-task checkpoints. What cannot be stacked is refused with a reason
 (:func:`stack_refusal`) and trains one configuration per trial.
 """
 
@@ -29,7 +31,6 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,16 +39,15 @@ import torch.nn.functional as F
 from . import metrics
 from .benchmarks import Benchmark
 from .benchmarks.streaming import ImageFiles
-from .config import ResolvedRunConfig, RunConfig
+from .config import RunConfig
 from .engine import (
     MIN_JUDGED_BATCHES,
     PROBE_METHOD,
+    RunRecord,
     RunResult,
     TaskReport,
     TaskStream,
     _progress_bar,
-    run_result,
-    task_report,
 )
 from .errors import ConfigError
 from .methods import Method, Step, get_method
@@ -55,7 +55,6 @@ from .methods.base import along_members
 from .models import build_model
 from .models.stacked import StackedModel
 from .models.stacked import stack_refusal as model_refusal
-from .objectives import Objective
 
 # Settings that may differ between members, besides the method's stackable options.
 MEMBER_SETTINGS = ("lr", "seed")
@@ -87,48 +86,6 @@ def stack_refusal(config: RunConfig) -> str | None:
     if objective != "classification":
         return f"only classification is stacked; {config.benchmark} asks for the {objective} objective"
     return None
-
-
-@dataclass
-class Member:
-    """One configuration of a stack: its own rows, status and saved arrays. It is an
-    ``engine.RunRecord``, read by ``engine.task_report`` and ``engine.run_result`` exactly as a
-    separate run is."""
-
-    config: ResolvedRunConfig
-    method: Method
-    benchmark: Benchmark
-    objective: Objective
-    initial_accuracy: list[float]
-    initial_val_accuracy: list[float]
-    rows: list[list[float]] = field(default_factory=list)
-    val_rows: list[list[float]] = field(default_factory=list)
-    status: str = "running"
-    diverged_task: int | None = None  # index from 0
-    diverged_reason: str | None = None
-    seconds: float = 0.0
-    importances: list[dict[str, torch.Tensor]] = field(default_factory=list)
-    parameters: list[dict[str, torch.Tensor]] = field(default_factory=list)
-    probe_importances: list[dict[str, torch.Tensor]] = field(default_factory=list)
-    pictures: list[dict[str, torch.Tensor]] = field(default_factory=list)
-    joint_accuracy: list[float] | None = None
-
-    def report(self, task: int) -> TaskReport:
-        return task_report(self, task)
-
-    def result(self, stack_members: int) -> RunResult:
-        result = run_result(self)
-        result.stack_members = stack_members
-        return result
-
-    def diverge(self, task: int, reason: str) -> None:
-        self.status, self.diverged_task, self.diverged_reason = "diverged", task, reason
-
-    def record(self) -> dict[str, Any]:
-        """What a checkpoint keeps of the member (lists copied: the run goes on appending)."""
-        names = ("rows", "val_rows", "initial_accuracy", "initial_val_accuracy", "status", "diverged_task",
-                 "diverged_reason", "seconds", "importances", "parameters", "probe_importances")
-        return {k: list(v) if isinstance(v, list) else v for k, v in ((k, getattr(self, k)) for k in names)}
 
 
 class StackedExperiment(TaskStream):
@@ -165,7 +122,7 @@ class StackedExperiment(TaskStream):
         self.last_loss = math.nan
         initial = self.evaluate()
         initial_val = self.evaluate("val") if self.has_validation else [[] for _ in resolved]
-        self.members = [Member(c, self.method, self.benchmark, self.objective, initial[k], initial_val[k])
+        self.members = [RunRecord(c, self.method, self.benchmark, self.objective, initial[k], initial_val[k])
                         for k, c in enumerate(resolved)]
 
     @property
@@ -425,7 +382,7 @@ class StackedExperiment(TaskStream):
         return {
             "stacked": True,
             "configs": [m.config.to_dict() for m in self.members],
-            "members": [m.record() for m in self.members],
+            "members": [m.saved() for m in self.members],
             "tasks_done": self.tasks_done,
             "seconds": self.seconds,
             "model": self.model.state_dict(),
@@ -442,8 +399,7 @@ class StackedExperiment(TaskStream):
             if "diverged_at" in record:  # checkpoints written before the index counted from 0
                 old = record.pop("diverged_at")
                 record["diverged_task"] = None if old is None else old - 1
-            for name, value in record.items():
-                setattr(member, name, value)
+            member.load(record)
         self.tasks_done = int(state["tasks_done"])
         self.seconds = float(state["seconds"])
         self.model.load_state_dict(state["model"])

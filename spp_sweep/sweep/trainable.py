@@ -79,7 +79,7 @@ def train_continual(config: dict[str, Any]) -> None:
         if last:  # the final report comes from the result below, with the whole checkpoint
             return
         rows = first.pop() if first else False
-        _report(exp, _running_values(report, exp, metric, exp.objective.higher_is_better, rows))
+        _report(exp, _running_values(report, exp.record, metric, exp.objective.higher_is_better, rows))
 
     finished = experiment.run(on_task_end=on_task_end)
     higher = experiment.objective.higher_is_better

@@ -146,7 +146,7 @@ def test_a_restored_trial_continues_from_its_newest_readable_checkpoint(tmp_path
     trained = Experiment(config)
     for index, task in enumerate([0, 1]):
         trained.train_task(task)
-        trained.rows.append(trained.evaluate())
+        trained.record.rows.append(trained.evaluate())
         folder = tmp_path / f"checkpoint_00000{index}"
         folder.mkdir()
         torch.save(trained.state_dict(), folder / STATE_FILE)
