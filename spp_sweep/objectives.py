@@ -58,8 +58,9 @@ class Objective:
         return Forward(F.cross_entropy(logits, y), features, logits)
 
     def score_sum(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Sum over the batch of the per-sample score (here: 1 if the argmax is the label)."""
-        return (model(x, head).argmax(-1) == y).sum()
+        """Sum over the batch of the per-sample score (here: 1 if the argmax is the label); a
+        stacked model's leading member dimension is kept, (K,) sums (stacked.py)."""
+        return (model(x, head).argmax(-1) == y).sum(-1)
 
     def untrained_loss(self, outputs: int) -> float | None:
         """The loss of uniform guessing over ``outputs`` classes: log(outputs)."""

@@ -349,18 +349,21 @@ class StackedExperiment(TaskStream):
 
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> list[list[float]]:
-        """Per member, the accuracy on every task's ``split`` (one device sync for the stack)."""
+        """Per member, the objective's score on every task's ``split`` (one device sync for the
+        stack): the engine's ``Experiment.evaluate`` with a member dimension, through the same
+        ``Objective.score_sum``."""
         was_training = self.model.training
         self.model.eval()
         scores = []
         for index in range(self.benchmark.n_tasks):
             inputs, targets = self._split(index, split)
-            correct = torch.zeros(self.size, dtype=torch.long, device=self.device)
-            for start in range(0, len(targets), self.config.eval_batch_size):
-                stop = start + self.config.eval_batch_size
-                logits = self.model(inputs[start:stop], self.head_of(index))
-                correct += (logits.argmax(-1) == targets[start:stop]).sum(1)
-            scores.append(correct.double() / max(1, len(targets)))  # as the engine: count / n in float64
+            total = torch.zeros(self.size, dtype=torch.float64, device=self.device)  # counts stay exact
+            with self.model.norm_stats_of(index):
+                for start in range(0, len(targets), self.config.eval_batch_size):
+                    stop = start + self.config.eval_batch_size
+                    total += self.objective.score_sum(self.model, self.head_of(index), inputs[start:stop],
+                                                      targets[start:stop])
+            scores.append(total / max(1, len(targets)))  # as the engine: sum / n in float64
         self.model.train(was_training)
         return torch.stack(scores, 1).tolist()
 
