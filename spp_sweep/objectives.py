@@ -53,9 +53,16 @@ class Objective:
     higher_is_better: ClassVar[bool] = True
 
     def training_forward(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> Forward:
+        """The batch's mean cross-entropy; a stacked model's (K, B, C) logits give one mean per
+        member, (K,), each the mean over that member's own batch (stacked.py)."""
         features = model.trunk(x)
         logits = model.heads[head](features)
-        return Forward(F.cross_entropy(logits, y), features, logits)
+        loss = F.cross_entropy(logits, y) if logits.dim() == 2 else self.sample_losses(logits, y).mean(-1)
+        return Forward(loss, features, logits)
+
+    def sample_losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample cross-entropy of (..., B, C) logits against (..., B) labels: (..., B)."""
+        return F.cross_entropy(logits.flatten(0, -2), y.flatten(), reduction="none").view(y.shape)
 
     def score_sum(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Sum over the batch of the per-sample score (here: 1 if the argmax is the label); a

@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from . import metrics
 from .benchmarks import Benchmark
@@ -282,21 +281,20 @@ class StackedExperiment(TaskStream):
         """One SGD step of every member; returns per member (loss with any penalty, the
         cross-entropy alone, each member's the mean over its own batch; its batch's correct
         predictions, None where members train on several heads at once)."""
-        self.model.set_rows(rows)
-        features = self.model.trunk(x)
-        self.model.set_rows(None)
         heads = [self.head_of(t) for t in tasks]
         penalty = None
         used: dict[torch.nn.Parameter, torch.Tensor] = {}  # per head: which members' batches used it
         right = None
-        if len(set(heads)) == 1 and rows is None:
-            logits = self.model.heads[heads[0]](features)
+        if len(set(heads)) == 1 and rows is None:  # the engine's step (Experiment._step), per member
+            forward = self.objective.training_forward(self.model, heads[0], x, y)
+            features, logits, objective = forward.features, forward.outputs, forward.loss
             right = self.objective.correct(logits.detach(), y) if count else None
-            per_sample = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.size, -1)
-            objective = per_sample.mean(1)
             if len(set(tasks)) == 1:
                 penalty = self.method.penalty(Step(tasks[0], heads[0], x, y, features, logits))
         else:  # members on different tasks (joint): each member's loss from its own head, real rows only
+            self.model.set_rows(rows)
+            features = self.model.trunk(x)
+            self.model.set_rows(None)
             if type(self.method).penalty is not Method.penalty:
                 raise ConfigError(f"{self.config.method} trains several tasks at once and has a penalty; "
                                   "it cannot be stacked (stack: off)")
@@ -309,8 +307,7 @@ class StackedExperiment(TaskStream):
                 for p in self.model.heads[head].parameters():
                     used[p] = on_head[:, 0]
                 logits = self.model.heads[head](features)
-                per_sample = F.cross_entropy(logits.flatten(0, 1), torch.where(on_head, y, 0).flatten(),
-                                             reduction="none").view(self.size, -1)
+                per_sample = self.objective.sample_losses(logits, torch.where(on_head, y, 0))
                 objective = objective + (per_sample * weights * on_head).sum(1)
         loss = objective if penalty is None else objective + penalty
         for p in params:
