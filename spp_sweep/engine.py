@@ -163,11 +163,105 @@ class TaskStream:
         self.objective = get_objective(self.benchmark.objective)
         self.head_sizes = self._head_sizes()
         self._targets = [self._task_targets(i) for i in range(self.benchmark.n_tasks)]
+        self.seconds = 0.0  # the run's own time in training and scoring (a stack's, shared by its members)
 
     @property
     def next_task(self) -> int:
         """The first task not trained yet: 0 for a fresh run, more after a checkpoint is loaded."""
         raise NotImplementedError
+
+    # -- the loop, for one configuration or a stack ----------------------------------------
+    @property
+    def members(self) -> list[RunRecord]:
+        """One record per configuration: one for an :class:`Experiment`, K for a stack."""
+        raise NotImplementedError
+
+    def train_task(self, task: int, bar=None) -> bool:
+        """Train every running member on task ``task``, marking those that diverge; False when
+        none is left running."""
+        raise NotImplementedError
+
+    def _scores(self, split: str = "test") -> list[list[float]]:
+        """Per member, the objective's score on every task's ``split``."""
+        raise NotImplementedError
+
+    def _member_slice(self, tensor: torch.Tensor, k: int) -> torch.Tensor:
+        """Member ``k``'s part of a parameter-shaped tensor (a stack's leading member dimension)."""
+        return tensor
+
+    def _progress_line(self, task: int, seconds: float) -> str:
+        raise NotImplementedError
+
+    def _run_tasks(self, on_task_end: Callable[[int], None] | None, progress: bool) -> None:
+        """Train the remaining tasks; after each, every running member's rows and saved arrays,
+        its share of the time, and ``on_task_end(task)`` (reports, checkpoint). Members that
+        diverged keep what they had; the loop ends when none is left running."""
+        bar = _progress_bar(self, progress)
+        try:
+            for task in range(self.next_task, self.benchmark.n_tasks):
+                if not any(m.status == "running" for m in self.members):
+                    break
+                start = time.perf_counter()
+                self.train_task(task, bar)
+                alive = any(m.status == "running" for m in self.members)
+                if alive:
+                    self._record_task(task)
+                elapsed = time.perf_counter() - start
+                self.seconds += elapsed
+                for member in self.members:  # each member's share of the run's time
+                    if member.status == "running" or member.diverged_task == task:
+                        member.seconds += elapsed / len(self.members)
+                if not alive:
+                    break
+                if progress and bar is None:  # not a terminal (a log, a pipe): one line per task
+                    print(self._progress_line(task, elapsed), file=sys.stderr, flush=True)
+                if on_task_end is not None:
+                    on_task_end(task)
+            for member in self.members:
+                if member.status == "running":
+                    member.status = "finished"
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _record_task(self, task: int) -> None:
+        """Append what each running member keeps after ``task``: its scores on the test (and
+        validation) split, and where asked, the method's importances, the shared parameters with
+        the probe's importance of them, and the objective's pictures."""
+        rows = self._scores()
+        val_rows = self._scores("val") if self.has_validation else None
+        importances = self.method.importances() if self.config.save_importances else None
+        snapshot = self._snapshots(task) if self.config.save_parameters else None
+        pictures = self.objective.pictures(self.model, self.benchmark.tasks)
+        for k, member in enumerate(self.members):
+            if member.status != "running":
+                continue
+            member.rows.append(rows[k])
+            if val_rows is not None:
+                member.val_rows.append(val_rows[k])
+            if importances is not None:
+                member.importances.append({n: self._member_slice(v, k).detach().cpu().clone()
+                                           for n, v in importances.items()})
+            if snapshot is not None:
+                member.parameters.append(snapshot[0][k])
+                member.probe_importances.append(snapshot[1][k])
+            if pictures is not None:  # a generator's (objectives.py): never stacked
+                member.pictures.append({n: v.detach().cpu() for n, v in pictures.items()})
+
+    def _snapshots(self, task: int) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+        """Per member, the shared parameters after ``task`` and SPP's importance of them on that task.
+
+        The probe is SPP's measure (eqs. 2-3), label-free, so it applies to any method's model
+        (fine-tuning and SGD have no importance of their own, yet section 4.2.5 compares their
+        importance distributions). It only reads the model: no parameter, RNG or state changes.
+        """
+        named = list(self.model.named_shared_parameters())
+        omega = get_method(PROBE_METHOD)(self.model).task_importance(self.view(task))
+        size = len(self.members)
+        parameters = [{n: self._member_slice(p, k).detach().cpu().clone() for n, p in named} for k in range(size)]
+        probes = [{n: self._member_slice(o, k).detach().cpu().clone() for (n, _), o in zip(named, omega)}
+                  for k in range(size)]
+        return parameters, probes
 
 
     @property
@@ -315,45 +409,28 @@ class Experiment(TaskStream):
     def next_task(self) -> int:
         return len(self.record.rows)
 
+    @property
+    def members(self) -> list[RunRecord]:
+        return [self.record]
+
     def run(self, on_task_end: Callable[[TaskReport, Experiment], None] | None = None,
             progress: bool = False) -> RunResult:
         """Train the remaining tasks; ``on_task_end`` runs after each (report, checkpoint)."""
-        bar = _progress_bar(self, progress)
-        try:
-            for task in range(self.next_task, self.benchmark.n_tasks):
-                start = time.perf_counter()
-                if not self.train_task(task, bar):
-                    self.record.status, self.record.diverged_task = "diverged", task
-                    self.record.seconds += time.perf_counter() - start
-                    break
-                self.record.rows.append(self.evaluate())
-                if self.has_validation:
-                    self.record.val_rows.append(self.evaluate("val"))
-                importances = self.method.importances() if self.config.save_importances else None
-                if importances is not None:
-                    self.record.importances.append({k: v.detach().cpu() for k, v in importances.items()})
-                if self.config.save_parameters:
-                    self._snapshot(task)
-                pictures = self.objective.pictures(self.model, self.benchmark.tasks)
-                if pictures is not None:
-                    self.record.pictures.append({k: v.detach().cpu() for k, v in pictures.items()})
-                self.record.seconds += time.perf_counter() - start
-                if progress and bar is None:  # not a terminal (a log, a pipe): one line per task
-                    print(f"{self.config.method}: task {task + 1}/{self.benchmark.n_tasks} done in "
-                          f"{time.perf_counter() - start:.2f} s, mean loss of its last epoch {self.last_loss:.4g}, "
-                          f"ACC on tasks seen {metrics.running_accuracy(self.record.rows[task], task):.4f}",
-                          file=sys.stderr, flush=True)
-                if on_task_end is not None:
-                    on_task_end(self.report(task), self)
-            else:
-                self.record.status = "finished"
-        finally:
-            if bar is not None:
-                bar.close()
+        report = None if on_task_end is None else (lambda task: on_task_end(self.report(task), self))
+        self._run_tasks(report, progress)
         return self.result()
 
+    def _scores(self, split: str = "test") -> list[list[float]]:
+        return [self.evaluate(split)]
+
+    def _progress_line(self, task: int, seconds: float) -> str:
+        return (f"{self.config.method}: task {task + 1}/{self.benchmark.n_tasks} done in {seconds:.2f} s, "
+                f"mean loss of its last epoch {self.last_loss:.4g}, "
+                f"ACC on tasks seen {metrics.running_accuracy(self.record.rows[task], task):.4f}")
+
     def train_task(self, task: int, bar=None) -> bool:
-        """Train on task ``task`` (or what the method asks for); False if the loss diverged."""
+        """Train on task ``task`` (or what the method asks for); False, with the run recorded
+        as diverged at ``task``, if the loss diverged."""
         prepared = self._prepare_task(task, bar)
         if prepared is None:
             return True
@@ -392,31 +469,19 @@ class Experiment(TaskStream):
                 break
         for p in self.model.parameters():
             p.requires_grad_(True)
-        if not finite:
-            self.record.diverged_reason = "training loss not finite (NaN/inf)"
-        elif first_loss is not None:
+        reason = None if finite else "training loss not finite (NaN/inf)"
+        if finite and first_loss is not None:
             accuracy = correct.item() / seen if seen else None
-            self.record.diverged_reason = self._blown_up(first_loss.item(), task_loss.item() / max(1, n_batches),
-                                                  peak_loss.item(), task, rise_judged=n_batches >= MIN_JUDGED_BATCHES,
-                                                  accuracy=accuracy)
-            finite = self.record.diverged_reason is None
+            reason = self._blown_up(first_loss.item(), task_loss.item() / max(1, n_batches), peak_loss.item(), task,
+                                    rise_judged=n_batches >= MIN_JUDGED_BATCHES, accuracy=accuracy)
+            finite = reason is None
+        if reason is not None:
+            self.record.diverge(task, reason)
         if finite:
             for t in train_on:
                 self.method.after_task(self.view(t))
         self.model.remember_norm_stats(task)  # BN statistics per task (models/cnn.py); no-op without BN
         return finite
-
-    def _snapshot(self, task: int) -> None:
-        """The shared parameters after ``task`` and SPP's importance of them on that task.
-
-        The probe is SPP's measure (eqs. 2-3), label-free, so it applies to any method's model
-        (fine-tuning and SGD have no importance of their own, yet section 4.2.5 compares their
-        importance distributions). It only reads the model: no parameter, RNG or state changes.
-        """
-        named = list(self.model.named_shared_parameters())
-        self.record.parameters.append({n: p.detach().cpu().clone() for n, p in named})
-        omega = get_method(PROBE_METHOD)(self.model).task_importance(self.view(task))
-        self.record.probe_importances.append({n: o.detach().cpu() for (n, _), o in zip(named, omega)})
 
     def _batches(self, tasks: list[int]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """(task, x, y) per mini-batch of the schedule: index gathers from tensors in memory, or

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -41,12 +39,10 @@ from .benchmarks.streaming import ImageFiles
 from .config import RunConfig
 from .engine import (
     MIN_JUDGED_BATCHES,
-    PROBE_METHOD,
     RunRecord,
     RunResult,
     TaskReport,
     TaskStream,
-    _progress_bar,
 )
 from .errors import ConfigError
 from .methods import Method, Step, get_method
@@ -117,12 +113,15 @@ class StackedExperiment(TaskStream):
         self.lrs = [c.lr for c in resolved]
         self.shuffles = [torch.Generator().manual_seed(c.seed) for c in resolved]
         self.tasks_done = 0
-        self.seconds = 0.0
         self.last_loss = math.nan
         initial = self.evaluate()
         initial_val = self.evaluate("val") if self.has_validation else [[] for _ in resolved]
-        self.members = [RunRecord(c, self.method, self.benchmark, self.objective, initial[k], initial_val[k])
-                        for k, c in enumerate(resolved)]
+        self._members = [RunRecord(c, self.method, self.benchmark, self.objective, initial[k], initial_val[k])
+                         for k, c in enumerate(resolved)]
+
+    @property
+    def members(self) -> list[RunRecord]:
+        return self._members
 
     @property
     def size(self) -> int:
@@ -135,53 +134,32 @@ class StackedExperiment(TaskStream):
     def running(self) -> list[bool]:
         return [m.status == "running" for m in self.members]
 
-    # -- the loop ------------------------------------------------------------------------
+    # -- the loop (engine.TaskStream._run_tasks) ------------------------------------------
     def run(self, on_task_end: Callable[[int, StackedExperiment], None] | None = None,
             progress: bool = False) -> list[RunResult]:
         """Train the remaining tasks; ``on_task_end(task, stack)`` runs after each (reports, checkpoint)."""
-        bar = _progress_bar(self, progress)
-        try:
-            for task in range(self.next_task, self.benchmark.n_tasks):
-                if not any(self.running()):
-                    break
-                start = time.perf_counter()
-                self.train_task(task, bar)
-                rows = self.evaluate()
-                val_rows = self.evaluate("val") if self.has_validation else None
-                importances = self.method.importances() if self.config.save_importances else None
-                snapshot = self._member_snapshots(task) if self.config.save_parameters else None
-                for k, member in enumerate(self.members):
-                    if member.status != "running":
-                        continue
-                    member.rows.append(rows[k])
-                    if val_rows is not None:
-                        member.val_rows.append(val_rows[k])
-                    if importances is not None:
-                        member.importances.append({n: v[k].detach().cpu().clone() for n, v in importances.items()})
-                    if snapshot is not None:
-                        member.parameters.append(snapshot[0][k])
-                        member.probe_importances.append(snapshot[1][k])
-                elapsed = time.perf_counter() - start
-                self.seconds += elapsed
-                for member in self.members:  # each member's share of the stack's time
-                    if member.status == "running" or member.diverged_task == task:
-                        member.seconds += elapsed / self.size
-                self.tasks_done = task + 1
-                if progress and bar is None:
-                    alive = [m for m in self.members if m.status == "running"]
-                    best = max((metrics.running_accuracy(m.rows[task], task) for m in alive), default=math.nan)
-                    print(f"{self.config.method} stack of {self.size}: task {task + 1}/{self.benchmark.n_tasks} "
-                          f"done in {elapsed:.2f} s, {len(alive)} members running, best ACC on tasks seen "
-                          f"{best:.4f}", file=sys.stderr, flush=True)
-                if on_task_end is not None:
-                    on_task_end(task, self)
-            for member in self.members:
-                if member.status == "running":
-                    member.status = "finished"
-        finally:
-            if bar is not None:
-                bar.close()
+        done = None if on_task_end is None else (lambda task: on_task_end(task, self))
+        self._run_tasks(self._count_task(done), progress)
         return self.results()
+
+    def _count_task(self, on_task_end: Callable[[int], None] | None) -> Callable[[int], None]:
+        def done(task: int) -> None:
+            self.tasks_done = task + 1
+            if on_task_end is not None:
+                on_task_end(task)
+        return done
+
+    def _scores(self, split: str = "test") -> list[list[float]]:
+        return self.evaluate(split)
+
+    def _member_slice(self, tensor: torch.Tensor, k: int) -> torch.Tensor:
+        return tensor[k]
+
+    def _progress_line(self, task: int, seconds: float) -> str:
+        alive = [m for m in self.members if m.status == "running"]
+        best = max((metrics.running_accuracy(m.rows[task], task) for m in alive), default=math.nan)
+        return (f"{self.config.method} stack of {self.size}: task {task + 1}/{self.benchmark.n_tasks} done in "
+                f"{seconds:.2f} s, {len(alive)} members running, best ACC on tasks seen {best:.4f}")
 
     def results(self) -> list[RunResult]:
         return [member.result(self.size) for member in self.members]
@@ -363,15 +341,6 @@ class StackedExperiment(TaskStream):
             scores.append(total / max(1, len(targets)))  # as the engine: sum / n in float64
         self.model.train(was_training)
         return torch.stack(scores, 1).tolist()
-
-    def _member_snapshots(self, task: int) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
-        """Per member, the shared parameters after ``task`` and SPP's probe importance of them
-        (engine.Experiment._snapshot; the probe only reads the model)."""
-        named = list(self.model.named_shared_parameters())
-        omega = get_method(PROBE_METHOD)(self.model).task_importance(self.view(task))
-        parameters = [{n: p[k].detach().cpu().clone() for n, p in named} for k in range(self.size)]
-        probes = [{n: o[k].detach().cpu().clone() for (n, _), o in zip(named, omega)} for k in range(self.size)]
-        return parameters, probes
 
     def report(self, task: int) -> list[TaskReport | None]:
         """Each member's report after ``task`` (None for a member that diverged before it)."""
