@@ -253,6 +253,14 @@ def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pat
     data = data[data["method"] != "joint"]
     labels = {m: display_name(m) + (f" ({c})" if c else "") for m, c in
               data.groupby("method", sort=False)["config"].first().items()}
+    # a method whose every value equals an earlier one's (SGD is fine-tuning in some presets) would
+    # hide that one's line under its own: its legend entry says so
+    curves: dict[tuple[float, ...], str] = {}
+    for method, values in data.groupby("method", sort=False):
+        key = tuple(values.sort_values(["after_task", "accuracy"])["accuracy"].round(12))
+        if key in curves:
+            labels[method] += f" (the same values as {labels[curves[key]]}, drawn over it)"
+        curves.setdefault(key, method)
     methods = list(labels)
     data = data.assign(method=data["method"].map(labels))
     fig, ax = plt.subplots(figsize=(6.6, 4))
