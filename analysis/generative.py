@@ -27,12 +27,13 @@ def figure5_rows(trials: pd.DataFrame) -> list[Row]:
     method after the last task, labelled in its colour."""
     rows: list[Row] = []
     finished = trials[trials["status"] == "finished"].sort_values("seed")
-    pictures, configs = {}, {}
+    pictures, configs, seeds = {}, {}, {}
     for _, trial in finished.drop_duplicates("method").iterrows():
         saved = load_pictures(trial["path"])
         if saved:
             pictures[trial["method"]] = saved
             configs[trial["method"]] = str(trial.get("config") or "")
+            seeds[trial["method"]] = trial.get("seed")
     if not pictures:
         return []
     first = pictures.get("finetune") or next(iter(pictures.values()))
@@ -40,8 +41,11 @@ def figure5_rows(trials: pd.DataFrame) -> list[Row]:
     rows.append(("task 1 test images", "black", first["task0/originals"], None))
     rows.append(("after task 1", "black", first["task0/reconstructions"], _task1_samples(first, 0)))
     for method, saved in pictures.items():
-        config = f" ({configs[method]})" if configs[method] not in ("", "-", "nan") else ""
-        rows.append((f"after task {last + 1}: {display_name(method)}{config}", look(method).colour,
+        config = configs[method] if configs[method] not in ("", "-", "nan") else ""
+        seed = "" if pd.isna(seeds[method]) else f"seed {int(seeds[method])}"
+        detail = ", ".join(part for part in (config, seed) if part)
+        rows.append((f"after task {last + 1}: {display_name(method)}" + (f" ({detail})" if detail else ""),
+                     look(method).colour,
                      saved[f"task{last}/reconstructions"], _task1_samples(saved, last)))
     return rows
 
