@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,19 +160,31 @@ def test_ray_tunes_progress_is_a_compact_table_and_the_summary_ends_the_log(tmp_
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """A 20 MB tmpfs with about 1.2 MB left free (needs root to mount; skipped elsewhere)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)], capture_output=True).returncode:
-        pytest.skip("this machine does not let the tests mount a 20 MB tmpfs (mount -t tmpfs needs root); "
-                    "the full-disk behaviour is also covered by tests/unit/sweep/test_recovery.py")
+    """A 20 MB tmpfs with about 1.2 MB left free: mounted here where the tests run as root (CI
+    does), or an empty small filesystem a user mounted and named in $SPP_TEST_SMALL_DISK."""
+    given = os.environ.get("SPP_TEST_SMALL_DISK")
+    disk = Path(given) if given else tmp_path / "disk"
+    mounted = False
+    if not given:
+        disk.mkdir()
+        mount = ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)]
+        if subprocess.run(mount, capture_output=True).returncode:
+            pytest.skip("a small full disk is needed: mounting a 20 MB tmpfs needs root; run the tests as root, "
+                        "or mount one yourself (sudo mount -t tmpfs -o size=20m tmpfs DIR) and set "
+                        "SPP_TEST_SMALL_DISK=DIR (the full-disk recovery is also tested without one in "
+                        "tests/unit/sweep/test_recovery.py)")
+        mounted = True
     try:
         free_kib = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize // 1024
         with open(disk / "filler", "wb") as filler:
             filler.write(b"\0" * ((free_kib - 1200) * 1024))
         yield disk
     finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+        if mounted:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+        else:  # a user's disk: leave it as it was given
+            (disk / "filler").unlink(missing_ok=True)
+            shutil.rmtree(disk / "full", ignore_errors=True)
 
 
 def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_finishes_it_once_there_is_space(
