@@ -8,7 +8,8 @@ have PyTorch, not Ray). Four measurements, each recorded with what it measured:
    4 and 8 separate processes sharing the device, each training its share one configuration
    at a time (what fractional-GPU Ray trials do);
 3. ``vgg9``: VGG-9 images/s through the engine and through a bare PyTorch loop (ratio);
-4. ``stacked_vgg9``: stacked CNN members, recorded as not available until CNN trunks stack.
+4. ``stacked_vgg9``: a λ grid of K stacked VGG-9 members (K = 1, 8, 27; grouped convolutions,
+   models/stacked.py) as members/s, against 1, 4 and 8 separate processes as for the MLP.
 
     python bench/gpu_check.py --device cuda --out gpu_check.json          # at most ~8 minutes on a GPU
     python bench/gpu_check.py --device cpu --quick --out /tmp/check.json  # the same code, seconds (a test)
@@ -73,22 +74,55 @@ def equivalence(device: str, quick: bool) -> dict:
 
 
 def stacked_mlp(device: str, quick: bool) -> dict:
-    data = blobs(5, 256 if quick else 2048)
-    epochs = 1 if quick else 5
+    return stacked_against_separate(device, quick, "mlp")
+
+
+def stacked_vgg9(device: str, quick: bool) -> dict:
+    return stacked_against_separate(device, quick, "vgg9")
+
+
+# Per kind of member: the stack sizes, separate process counts and configurations per process.
+SIZES = {"mlp": ([1, 17, 51], [1, 4, 8], 3), "vgg9": ([1, 8, 27], [1, 4, 8], 2)}
+
+
+def member_run(kind: str, device: str, lam: float, seed: int, epochs: int, quick: bool) -> RunConfig:
+    """One member of the stacked grid: the MLP's SPP configuration, or SPP on VGG-9 (the paper's
+    widths on a GPU; tiny ones for the CPU dry run)."""
+    if kind == "mlp":
+        return config(device, lam, seed, epochs)
+    options = {"channels": [4, 8, 8], "fc": 16} if quick else {}
+    return RunConfig(method="spp", benchmark="visual_sequence", model="vgg9", epochs=epochs, lr=0.01, seed=seed,
+                     batch_size=128, threads=1, device=device, validation=0.0, method_options={"lam": lam},
+                     model_options=options)
+
+
+def member_data(kind: str, quick: bool) -> Benchmark:
+    if kind == "mlp":
+        return blobs(5, 256 if quick else 2048)
+    from vgg9_throughput import synthetic_sequence
+
+    return synthetic_sequence(32 if quick else 1024, n_tasks=2)
+
+
+def stacked_against_separate(device: str, quick: bool, kind: str) -> dict:
+    data = member_data(kind, quick)
+    epochs = 1 if quick or kind == "vgg9" else 5
+    stack_sizes, process_counts, per_process = SIZES[kind]
     rows = {}
-    for k in ([1, 3] if quick else [1, 17, 51]):
-        configs = [config(device, LAMBDAS[i % len(LAMBDAS)], i // len(LAMBDAS), epochs) for i in range(k)]
+    for k in ([1, 3] if quick else stack_sizes):
+        configs = [member_run(kind, device, LAMBDAS[i % len(LAMBDAS)], i // len(LAMBDAS), epochs, quick)
+                   for i in range(k)]
         sync(device)
         start = time.perf_counter()
         StackedExperiment(configs, benchmark=data).run()
         sync(device)
         seconds = time.perf_counter() - start
         rows[f"stacked K={k}"] = {"members": k, "seconds": seconds, "members_per_s": k / seconds}
-    per_process = 1 if quick else 3
-    for processes in ([1, 2] if quick else [1, 4, 8]):
+    per_process = 1 if quick else per_process
+    for processes in ([1, 2] if quick else process_counts):
         root = [str(Path(__file__).resolve().parents[1])]
         code = (f"import sys; sys.path[:0] = {root!r}; import bench.gpu_check as g; "
-                f"g.separate({device!r}, {per_process}, {256 if quick else 2048}, {epochs})")
+                f"g.separate({kind!r}, {device!r}, {per_process}, {epochs}, {quick!r})")
         start = time.perf_counter()
         workers = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(processes)]
         failed = sum(w.wait() != 0 for w in workers)
@@ -96,15 +130,17 @@ def stacked_mlp(device: str, quick: bool) -> dict:
         rows[f"separate x{processes}"] = {"processes": processes, "configurations": processes * per_process,
                                           "seconds": seconds, "members_per_s": processes * per_process / seconds,
                                           "failed_processes": failed}
-    return {"what": f"SPP λ grid on 5 synthetic tasks, 64-32 MLP, {epochs} epoch(s)/task; separate processes "
-                    "each train their configurations one at a time (start-up included)", "rows": rows}
+    what = ("64-32 MLP on 5 synthetic tasks" if kind == "mlp" else
+            f"VGG-9{' (tiny widths)' if quick else ''} on 2 synthetic tasks of 3x32x32 images")
+    return {"what": f"SPP λ grid, {what}, {epochs} epoch(s)/task; separate processes each train their "
+                    "configurations one at a time (start-up included)", "rows": rows}
 
 
-def separate(device: str, count: int, per_task: int, epochs: int) -> None:
-    """One process's share of the separate runs (called by :func:`stacked_mlp`)."""
-    data = blobs(5, per_task)
+def separate(kind: str, device: str, count: int, epochs: int, quick: bool) -> None:
+    """One process's share of the separate runs (called by :func:`stacked_against_separate`)."""
+    data = member_data(kind, quick)
     for i in range(count):
-        Experiment(config(device, LAMBDAS[i % len(LAMBDAS)], 0, epochs), benchmark=data).run()
+        Experiment(member_run(kind, device, LAMBDAS[i % len(LAMBDAS)], 0, epochs, quick), benchmark=data).run()
 
 
 def vgg9(device: str, quick: bool) -> dict:
@@ -142,15 +178,14 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     found = {"device": args.device, "quick": args.quick, "torch": torch.__version__,
              "python": platform.python_version(), "cpus": os.cpu_count(), "gpu": gpu}
-    for name, measure in [("equivalence", equivalence), ("stacked_mlp", stacked_mlp), ("vgg9", vgg9)]:
+    for name, measure in [("equivalence", equivalence), ("stacked_mlp", stacked_mlp), ("vgg9", vgg9),
+                          ("stacked_vgg9", stacked_vgg9)]:
         start = time.perf_counter()
         try:
             found[name] = {**measure(args.device, args.quick), "wall_s": time.perf_counter() - start}
         except Exception as error:  # noqa: BLE001 - a failed part is recorded, the others still run
             found[name] = {"error": f"{type(error).__name__}: {error}"}
         print(f"{name}: {json.dumps(found[name])}", flush=True)
-    found["stacked_vgg9"] = {"status": "not available: CNN trunks are not stacked yet (issue 23); "
-                                       "stack: auto trains them one configuration per trial"}
     Path(args.out).write_text(json.dumps(found, indent=1) + "\n")
     print(f"wrote {args.out}")
 

@@ -13,6 +13,15 @@ Two measurements, each printed with what it measured:
     python bench/stacked_sweep.py sweep --study studies/lambda_robustness.yaml
     SPP_DATA_ROOT=../shared/data python bench/stacked_sweep.py engine --benchmark split_mnist --epochs 1
     python bench/stacked_sweep.py engine --benchmark split_digits --epochs 5 --hidden 256,128 --separate 6
+
+* ``cnn``: the same for VGG-9 (or ResNet-18) on synthetic 3x32x32 tasks (no dataset needed), or
+  the continual VAE on its digits (``--model vae``; ``--per-task 0`` keeps every image):
+  K members as one stack (grouped convolutions, models/stacked.py) against the same K trained one
+  after another, and the largest parameter gap between each member and its separate run.
+
+    python bench/stacked_sweep.py cnn --members 8 --channels 8,16,16 --fc 32 --per-task 256
+    python bench/stacked_sweep.py cnn --members 8 --device cuda          # the paper's VGG-9 widths
+    python bench/stacked_sweep.py cnn --model vae --members 9 --per-task 0 --epochs 5   # the continual VAE
 """
 
 from __future__ import annotations
@@ -98,6 +107,65 @@ def bench_engine(args: argparse.Namespace) -> None:
     print(f"largest accuracy gap, stacked vs alone, over the {len(alone)} compared runs: {gap:.3g}")
 
 
+def bench_cnn(args: argparse.Namespace) -> None:
+    import torch
+    from vgg9_throughput import synthetic_sequence
+
+    from spp_sweep.config import RunConfig
+    from spp_sweep.engine import Experiment
+    from spp_sweep.stacked import StackedExperiment
+
+    torch.set_num_threads(args.threads)
+    options = ({"channels": [int(c) for c in args.channels.split(",")], "fc": args.fc}
+               if args.model == "vgg9" and args.channels else {})
+    if args.model == "vae":  # the continual VAE on its own benchmark (8x8 digits bundled; mnist_domains: real MNIST)
+        from spp_sweep.benchmarks import build_benchmark
+
+        benchmark, train = args.vae_benchmark, {}
+        data = build_benchmark(benchmark, {"max_train_per_task": args.per_task} if args.per_task else {})
+    else:
+        benchmark, train = "visual_sequence", {"batch_size": args.batch_size, "validation": 0.0}
+        data = synthetic_sequence(args.per_task, n_tasks=args.tasks)
+    configs = [RunConfig(method=args.method, benchmark=benchmark, model=args.model, epochs=args.epochs,
+                         seed=k // len(LAMBDAS), threads=args.threads, device=args.device, model_options=options,
+                         method_options={"lam": float(LAMBDAS[k % len(LAMBDAS)])}, **train)
+               for k in range(args.members)]
+
+    def synchronise() -> None:
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    Experiment(configs[0], benchmark=data).train_task(0)  # warm-up: kernels, allocator
+    synchronise()
+    start = time.perf_counter()
+    stack = StackedExperiment(configs, benchmark=data)
+    stack.run()
+    synchronise()
+    stacked_s = time.perf_counter() - start
+    start, gap = time.perf_counter(), 0.0
+    states = []
+    for config in configs:
+        experiment = Experiment(config, benchmark=data)
+        experiment.run()
+        states.append(experiment.model.state_dict())
+    synchronise()
+    separate_s = time.perf_counter() - start
+    for k, state in enumerate(states):
+        member = stack.model.member_state(k)
+        member_gap = max(float((member[n].double() - t.double()).abs().max()) for n, t in state.items())
+        if args.verbose:
+            print(f"member {k} (λ {configs[k].method_options['lam']}): largest gap {member_gap:.3g}")
+        gap = max(gap, member_gap)
+    parameters = sum(p.numel() for p in Experiment(configs[0], benchmark=data).model.parameters())
+    what = (f"{benchmark} ({len(data.tasks[0].y_train)} training images per task)" if args.model == "vae" else
+            f"{args.tasks} synthetic tasks x {args.per_task} images of 3x32x32, batch {args.batch_size}")
+    print(f"{args.method}, {args.model} ({parameters:,} parameters per member), {args.members} members (λ grid x "
+          f"seeds), {what}, {args.epochs} epoch(s), {args.threads} thread(s), {args.device}")
+    print(f"stacked: {stacked_s:.1f} s; one after another: {separate_s:.1f} s; "
+          f"speed-up {separate_s / stacked_s:.2f}x")
+    print(f"largest parameter/statistic gap, member vs its separate run: {gap:.3g}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what")
@@ -113,9 +181,26 @@ def main() -> None:
     engine.add_argument("--threads", type=int, default=1)
     engine.add_argument("--device", default="cpu")
     engine.add_argument("--separate", type=int, default=0, help="train only the first N alone and scale (0: all)")
+    cnn = sub.add_parser("cnn", help="a CNN λ grid as one stack vs one after another (synthetic images)")
+    cnn.add_argument("--model", default="vgg9", choices=("vgg9", "resnet18", "vae"))
+    cnn.add_argument("--vae-benchmark", default="digit_domains", help="the VAE's benchmark (or mnist_domains)")
+    cnn.add_argument("--method", default="spp")
+    cnn.add_argument("--members", type=int, default=8)
+    cnn.add_argument("--channels", help="VGG-9 widths, e.g. 8,16,16 (default: the paper's 64,128,256)")
+    cnn.add_argument("--fc", type=int, default=512)
+    cnn.add_argument("--per-task", type=int, default=256)
+    cnn.add_argument("--tasks", type=int, default=2)
+    cnn.add_argument("--epochs", type=int, default=1)
+    cnn.add_argument("--batch-size", type=int, default=64)
+    cnn.add_argument("--threads", type=int, default=1)
+    cnn.add_argument("--device", default="cpu")
+    cnn.add_argument("--verbose", action="store_true", help="each member's gap")
     args = parser.parse_args()
     if args.what == "engine":
         bench_engine(args)
+    elif args.what == "cnn":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        bench_cnn(args)
     else:
         if args.what is None:
             args = parser.parse_args(["sweep", *sys.argv[1:]])

@@ -245,8 +245,8 @@ class TaskStream:
             if snapshot is not None:
                 member.parameters.append(snapshot[0][k])
                 member.probe_importances.append(snapshot[1][k])
-            if pictures is not None:  # a generator's (objectives.py): never stacked
-                member.pictures.append({n: v.detach().cpu() for n, v in pictures.items()})
+            if pictures is not None:  # a generator's (objectives.py); a stack's have the member dimension first
+                member.pictures.append({n: self._member_slice(v, k).detach().cpu() for n, v in pictures.items()})
 
     def _snapshots(self, task: int) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
         """Per member, the shared parameters after ``task`` and SPP's importance of them on that task.

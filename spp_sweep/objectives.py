@@ -98,14 +98,15 @@ class NegativeELBO(Objective):
     higher_is_better: ClassVar[bool] = False
 
     def training_forward(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> Forward:
+        """The batch's mean -ELBO with one reparameterised draw per image; a stack's (K,) means,
+        each over its member's own batch (stacked.py)."""
         mu, logvar = _vae(model).encode(x, head)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        recon = _vae(model).decode(z)
-        return Forward(negative_elbo(recon, x, mu, logvar).mean(), mu, recon)
+        recon = _vae(model).decode(_vae(model).reparameterise(mu, logvar))
+        return Forward(negative_elbo(recon, x, mu, logvar).mean(-1), mu, recon)
 
     def score_sum(self, model: ContinualModel, head: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         mu, logvar = _vae(model).encode(x, head)
-        return negative_elbo(_vae(model).decode(mu), x, mu, logvar).sum()
+        return negative_elbo(_vae(model).decode(mu), x, mu, logvar).sum(-1)
 
     def untrained_loss(self, outputs: int) -> float | None:
         return None
@@ -126,14 +127,18 @@ class NegativeELBO(Objective):
         Task 1's region of the latent space is where its head puts its images: the mean and
         standard deviation of its posterior means over (up to 512 of) its training images, through
         the current encoder. Codes μ₁ + σ₁ ⊙ ε show what the network can still generate *of task
-        1* (section 4.2.4 has a latent head per task for exactly this), comparably across methods."""
+        1* (section 4.2.4 has a latent head per task for exactly this), comparably across methods.
+
+        A stack's pictures have its member dimension first, the originals too (one copy each)."""
         model = _vae(model)
         was_training = model.training
         model.eval()
         originals = tasks[0].x_test[:PICTURES]
         codes = torch.randn(PICTURES, model.latent, generator=torch.Generator().manual_seed(0)).to(originals.device)
-        posterior = model.encode(tasks[0].x_train[:512], 0)[0]
-        task1 = posterior.mean(0) + posterior.std(0) * codes
+        posterior = model.encode(tasks[0].x_train[:512], 0)[0]  # (512, latent), or (K, 512, latent)
+        task1 = posterior.mean(-2, keepdim=True) + posterior.std(-2, keepdim=True) * codes
+        if posterior.dim() == 3:
+            originals = originals.expand(posterior.shape[0], *originals.shape)
         pictures = {"originals": originals,
                     "reconstructions": torch.sigmoid(model.decode(model.encode(originals, 0)[0])),
                     "samples": torch.sigmoid(model.decode(codes)),

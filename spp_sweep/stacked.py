@@ -48,12 +48,12 @@ from .errors import ConfigError
 from .methods import Method, Step, get_method
 from .methods.base import along_members
 from .models import build_model
-from .models.stacked import StackedModel
+from .models.stacked import StackedModel, stack_models
 from .models.stacked import stack_refusal as model_refusal
 
 # Settings that may differ between members, besides the method's stackable options.
 MEMBER_SETTINGS = ("lr", "seed")
-STACKABLE_MODELS = ("mlp",)  # models/stacked.py checks the built network's layers too
+STACKABLE_MODELS = ("mlp", "vgg9", "resnet18", "vae")  # models/stacked.py checks the built network's layers too
 
 
 def stack_key(config: RunConfig) -> str:
@@ -73,13 +73,10 @@ def stack_refusal(config: RunConfig) -> str | None:
     if method.stack_refusal:
         return f"{config.method}: {method.stack_refusal}"
     if config.model not in STACKABLE_MODELS:
-        return (f"only MLP trunks are stacked, and {config.benchmark} trains a {config.model} "
-                "(CNNs train one configuration per trial)")
-    from .benchmarks import get_spec
-
-    objective = get_spec(config.benchmark).objective
-    if objective != "classification":
-        return f"only classification is stacked; {config.benchmark} asks for the {objective} objective"
+        return f"only the {', '.join(STACKABLE_MODELS)} models are stacked, and this run trains a {config.model}"
+    if config.model != "mlp" and method.learns_all_tasks_at_once:
+        # its steps mix several tasks' batches of different sizes (padded rows): batch norm would count the padding
+        return f"{config.method} trains several tasks at once, which a stacked CNN (batch norm) cannot"
     return None
 
 
@@ -104,7 +101,7 @@ class StackedExperiment(TaskStream):
         refusal = model_refusal(models[0])
         if refusal:
             raise ConfigError(f"cannot stack {self.config.model}: {refusal}")
-        self.model = StackedModel(models, self.dropout_rngs, len(self.benchmark.input_shape)).to(self.device)
+        self.model = stack_models(models, self.dropout_rngs, len(self.benchmark.input_shape)).to(self.device)
         self.model.head_is_shared = self.config.penalise_head
         self.method = method_cls(self.model, **self.config.method_options)
         self.method.member_options = {name: [float(c.method_options[name]) for c in resolved]
@@ -226,6 +223,7 @@ class StackedExperiment(TaskStream):
         if any(alive):  # diverged members' importances are computed too, and never read
             for t in train_on:
                 self.method.after_task(self.view(t))
+        self.model.remember_norm_stats(task)  # every member's BN statistics per task; no-op without BN
         return any(alive)
 
     def _member_batches(self, tasks: list[int]) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor,
@@ -358,6 +356,7 @@ class StackedExperiment(TaskStream):
             "method": self.method.state_dict(),
             "shuffles": [g.get_state() for g in self.shuffles],
             "dropout_rngs": [g.get_state() for g in self.dropout_rngs],
+            "norm_stats": {task: dict(stats) for task, stats in self.model.norm_stats.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -377,6 +376,7 @@ class StackedExperiment(TaskStream):
             generator.set_state(saved)
         for generator, saved in zip(self.dropout_rngs, state["dropout_rngs"]):
             generator.set_state(saved)
+        self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
 
 
 def check_stack(configs: Sequence[RunConfig]) -> None:

@@ -52,11 +52,13 @@ class EWC(QuadraticPenaltyMethod):
         if fast is not None:
             return fast
         with torch.no_grad():
-            probs = torch.softmax(self.model(x, head), dim=-1)
+            probs = torch.softmax(self.model(x, head), dim=-1)  # (B, C), or a stack's (K, B, C)
         total: list[torch.Tensor] = []
-        for c in range(probs.shape[1]):  # exact expectation over y ~ p(y|x), one class at a time
+        for c in range(probs.shape[-1]):  # exact expectation over y ~ p(y|x), one class at a time
             grads = per_sample_gradients(self.model, head, _log_likelihood, x, torch.full_like(y, c))
-            square_sums = [torch.einsum("n,n...->...", probs[:, c], g.square()) for g in grads]
+            weight = probs[..., c] if probs.dim() == 2 else probs[..., c].t()  # (B,), or (B, K) as the gradients
+            square_sums = [(weight.view(*weight.shape, *[1] * (g.dim() - weight.dim())) * g.square()).sum(0)
+                           for g in grads]
             total = [t + f for t, f in zip(total, square_sums)] if total else square_sums
         return total
 

@@ -36,8 +36,10 @@ def per_sample_gradients(
 ) -> list[torch.Tensor]:
     """Gradients of ``sample_objective(logits_i, y_i)`` for every sample i, stacked on dim 0.
 
-    Returns one tensor per shared parameter with shape (batch, *param.shape). The model is
-    evaluated in its current mode; call it in eval mode so dropout does not differ per sample.
+    Returns one tensor per shared parameter with shape (batch, *param.shape) (a stack's
+    parameters have the member dimension first: (batch, K, ...), each member's gradient of its
+    own objective). The model is evaluated in its current mode; call it in eval mode so dropout
+    does not differ per sample.
     """
     shared = {name: p.detach() for name, p in model.named_shared_parameters()}
     rest = {name: p.detach() for name, p in model.named_parameters() if name not in shared}
@@ -46,6 +48,8 @@ def per_sample_gradients(
 
     def objective(params: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         logits = functional_call(model, (params, rest, buffers), (xi.unsqueeze(0), head))
+        if logits.dim() == 3:  # a stack's (K, 1, C): one term per member, so member k's slice is its own gradient
+            return vmap(sample_objective, in_dims=(0, None))(logits[:, 0], yi).sum()
         return sample_objective(logits.squeeze(0), yi)
 
     grads = vmap(grad(objective), in_dims=(None, 0, 0))(shared, x, targets)

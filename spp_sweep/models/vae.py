@@ -44,8 +44,12 @@ class VAE(ContinualModel):
         """Per-pixel Bernoulli logits of p(x|z), shaped like the images."""
         return self.decoder(z)
 
+    def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z = μ + σ ⊙ ε, ε ~ N(0, I) (Kingma & Welling, section 2.4), drawn from torch's generator."""
+        return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
     def forward(self, x: torch.Tensor, head: int = 0) -> torch.Tensor:
-        return self.decode(self.encode(x, head)[0]).flatten(1)
+        return self.decode(self.encode(x, head)[0]).flatten(-3)  # (batch, pixels); a stack's (K, batch, pixels)
 
     def negative_elbos(self, x: torch.Tensor, head: int) -> torch.Tensor:
         """Per image, the negative ELBO at the posterior mean (:func:`negative_elbo`): a
@@ -57,7 +61,7 @@ class VAE(ContinualModel):
         """Per sample, the entropy of the decoder's per-pixel Bernoulli outputs, summed over
         pixels: SPP's label-free uncertainty for a generator (section 4.2.4; see methods/spp.py)."""
         p = torch.sigmoid(outputs)
-        return F.binary_cross_entropy_with_logits(outputs, p, reduction="none").flatten(1).sum(1)
+        return F.binary_cross_entropy_with_logits(outputs, p, reduction="none").sum(-1)  # outputs: (..., pixels)
 
     def shared_modules(self) -> list[nn.Module]:
         return [self.trunk, self.decoder]
@@ -72,10 +76,13 @@ class VAE(ContinualModel):
 # ``signal=elbo`` reads it), so that models/ never imports objectives (no import cycle).
 def negative_elbo(recon_logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,
                   logvar: torch.Tensor) -> torch.Tensor:
-    """Per-sample -ELBO: Bernoulli reconstruction term plus the Gaussian KL (Kingma & Welling, eq. 10)."""
-    reconstruction = F.binary_cross_entropy_with_logits(recon_logits.flatten(1), x.flatten(1),
-                                                        reduction="none").sum(1)
-    kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
+    """Per-sample -ELBO: Bernoulli reconstruction term plus the Gaussian KL (Kingma & Welling, eq. 10).
+
+    Images are (..., C, H, W) and codes (..., latent): a stack's member dimension leads, and
+    images shared by every member (evaluation) broadcast against its (K, B, C, H, W) outputs."""
+    reconstruction = F.binary_cross_entropy_with_logits(recon_logits, x.expand_as(recon_logits),
+                                                        reduction="none").flatten(-3).sum(-1)
+    kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(-1)
     return reconstruction + kl
 
 

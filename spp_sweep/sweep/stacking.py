@@ -4,9 +4,10 @@ A grid phase's points that differ only in learning rate, seed and their method's
 options (λ; SI's ξ) become one Ray trial each holding up to N members (spp_sweep/stacked.py).
 The study's ``stack`` says N: ``auto`` (the default) takes whole groups, capped so the stack
 fits the trial's memory, and splits them while there are fewer trials than the cluster has
-slots for, and on a CPU leaves members above CPU_STACK_MAX_PARAMETERS alone (compute-bound, they
-gain nothing); a number caps the members per trial; ``off`` trains one configuration per trial.
-Configurations that cannot stack (CNN trunks, a VAE; ``stacked.stack_refusal``) stay single.
+slots for, and on a CPU leaves members above CPU_STACK_MAX_MULTIPLY_ADDS per sample alone
+(compute-bound, they gain nothing); a number caps the members per trial; ``off`` trains one configuration per trial.
+Configurations that cannot stack (joint training on a CNN or the VAE; ``stacked.stack_refusal``)
+stay single.
 Each stacked trial reports every member's results, and ``analysis.load`` expands it into one
 row per configuration, so trials.csv, the report and resume see exactly what they see unstacked.
 """
@@ -28,15 +29,32 @@ from .study import MethodSearch, Study, run_settings
 # gradients, importance, anchor, last importance, a momentum buffer, SI's three path tensors,
 # LwF's old network. An over-estimate for most methods, on purpose.
 PARAMETER_COPIES = 10
-# Activation copies kept per layer (outputs, ReLU outputs, their gradients).
-ACTIVATION_COPIES = 4
+# Copies kept of every layer's output (the output and its gradient; forward_cost counts every
+# layer, ReLU and pooling included).
+ACTIVATION_COPIES = 2
 MEMORY_SHARE = 0.5  # of the memory a trial may use, what its stack may fill
 DEFAULT_CAP = 64  # members per trial where memory could not be estimated (data not on the driver)
 ASSUMED_GPU_BYTES = 16 * 2**30  # a GPU's memory where the driver has none to ask
-# On a CPU a large member is compute-bound and a stack gains nothing (bench/stacked_sweep.py
-# engine, docs/results/speed.md: 51 members of 6.6k parameters 9.2x faster stacked, 51k 1.8x, 167k
-# 1.0x, MNIST's 535k 0.7x), so `auto` leaves members above this size alone there.
-CPU_STACK_MAX_PARAMETERS = 100_000
+# On a CPU a member that needs many multiply-adds per sample is compute-bound and a stack gains
+# nothing (bench/stacked_sweep.py, docs/results/speed.md): MLPs of 6.6k, 51k, 167k and 535k
+# multiply-adds 9.2x, 1.8x, 1.0x, 0.7x faster stacked; the continual VAE on 8x8 digits (about
+# 95k) 2.1x, on 28x28 MNIST (about 1.5M) 0.77x; VGG-9 at 32x32 (millions; grouped convolutions)
+# 0.70-0.85x. So on a CPU `auto` stacks members of at most this many; on a GPU, every one.
+CPU_STACK_MAX_MULTIPLY_ADDS = 100_000
+
+
+def cpu_refusal(multiply_adds: int | None, model: str) -> str | None:
+    """Why ``stack: auto`` trains a member of ``multiply_adds`` per sample alone on a CPU (None: it
+    stacks there). Unknown (the data are not on the driver): MLPs stack, convolutional models not."""
+    if multiply_adds is None:
+        if model == "mlp":
+            return None
+        return (f"on a CPU, auto stacks {model} only where its cost per sample is known, and its data are not on "
+                "this machine (stack: N forces it)")
+    if multiply_adds > CPU_STACK_MAX_MULTIPLY_ADDS:
+        return (f"on a CPU, auto stacks members of at most {CPU_STACK_MAX_MULTIPLY_ADDS:,} multiply-adds per sample "
+                f"and this model needs {multiply_adds:,} (on a GPU it stacks; stack: N forces it)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -69,11 +87,12 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
         groups.setdefault(key, []).append(spec)
         configs.setdefault(key, config)
     sizes = {key: member_size(config) for key, config in configs.items()}
-    if setting == "auto" and study.gpu == 0:  # on a CPU, a large member is compute-bound: stacking loses
-        for key in [k for k, (_, parameters) in sizes.items() if parameters > CPU_STACK_MAX_PARAMETERS]:
-            singles += groups.pop(key)
-            refusals.add(f"on a CPU, auto stacks members of at most {CPU_STACK_MAX_PARAMETERS:,} parameters and "
-                         f"this model has {sizes[key][1]:,} (stack: N forces it)")
+    if setting == "auto" and study.gpu == 0:  # on a CPU, a large member or a CNN is compute-bound: stacking loses
+        for key, (_, multiply_adds) in sizes.items():
+            why = cpu_refusal(multiply_adds, configs[key].model)
+            if why:
+                singles += groups.pop(key)
+                refusals.add(why)
     if not groups:
         return Plan(points, f"stacking: none ({'; '.join(sorted(refusals))})")
     per_member = max(sizes[key][0] for key in groups)
@@ -117,23 +136,65 @@ def member_cap(per_member: float, study: Study) -> tuple[int, str]:
     return max(1, int(MEMORY_SHARE * budget // per_member)), f"{MEMORY_SHARE:.0%} of {where}"
 
 
-def member_size(config: ResolvedRunConfig) -> tuple[float, int]:
-    """(a member's memory in bytes, its parameter count): parameter copies, plus activations of
-    a training batch and of an evaluation batch (inputs and every layer's outputs), in float32.
-    (NaN, 0) where the benchmark cannot be built here (data only on the cluster's nodes)."""
-    import torch
-
+def member_size(config: ResolvedRunConfig) -> tuple[float, int | None]:
+    """(a member's memory in bytes, its multiply-adds per sample): parameter copies, the
+    activations a training batch keeps for its backward pass (inputs and every layer's outputs),
+    and an evaluation batch's input and largest layer (no gradients: one layer at a time), in
+    float32. (NaN, None) where the benchmark cannot be built here (data only on the cluster's nodes)."""
     from ..models import build_model
 
     shape = _benchmark_shape(config.benchmark, json.dumps(config.benchmark_options, sort_keys=True, default=str))
     if shape is None:  # data not on the driver (a remote cluster): no estimate
-        return math.nan, 0
+        return math.nan, None
     input_shape, heads = shape
     model = build_model(config.model, input_shape, heads, config.model_options)
     parameters = sum(p.numel() for p in model.parameters())
-    widths = math.prod(input_shape) + sum(m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
-    rows = config.batch_size + config.eval_batch_size
-    return 4.0 * (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * rows * widths), parameters
+    cost = forward_cost(model, input_shape)
+    inputs = math.prod(input_shape)
+    values = (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * config.batch_size * (inputs + cost.widths)
+              + config.eval_batch_size * (inputs + 2 * cost.largest))
+    return 4.0 * values, cost.multiply_adds
+
+
+@dataclass(frozen=True)
+class ForwardCost:
+    """Per sample of one forward pass: values all layers output, the largest layer's output, multiply-adds."""
+
+    widths: int
+    largest: int
+    multiply_adds: int
+
+
+def forward_cost(model: Any, input_shape: tuple[int, ...]) -> ForwardCost:
+    """What one forward pass of ``model`` (through the first head) costs per sample: one pass on
+    the meta device, which computes shapes only (``model`` is moved there: pass one you no longer
+    need). A convolution counts every channel and position of its output (a CNN's activations
+    dominate its memory, and its arithmetic, not its parameters)."""
+    import torch
+    from torch import nn
+
+    widths, multiply_adds = [], []
+
+    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        out = output[0].numel()
+        widths.append(out)
+        if isinstance(module, nn.Linear):
+            multiply_adds.append(module.in_features * module.out_features)
+        elif isinstance(module, nn.Conv2d):
+            multiply_adds.append(out * module.weight[0].numel())  # per output value: C_in / groups x kh x kw
+        elif isinstance(module, nn.ConvTranspose2d):
+            multiply_adds.append(inputs[0][0].numel() * module.weight[0].numel())  # per input value: C_out x kh x kw
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        meta = model.to("meta").eval()
+        with torch.no_grad():
+            meta(torch.zeros((1, *input_shape), device="meta"), 0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ForwardCost(sum(widths), max(widths, default=0), sum(multiply_adds))
 
 
 @functools.lru_cache(maxsize=8)
@@ -201,10 +262,10 @@ def optuna_batch(study: Study, method: MethodSearch, part: Mapping[str, Any], sl
     refusal = stack_refusal(config)
     if refusal:
         return 1, f"not batched: {refusal}"
-    per_member, parameters = member_size(config)
-    if study.stack == "auto" and study.gpu == 0 and parameters > CPU_STACK_MAX_PARAMETERS:
-        return 1, (f"not batched: on a CPU, auto stacks members of at most {CPU_STACK_MAX_PARAMETERS:,} parameters "
-                   f"and this model has {parameters:,} (stack: N forces it)")
+    per_member, multiply_adds = member_size(config)
+    why_alone = cpu_refusal(multiply_adds, config.model) if study.stack == "auto" and study.gpu == 0 else None
+    if why_alone:
+        return 1, f"not batched: {why_alone}"
     cap, why = member_cap(per_member, study)
     if isinstance(study.stack, int):
         size, why = min(cap, study.stack), f"stack: {study.stack} in the study" if study.stack <= cap else why

@@ -40,10 +40,10 @@ def test_stacking_groups_what_may_differ_and_says_how() -> None:
 
 def test_auto_leaves_large_members_alone_on_a_cpu_and_a_number_forces_them() -> None:
     study = parse_study({"benchmark": "split_digits", "fixed": {"model_options": {"hidden": [512, 512]}},
-                         "methods": {"spp": {"space": {"lam": [1.0, 2.0, 3.0]}}}})  # 300k parameters
+                         "methods": {"spp": {"space": {"lam": [1.0, 2.0, 3.0]}}}})  # 300k multiply-adds
     points = [study.trial_spec(study.methods[0], p, 0) for p in study.methods[0].grid_points()]
     plan = plan_stacks(study, points, study.study_part(), slots=1)
-    assert plan.specs == points and "at most 100,000 parameters" in plan.summary
+    assert plan.specs == points and "at most 100,000 multiply-adds per sample" in plan.summary
     forced = plan_stacks(dataclasses.replace(study, stack=3), points, study.study_part(), slots=1)
     assert len(forced.specs) == 1 and len(forced.specs[0]["members"]) == 3
 

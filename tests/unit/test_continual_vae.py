@@ -120,3 +120,32 @@ def test_the_continual_vae_study_writes_figure_5(tmp_path, ray_local) -> None:
     assert (tmp_path / "report" / "figure5_generations.png").read_bytes()[:4] == b"\x89PNG"
     trials = pd.read_csv(tmp_path / "report" / "trials.csv")
     assert not trials["higher_is_better"].any() and set(trials["method"]) == {"finetune", "spp", "mas"}
+
+
+def test_a_stacked_vae_sweep_writes_each_members_pictures(tmp_path, ray_local) -> None:
+    """Two λ of SPP train as one stacked trial (the VAE on 8×8 digits stacks on a CPU; `stack: 2`
+    keeps auto from splitting the pair over this machine's two slots); each member's Figure-5
+    pictures reach the report as a separate trial's would."""
+    import dataclasses
+
+    from analysis.load import load_trials
+    from analysis.report import write_report
+    from spp_sweep.sweep.runner import SweepOptions, run_sweep
+    from spp_sweep.sweep.study import load_study
+    from tests.conftest import REPO
+
+    study = load_study(REPO / "studies" / "continual_vae.yaml")
+    spp = next(m for m in study.methods if m.method == "spp")
+    spp = dataclasses.replace(spp, space={k: dataclasses.replace(d, values=d.values[:2]) for k, d in spp.space.items()})
+    study = dataclasses.replace(study, storage=str(tmp_path), seeds=(0,), methods=(spp,), stack=2,
+                                fixed={**study.fixed, "epochs": 2})
+    outcome = run_sweep(study, SweepOptions(verbose=0))
+    trials = load_trials(outcome.root)
+    assert len(trials) == 2 and set(trials["stack_members"]) == {2} and set(trials["status"]) == {"finished"}
+    write_report(outcome.root, tmp_path / "report")
+    assert (tmp_path / "report" / "figure5_generations.png").read_bytes()[:4] == b"\x89PNG"
+    members = sorted(Path(outcome.root).rglob("member*/pictures.npz"))
+    assert len(members) == 2
+    first, second = (np.load(path) for path in members)
+    assert first.files == second.files and not np.array_equal(first["task1/reconstructions"],
+                                                             second["task1/reconstructions"])

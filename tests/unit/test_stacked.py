@@ -117,12 +117,9 @@ def test_a_stack_resumes_from_a_checkpoint_with_identical_numbers() -> None:
 
 
 def test_what_cannot_stack_is_refused_with_the_reason() -> None:
-    cnn = RunConfig(method="spp", benchmark="split_digits", model="vgg9", seed=0)
-    with pytest.raises(ConfigError, match="only MLP trunks"):
-        StackedExperiment([cnn, cnn])
-    vae = RunConfig(method="spp", benchmark="digit_domains", seed=0)
-    with pytest.raises(ConfigError, match="(only MLP|only classification)"):
-        StackedExperiment([vae, vae])
+    joint = RunConfig(method="joint", benchmark="digit_domains", seed=0)  # the VAE: convolutions and padded steps
+    with pytest.raises(ConfigError, match="several tasks at once"):
+        StackedExperiment([joint, joint])  # convolutional stacks: tests/unit/test_stacked_conv.py
     a, b = (RunConfig(method="spp", benchmark="split_digits", epochs=e) for e in (1, 2))
     with pytest.raises(ConfigError, match="these differ: epochs"):
         StackedExperiment([a, b])

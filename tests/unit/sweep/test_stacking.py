@@ -1,0 +1,57 @@
+"""stack: auto for convolutional members (spp_sweep/sweep/stacking.py): on a CPU only those of
+few multiply-adds per sample stack (grouped convolutions lose there, bench/stacked_sweep.py cnn),
+on a GPU every one, and a CNN's estimates count its convolutions' outputs and arithmetic."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from spp_sweep.models import build_model
+from spp_sweep.sweep import stacking
+from spp_sweep.sweep.stacking import forward_cost, plan_stacks
+from spp_sweep.sweep.study import parse_study
+
+CNN_STUDY = {"benchmark": "visual_sequence",
+             "fixed": {"model": "vgg9", "model_options": {"channels": [4, 8, 8], "fc": 16}},
+             "methods": {"spp": {"space": {"lam": [1.0, 2.0, 3.0]}}}}
+
+
+def grid(study):
+    return [study.trial_spec(m, p, s) for m in study.methods for p in m.grid_points() for s in study.seeds]
+
+
+def test_auto_trains_cnns_alone_on_a_cpu_says_why_and_a_number_forces_a_stack(monkeypatch) -> None:
+    study = parse_study(CNN_STUDY)
+    points = grid(study)
+    unknown = plan_stacks(study, points, study.study_part(), slots=1)  # no visual-sequence data here
+    assert unknown.specs == points and "only where its cost per sample is known" in unknown.summary
+    # the visual sequence's real shapes, as on a machine that has its files: VGG-9's cost is counted
+    monkeypatch.setattr(stacking, "_benchmark_shape", lambda name, options: ((3, 32, 32), [10] * 5))
+    plan = plan_stacks(study, points, study.study_part(), slots=1)
+    assert plan.specs == points and "multiply-adds per sample and this model needs" in plan.summary
+    forced = plan_stacks(dataclasses.replace(study, stack=3), points, study.study_part(), slots=1)
+    assert len(forced.specs) == 1 and len(forced.specs[0]["members"]) == 3
+
+
+def test_auto_stacks_cnns_where_trials_get_gpus() -> None:
+    study = parse_study({**CNN_STUDY, "resources": {"cpu": 1, "gpu": 0.25}})
+    plan = plan_stacks(study, grid(study), study.study_part(), slots=1)
+    assert len(plan.specs) == 1 and len(plan.specs[0]["members"]) == 3, plan.summary
+
+
+def test_the_small_continual_vae_stacks_on_a_cpu() -> None:
+    study = parse_study({"benchmark": "digit_domains", "methods": {"spp": {"space": {"lam": [1.0, 10.0]}}}})
+    plan = plan_stacks(study, grid(study), study.study_part(), slots=1)
+    assert len(plan.specs) == 1 and len(plan.specs[0]["members"]) == 2, plan.summary
+
+
+def test_a_cnns_forward_cost_counts_every_layers_output_and_multiply_adds() -> None:
+    model = build_model("vgg9", (3, 8, 8), [2], {"channels": [4, 8, 8], "fc": 16})
+    cost = forward_cost(model, (3, 8, 8))
+    # by hand: per block, two conv-BN-ReLU (3 outputs each of C x side x side) and a max-pool
+    blocks = 6 * 4 * 8 * 8 + 4 * 4 * 4 + 6 * 8 * 4 * 4 + 8 * 2 * 2 + 6 * 8 * 2 * 2 + 8 * 1 * 1
+    fully_connected = 8 + 4 * 16 + 2  # Flatten, Linear-ReLU-Linear-ReLU of 16, the 2-way head
+    assert cost.widths == blocks + fully_connected and cost.largest == 4 * 8 * 8
+    # 3x3 convolutions: output values x C_in x 9; then 8x16, 16x16 and 16x2 matrices
+    convolutions = (4 * 64 * 3 + 4 * 64 * 4 + 8 * 16 * 4 + 8 * 16 * 8 + 8 * 4 * 8 + 8 * 4 * 8) * 9
+    assert cost.multiply_adds == convolutions + 8 * 16 + 16 * 16 + 16 * 2
