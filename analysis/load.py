@@ -121,7 +121,7 @@ def _trial_rows(root: Path, folder: Path) -> list[dict[str, Any]]:
         if "time_total_s" in last:  # each member's share, so sums over rows are the compute spent
             shared["time_total_s"] = last["time_total_s"] / len(trial["members"])
         row = _trial_row(root, folder, config, member, {**shared, **values, "trial_id": f"{trial_id}_{k}"},
-                         path=folder / f"member{k}")
+                         path=trial_files.member_folder(folder, k))
         row["stack"], row["stack_members"] = trial_id, len(trial["members"])
         rows.append(row)
     return rows

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 
@@ -137,12 +137,32 @@ MIN_JUDGED_BATCHES = 8
 PROBE_METHOD = "spp"
 
 
+class Stepper(Protocol):
+    """What differs between training one model and a stack inside :meth:`TaskStream.train_task`:
+    the learning rate of an epoch, the mini-batches, and one update. Values are per member: (K,)
+    tensors, K = 1 for one model."""
+
+    def start_epoch(self, epoch: int, alive: list[bool]) -> None:
+        """Set the epoch's decayed learning rate (section 4.1); 0 for a member that stopped."""
+
+    def batches(self, tasks: list[int]) -> Iterator[Any]:
+        """The epoch's mini-batches of ``tasks``, in each member's own order."""
+        ...
+
+    def step(self, batch: Any, count: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
+        """One update: per member the loss with any penalty, the objective's loss alone, and with
+        ``count`` the batch's correct predictions (None where the objective has no accuracy or
+        members train several heads at once), and the batch's rows per member."""
+        ...
+
+
 class TaskStream:
     """What every run of the sequential-task loop shares, one configuration (:class:`Experiment`)
     or a stack of them (stacked.StackedExperiment): the settings, the device, the tasks on it with
     the validation split held out, the objective and output layers, the data views, the method's
-    task preparation, the mini-batch schedule and the divergence rules. Each subclass owns its
-    loop (``run``, ``train_task``, ``evaluate``, checkpoints) and its records."""
+    task preparation, the mini-batch schedule and the divergence rules, the loop over tasks
+    (``_run_tasks``) and the epochs of a task (``train_task``). Each subclass owns its records,
+    its :class:`Stepper`, its evaluation and its checkpoints."""
 
     config: ResolvedRunConfig
     method: Method
@@ -177,8 +197,71 @@ class TaskStream:
         raise NotImplementedError
 
     def train_task(self, task: int, bar=None) -> bool:
-        """Train every running member on task ``task``, marking those that diverge; False when
-        none is left running."""
+        """Train every running member on task ``task`` (or what the method asks for), marking
+        those that diverge (NaN/inf, or the finite blow-up rules); False when none is left
+        running. One loop for one model and for a stack: what differs is the :class:`Stepper`
+        (``_stepper``): an optimiser step of one model, or each member's own step of a stack."""
+        prepared = self._prepare_task(task, bar)
+        if prepared is None:
+            return True
+        train_on, trainable = prepared
+        steps = self._stepper(trainable)
+        self.method.set_train_mode(task)
+        alive = [member.status == "running" for member in self.members]
+        size = len(alive)
+        first = None  # the objective's loss on the task's first batch, per member: the untrained loss
+        peak = torch.zeros(size, device=self.device)  # each member's highest batch loss (on device: no sync per step)
+        task_loss = torch.zeros(size, device=self.device)
+        correct, seen, n_batches = torch.zeros(size, device=self.device), 0, 0
+        for epoch in range(self.config.epochs):
+            steps.start_epoch(epoch, alive)
+            running = torch.zeros(size, device=self.device)
+            task_loss = torch.zeros(size, device=self.device)
+            correct, seen, n_batches = torch.zeros(size, device=self.device), 0, 0  # the last epoch's accuracy
+            last_epoch = epoch == self.config.epochs - 1  # the blow-up rule reads the last epoch's accuracy
+            for batch in steps.batches(train_on):
+                loss, objective_loss, right, rows = steps.step(batch, count=last_epoch)
+                running += loss
+                task_loss += objective_loss
+                if right is not None:
+                    correct += right
+                    seen += rows
+                peak = torch.maximum(peak, objective_loss)
+                first = objective_loss if first is None else first
+                n_batches += 1
+            last = (running / max(1, n_batches)).tolist()  # one device sync per epoch, not per step
+            for k, member in enumerate(self.members):
+                if alive[k] and not math.isfinite(last[k]):
+                    member.diverge(task, "training loss not finite (NaN/inf)")
+                    alive[k] = False
+            finite = [v for v, a in zip(last, alive) if a]
+            self.last_loss = sum(finite) / len(finite) if finite else (last[0] if size == 1 else math.nan)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(task=task + 1, loss=f"{self.last_loss:.3g}",  # mean over the epoch's batches
+                                **({"running": sum(alive)} if size > 1 else {}))
+            if not any(alive):
+                break
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        if first is not None:
+            firsts, ends, peaks = first.tolist(), (task_loss / max(1, n_batches)).tolist(), peak.tolist()
+            accuracies = (correct / seen).tolist() if seen else [None] * size
+            for k, member in enumerate(self.members):
+                if alive[k]:
+                    reason = self._blown_up(firsts[k], ends[k], peaks[k], task,
+                                            rise_judged=n_batches >= MIN_JUDGED_BATCHES, accuracy=accuracies[k])
+                    if reason is not None:
+                        member.diverge(task, reason)
+                        alive[k] = False
+        if any(alive):  # a stack's diverged members' importances are computed too, and never read
+            for t in train_on:
+                self.method.after_task(self.view(t))
+        self.model.remember_norm_stats(task)  # BN statistics per task (models/cnn.py); no-op without BN
+        return any(alive)
+
+    def _stepper(self, trainable: set[torch.nn.Parameter]) -> Stepper:
+        """The task's :class:`Stepper` over the parameters the method lets train now."""
         raise NotImplementedError
 
     def _scores(self, split: str = "test") -> list[list[float]]:
@@ -191,6 +274,19 @@ class TaskStream:
 
     def _progress_line(self, task: int, seconds: float) -> str:
         raise NotImplementedError
+
+    def run_tasks(self, on_task_end: Callable[[int], None] | None = None, progress: bool = False) -> list[RunResult]:
+        """Train the remaining tasks, calling ``on_task_end(task)`` after each (reports,
+        checkpoints); every member's result (one for an :class:`Experiment`)."""
+        self._run_tasks(on_task_end, progress)
+        return self.results()
+
+    def results(self) -> list[RunResult]:
+        """Each member's result, in order."""
+        return [member.result(len(self.members)) for member in self.members]
+
+    def _task_done(self, task: int) -> None:
+        """After ``task`` was trained and recorded, before ``on_task_end`` (a stack counts it)."""
 
     def _run_tasks(self, on_task_end: Callable[[int], None] | None, progress: bool) -> None:
         """Train the remaining tasks; after each, every running member's rows and saved arrays,
@@ -215,6 +311,7 @@ class TaskStream:
                     break
                 if progress and bar is None:  # not a terminal (a log, a pipe): one line per task
                     print(self._progress_line(task, elapsed), file=sys.stderr, flush=True)
+                self._task_done(task)
                 if on_task_end is not None:
                     on_task_end(task)
             for member in self.members:
@@ -428,60 +525,8 @@ class Experiment(TaskStream):
                 f"mean loss of its last epoch {self.last_loss:.4g}, "
                 f"ACC on tasks seen {metrics.running_accuracy(self.record.rows[task], task):.4f}")
 
-    def train_task(self, task: int, bar=None) -> bool:
-        """Train on task ``task`` (or what the method asks for); False, with the run recorded
-        as diverged at ``task``, if the loss diverged."""
-        prepared = self._prepare_task(task, bar)
-        if prepared is None:
-            return True
-        train_on, trainable = prepared
-        optimizer = torch.optim.SGD(
-            [p for p in self.model.parameters() if p in trainable], lr=self.config.lr, momentum=self.config.momentum
-        )
-        self.method.set_train_mode(task)
-        finite = True
-        first_loss = None  # the objective's loss on the task's first batch: the untrained loss
-        peak_loss = torch.zeros((), device=self.device)  # its highest batch loss (kept on device: no sync per step)
-        for epoch in range(self.config.epochs):
-            for group in optimizer.param_groups:
-                group["lr"] = self.config.lr * self.config.lr_decay**epoch  # section 4.1: decayed lr
-            running = torch.zeros((), device=self.device)
-            task_loss = torch.zeros((), device=self.device)
-            correct, seen = torch.zeros((), device=self.device), 0  # the last epoch's training accuracy
-            n_batches = 0
-            last_epoch = epoch == self.config.epochs - 1  # the blow-up rule reads the last epoch's accuracy
-            for t, x, y in self._batches(train_on):
-                loss, objective_loss, right = self._step(optimizer, t, x, y, count=last_epoch)
-                running += loss
-                task_loss += objective_loss
-                if right is not None:
-                    correct += right
-                    seen += len(y)
-                peak_loss = torch.maximum(peak_loss, objective_loss)
-                first_loss = objective_loss if first_loss is None else first_loss
-                n_batches += 1
-            self.last_loss = running.item() / max(1, n_batches)  # one device sync per epoch, not per step
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(task=task + 1, loss=f"{self.last_loss:.3g}")  # mean over the epoch's batches
-            if not math.isfinite(self.last_loss):
-                finite = False
-                break
-        for p in self.model.parameters():
-            p.requires_grad_(True)
-        reason = None if finite else "training loss not finite (NaN/inf)"
-        if finite and first_loss is not None:
-            accuracy = correct.item() / seen if seen else None
-            reason = self._blown_up(first_loss.item(), task_loss.item() / max(1, n_batches), peak_loss.item(), task,
-                                    rise_judged=n_batches >= MIN_JUDGED_BATCHES, accuracy=accuracy)
-            finite = reason is None
-        if reason is not None:
-            self.record.diverge(task, reason)
-        if finite:
-            for t in train_on:
-                self.method.after_task(self.view(t))
-        self.model.remember_norm_stats(task)  # BN statistics per task (models/cnn.py); no-op without BN
-        return finite
+    def _stepper(self, trainable: set[torch.nn.Parameter]) -> Stepper:
+        return _OptimizerSteps(self, trainable)
 
     def _batches(self, tasks: list[int]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """(task, x, y) per mini-batch of the schedule: index gathers from tensors in memory, or
@@ -571,6 +616,30 @@ class Experiment(TaskStream):
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
+
+
+class _OptimizerSteps:
+    """One model's steps: ``torch.optim.SGD`` over the trainable parameters, rebuilt per task
+    (plain SGD, the lr schedule restarting each task), batches by index or streamed from files."""
+
+    def __init__(self, experiment: Experiment, trainable: set[torch.nn.Parameter]) -> None:
+        self.experiment = experiment
+        self.optimizer = torch.optim.SGD([p for p in experiment.model.parameters() if p in trainable],
+                                         lr=experiment.config.lr, momentum=experiment.config.momentum)
+
+    def start_epoch(self, epoch: int, alive: list[bool]) -> None:
+        config = self.experiment.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = config.lr * config.lr_decay**epoch  # section 4.1: decayed lr
+
+    def batches(self, tasks: list[int]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        return self.experiment._batches(tasks)
+
+    def step(self, batch: tuple[int, torch.Tensor, torch.Tensor],
+             count: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
+        task, x, y = batch
+        loss, objective_loss, right = self.experiment._step(self.optimizer, task, x, y, count=count)
+        return loss.view(1), objective_loss.view(1), None if right is None else right.view(1), len(y)
 
 
 @dataclass

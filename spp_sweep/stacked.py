@@ -38,7 +38,6 @@ from .benchmarks import Benchmark
 from .benchmarks.streaming import ImageFiles
 from .config import RunConfig
 from .engine import (
-    MIN_JUDGED_BATCHES,
     RunRecord,
     RunResult,
     TaskReport,
@@ -128,23 +127,14 @@ class StackedExperiment(TaskStream):
     def next_task(self) -> int:
         return self.tasks_done
 
-    def running(self) -> list[bool]:
-        return [m.status == "running" for m in self.members]
-
     # -- the loop (engine.TaskStream._run_tasks) ------------------------------------------
     def run(self, on_task_end: Callable[[int, StackedExperiment], None] | None = None,
             progress: bool = False) -> list[RunResult]:
         """Train the remaining tasks; ``on_task_end(task, stack)`` runs after each (reports, checkpoint)."""
-        done = None if on_task_end is None else (lambda task: on_task_end(task, self))
-        self._run_tasks(self._count_task(done), progress)
-        return self.results()
+        return self.run_tasks(None if on_task_end is None else (lambda task: on_task_end(task, self)), progress)
 
-    def _count_task(self, on_task_end: Callable[[int], None] | None) -> Callable[[int], None]:
-        def done(task: int) -> None:
-            self.tasks_done = task + 1
-            if on_task_end is not None:
-                on_task_end(task)
-        return done
+    def _task_done(self, task: int) -> None:
+        self.tasks_done = task + 1
 
     def _scores(self, split: str = "test") -> list[list[float]]:
         return self.evaluate(split)
@@ -158,73 +148,8 @@ class StackedExperiment(TaskStream):
         return (f"{self.config.method} stack of {self.size}: task {task + 1}/{self.benchmark.n_tasks} done in "
                 f"{seconds:.2f} s, {len(alive)} members running, best ACC on tasks seen {best:.4f}")
 
-    def results(self) -> list[RunResult]:
-        return [member.result(self.size) for member in self.members]
-
-    def train_task(self, task: int, bar=None) -> bool:
-        """Train every running member on task ``task``; members that diverge are marked so."""
-        prepared = self._prepare_task(task, bar)
-        if prepared is None:
-            return True
-        train_on, trainable = prepared
-        params = [p for p in self.model.parameters() if p in trainable]
-        velocity: list[torch.Tensor | None] = [None] * len(params)
-        self.method.set_train_mode(task)
-        alive = self.running()
-        first = None
-        peak = torch.zeros(self.size, device=self.device)
-        n_batches = 0
-        task_loss = torch.zeros(self.size, device=self.device)
-        for epoch in range(self.config.epochs):
-            # section 4.1's decayed lr, per member; 0 for a member that diverged (frozen)
-            lr = torch.tensor([lr * self.config.lr_decay**epoch if a else 0.0 for lr, a in zip(self.lrs, alive)],
-                              dtype=torch.float64)
-            lr_on_device = lr.to(self.device)
-            mask = torch.tensor(alive, device=self.device)
-            running = torch.zeros(self.size, device=self.device)
-            task_loss = torch.zeros(self.size, device=self.device)
-            n_batches = 0
-            correct, seen = torch.zeros(self.size, device=self.device), 0  # the last epoch's training accuracy
-            last_epoch = epoch == self.config.epochs - 1  # the blow-up rule reads the last epoch's accuracy
-            for tasks, x, y, rows in self._member_batches(train_on):
-                loss, objective_loss, right = self._member_step(params, velocity, lr, lr_on_device, mask, tasks, x, y,
-                                                                rows, count=last_epoch)
-                running += loss
-                task_loss += objective_loss
-                if right is not None:
-                    correct += right
-                    seen += y.shape[1]
-                peak = torch.maximum(peak, objective_loss)
-                first = objective_loss if first is None else first
-                n_batches += 1
-            last = (running / max(1, n_batches)).tolist()  # one device sync per epoch
-            for k, member in enumerate(self.members):
-                if alive[k] and not math.isfinite(last[k]):
-                    member.diverge(task, "training loss not finite (NaN/inf)")
-                    alive[k] = False
-            self.last_loss = sum(v for v, a in zip(last, alive) if a) / max(1, sum(alive))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(task=task + 1, loss=f"{self.last_loss:.3g}", running=sum(alive))
-            if not any(alive):
-                break
-        for p in self.model.parameters():
-            p.requires_grad_(True)
-        if first is not None:
-            firsts, ends, peaks = first.tolist(), (task_loss / max(1, n_batches)).tolist(), peak.tolist()
-            accuracies = (correct / seen).tolist() if seen else [None] * self.size
-            for k, member in enumerate(self.members):
-                if alive[k]:
-                    reason = self._blown_up(firsts[k], ends[k], peaks[k], task,
-                                            rise_judged=n_batches >= MIN_JUDGED_BATCHES, accuracy=accuracies[k])
-                    if reason is not None:
-                        member.diverge(task, reason)
-                        alive[k] = False
-        if any(alive):  # diverged members' importances are computed too, and never read
-            for t in train_on:
-                self.method.after_task(self.view(t))
-        self.model.remember_norm_stats(task)  # every member's BN statistics per task; no-op without BN
-        return any(alive)
+    def _stepper(self, trainable: set[torch.nn.Parameter]) -> _MemberSteps:
+        return _MemberSteps(self, trainable)
 
     def _member_batches(self, tasks: list[int]) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor,
                                                                   list[int] | None]]:
@@ -377,6 +302,35 @@ class StackedExperiment(TaskStream):
         for generator, saved in zip(self.dropout_rngs, state["dropout_rngs"]):
             generator.set_state(saved)
         self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
+
+
+class _MemberSteps:
+    """A stack's steps (engine.Stepper): each member's own learning rate, decayed per epoch and 0
+    once it stopped (frozen: its loss also leaves the sum), SGD with momentum per member
+    (``StackedExperiment._sgd``), and each member's batches in its separate run's order."""
+
+    def __init__(self, stack: StackedExperiment, trainable: set[torch.nn.Parameter]) -> None:
+        self.stack = stack
+        self.params = [p for p in stack.model.parameters() if p in trainable]
+        self.velocity: list[torch.Tensor | None] = [None] * len(self.params)
+        self.lr = torch.zeros(stack.size, dtype=torch.float64)
+        self.lr_on_device, self.mask = self.lr.to(stack.device), torch.ones(stack.size, dtype=torch.bool)
+
+    def start_epoch(self, epoch: int, alive: list[bool]) -> None:
+        decay = self.stack.config.lr_decay**epoch  # section 4.1's decayed lr, per member
+        self.lr = torch.tensor([lr * decay if a else 0.0 for lr, a in zip(self.stack.lrs, alive)], dtype=torch.float64)
+        self.lr_on_device = self.lr.to(self.stack.device)
+        self.mask = torch.tensor(alive, device=self.stack.device)
+
+    def batches(self, tasks: list[int]) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, list[int] | None]]:
+        return self.stack._member_batches(tasks)
+
+    def step(self, batch: tuple[list[int], torch.Tensor, torch.Tensor, list[int] | None],
+             count: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
+        tasks, x, y, rows = batch
+        loss, objective_loss, right = self.stack._member_step(self.params, self.velocity, self.lr, self.lr_on_device,
+                                                              self.mask, tasks, x, y, rows, count=count)
+        return loss, objective_loss, right, y.shape[1]
 
 
 def check_stack(configs: Sequence[RunConfig]) -> None:

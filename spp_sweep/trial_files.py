@@ -82,6 +82,23 @@ def write_arrays(folder: Path, result: ArrayRecord) -> list[Path]:
     return written
 
 
+def member_folder(folder: Path, k: int) -> Path:
+    """Where member ``k`` of a stacked trial keeps its arrays inside the trial's checkpoint."""
+    return Path(folder) / f"member{k}"
+
+
+def write_results(folder: Path, results: Sequence[Mapping[str, Any]], arrays: Sequence[ArrayRecord],
+                  stacked: bool) -> None:
+    """A finished trial's files in its last checkpoint: ``result.json`` (one run's
+    ``RunResult.to_json()``, or a stack's ``{"members": [...]}``) and each run's arrays (at the
+    top, or in :func:`member_folder`). The readers: ``analysis/load``, ``sweep/trainable``'s resume."""
+    folder = Path(folder)
+    document = {"members": list(results)} if stacked else results[0]
+    atomic_write(folder / RESULT, json.dumps(document, indent=None if stacked else 1).encode())
+    for k, record in enumerate(arrays):
+        write_arrays(member_folder(folder, k) if stacked else folder, record)
+
+
 def read_arrays(path: Path) -> dict[str, Any]:
     """The arrays of one ``.npz`` file, never unpickling (an object array is refused)."""
     with np.load(path, allow_pickle=False) as data:

@@ -1,15 +1,17 @@
-"""The Ray Tune trainable: one trial = the engine's whole sequential-task loop for one config.
+"""The Ray Tune trainable: one trial = the engine's whole sequential-task loop for one
+configuration, or for a stack of them trained as one batched model (sweep/stacking.py).
 
-After every task it reports the running accuracy row and a checkpoint holding everything
-needed to continue (model, method state, RNG states, the finished rows of the accuracy
-matrix; the optimiser is rebuilt per task, see ``Experiment.state_dict``). A restarted
-trial continues from its last finished task and, on CPU, ends with the numbers of an
-uninterrupted run. A diverged run (NaN/inf loss) is *reported* as ``status: diverged``
-with ``score = -1`` so the sweep and its sampler go on.
+After every task it reports the running accuracy row (a stack: every member's) and a checkpoint
+holding everything needed to continue (model, method state, RNG states, the finished rows of
+the accuracy matrix; the optimiser is rebuilt per task, see ``Experiment.state_dict``). A
+restarted trial continues from its last finished task and, on CPU, ends with the numbers of an
+uninterrupted run. A diverged run (NaN/inf loss) is *reported* as ``status: diverged`` with
+``score = -1`` so the sweep and its sampler go on.
 
 The final checkpoint also holds ``result.json`` (the engine's result, the same file as
-``spp-sweep run`` writes) and, when importances or parameters are saved, ``importances.npz``
-and ``parameters.npz``: the analysis package reads those, never the engine.
+``spp-sweep run`` writes; a stack's lists its members) and, when importances, parameters or
+pictures are saved, their ``.npz`` files (trial_files.write_results): the analysis package
+reads those, never the engine.
 """
 
 from __future__ import annotations
@@ -52,81 +54,56 @@ def trial_run_config(config: Mapping[str, Any]) -> RunConfig:
     return RunConfig.from_dict({**run, "threads": threads, "device": device}).resolved()
 
 
+def trial_run(config: Mapping[str, Any]) -> Experiment | StackedExperiment:
+    """The trial's run: one configuration, or a stack of them (sweep/stacking.py) sharing the
+    worker's threads and device."""
+    assigned = trial_run_config(config if "members" not in config["trial"]
+                                else {**config, "trial": config["trial"]["members"][0]})
+    if "members" not in config["trial"]:
+        return Experiment(assigned)
+    return StackedExperiment([RunConfig.from_dict({**run_settings(config["study"], member),
+                                                   "threads": assigned.threads, "device": assigned.device})
+                              for member in config["trial"]["members"]])
+
+
 def train_continual(config: dict[str, Any]) -> None:
-    """Function trainable: run (or continue) one configuration, reporting after each task."""
-    if "members" in config["trial"]:
-        return train_stack(config)
-    run_config = trial_run_config(config)
+    """Function trainable: run (or continue) one configuration or a stack, reporting after each task.
+
+    A stacked trial reports as a single one does, with ``members``: each member's values exactly
+    as its separate trial would report them (analysis.load expands them into one row each); the
+    trial's own ``score`` and ``running_acc`` are its best member's, for Ray's progress table.
+    Checkpoints hold the whole run, so a restarted trial continues from its last finished task.
+    """
     metric = config.get("metric", "acc")
-    experiment = Experiment(run_config)
-    result = restore(config, experiment)
-    if result is not None:  # finished before a driver restart: report, don't rerun
-        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        higher = result.get("score", {}).get("higher_is_better", True)
-        tune.report({**_final_metrics(result, metric, higher), "replayed": True, "node_id": node,
-                     "higher_is_better": higher})
+    run = trial_run(config)
+    higher = run.objective.higher_is_better
+    restored = restore(config, run)
+    if restored is not None:  # finished before a driver restart: report, don't rerun
+        results = restored["members"] if isinstance(run, StackedExperiment) else [restored]
+        _report(run, [_final_metrics(result, metric, higher) for result in results], replayed=True)
         return
     chaos = config.get("_chaos")
-    if chaos and chaos.get("method", run_config.method) != run_config.method:
+    if chaos and chaos.get("method", run.config.method) != run.config.method:
         chaos = None
 
     first = [True]  # this process's first report carries the rows so far (see _running_values)
 
-    def on_task_end(report: TaskReport, exp: Experiment) -> None:
-        if chaos:
-            _inject_fault(chaos, report.task)
-        last = report.task == report.n_tasks - 1
-        if last:  # the final report comes from the result below, with the whole checkpoint
-            return
-        rows = first.pop() if first else False
-        _report(exp, _running_values(report, exp.record, metric, exp.objective.higher_is_better, rows))
-
-    finished = experiment.run(on_task_end=on_task_end)
-    higher = experiment.objective.higher_is_better
-    _report(experiment, _final_metrics(finished.to_json(), metric, higher), result=finished)
-
-
-def train_stack(config: dict[str, Any]) -> None:
-    """A stacked trial (sweep/stacking.py): several configurations as one batched model.
-
-    Reports as a single trial does, with ``members``: each member's values exactly as its
-    separate trial would report them (analysis.load expands them into one row each); the
-    trial's own ``score`` and ``running_acc`` are its best member's, for Ray's progress table.
-    Checkpoints hold the whole stack, so a restarted stack continues from its last finished task.
-    """
-    metric = config.get("metric", "acc")
-    assigned = trial_run_config({**config, "trial": config["trial"]["members"][0]})
-    configs = [RunConfig.from_dict({**run_settings(config["study"], member), "threads": assigned.threads,
-                                    "device": assigned.device}) for member in config["trial"]["members"]]
-    stack = StackedExperiment(configs)
-    restored = restore(config, stack)
-    higher = stack.objective.higher_is_better
-    if restored is not None:  # finished before a driver restart: report, don't rerun
-        members = [_final_metrics(result, metric, higher) for result in restored["members"]]
-        _report_stack(stack, members, replayed=True)
-        return
-    chaos = config.get("_chaos")
-    if chaos and chaos.get("method", stack.config.method) != stack.config.method:
-        chaos = None
-
-    first = [True]
-
-    def on_task_end(task: int, exp: StackedExperiment) -> None:
+    def on_task_end(task: int) -> None:
         if chaos:
             _inject_fault(chaos, task)
-        if task == exp.benchmark.n_tasks - 1:
+        if task == run.benchmark.n_tasks - 1:  # the final report comes from the results, with the whole checkpoint
             return
         rows = first.pop() if first else False
         members = []
-        for member, report in zip(exp.members, exp.report(task)):
-            if report is None or member.status == "diverged":  # ended: its final values, as a separate trial's
-                members.append(_final_metrics(member.result(exp.size).to_json(), metric, higher))
+        for member in run.members:
+            if len(member.rows) <= task or member.status == "diverged":  # ended: its final values, as alone
+                members.append(_final_metrics(member.result(len(run.members)).to_json(), metric, higher))
                 continue
-            members.append(_running_values(report, member, metric, higher, rows))
-        _report_stack(exp, members)
+            members.append(_running_values(member.report(task), member, metric, higher, rows))
+        _report(run, members)
 
-    results = stack.run(on_task_end=on_task_end)
-    _report_stack(stack, [_final_metrics(r.to_json(), metric, higher) for r in results], results=results)
+    results = run.run_tasks(on_task_end)
+    _report(run, [_final_metrics(r.to_json(), metric, higher) for r in results], results=results)
 
 
 def _running_values(report: TaskReport, run: Any, metric: str, higher_is_better: bool,
@@ -150,28 +127,6 @@ def _running_values(report: TaskReport, run: Any, metric: str, higher_is_better:
         if rows:
             values["validation_matrix"] = report.validation_matrix
     return {**values, "score": _score(partial.get(metric, math.nan), higher_is_better)}
-
-
-def _report_stack(stack: StackedExperiment, members: list[dict[str, Any]], results: list[RunResult] | None = None,
-                  replayed: bool = False) -> None:
-    """tune.report of a stack: every member's values, the best member's score, a checkpoint."""
-    finished = all(m["status"] in ("finished", "diverged") for m in members)
-    best = max(members, key=lambda m: m["score"])
-    values = {"task": max(m["task"] for m in members), "n_tasks": members[0]["n_tasks"],
-              "status": "finished" if finished else "running", "running_acc": best.get("running_acc", math.nan),
-              "score": best["score"], "members": members, "stack_members": len(members), "replayed": replayed}
-    with tempfile.TemporaryDirectory(prefix="spp-ckpt-") as folder:
-        folder_path = Path(folder)
-        torch.save(stack.state_dict(), folder_path / STATE_FILE)
-        if results is not None:
-            (folder_path / RESULT_FILE).write_text(json.dumps({"members": [r.to_json() for r in results]}))
-            for k, result in enumerate(results):
-                _save_arrays(folder_path / f"member{k}", result)
-        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        where = {"node_id": node, "threads": stack.config.threads, "device": stack.config.device,
-                 "penalty_step": stack.config.method_options.get("penalty_step"), "output": stack.config.output,
-                 "higher_is_better": stack.objective.higher_is_better}
-        tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def restore(config: Mapping[str, Any], experiment: Experiment | StackedExperiment) -> dict[str, Any] | None:
@@ -279,25 +234,32 @@ def _score(value: float, higher_is_better: bool = True) -> float:
     return value if higher_is_better else -value
 
 
-def _report(experiment: Experiment, values: dict[str, Any], result: RunResult | None = None) -> None:
-    """tune.report with a checkpoint of the experiment (plus the result files when done)."""
+def _report(run: Experiment | StackedExperiment, members: list[dict[str, Any]],
+            results: list[RunResult] | None = None, replayed: bool = False) -> None:
+    """tune.report of a trial after a task: a single run's values, or a stack's with every
+    member's (``members``) and its best member's score; a checkpoint of the run (with the result
+    files when done, trial_files.write_results). A replayed finished trial reports without one."""
+    stacked = isinstance(run, StackedExperiment)
+    if stacked:
+        finished = all(m["status"] in ("finished", "diverged") for m in members)
+        best = max(members, key=lambda m: m["score"])
+        values = {"task": max(m["task"] for m in members), "n_tasks": members[0]["n_tasks"],
+                  "status": "finished" if finished else "running", "running_acc": best.get("running_acc", math.nan),
+                  "score": best["score"], "members": members, "stack_members": len(members)}
+    else:
+        values = dict(members[0])
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    where = {"node_id": node, "threads": run.config.threads, "device": run.config.device,
+             # how the quadratic penalty acted (explicit / implicit; None for other methods): a
+             # study may fix it in a method's options, and every table must still name it
+             "penalty_step": run.config.method_options.get("penalty_step"), "output": run.config.output,
+             # whether the matrix holds a score to maximise (accuracy) or a loss (objectives.py)
+             "higher_is_better": run.objective.higher_is_better, "replayed": replayed}
+    if replayed:
+        tune.report({**values, **where})
+        return
     with tempfile.TemporaryDirectory(prefix="spp-ckpt-") as folder:
-        folder_path = Path(folder)
-        torch.save(experiment.state_dict(), folder_path / STATE_FILE)
-        if result is not None:
-            (folder_path / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=1))
-            _save_arrays(folder_path, result)
-        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        where = {"node_id": node, "threads": experiment.config.threads, "device": experiment.config.device,
-                 # how the quadratic penalty acted (explicit / implicit; None for other methods): a
-                 # study may fix it in a method's options, and every table must still name it
-                 "penalty_step": experiment.config.method_options.get("penalty_step"),
-                 "output": experiment.config.output,
-                 # whether the matrix holds a score to maximise (accuracy) or a loss (objectives.py)
-                 "higher_is_better": experiment.objective.higher_is_better}
+        torch.save(run.state_dict(), Path(folder) / STATE_FILE)
+        if results is not None:
+            trial_files.write_results(Path(folder), [r.to_json() for r in results], results, stacked)
         tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))
-
-
-def _save_arrays(folder: Path, result: RunResult) -> None:
-    """A finished run's arrays beside its result.json: importances, pictures, parameters."""
-    trial_files.write_arrays(folder, result)
