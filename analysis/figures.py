@@ -69,7 +69,10 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     (and per penalty step, dashed for the implicit one, where a sweep ran both).
 
     Reads like the paper's figure with what a reviewer needs beside it: y-limits come from the
-    means of the points where every seed finished (a wide std band is clipped, not the axis); a
+    means of the points where every seed finished (a wide std band is clipped, not the axis),
+    except where the seeds' median spread exceeds every difference between the means (a metric
+    that is noise on this sweep): there the whole bands are shown, not a fill that covers the
+    panel as if it were a region; a
     point where some seeds diverged is hollow (its mean is
     over the survivors, "k/n" in the strip below, and no line passes through it); λ values where
     every seed diverged sit in the strip under each panel, never among the data; fine-tuning (and
@@ -99,7 +102,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     for p, (column, title) in enumerate(panels):
         ax = fig.add_subplot(grid[0, p])
         strip = fig.add_subplot(grid[1, p], sharex=ax)
-        full_values, widest = [], 0.0
+        full_values, widest, spreads, bands = [], 0.0, [], []
         for row, (method, step) in enumerate(series):
             style = look(method)
             points = _series_points(swept[(swept["method"] == method) & (swept[VARIANT] == step)], parameter, column)
@@ -117,6 +120,8 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
             # limits from the means: one seed gone astray widens its band (clipped), not the whole axis
             full_values += list(full["mean"])
             widest = max([widest, *full["std"].dropna()])
+            spreads += list(full["std"].dropna())
+            bands += list(full["mean"] - full["std"].fillna(0)) + list(full["mean"] + full["std"].fillna(0))
             dead = points[points["k"] == 0][parameter]
             strip.scatter(dead, [row] * len(dead), marker="x", color=style.colour, s=30, linewidths=1.4)
             for _, point in partial.iterrows():
@@ -133,6 +138,10 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
         finite = [v for v in full_values if np.isfinite(v)]
         if finite:
             low, high = min(finite), max(finite)
+            if spreads and float(np.median(spreads)) > high - low:
+                # the seeds' typical spread exceeds every difference between λ (a metric that is
+                # noise here, e.g. a near-zero FWT): show the whole bands, not a clipped fill
+                low, high = min(low, *bands), max(high, *bands)
             # every mean equal (a metric no setting changes): show the spread, not a sliver of it
             pad = 0.08 * (high - low) if high - low > 1e-9 * max(1.0, abs(high)) else max(0.01, 1.2 * widest)
             ax.set_ylim(low - pad, high + pad)

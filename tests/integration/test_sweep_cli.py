@@ -18,7 +18,13 @@ from analysis.load import load_trials, read_reports
 
 
 def finished_trials(root: Path) -> int:
-    return sum(any(r.get("status") == "finished" for r in read_reports(p.parent)) for p in root.rglob("params.json"))
+    """Trials whose reports say finished, polled while the sweep runs: Ray Tune deletes old
+    checkpoint folders as it goes, so a walk that meets a vanished one counts 0 and is retried."""
+    try:
+        return sum(any(r.get("status") == "finished" for r in read_reports(p.parent))
+                   for p in root.rglob("params.json"))
+    except FileNotFoundError:
+        return 0
 
 
 def trained_tasks(folder: Path) -> list[int]:
