@@ -161,8 +161,8 @@ class TaskStream:
     or a stack of them (stacked.StackedExperiment): the settings, the device, the tasks on it with
     the validation split held out, the objective and output layers, the data views, the method's
     task preparation, the mini-batch schedule and the divergence rules, the loop over tasks
-    (``_run_tasks``) and the epochs of a task (``train_task``). Each subclass owns its records,
-    its :class:`Stepper`, its evaluation and its checkpoints."""
+    (``_run_tasks``), the epochs of a task (``train_task``) and the evaluation (``_scores``).
+    Each subclass owns its records, its :class:`Stepper` and its checkpoints."""
 
     config: ResolvedRunConfig
     method: Method
@@ -264,9 +264,31 @@ class TaskStream:
         """The task's :class:`Stepper` over the parameters the method lets train now."""
         raise NotImplementedError
 
+    @property
+    def size(self) -> int:
+        """Members trained at once: 1 for an :class:`Experiment`, K for a stack."""
+        return 1
+
+    @torch.no_grad()
     def _scores(self, split: str = "test") -> list[list[float]]:
-        """Per member, the objective's score on every task's ``split``."""
-        raise NotImplementedError
+        """Per member, the objective's score on every task's ``split`` (test or val), also on
+        tasks not trained yet (for the standard FWT), through ``Objective.score_sum`` with each
+        task's own batch-norm statistics; one device sync for the whole evaluation. Sums are
+        kept in float64 (accuracy counts stay exact) and divided by the task's size."""
+        was_training = self.model.training
+        self.model.eval()
+        scores = []
+        for index in range(self.benchmark.n_tasks):
+            inputs, targets = self._split(index, split)
+            total = torch.zeros(self.size, dtype=torch.float64, device=self.device)
+            with self.model.norm_stats_of(index):
+                for start in range(0, len(targets), self.config.eval_batch_size):
+                    stop = start + self.config.eval_batch_size
+                    total += self.objective.score_sum(self.model, self.head_of(index), inputs[start:stop],
+                                                      targets[start:stop])  # (K,) sums, or one number
+            scores.append(total / max(1, len(targets)))
+        self.model.train(was_training)
+        return torch.stack(scores, 1).tolist()
 
     def _member_slice(self, tensor: torch.Tensor, k: int) -> torch.Tensor:
         """Member ``k``'s part of a parameter-shaped tensor (a stack's leading member dimension)."""
@@ -517,8 +539,6 @@ class Experiment(TaskStream):
         self._run_tasks(report, progress)
         return self.result()
 
-    def _scores(self, split: str = "test") -> list[list[float]]:
-        return [self.evaluate(split)]
 
     def _progress_line(self, task: int, seconds: float) -> str:
         return (f"{self.config.method}: task {task + 1}/{self.benchmark.n_tasks} done in {seconds:.2f} s, "
@@ -560,24 +580,10 @@ class Experiment(TaskStream):
         right = self.objective.correct(forward.outputs.detach(), y) if count else None
         return loss.detach(), forward.loss.detach(), right
 
-    @torch.no_grad()
     def evaluate(self, split: str = "test") -> list[float]:
         """The objective's score (accuracy for classification) on every task's ``split`` (test
         or val), also on tasks not trained yet (for the standard FWT)."""
-        was_training = self.model.training
-        self.model.eval()
-        accuracies = []
-        for index in range(self.benchmark.n_tasks):
-            inputs, targets = self._split(index, split)
-            total = torch.zeros((), device=self.device)
-            with self.model.norm_stats_of(index):
-                for start in range(0, len(targets), self.config.eval_batch_size):
-                    stop = start + self.config.eval_batch_size
-                    total += self.objective.score_sum(self.model, self.head_of(index), inputs[start:stop],
-                                                      targets[start:stop])
-            accuracies.append(total.item() / max(1, len(targets)))
-        self.model.train(was_training)
-        return accuracies
+        return self._scores(split)[0]
 
     # -- results ---------------------------------------------------------------------------
     def report(self, task: int) -> TaskReport:

@@ -136,8 +136,6 @@ class StackedExperiment(TaskStream):
     def _task_done(self, task: int) -> None:
         self.tasks_done = task + 1
 
-    def _scores(self, split: str = "test") -> list[list[float]]:
-        return self.evaluate(split)
 
     def _member_slice(self, tensor: torch.Tensor, k: int) -> torch.Tensor:
         return tensor[k]
@@ -245,25 +243,9 @@ class StackedExperiment(TaskStream):
                 rate = rate * along_members(reached, p)
             p.addcmul_(rate, step, value=-1.0)
 
-    @torch.no_grad()
     def evaluate(self, split: str = "test") -> list[list[float]]:
-        """Per member, the objective's score on every task's ``split`` (one device sync for the
-        stack): the engine's ``Experiment.evaluate`` with a member dimension, through the same
-        ``Objective.score_sum``."""
-        was_training = self.model.training
-        self.model.eval()
-        scores = []
-        for index in range(self.benchmark.n_tasks):
-            inputs, targets = self._split(index, split)
-            total = torch.zeros(self.size, dtype=torch.float64, device=self.device)  # counts stay exact
-            with self.model.norm_stats_of(index):
-                for start in range(0, len(targets), self.config.eval_batch_size):
-                    stop = start + self.config.eval_batch_size
-                    total += self.objective.score_sum(self.model, self.head_of(index), inputs[start:stop],
-                                                      targets[start:stop])
-            scores.append(total / max(1, len(targets)))  # as the engine: sum / n in float64
-        self.model.train(was_training)
-        return torch.stack(scores, 1).tolist()
+        """Per member, the objective's score on every task's ``split`` (engine.TaskStream._scores)."""
+        return self._scores(split)
 
     def report(self, task: int) -> list[TaskReport | None]:
         """Each member's report after ``task`` (None for a member that diverged before it)."""

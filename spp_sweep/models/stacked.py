@@ -31,6 +31,15 @@ from .cnn import RandomHorizontalFlip
 from .vae import VAE
 
 
+def stacked_parameters(layers: Sequence[nn.Module]) -> tuple[nn.Parameter, nn.Parameter | None]:
+    """The members' ``weight`` and ``bias`` (None where the layers have none) stacked on a new
+    leading member dimension: member k's slice is its own layer's tensor."""
+    weight = nn.Parameter(torch.stack([cast(torch.Tensor, layer.weight).detach() for layer in layers]))
+    if getattr(layers[0], "bias", None) is None:
+        return weight, None
+    return weight, nn.Parameter(torch.stack([cast(torch.Tensor, layer.bias).detach() for layer in layers]))
+
+
 class StackedLinear(nn.Module):
     """K Linear layers: weight (K, out, in), bias (K, out); input (K, B, in) -> (K, B, out)."""
 
@@ -38,9 +47,7 @@ class StackedLinear(nn.Module):
 
     def __init__(self, layers: Sequence[nn.Linear]):
         super().__init__()
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
-        has_bias = layers[0].bias is not None
-        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers])) if has_bias else None
+        self.weight, self.bias = stacked_parameters(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bias is None:
@@ -101,12 +108,9 @@ class StackedConv2d(nn.Module):
     def __init__(self, layers: Sequence[nn.Conv2d]):
         super().__init__()
         first = layers[0]
-        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
-        self.groups = first.groups
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
-        has_bias = first.bias is not None
-        self.bias = nn.Parameter(torch.stack([cast(torch.Tensor, layer.bias).detach() for layer in layers])) \
-            if has_bias else None
+        self.stride, self.padding, self.dilation, self.groups = first.stride, first.padding, first.dilation, \
+            first.groups
+        self.weight, self.bias = stacked_parameters(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         members = self.weight.shape[0]
@@ -126,10 +130,7 @@ class StackedConvTranspose2d(nn.Module):
         first = layers[0]
         self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
         self.output_padding, self.groups = first.output_padding, first.groups
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
-        has_bias = first.bias is not None
-        self.bias = nn.Parameter(torch.stack([cast(torch.Tensor, layer.bias).detach() for layer in layers])) \
-            if has_bias else None
+        self.weight, self.bias = stacked_parameters(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         members = self.weight.shape[0]
