@@ -269,6 +269,32 @@ class TaskStream:
         """Members trained at once: 1 for an :class:`Experiment`, K for a stack."""
         return 1
 
+    # -- checkpoints, for one model or a stack ----------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue after the last finished task: the model (its batch-norm
+        statistics per task too), the method's state, the run's time, and what the subclass
+        keeps of its records and generators (``_own_state``). The optimiser is rebuilt at each
+        task's start (plain SGD, the lr schedule restarting per task), so between tasks it holds
+        no state worth saving. Tensors and plain values only (sweep/trainable loads them with
+        ``weights_only``)."""
+        return {**self._own_state(), "seconds": self.seconds, "model": self.model.state_dict(),
+                "method": self.method.state_dict(),
+                "norm_stats": {task: dict(stats) for task, stats in self.model.norm_stats.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._load_own(state)
+        self.seconds = float(state["seconds"])
+        self.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
+
+    def _own_state(self) -> dict[str, Any]:
+        """The subclass's part of a checkpoint: its records, configuration and generators."""
+        raise NotImplementedError
+
+    def _load_own(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
     @torch.no_grad()
     def _scores(self, split: str = "test") -> list[list[float]]:
         """Per member, the objective's score on every task's ``split`` (test or val), also on
@@ -593,35 +619,21 @@ class Experiment(TaskStream):
         return self.record.result()
 
     # -- checkpoints -----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue after the last finished task.
-
-        The optimiser is rebuilt at each task's start (plain SGD, lr schedule restarting per
-        task), so between tasks it holds no state worth saving.
-        """
-        state = {
-            "config": self.config.to_dict(),
-            **self.record.saved(),  # rows, initial scores, seconds, saved arrays: at the top level, as always
-            "model": self.model.state_dict(),
-            "method": self.method.state_dict(),
-            "shuffle_rng": self.shuffle.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "norm_stats": {task: dict(stats) for task, stats in self.model.norm_stats.items()},
-        }
+    def _own_state(self) -> dict[str, Any]:
+        # the record's fields at the top level, as single-run checkpoints always had them
+        state = {"config": self.config.to_dict(), **self.record.saved(),
+                 "shuffle_rng": self.shuffle.get_state(), "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_own(self, state: Mapping[str, Any]) -> None:
         self.record.load(state)
         self.record.seconds = float(state["seconds"])
-        self.model.load_state_dict(state["model"])
-        self.method.load_state_dict(state["method"])
         self.shuffle.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
 
 
 class _OptimizerSteps:

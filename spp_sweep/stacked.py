@@ -251,22 +251,18 @@ class StackedExperiment(TaskStream):
         """Each member's report after ``task`` (None for a member that diverged before it)."""
         return [m.report(task) if len(m.rows) > task else None for m in self.members]
 
-    # -- checkpoints -----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    # -- checkpoints (engine.TaskStream.state_dict: model, method, time, statistics) ---------
+    def _own_state(self) -> dict[str, Any]:
         return {
             "stacked": True,
             "configs": [m.config.to_dict() for m in self.members],
             "members": [m.saved() for m in self.members],
             "tasks_done": self.tasks_done,
-            "seconds": self.seconds,
-            "model": self.model.state_dict(),
-            "method": self.method.state_dict(),
             "shuffles": [g.get_state() for g in self.shuffles],
             "dropout_rngs": [g.get_state() for g in self.dropout_rngs],
-            "norm_stats": {task: dict(stats) for task, stats in self.model.norm_stats.items()},
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_own(self, state: Mapping[str, Any]) -> None:
         if [m.config.to_dict() for m in self.members] != state["configs"]:
             raise ValueError("the checkpoint is of another stack of configurations")
         for member, record in zip(self.members, state["members"]):
@@ -276,14 +272,10 @@ class StackedExperiment(TaskStream):
                 record["diverged_task"] = None if old is None else old - 1
             member.load(record)
         self.tasks_done = int(state["tasks_done"])
-        self.seconds = float(state["seconds"])
-        self.model.load_state_dict(state["model"])
-        self.method.load_state_dict(state["method"])
         for generator, saved in zip(self.shuffles, state["shuffles"]):
             generator.set_state(saved)
         for generator, saved in zip(self.dropout_rngs, state["dropout_rngs"]):
             generator.set_state(saved)
-        self.model.norm_stats = {int(k): dict(v) for k, v in state.get("norm_stats", {}).items()}
 
 
 class _MemberSteps:
