@@ -235,7 +235,7 @@ class TaskStream:
                     member.diverge(task, "training loss not finite (NaN/inf)")
                     alive[k] = False
             finite = [v for v, a in zip(last, alive) if a]
-            self.last_loss = sum(finite) / len(finite) if finite else (last[0] if size == 1 else math.nan)
+            self.last_loss = sum(finite) / len(finite) if finite else math.nan
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(task=task + 1, loss=f"{self.last_loss:.3g}",  # mean over the epoch's batches

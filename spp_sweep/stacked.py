@@ -48,7 +48,6 @@ from .methods import Method, Step, get_method
 from .methods.base import along_members
 from .models import build_model
 from .models.stacked import StackedModel, stack_models
-from .models.stacked import stack_refusal as model_refusal
 
 # Settings that may differ between members, besides the method's stackable options.
 MEMBER_SETTINGS = ("lr", "seed")
@@ -97,10 +96,11 @@ class StackedExperiment(TaskStream):
             torch.manual_seed(config.seed)
             models.append(build_model(config.model, self.benchmark.input_shape, self.head_sizes, config.model_options))
             self.dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
-        refusal = model_refusal(models[0])
-        if refusal:
-            raise ConfigError(f"cannot stack {self.config.model}: {refusal}")
-        self.model = stack_models(models, self.dropout_rngs, len(self.benchmark.input_shape)).to(self.device)
+        try:  # a layer that cannot stack is named before anything trains
+            stacked = stack_models(models, self.dropout_rngs, len(self.benchmark.input_shape))
+        except ConfigError as error:
+            raise ConfigError(f"cannot stack {self.config.model}: {error}") from None
+        self.model = stacked.to(self.device)
         self.model.head_is_shared = self.config.penalise_head
         self.method = method_cls(self.model, **self.config.method_options)
         self.method.member_options = {name: [float(c.method_options[name]) for c in resolved]

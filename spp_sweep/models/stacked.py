@@ -12,7 +12,7 @@ A CNN trunk (Conv2d, BatchNorm2d, ReLU, pooling, torchvision's ResNet blocks) wo
 each member's filters to its own channels only, and batch norm's per-channel statistics are
 each member's own batch statistics, so the layers that follow need no change; at the trunk's
 Flatten (or a ResNet's pooled features) the activations turn into (K, B, features) for the
-Linear layers and heads. Any other layer is refused with the reason (``stack_refusal``), and
+Linear layers and heads. Any other layer is refused with the reason (``stack_models`` raises), and
 such runs train one configuration per trial. Module names are the unstacked model's
 (``trunk.1.weight``), so member k's slice of every tensor is its own model's tensor.
 """
@@ -301,7 +301,11 @@ class StackedVAE(StackedModel, VAE):
 
 
 def stack_models(models: Sequence[ContinualModel], generators: list[torch.Generator], input_dims: int) -> StackedModel:
-    """The members' networks as one: a :class:`StackedVAE` for VAEs, else a :class:`StackedModel`."""
+    """The members' networks as one: a :class:`StackedVAE` for VAEs, else a :class:`StackedModel`.
+    Raises ConfigError naming what cannot be stacked (a model of another kind, a layer)."""
+    if type(models[0]) not in (ContinualModel, VAE):
+        raise ConfigError(f"only ContinualModel classifiers and the VAE are stacked, and this model is a "
+                          f"{type(models[0]).__name__}")
     if isinstance(models[0], VAE):
         return StackedVAE(cast(Sequence[VAE], models), generators, input_dims)
     return StackedModel(models, generators, input_dims)
@@ -389,16 +393,3 @@ def _stack(modules: list[nn.Module], generators: list[torch.Generator], layout: 
             return MemberFlip(first.p, generators), layout
     where = "after the trunk's Flatten" if layout == MEMBERS else "in a convolutional trunk"
     raise ConfigError(f"cannot stack a {type(first).__name__} layer {where}")
-
-
-def stack_refusal(model: ContinualModel) -> str | None:
-    """Why ``model`` cannot be stacked, or None (tried by stacking the model with itself)."""
-    if type(model) not in (ContinualModel, VAE):
-        return f"only ContinualModel classifiers and the VAE are stacked, and this model is a {type(model).__name__}"
-    input_dims = 1 if isinstance(model.trunk, nn.Sequential) and len(model.trunk) and \
-        isinstance(model.trunk[0], nn.Flatten) else 3
-    try:
-        stack_models([model], [torch.Generator()], input_dims)
-    except ConfigError as error:
-        return str(error)
-    return None
