@@ -8,6 +8,7 @@ ways, EWC's true and empirical Fisher, MAS); issue target: about 1 or less.
 
     python bench/engine_overhead.py --data-root ../shared/data          # split MNIST
     python bench/engine_overhead.py --benchmark split_digits            # no download
+    PYTHONPATH=OTHER_TREE python bench/engine_overhead.py --data-root ../shared/data --engine-only  # two commits
     python bench/engine_overhead.py --benchmark permuted_mnist --data-root ../shared/data \
         --importance-only                                                 # 10-way heads: EWC's class sum
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +74,15 @@ def engine_training_seconds(config: RunConfig) -> tuple[float, Experiment]:
     return time.perf_counter() - start, experiment
 
 
+def train_seconds(config: RunConfig) -> float:
+    """The engine's training of every task alone (no evaluation between tasks)."""
+    experiment = Experiment(config)
+    start = time.perf_counter()
+    for task in range(experiment.benchmark.n_tasks):
+        experiment.train_task(task)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", default="split_mnist")
@@ -81,10 +92,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--importance-only", action="store_true",
                         help="skip the engine-vs-bare-loop runs; time one epoch and the importance passes")
+    parser.add_argument("--engine-only", action="store_true",
+                        help="time only the engine's training of every task (Experiment.train_task, importance "
+                             "passes included) for fine-tuning and SPP: one number per method, to compare two "
+                             "commits (PYTHONPATH=<their tree> python bench/engine_overhead.py --engine-only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     options = {"data_root": args.data_root} if args.data_root else {}
     base = dict(benchmark=args.benchmark, benchmark_options=options, epochs=args.epochs, threads=args.threads)
+    if args.engine_only:
+        import spp_sweep
+
+        print(f"engine from {Path(spp_sweep.__file__).parent}, {args.benchmark}, {args.epochs} epochs per task, "
+              f"{args.threads} threads, best of {args.repeats}")
+        for method in ("finetune", "spp"):
+            seconds = min(train_seconds(RunConfig(method=method, **base)) for _ in range(args.repeats))
+            print(f"{method:<9} train_task over every task {seconds:7.2f}s")
+        return
 
     print(f"benchmark {args.benchmark}, {args.epochs} epochs per task, {args.threads} threads, best of {args.repeats}")
     for method, penalty in () if args.importance_only else (("finetune", False), ("spp", True)):
