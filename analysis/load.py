@@ -31,9 +31,10 @@ from spp_sweep import trial_files
 METRIC_COLUMNS = ["acc", "bwt", "fwt", "fwt_paper", "smt"]
 # the same on the validation split, for sweeps that select on it (NaN where none was held out)
 VALIDATION_COLUMNS = ["val_acc", "val_bwt", "val_fwt", "val_smt"]
-# status: finished | diverged (loss NaN/inf; metrics NaN) | errored (raised; see error.txt)
-#         | incomplete (still running, interrupted, or stopped early by a scheduler)
-STATUSES = ("finished", "diverged", "errored", "incomplete")
+# status: finished | diverged (loss NaN/inf; metrics NaN) | stopped (early, by the ASHA scheduler
+#         after `tasks_done` tasks: spp_sweep/sweep/rungs.py; metrics NaN) | errored (raised; see
+#         error.txt) | incomplete (still running, or interrupted)
+STATUSES = ("finished", "diverged", "stopped", "errored", "incomplete")
 
 
 def trial_folders(root: str | Path) -> Iterator[Path]:
@@ -65,10 +66,10 @@ def read_reports(folder: Path) -> list[dict[str, Any]]:
 
 def read_final_reports(folder: Path) -> list[dict[str, Any]]:
     """``read_reports``, with the final report rebuilt from the last checkpoint where the report
-    file lost it (see ``_final_from_checkpoint``): what "has this trial ended?" must read."""
+    file lost it (see ``final_from_checkpoint``): what "has this trial ended?" must read."""
     reports = read_reports(folder)
-    if not reports or reports[-1].get("status") not in ("finished", "diverged"):
-        recovered = _final_from_checkpoint(folder, reports)
+    if not reports or reports[-1].get("status") not in trial_files.ENDED_STATUSES:
+        recovered = final_from_checkpoint(folder, reports)
         if recovered is not None:
             reports.append(recovered)
     return reports
@@ -131,7 +132,7 @@ def _trial_row(root: Path, folder: Path, config: dict[str, Any], trial: dict[str
                path: Path | None = None) -> dict[str, Any]:
     study = config.get("study", {})
     status = last.get("status")
-    if status not in ("finished", "diverged"):
+    if status not in trial_files.ENDED_STATUSES:
         status = "errored" if (folder / trial_files.ERROR).exists() else "incomplete"
     params = dict(trial.get("params", {}))
     row: dict[str, Any] = {
@@ -171,7 +172,7 @@ def _trial_row(root: Path, folder: Path, config: dict[str, Any], trial: dict[str
     return row
 
 
-def _final_from_checkpoint(folder: Path, reports: list[dict[str, Any]]) -> dict[str, Any] | None:
+def final_from_checkpoint(folder: Path, reports: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A trial's last report rebuilt from the result.json its final checkpoint holds, where the
     trial's own report file lost it (cut short by a killed writer or a full disk): the checkpoint
     is written whole, so a finished trial is never taken for an unfinished one."""

@@ -269,7 +269,7 @@ def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]
     counts = trials["status"].value_counts()
     total = f"{len(trials)} of {planned}" if planned is not None and planned != len(trials) else f"{len(trials)}"
     lines = [f"{total} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
-                                             ("finished", "diverged", "errored", "incomplete")) + "."]
+                                             ("finished", "diverged", "stopped", "errored", "incomplete")) + "."]
     for _, row in trials[trials["status"] == "errored"].iterrows():
         lines.append(f"- errored: {row['method']} {config_label(row)} seed {row['seed']}: {row['error']}")
     diverged = trials[trials["status"] == "diverged"]

@@ -54,7 +54,7 @@ class RunResult:
     accuracy_matrix: list[list[float]]
     initial_accuracy: list[float]
     metrics: dict[str, float]
-    status: str  # "finished" or "diverged"
+    status: str  # "finished", "diverged" or "stopped" (early, by a scheduler: sweep/rungs.py)
     seconds: float
     task_names: list[str]
     diverged_task: int | None = None  # index (from 0) of the task whose training diverged; files print it from 1
@@ -701,6 +701,11 @@ class RunRecord:
     def diverge(self, task: int, reason: str) -> None:
         self.status, self.diverged_task, self.diverged_reason = "diverged", task, reason
 
+    def stop(self) -> None:
+        """End the run after the tasks it has recorded (an early-stopping scheduler's decision,
+        sweep/rungs.py): a stack's member is frozen like a diverged one (lr 0, nothing recorded)."""
+        self.status = "stopped"
+
     def saved(self) -> dict[str, Any]:
         """The checkpointed fields (lists copied: the run goes on appending)."""
         return {k: list(v) if isinstance(v, list) else v for k, v in ((k, getattr(self, k)) for k in self.SAVED)}
@@ -737,13 +742,14 @@ def run_result(record: RunRecord) -> RunResult:
         if record.rows
         else {k: math.nan for k in ("acc", "bwt", "fwt", "fwt_paper", "smt")}
     )
-    if record.status == "diverged":  # a diverged run has no final metrics: NaN, never a partial score
+    ended_early = record.status in ("diverged", "stopped")
+    if ended_early:  # a diverged or stopped run has no final metrics: NaN, never a partial score
         summary = {k: math.nan for k in summary}
     validation = None
     if has_validation:
         reference = record.val_rows[-1] if reference_run and record.val_rows else None
         validation = (metrics.summarize(record.val_rows, record.initial_val_accuracy, reference)
-                      if record.val_rows and record.status != "diverged" else {k: math.nan for k in summary})
+                      if record.val_rows and not ended_early else {k: math.nan for k in summary})
     if reference_run:  # it trains every task at once: transfer "before task i" has no meaning
         for values in (summary, validation or {}):
             values["fwt"] = math.nan

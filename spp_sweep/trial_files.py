@@ -38,6 +38,12 @@ PHASE_TIMES = "phase_times.json"
 # its span for what each sweep command spent before its first phase: the interpreter, imports,
 # checks and Ray's start (one span per command, so a resumed sweep adds its own)
 STARTUP_PHASE = "start-up"
+# A phase folder under an early-stopping scheduler (sweep/rungs.py): every value each rung has
+# recorded, in arrival order, and every decision made: {"rungs": [[milestone, [[key, value], ...]],
+# ...], "decisions": [[key, task, stop], ...]}; a resumed phase continues from it.
+RUNGS = "rungs.json"
+# How a run's report may end: it trained every task, its loss blew up, or a scheduler stopped it.
+ENDED_STATUSES = ("finished", "diverged", "stopped")
 OPTUNA_JOURNAL = "optuna.journal"  # an Optuna phase's folder: its Optuna study (optuna-dashboard opens it)
 
 
@@ -129,3 +135,18 @@ def add_phase_time(root: Path, phase: str, started: float, ended: float) -> None
     times = read_phase_times(root)
     times.setdefault(phase, []).append([started, ended])
     atomic_write(Path(root) / PHASE_TIMES, json.dumps(times, indent=1).encode())
+
+
+def read_rungs(folder: Path) -> dict[str, Any] | None:
+    """A phase's rungs.json, or None where there is none or it does not read (a new record starts)."""
+    try:
+        saved = json.loads((Path(folder) / RUNGS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and {"rungs", "decisions"} <= set(saved) else None
+
+
+def write_rungs(folder: Path, saved: Mapping[str, Any]) -> None:
+    """Write a phase's rungs.json whole or not at all."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    atomic_write(Path(folder) / RUNGS, json.dumps(saved).encode())

@@ -1,10 +1,11 @@
 """Sweeps on Ray Tune: study files (``study``), the trainable and the phases that run it.
 
-Ray lives in this package only, and here in seven modules: ``runner`` (the phases),
+Ray lives in this package only, and here in eight modules: ``runner`` (the phases),
 ``trainable`` (one trial, stacked or not), ``recovery`` (resuming from Ray's state files),
 ``connection`` (reaching a cluster), ``trackers`` (the TensorBoard, MLflow and W&B callback),
-``disk_full`` (stopping a phase when its storage fills) and ``optuna_search`` (Optuna phases
-that suggest a stack at a time). ``trainable``, ``trackers``, ``disk_full`` and
+``disk_full`` (stopping a phase when its storage fills), ``optuna_search`` (Optuna phases
+that suggest a stack at a time) and ``rungs`` (ASHA's early stopping per configuration, as an
+actor the trials ask; Ray imported inside its functions). ``trainable``, ``trackers``, ``disk_full`` and
 ``optuna_search`` import it at import time (Ray's workers import the first; the others define
 classes Ray Tune calls); the rest inside the functions that need it. ``study``, ``stacking``,
 ``status``, ``recommend`` and ``provenance`` import no Ray at all, so a study file is validated in

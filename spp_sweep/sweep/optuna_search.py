@@ -47,7 +47,21 @@ class JournalOptunaSearch(OptunaSearch):
         if open_here and _finished(cast(optuna.Study, self._ot_study), self._ot_trials[trial_id].number):
             self._completed_trials.add(trial_id)  # its score is in the journal: not told a second time
             return
+        if ot_trial is not None and open_here and result and result.get("status") == "stopped" and not error:
+            _tell_stopped(cast(optuna.Study, self._ot_study), ot_trial, result)
+            self._completed_trials.add(trial_id)
+            return
         super().on_trial_complete(trial_id, result, error)
+
+
+def _tell_stopped(study: optuna.Study, trial: optuna.Trial, values: dict[str, Any]) -> None:
+    """A configuration the ASHA scheduler stopped (rungs.py): pruned, with the score it was judged
+    on as its value after that many tasks. Ray's OptunaSearch would tell that partial score as a
+    finished trial's, and a score over fewer tasks is not on the scale of one over the whole
+    stream (one binary task scores about 0.5 by chance, five of them together less): TPE ranks
+    pruned trials below finished ones, further along first."""
+    trial.report(float(values["score"]), step=int(values["task"]))
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
 
 
 def _finished(study: optuna.Study, number: int) -> bool:
@@ -91,7 +105,11 @@ class BatchedOptunaSearch(Searcher):
         for k, number in enumerate(numbers):
             score = values[k].get("score") if k < len(values) and not error else None
             # skip_if_finished: told before a kill that the restored snapshot predates (see above)
-            if score is None:
+            if score is not None and values[k].get("status") == "stopped":
+                if not _finished(self._study, number):
+                    own = self._study._storage.get_trial_id_from_study_id_trial_number(self._study._study_id, number)
+                    _tell_stopped(self._study, optuna.Trial(self._study, own), values[k])
+            elif score is None:
                 self._study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             else:
                 self._study.tell(number, float(score), skip_if_finished=True)

@@ -21,7 +21,7 @@ from .. import trial_files
 
 def _ended(reports: list[dict[str, Any]]) -> bool:
     """Whether a trial's last report says it finished its run (diverged runs end too)."""
-    return bool(reports) and reports[-1].get("status") in ("finished", "diverged")
+    return bool(reports) and reports[-1].get("status") in trial_files.ENDED_STATUSES
 
 
 DISK_FULL_MARKS = ("No space left on device", "[Errno 28]", "[errno 28]", "Disk quota exceeded", "[Errno 122]")
@@ -261,6 +261,60 @@ def recreate_named_checkpoints(path: str) -> int:
                 (trial_folder / name).mkdir()
                 made += 1
     return made
+
+
+def clear_damaged_checkpoints(path: str) -> int:
+    """Before a restore: empty each trial checkpoint that a full disk or a killed copy cut short
+    (a file of no bytes, a ``.pt``/``.npz`` that is not a whole zip archive, a ``.json`` that does
+    not parse); returns how many. Ray Tune may name such a checkpoint in its saved state, so the
+    folder stays, empty: the trainable skips it for an older whole one (trainable.resume_from),
+    and nothing in the sweep folder looks complete and is not."""
+    import zipfile
+
+    def whole(file: Path) -> bool:
+        try:
+            if file.stat().st_size == 0:
+                return False
+            if file.suffix in (".pt", ".npz"):
+                return zipfile.is_zipfile(file)  # torch.save and numpy.savez write zip archives
+            if file.suffix == ".json":
+                json.loads(file.read_bytes())
+        except (OSError, ValueError):
+            return False
+        return True
+
+    cleared = 0
+    for checkpoint in sorted(Path(path).glob("*/checkpoint_*")):
+        files = [f for f in checkpoint.rglob("*") if f.is_file()]
+        if checkpoint.is_dir() and not all(whole(f) for f in files):
+            for file in files:
+                file.unlink()
+            cleared += 1
+    return cleared
+
+
+def mend_report_files(path: str) -> int:
+    """Before a phase continues: a trial whose report file (Ray Tune's result.json, written by the
+    driver) lost its final report to a full disk, though its final checkpoint holds the result,
+    gets that report written back (marked ``recovered_from``); returns how many. Readers rebuild
+    it anyway (analysis.load.read_final_reports); this keeps the folder saying what it holds."""
+    from analysis.load import final_from_checkpoint, read_reports
+
+    from ..files import atomic_write
+
+    mended = 0
+    for params in sorted(Path(path).glob(f"*/{trial_files.PARAMS}")):
+        folder = params.parent
+        reports = read_reports(folder)
+        if reports and reports[-1].get("status") in trial_files.ENDED_STATUSES:
+            continue
+        recovered = final_from_checkpoint(folder, reports)
+        if recovered is None:
+            continue
+        lines = [json.dumps(report) for report in reports + [recovered]]
+        atomic_write(folder / trial_files.RESULT, ("\n".join(lines) + "\n").encode())
+        mended += 1
+    return mended
 
 
 def _next_aside(folder: Path) -> Path:

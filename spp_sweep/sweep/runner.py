@@ -38,11 +38,13 @@ import yaml
 from .. import trial_files
 from ..errors import ConfigError, UserError
 from ..files import check_writable_folder
-from . import provenance
+from . import provenance, rungs
 from .connection import connect
 from .recovery import (
     abandon,
+    clear_damaged_checkpoints,
     done_trials,
+    mend_report_files,
     missing_points,
     recreate_named_checkpoints,
     resumable,
@@ -143,8 +145,6 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
                           "new one")
     study = study.with_overrides(max_concurrent=options.max_concurrent, gpu=options.gpus_per_trial,
                                  cpu=options.cpus_per_trial, num_samples=options.num_samples, stack=options.stack)
-    if study.stack != "off" and isinstance(study.stack, int) and study.scheduler:
-        raise ConfigError("--stack: a scheduler stops trials one configuration at a time; use --stack off or auto")
     if options.final_seeds is not None:
         if not study.final_seeds:
             raise ConfigError("--final-seeds: this study has no final phase; add `final: {seeds: N}` to the file")
@@ -493,6 +493,8 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
     trainable = tune.with_resources(train_continual, {"cpu": study.cpu, "gpu": study.gpu})
     path = f"{root}/{phase}"
     started = time.time()  # the phase's wall clock, its fixed costs included (compute.csv)
+    if "://" not in root and Path(path).is_dir():  # what a full disk cut, mended before Ray Tune reads it
+        mend_report_files(path)
     state = saved_state(path)
     if state == "valid" and "://" not in root and stopped_for_want_of_space(path):
         # Ray Tune recorded the trials the full disk stopped as ended (disk_full.py stops the
@@ -504,24 +506,20 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
     if state == "valid":
         if "://" not in root:
             recreate_named_checkpoints(path)
+            clear_damaged_checkpoints(path)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         param_space = space()
         built, num_samples = searcher() if searcher else (None, 1)
         if param_space is None or num_samples < 1:  # nothing left to run
             return
-        scheduler = None
-        if study.scheduler:
-            from ray.tune.schedulers import ASHAScheduler
-
-            scheduler = ASHAScheduler(time_attr="task", max_t=_n_tasks(study),
-                                      grace_period=int(study.scheduler.get("grace_period", 1)),
-                                      reduction_factor=float(study.scheduler.get("reduction_factor", 2)))
+        if study.scheduler:  # early stopping per configuration, stacked or alone (rungs.py)
+            param_space = {**param_space, "rungs": rungs.keeper_name(path)}
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                metric="score", mode="max", search_alg=built, scheduler=scheduler,
+                metric="score", mode="max", search_alg=built,
                 num_samples=num_samples, max_concurrent_trials=study.max_concurrent,
                 reuse_actors=True, trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_name,
             ),
@@ -536,9 +534,14 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
         )
     if _USER_SNAPSHOT_PERIOD is None:
         os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = GRID_SNAPSHOT_PERIOD if searcher is None else OPTUNA_SNAPSHOT_PERIOD
+    keeper = rungs.start_keeper(study.scheduler, _n_tasks(study), path) if study.scheduler else None
     try:
         results, interrupted = _fit(tuner)
     finally:
+        if keeper is not None:
+            import ray
+
+            ray.kill(keeper)
         if "://" not in root:
             trial_files.add_phase_time(Path(root), phase, started, time.time())
     unfinished = len(results) - results.num_terminated - results.num_errors

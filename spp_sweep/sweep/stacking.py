@@ -68,7 +68,7 @@ class Plan:
 def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, Any], slots: int) -> Plan:
     """Group ``points`` (trial specs of one grid phase, run on ``part``'s data) into stacked specs."""
     setting = study.stack
-    if setting == "off" or study.scheduler or len(points) < 2:
+    if setting == "off" or len(points) < 2:
         return Plan(points, "")
     from ..stacked import stack_key, stack_refusal
 
@@ -246,9 +246,9 @@ AUTO_ROUNDS = 2
 
 def optuna_batch(study: Study, method: MethodSearch, part: Mapping[str, Any], slots: int, left: int) -> tuple[int, str]:
     """(how many configurations an Optuna phase of ``method`` suggests at once and trains as one
-    stacked trial, why): 1 where stacking is off, an ASHA scheduler stops trials (it would stop
-    a whole stack), a searched value changes what members share, or the model is refused."""
-    if study.stack == "off" or study.scheduler or left < 2:
+    stacked trial, why): 1 where stacking is off, a searched value changes what members share, or
+    the model is refused. (An ASHA scheduler stops each member on its own: rungs.py.)"""
+    if study.stack == "off" or left < 2:
         return 1, ""
     from ..methods import get_method
     from ..stacked import MEMBER_SETTINGS, stack_refusal

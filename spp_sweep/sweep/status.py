@@ -1,9 +1,9 @@
 """``spp-sweep status``: how far a sweep is, read from its folder alone (running or finished).
 
 Per phase and method: the configurations the study plans, how many ended (finished, diverged,
-errored), how many are under way (a trial with at least one task reported but no end) and how
-many have not started; then the elapsed time (from the study file's creation to the newest
-report) and an estimate of the time left, elapsed × left / ended (a straight-line estimate:
+stopped early by the ASHA scheduler, errored), how many are under way (a trial with at least
+one task reported but no end) and how many have not started; then the elapsed time (from the
+study file's creation to the newest report) and an estimate of the time left, elapsed × left / ended (a straight-line estimate:
 phases differ in cost, so it is rough and says so). Nothing is run; the trial files are read
 as the report reads them (analysis/load.py).
 """
@@ -19,6 +19,8 @@ import pandas as pd
 from .. import trial_files
 from ..errors import ConfigError
 from .study import load_study
+
+ENDED = ("finished", "diverged", "stopped", "errored")  # a configuration that will not run again
 
 
 def sweep_status(root: Path) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -37,15 +39,15 @@ def sweep_status(root: Path) -> tuple[pd.DataFrame, dict[str, float]]:
     for (phase, method), count in planned.items():
         mine = trials[(trials["phase"] == phase) & (trials["method"] == method)]
         status = mine["status"].value_counts()
-        ended = int(status.get("finished", 0) + status.get("diverged", 0) + status.get("errored", 0))
+        ended = int(sum(status.get(s, 0) for s in ENDED))
         running = int((mine["status"] == "incomplete").sum()) if len(mine) else 0
-        rows.append({"phase": phase, "method": method, "planned": count, "finished": int(status.get("finished", 0)),
-                     "diverged": int(status.get("diverged", 0)), "errored": int(status.get("errored", 0)),
+        rows.append({"phase": phase, "method": method, "planned": count,
+                     **{s: int(status.get(s, 0)) for s in ENDED},
                      "under way": running, "not started": max(0, count - ended - running)})
     table = pd.DataFrame(rows)
     started = study_file.stat().st_mtime
     newest = float(trials["ended_at"].max()) if "ended_at" in trials and trials["ended_at"].notna().any() else started
-    ended = int(table[["finished", "diverged", "errored"]].to_numpy().sum()) if len(table) else 0
+    ended = int(table[list(ENDED)].to_numpy().sum()) if len(table) else 0
     total = int(table["planned"].sum()) if len(table) else 0
     finished_now = ended >= total
     elapsed = max(0.0, (newest if finished_now else max(newest, time.time())) - started)

@@ -404,9 +404,6 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
     if stack not in ("auto", "off") and not (isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1):
         problems.append(f"stack: {stack!r} is invalid; use auto (the default), off, or the most configurations "
                         "per trial (a whole number >= 1)")
-    elif isinstance(stack, int) and data.get("scheduler"):
-        problems.append("stack: a scheduler stops trials one configuration at a time; remove stack (auto turns "
-                        "it off) or the scheduler")
     scheduler = _scheduler(data.get("scheduler"), problems)
     name = data.get("name", default_name)
     wrong = name_problem(name)

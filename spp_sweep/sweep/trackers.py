@@ -42,14 +42,14 @@ from typing import Any, Protocol
 
 from ray.tune import Callback
 
-from .. import metrics
+from .. import metrics, trial_files
 from ..errors import ConfigError
 
 # Report fields that are lists or bookkeeping, not metrics to chart.
 NOT_METRICS = ("accuracy_matrix", "accuracy_row", "initial_accuracy", "validation_matrix", "validation_row",
                "node_id", "device", "threads", "replayed", "status", "penalty_step", "diverged_at_task",
                "task", "n_tasks", "higher_is_better", "stack_members", "members", "diverged_reason", "output")
-ENDED = ("finished", "diverged")
+ENDED = trial_files.ENDED_STATUSES
 RUNNING_ONLY = ("running_acc", "val_running_acc", "seconds")  # logged at every task, not again at a run's end
 
 

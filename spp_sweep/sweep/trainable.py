@@ -35,6 +35,8 @@ from .. import metrics, trial_files
 from ..config import RunConfig
 from ..engine import Experiment, RunResult, TaskReport
 from ..stacked import StackedExperiment
+from . import rungs
+from .recovery import point_key
 from .study import run_settings
 
 STATE_FILE = trial_files.STATE
@@ -96,10 +98,18 @@ def train_continual(config: dict[str, Any]) -> None:
         rows = first.pop() if first else False
         members = []
         for member in run.members:
-            if len(member.rows) <= task or member.status == "diverged":  # ended: its final values, as alone
+            if member.status != "running":  # ended (diverged, stopped): its final values, as alone
                 members.append(_final_metrics(member.result(len(run.members)).to_json(), metric, higher))
                 continue
             members.append(_running_values(member.report(task), member, metric, higher, rows))
+        if config.get("rungs"):  # early stopping per configuration (rungs.py): before the checkpoint
+            specs = config["trial"].get("members", [config["trial"]])
+            running = [k for k, member in enumerate(run.members) if member.status == "running"]
+            stops = rungs.ask(config["rungs"], [(point_key(specs[k]), task + 1, members[k]["score"]) for k in running])
+            for k, stop in zip(running, stops):
+                if stop:
+                    run.members[k].stop()
+                    members[k] = _final_metrics(run.members[k].result(len(run.members)).to_json(), metric, higher)
         _report(run, members)
 
     results = run.run_tasks(on_task_end)
@@ -114,19 +124,27 @@ def _running_values(report: TaskReport, run: Any, metric: str, higher_is_better:
     trial continued from a checkpoint whose report the driver never received (it was stopped
     in between) would otherwise leave that task missing from the trackers and the curves.
     """
-    partial = metrics.summarize(report.accuracy_matrix, run.initial_accuracy, None)
     values = {"task": report.task + 1, "n_tasks": report.n_tasks, "status": "running",
               "running_acc": report.running_acc, "accuracy_row": report.accuracy_row,
               "seconds": report.seconds}
     if rows:
         values["accuracy_matrix"] = report.accuracy_matrix
     if report.validation_matrix:
-        partial.update({f"val_{k}": v for k, v in
-                        metrics.summarize(report.validation_matrix, run.initial_val_accuracy, None).items()})
         values["validation_row"] = report.validation_matrix[-1]
         if rows:
             values["validation_matrix"] = report.validation_matrix
-    return {**values, "score": _score(partial.get(metric, math.nan), higher_is_better)}
+    return {**values, "score": _partial_score(report.accuracy_matrix, run.initial_accuracy, report.validation_matrix,
+                                              run.initial_val_accuracy, metric, higher_is_better)}
+
+
+def _partial_score(matrix: list[list[float]], initial: list[float], val_matrix: list[list[float]] | None,
+                   val_initial: list[float] | None, metric: str, higher_is_better: bool) -> float:
+    """The selection score on the tasks seen so far (eqs. 6-8 over the matrix's rows): what a
+    running trial reports, and what an early-stopping scheduler judged a stopped one on."""
+    partial = metrics.summarize(matrix, initial, None)
+    if val_matrix:
+        partial.update({f"val_{k}": v for k, v in metrics.summarize(val_matrix, val_initial, None).items()})
+    return _score(partial.get(metric, math.nan), higher_is_better)
 
 
 def restore(config: Mapping[str, Any], experiment: Experiment | StackedExperiment) -> dict[str, Any] | None:
@@ -214,12 +232,16 @@ def _final_metrics(result: Mapping[str, Any], metric: str, higher_is_better: boo
     validation = {f"val_{k}": (math.nan if v is None else v) for k, v in result.get("validation_metrics", {}).items()}
     n_rows = len(result["accuracy_matrix"])
     diverged = result["status"] == "diverged"
+    score = _score(math.nan if diverged else {**values, **validation}.get(metric, math.nan), higher_is_better)
+    if result["status"] == "stopped":  # its metrics are NaN (not the whole stream); the score it was judged on
+        score = _partial_score(result["accuracy_matrix"], result["initial_accuracy"], result.get("validation_matrix"),
+                               result.get("initial_validation_accuracy"), metric, higher_is_better)
     return {
         "task": n_rows, "n_tasks": len(result["task_names"]), "status": result["status"],
         "running_acc": metrics.running_accuracy(result["accuracy_matrix"][-1], n_rows - 1) if n_rows else math.nan,
         "accuracy_row": result["accuracy_matrix"][-1] if n_rows else [],
         **values, **validation,
-        "score": _score(math.nan if diverged else {**values, **validation}.get(metric, math.nan), higher_is_better),
+        "score": score,
         "diverged_at_task": result["diverged_at_task"], "diverged_reason": result.get("diverged_reason"),
         "accuracy_matrix": result["accuracy_matrix"], "initial_accuracy": result["initial_accuracy"],
         "seconds": result["seconds"], "replayed": False,
@@ -241,7 +263,7 @@ def _report(run: Experiment | StackedExperiment, members: list[dict[str, Any]],
     files when done, trial_files.write_results). A replayed finished trial reports without one."""
     stacked = isinstance(run, StackedExperiment)
     if stacked:
-        finished = all(m["status"] in ("finished", "diverged") for m in members)
+        finished = all(m["status"] in trial_files.ENDED_STATUSES for m in members)
         best = max(members, key=lambda m: m["score"])
         values = {"task": max(m["task"] for m in members), "n_tasks": members[0]["n_tasks"],
                   "status": "finished" if finished else "running", "running_acc": best.get("running_acc", math.nan),

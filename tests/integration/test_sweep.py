@@ -129,13 +129,38 @@ def test_an_existing_sweep_needs_resume_and_resume_needs_a_sweep(tmp_path: Path,
     assert json.loads((Path(outcome.root) / "grid" / Path(trial["path"]).name / "params.json").read_text())
 
 
-def test_asha_on_the_task_index_stops_weak_trials_early(tmp_path: Path, ray_local) -> None:
-    study = study_of(tmp_path, methods={"spp": {"space": {"lr": [0.1, 0.001, 0.0001, 0.00001]}}},
+@pytest.mark.parametrize("stack", ["auto", "off"])
+def test_asha_stops_each_configuration_that_falls_behind_stacked_or_alone_as_rays_asha_would(
+        tmp_path: Path, ray_local, stack: str) -> None:
+    """A planted grid: lr 1e-6 and 2e-6 learn nothing in an epoch (chance ACC), 0.1 and 0.05 learn.
+    Stacked (one trial of four members) or one per trial, the weak ones are stopped after their
+    first rung, the first configuration (never behind anything recorded) finishes, and every
+    decision is the one Ray's ASHAScheduler makes fed the same reported scores in the same order."""
+    from spp_sweep import trial_files
+    from spp_sweep.sweep.recovery import point_key
+    from spp_sweep.sweep.status import status_text
+    from tests.unit.sweep.test_rungs import ray_decisions
+
+    study = study_of(tmp_path, methods={"spp": {"space": {"lr": [0.1, 1e-6, 0.05, 2e-6]}}}, stack=stack,
                      scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2}, max_concurrent=1)
     outcome = run_sweep(study, QUIET)
     trials = load_trials(outcome.root)
-    assert len(trials) == 4 and (trials["status"] == "finished").any()
-    assert (trials["status"] == "incomplete").any()  # stopped early by ASHA, kept in the table
+    assert len(trials) == 4 and ((trials["stack_members"] == 4).all() if stack == "auto" else "stack" not in trials)
+    weak = trials[trials["lr"] < 1e-5]
+    assert set(weak["status"]) == {"stopped"} and (weak["tasks_done"] == 1).all() and weak["acc"].isna().all()
+    assert trials.loc[trials["lr"] == 0.1, "status"].tolist() == ["finished"]
+    scores = {}  # (configuration, task) -> the score its trial reported then
+    for folder in {Path(p).parent if stack == "auto" else Path(p) for p in trials["path"]}:
+        spec = json.loads((folder / "params.json").read_text())["trial"]
+        specs = spec.get("members", [spec])
+        for report in read_reports(folder):
+            for member, values in zip(specs, report.get("members", [report])):
+                scores.setdefault((point_key(member), values["task"]), values["score"])
+    saved = trial_files.read_rungs(Path(outcome.root) / "grid")
+    assert saved is not None and len(saved["decisions"]) >= 6
+    asked = [(key, task, scores[(key, task)]) for key, task, _ in saved["decisions"]]
+    assert [stop for _, _, stop in saved["decisions"]] == ray_decisions(asked, 1, 5, 2)
+    assert "stopped" in status_text(Path(outcome.root))
 
 
 def test_a_restored_trial_continues_from_its_newest_readable_checkpoint(tmp_path: Path, capsys) -> None:

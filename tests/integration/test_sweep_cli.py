@@ -214,7 +214,9 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_finishes_it_once_the
     assert sorted(zip(trials["lam"], trials["seed"])) == [(lam, s) for lam in (0.5, 1.0, 2.0, 4.0) for s in (0, 1)]
     assert set(trials["status"]) == {"finished"} and "damaged" not in resumed.stderr
     for folder in map(Path, trials["path"]):  # nothing there looks complete and is not
-        assert all(f.stat().st_size > 0 for f in folder.rglob("*") if f.is_file() and f.suffix in (".json", ".pt"))
+        empty = [str(f) for f in folder.rglob("*") if f.is_file() and f.suffix in (".json", ".pt")
+                 and f.stat().st_size == 0]
+        assert not empty, empty
 
 
 def test_compute_spent_adds_up_to_the_commands_wall_time(tmp_path: Path) -> None:

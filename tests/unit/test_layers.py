@@ -14,7 +14,7 @@ PACKAGES = ("spp_sweep", "analysis")
 # The only modules that import Ray (spp_sweep/sweep/__init__.py says the same; keep both in step).
 RAY_MODULES = {"spp_sweep.sweep.connection", "spp_sweep.sweep.recovery", "spp_sweep.sweep.runner",
                "spp_sweep.sweep.trackers", "spp_sweep.sweep.trainable", "spp_sweep.sweep.disk_full",
-               "spp_sweep.sweep.optuna_search"}
+               "spp_sweep.sweep.optuna_search", "spp_sweep.sweep.rungs"}
 # What analysis/ may import of spp_sweep: file formats, errors and pure formulas, never the engine
 # or the sweep code (what it needs of a study, it reads from the sweep's plan.json).
 ANALYSIS_MAY_IMPORT = {"spp_sweep.files", "spp_sweep.errors", "spp_sweep.metrics", "spp_sweep.trial_files"}

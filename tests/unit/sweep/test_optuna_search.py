@@ -29,10 +29,11 @@ def test_auto_batches_so_that_each_slot_runs_at_least_two_batches() -> None:
     assert "12 configurations, 3 suggested at a time" in why and "constant-liar" in why
 
 
-def test_a_number_off_an_asha_scheduler_and_unstackable_values_decide_the_batch() -> None:
+def test_a_number_off_and_unstackable_values_decide_the_batch_and_an_asha_scheduler_does_not() -> None:
     assert batch(stack=4)[0] == 4
     assert batch(stack="off") == (1, "")
-    assert batch(scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2})[0] == 1
+    asha = {"type": "asha", "grace_period": 1, "reduction_factor": 2}  # it stops members, not trials (rungs.py)
+    assert batch(scheduler=asha)[0] == 3 and batch(scheduler=asha, stack=4)[0] == 4
     size, why = batch(methods={"spp": {"space": {**SPACE, "batch_size": [32, 64]}}})
     assert size == 1 and "batch_size is searched" in why
 
@@ -118,3 +119,22 @@ def test_a_batched_trial_told_before_the_snapshot_caught_up_is_not_told_again(tm
     search.restore(str(snapshot))  # t1 pending again
     search.on_trial_complete("t1", {"members": [{"score": 0.9}, {"score": 0.3}]})
     assert [t.value for t in search._study.trials] == [0.9, 0.3]
+
+
+def test_a_member_the_asha_scheduler_stopped_is_told_as_pruned_after_its_tasks(tmp_path) -> None:
+    """Its score covers fewer tasks than a finished one's, so it is not told as a finished trial's
+    value (Ray's OptunaSearch would): pruned, its score the intermediate value at its last task."""
+    search = searcher(budget=4)
+    search.suggest("t1")
+    search.on_trial_complete("t1", {"members": [{"score": 0.47, "status": "finished", "task": 5},
+                                                {"score": 0.51, "status": "stopped", "task": 1}]})
+    told = [(t.state.name, t.value, t.intermediate_values) for t in search._study.trials[1:]]
+    assert told == [("COMPLETE", 0.47, {}), ("PRUNED", 0.51, {1: 0.51})]  # Optuna gives a pruned trial its last value
+    space = {"trial/params/lam": optuna.distributions.FloatDistribution(0.1, 10.0, log=True)}
+    alone = JournalOptunaSearch(space=space, metric="score", mode="max",
+                                sampler=optuna.samplers.TPESampler(seed=0), **journal(tmp_path))
+    alone.suggest("t1")
+    alone.on_trial_result("t1", {"score": 0.52, "training_iteration": 1})
+    alone.on_trial_complete("t1", {"score": 0.52, "status": "stopped", "task": 1, "training_iteration": 1})
+    trials = optuna.load_study(study_name="phase", storage=journal(tmp_path)["storage"]).trials
+    assert [(t.state.name, t.intermediate_values) for t in trials] == [("PRUNED", {1: 0.52})]

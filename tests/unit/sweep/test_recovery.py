@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spp_sweep.sweep.recovery import _done, failed_for_want_of_space, stopped_for_want_of_space
+import torch
+
+from spp_sweep.sweep.recovery import (
+    _done,
+    clear_damaged_checkpoints,
+    failed_for_want_of_space,
+    stopped_for_want_of_space,
+)
 
 SPEC = json.dumps({"trial": {"method": "spp", "seed": 0, "params": {"lam": 1.0}}})
 FINISHED = json.dumps({"task": 5, "status": "finished", "score": 0.9, "accuracy_matrix": [[0.9]]})
@@ -45,3 +52,41 @@ def test_a_phase_is_continued_from_its_folders_when_the_disk_stopped_it(tmp_path
     assert stopped_for_want_of_space(str(tmp_path / "full"))
     trial(tmp_path / "cut", "finished_but_cut", params="", report=FINISHED)
     assert stopped_for_want_of_space(str(tmp_path / "cut"))
+
+
+def test_checkpoints_a_full_disk_cut_are_emptied_before_a_restore_and_whole_ones_kept(tmp_path: Path) -> None:
+    """What the full-disk sweep left in CI: a trial with no error file (Ray could not write one)
+    and a checkpoint whose state.pt has no bytes, restored in place."""
+    folder = trial(tmp_path, "spp_seed1_00001")
+    whole, empty, cut, bad_json = (folder / f"checkpoint_00000{i}" for i in range(4))
+    for checkpoint in (whole, empty, cut, bad_json):
+        checkpoint.mkdir()
+    torch.save({"step": torch.zeros(3)}, whole / "state.pt")
+    (whole / "result.json").write_text(FINISHED)
+    (empty / "state.pt").write_bytes(b"")
+    torch.save({"step": torch.zeros(300)}, cut / "state.pt")
+    (cut / "state.pt").write_bytes((cut / "state.pt").read_bytes()[:200])  # the copy stopped mid-file
+    torch.save({"step": torch.zeros(3)}, bad_json / "state.pt")
+    (bad_json / "result.json").write_text(FINISHED[:20])
+    assert clear_damaged_checkpoints(str(tmp_path)) == 3
+    assert sorted(f.name for f in whole.iterdir()) == ["result.json", "state.pt"]
+    assert all(c.is_dir() and not any(c.iterdir()) for c in (empty, cut, bad_json))  # placeholders Ray may name
+    assert clear_damaged_checkpoints(str(tmp_path)) == 0
+
+
+def test_a_finished_trial_whose_report_file_the_disk_emptied_gets_its_final_report_back(tmp_path: Path) -> None:
+    from analysis.load import read_reports
+    from spp_sweep.sweep.recovery import mend_report_files
+
+    folder = trial(tmp_path, "finished", report="")
+    (folder / "result.json").write_text("")  # the driver's log lost every line; the checkpoint is whole
+    checkpoint = folder / "checkpoint_000004"
+    checkpoint.mkdir()
+    result = {"status": "finished", "accuracy_matrix": [[0.9]], "task_names": ["t1"], "metrics": {"acc": 0.9},
+              "initial_accuracy": [0.5], "seconds": 1.0}
+    (checkpoint / "result.json").write_text(json.dumps(result))
+    running = trial(tmp_path, "running", report=json.dumps({"task": 1, "status": "running"}))
+    assert mend_report_files(str(tmp_path)) == 1
+    assert [r["status"] for r in read_reports(folder)] == ["finished"] and read_reports(folder)[0]["acc"] == 0.9
+    assert [r["status"] for r in read_reports(running)] == ["running"]  # nothing to recover: left alone
+    assert mend_report_files(str(tmp_path)) == 0
