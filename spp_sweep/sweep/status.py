@@ -3,9 +3,9 @@
 Per phase and method: the configurations the study plans, how many ended (finished, diverged,
 stopped early by the ASHA scheduler, errored), how many are under way (a trial with at least
 one task reported but no end) and how many have not started; then the elapsed time (from the
-study file's creation to the newest report) and an estimate of the time left, elapsed × left / ended (a straight-line estimate:
-phases differ in cost, so it is rough and says so). Nothing is run; the trial files are read
-as the report reads them (analysis/load.py).
+study file's creation to the newest report) and an estimate of the time left, elapsed × left /
+ended (a straight-line estimate: phases differ in cost, so it is rough and says so). Nothing is
+run; the trial files are read as the report reads them (analysis/load.py).
 """
 
 from __future__ import annotations
