@@ -155,6 +155,7 @@ def figure4_claims(trials: pd.DataFrame, method: str = "spp", penalty_step: str 
             f"mean ACC {100 * means.min():.2f}–{100 * means.max():.2f} "
             f"over {len(means)} values (spread {100 * spread:.2f} points; seeds' std {100 * noise:.2f}); "
             f"{diverged} diverged runs",
+            "not testable here (fewer than two λ of the band finished)" if len(means) < 2 else
             ("confirmed, but only as fine-tuning is stable: the band does not beat it" if inert else "confirmed")
             if stable else "refuted")
         if band_diff is not None:
@@ -169,6 +170,7 @@ def figure4_claims(trials: pd.DataFrame, method: str = "spp", penalty_step: str 
         add("ACC is best at λ = 4", f"best mean test ACC at λ = {best:g} ({100 * finished.max():.2f}); "
             f"λ run: {', '.join(f'{v:g}' for v in lams)}",
             "not testable here (λ = 4 not run)" if not len(at(4.0)) else
+            "not testable here (no other λ finished)" if len(finished) < 2 else
             ("confirmed" if math.isclose(best, 4.0) else f"refuted: best at λ = {best:g}"))
     return pd.DataFrame(rows)
 

@@ -80,3 +80,13 @@ def test_a_stable_band_that_does_not_beat_fine_tuning_says_so() -> None:
     claims = figure4_claims(trials).set_index("claim (paper, Figure 4)")["verdict"]
     assert claims["ACC is stable for λ in 0.5–4"].startswith("confirmed, but only as fine-tuning is stable")
     assert claims["λ in 0.5–4 beats fine-tuning"].startswith("refuted: tied")
+
+
+def test_one_lambda_run_tests_neither_stability_nor_where_the_best_lies() -> None:
+    """A study that runs SPP at its selected λ only (beside other methods) cannot confirm a flat
+    band or a best λ: one value is flat and best by construction."""
+    trials = frame(rows("finetune", None, [0.77, 0.78, 0.76]), rows("spp", 4.0, [0.88, 0.87, 0.885]))
+    claims = figure4_claims(trials).set_index("claim (paper, Figure 4)")["verdict"]
+    assert claims["ACC is stable for λ in 0.5–4"].startswith("not testable here")
+    assert claims["ACC is best at λ = 4"].startswith("not testable here")
+    assert claims["λ in 0.5–4 beats fine-tuning"] == "confirmed"
