@@ -25,7 +25,7 @@ from .claims import ALPHA, figure4_claims, versus_finetune
 from .folders import replace_folder
 from .generative import SCORE_NOTE, generative_lines
 from .importance import concentration_table, importance_table, placement
-from .load import add_paper_fwt, load_importances, load_matrices, load_trials
+from .load import STATUSES, add_paper_fwt, load_importances, load_matrices, load_trials
 from .paper import comparison_table, figure4_band, paper_results
 from .parameter_report import parameter_lines
 from .robustness import robustness_scores
@@ -268,8 +268,7 @@ def _versus_lines(compared: pd.DataFrame, best: pd.DataFrame, chosen_on: pd.Data
 def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]:
     counts = trials["status"].value_counts()
     total = f"{len(trials)} of {planned}" if planned is not None and planned != len(trials) else f"{len(trials)}"
-    lines = [f"{total} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
-                                             ("finished", "diverged", "stopped", "errored", "incomplete")) + "."]
+    lines = [f"{total} trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES) + "."]
     for _, row in trials[trials["status"] == "errored"].iterrows():
         lines.append(f"- errored: {row['method']} {config_label(row)} seed {row['seed']}: {row['error']}")
     diverged = trials[trials["status"] == "diverged"]

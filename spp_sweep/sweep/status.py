@@ -20,7 +20,7 @@ from .. import trial_files
 from ..errors import ConfigError
 from .study import load_study
 
-ENDED = ("finished", "diverged", "stopped", "errored")  # a configuration that will not run again
+ENDED = (*trial_files.ENDED_STATUSES, "errored")  # a configuration that will not run again
 
 
 def sweep_status(root: Path) -> tuple[pd.DataFrame, dict[str, float]]:

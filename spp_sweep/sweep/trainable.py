@@ -89,6 +89,7 @@ def train_continual(config: dict[str, Any]) -> None:
         chaos = None
 
     first = [True]  # this process's first report carries the rows so far (see _running_values)
+    keys = [point_key(spec) for spec in config["trial"].get("members", [config["trial"]])]  # rungs.py's names
 
     def on_task_end(task: int) -> None:
         if chaos:
@@ -103,9 +104,8 @@ def train_continual(config: dict[str, Any]) -> None:
                 continue
             members.append(_running_values(member.report(task), member, metric, higher, rows))
         if config.get("rungs"):  # early stopping per configuration (rungs.py): before the checkpoint
-            specs = config["trial"].get("members", [config["trial"]])
             running = [k for k, member in enumerate(run.members) if member.status == "running"]
-            stops = rungs.ask(config["rungs"], [(point_key(specs[k]), task + 1, members[k]["score"]) for k in running])
+            stops = rungs.ask(config["rungs"], [(keys[k], task + 1, members[k]["score"]) for k in running])
             for k, stop in zip(running, stops):
                 if stop:
                     run.members[k].stop()
