@@ -9,6 +9,7 @@ module, and writes ``recommendation/`` beside them, replaced whole at the end.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,15 @@ PROTOCOL_TEXT = {
 def write_recommendation(home: str | Path, ranking: list[dict[str, Any]], winner: dict[str, Any],
                          recommended: dict[str, Any], selected_on: str = "val_acc",
                          ties: pd.DataFrame | None = None, robust: dict[str, Any] | None = None,
-                         protocol: dict[str, Any] | None = None, tolerance: float = 0.01) -> Path:
-    """Write ``home/recommendation/`` and return its recommendation.md."""
+                         protocol: dict[str, Any] | None = None, tolerance: float = 0.01,
+                         reporting_since: float | None = None) -> Path:
+    """Write ``home/recommendation/`` and return its recommendation.md. ``reporting_since`` (a
+    ``time.time()``): when the command stopped training and began its reports, so that
+    compute.csv counts the reports' wall time too and adds up to the command's."""
     home = Path(home)
     out = home / "recommendation"
     context = {"ties": ties, "robust": robust, "protocol": protocol or {"protocol": "end_of_training"},
-               "tolerance": tolerance}
+               "tolerance": tolerance, "reporting_since": reporting_since}
     replace_folder(out, lambda staging: _write(home, staging, ranking, winner, recommended, selected_on, context))
     return out / "recommendation.md"
 
@@ -116,7 +120,7 @@ def _write(home: Path, out: Path, ranking: list[dict[str, Any]], winner: dict[st
             robust_scores.to_csv(out / "robustness.csv", index=False)
         lines += _robust_lines(context["robust"], winner, curve, context["tolerance"])
     lines += _importance_lines(home / "search", search, out)
-    lines += _compute_lines(home, protocol, out)
+    lines += _compute_lines(home, protocol, out, context["reporting_since"])
     lines += ["## Files", "", "- `recommended.yaml`: a study that re-runs the recommendation "
               "(`spp-sweep sweep recommended.yaml`)",
               "- `ranking.csv` / `ranking.md`: the ranking above; `ties.csv`: the tie test",
@@ -248,8 +252,9 @@ def _importance_lines(search_root: Path, search: pd.DataFrame, out: Path) -> lis
     return lines
 
 
-def _compute_lines(home: Path, protocol: dict[str, Any], out: Path) -> list[str]:
-    """Trials, trial-tasks and time per sweep phase, and the total of the protocol's own sweeps."""
+def _compute_lines(home: Path, protocol: dict[str, Any], out: Path, reporting_since: float | None) -> list[str]:
+    """Trials, trial-tasks and time per sweep phase, and the total of the protocol's own sweeps;
+    last, the reports' own wall time (the search's full report, the ranking, fANOVA, figures)."""
     rows = []
     for folder in ("search", "curve", "robust", "reference"):
         if (home / folder).is_dir():
@@ -257,16 +262,22 @@ def _compute_lines(home: Path, protocol: dict[str, Any], out: Path) -> list[str]
             rows += [{"sweep": folder, **row} for row in spent.to_dict("records")]
     if not rows:
         return []
+    if reporting_since is not None:
+        rows.append({"sweep": "recommendation", "phase": "reports", "trials": 0, "trial_tasks": 0,
+                     "trial_seconds": 0.0, "wall_seconds": max(0.0, time.time() - reporting_since),
+                     "wall_from": "driver"})
     table = pd.DataFrame(rows)
     table.to_csv(out / "compute.csv", index=False)
-    own = table[table["sweep"] != "reference"]
+    own = table[~table["sweep"].isin(["reference", "recommendation"])]
+    reports = table.loc[table["sweep"] == "recommendation", "wall_seconds"].sum()
     shown = table.assign(trial_seconds=table["trial_seconds"].round(1), wall_seconds=table["wall_seconds"].round(1))
     lines = ["## Compute spent", "",
              f"This protocol's sweeps trained {int(own['trial_tasks'].sum())} trial-tasks (tasks trained, summed over "
              f"trials) in {own['trial_seconds'].sum():.0f} s of trial time and {own['wall_seconds'].sum():.0f} s of "
              "wall time (phases run one after another; `wall_from: driver`: the driver's clock around each phase, "
              "Ray's start-up and the workers' imports included; `trials`: first trial start to last report, "
-             "for sweeps that did not record it)."]
+             "for sweeps that did not record it)" + (f"; writing the reports took {reports:.0f} s more (last row)."
+                                                     if reports else ".")]
     ref = table[table["sweep"] == "reference"]
     if len(ref):
         lines[-1] += (f" The end-of-training search it is compared with (`reference/`) trained "

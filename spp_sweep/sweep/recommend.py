@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,13 +249,15 @@ def recommend(options: RecommendOptions) -> Path:
             run(point_study(study, winner["method"], chosen, options.seeds, "robust"), "robust")
     if reference is not None:
         run(reference, "reference")
+    reporting_since = time.time()  # compute.csv's last row: the reports' own time
     from analysis.recommendation import write_recommendation
     from analysis.report import write_report
 
     write_report(f"{home}/search", Path(home, "search", "report"))
     recommended = recommended_study(study, {**winner, "params": chosen}, name, options.seeds)
     return write_recommendation(home, ranking, winner, recommended, selected_on="val_acc", ties=ties, robust=robust,
-                                protocol=study.selection_dict(), tolerance=options.tolerance)
+                                protocol=study.selection_dict(), tolerance=options.tolerance,
+                                reporting_since=reporting_since)
 
 
 def rank_methods(search_root: str, phase: str = "final") -> list[dict[str, Any]]:

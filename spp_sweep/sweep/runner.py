@@ -520,7 +520,10 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric="score", mode="max", search_alg=built,
-                num_samples=num_samples, max_concurrent_trials=study.max_concurrent,
+                # a searcher's phase without a limit keeps one trial pending (Ray Tune's rule for
+                # custom searchers), so its short trials ran one at a time on one worker; the
+                # limit at the cluster's slots lets every slot train a suggestion at once
+                num_samples=num_samples, max_concurrent_trials=study.max_concurrent if built is None else _slots(study),
                 reuse_actors=True, trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_name,
             ),
             run_config=tune.RunConfig(

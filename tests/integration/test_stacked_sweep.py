@@ -135,6 +135,13 @@ def test_a_batched_tpe_phase_trains_its_suggestions_stacked_and_tells_each_one_b
     assert len(trials) == 7 and trials["trial_id"].is_unique and set(trials["status"]) <= {"finished", "diverged"}
     assert sorted(trials.groupby("stack", dropna=False).size().tolist()) == [1, 3, 3]  # the last one alone
     assert len({(round(a, 9), round(b, 9)) for a, b in zip(trials["lam"], trials["lr"])}) == 7
+    # the phase fills both slots at once (a searcher's phase alone would keep one trial pending
+    # and run these short trials one after another on one worker)
+    import json
+
+    workers = {json.loads(report.read_text().splitlines()[0])["pid"]
+               for report in Path(outcome.root, "optuna-spp").glob("*/result.json")}
+    assert len(workers) == 2
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

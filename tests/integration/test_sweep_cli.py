@@ -238,3 +238,25 @@ def test_compute_spent_adds_up_to_the_commands_wall_time(tmp_path: Path) -> None
     assert list(spent["phase"]) == ["start-up", "grid", "final"] and set(spent["wall_from"]) == {"driver"}
     assert spent.loc[0, "wall_seconds"] > 1 and spent.loc[0, "trials"] == 0  # Ray's start is not free
     assert 0 <= wall - spent["wall_seconds"].sum() < 5, (wall, spent.to_string())
+
+
+def test_recommends_compute_adds_up_to_its_wall_time(tmp_path: Path) -> None:
+    """compute.csv of `spp-sweep recommend` (every sweep's phases, start-ups, and the reports
+    written after training) sums to the command's wall time but its last seconds."""
+    import numpy as np
+    import pandas as pd
+
+    from tests.unit.benchmarks.test_custom_data import blobs
+
+    np.savez(tmp_path / "mine.npz", **blobs(n_classes=4, per_class=30))
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "spp_sweep", "recommend", str(tmp_path / "mine.npz"), "--tasks", "2",
+                           "--methods", "spp,finetune", "--budget", "2", "--seeds", "2", "--curve-points", "3",
+                           "--set", "epochs=2", "--storage", str(tmp_path / "rec"), "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    wall = time.time() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    spent = pd.read_csv(tmp_path / "rec" / "mine" / "recommendation" / "compute.csv")
+    assert spent.iloc[-1][["sweep", "phase"]].tolist() == ["recommendation", "reports"]
+    assert spent.iloc[-1]["wall_seconds"] > 0.5  # the search's report and the figures are not free
+    assert 0 <= wall - spent["wall_seconds"].sum() < 5, (wall, spent.to_string())
