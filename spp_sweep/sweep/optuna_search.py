@@ -27,6 +27,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from .recovery import EndedConfiguration
 from .stacking import stacked_spec
 
 PREFIX = "trial/params/"  # how the unbatched phases name a searched value in Optuna (and the reports read)
@@ -64,6 +65,22 @@ def _tell_stopped(study: optuna.Study, trial: optuna.Trial, values: dict[str, An
     study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
 
 
+def tell_ended(study: optuna.Study, space: dict[str, Any], done: list[EndedConfiguration]) -> None:
+    """Add the configurations a phase's earlier experiment ended to a new study, each as it
+    would have been told live: a finished or diverged one COMPLETE with its score, one the ASHA
+    scheduler stopped PRUNED with its score after that many tasks (``_tell_stopped``), never as
+    if a partial score were a whole run's."""
+    for ended in done:
+        params = {f"{PREFIX}{k}": v for k, v in ended.params.items()}
+        if ended.stopped_after is None:
+            trial = optuna.trial.create_trial(params=params, distributions=space, value=ended.score)
+        else:
+            # the value Optuna gives a pruned trial told live: its last intermediate one
+            trial = optuna.trial.create_trial(params=params, distributions=space, state=optuna.trial.TrialState.PRUNED,
+                                              value=ended.score, intermediate_values={ended.stopped_after: ended.score})
+        study.add_trial(trial)
+
+
 def _finished(study: optuna.Study, number: int) -> bool:
     """Whether the journal (read afresh) holds Optuna trial ``number`` as ended."""
     trials = study.get_trials(deepcopy=False)
@@ -74,15 +91,13 @@ class BatchedOptunaSearch(Searcher):
     """Suggests ``batch`` configurations per trial until ``budget`` configurations are asked."""
 
     def __init__(self, space: dict[str, Any], sampler: optuna.samplers.BaseSampler, base: dict[str, Any],
-                 batch: int, budget: int, done: list[tuple[dict[str, Any], float]],
+                 batch: int, budget: int, done: list[EndedConfiguration],
                  storage: Any = None, study_name: str | None = None) -> None:
         super().__init__(metric="score", mode="max")
         self._space, self._base, self._batch, self._budget = space, base, batch, budget
         self._study = optuna.create_study(direction="maximize", sampler=sampler, storage=storage,
                                           study_name=study_name, load_if_exists=storage is not None)
-        for params, score in done:  # finished before an unreadable state was moved aside: told, counted
-            self._study.add_trial(optuna.trial.create_trial(
-                params={f"{PREFIX}{k}": v for k, v in params.items()}, distributions=space, value=score))
+        tell_ended(self._study, space, done)  # ended before an unreadable state was moved aside: counted
         self._asked = len(done)
         self._pending: dict[str, list[int]] = {}  # Ray trial id -> its members' Optuna trial numbers
 

@@ -14,7 +14,7 @@ import pickletools
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import trial_files
 
@@ -323,10 +323,20 @@ def _next_aside(folder: Path) -> Path:
     return target
 
 
-def done_trials(path: str, metric: str = "acc") -> list[tuple[dict[str, Any], float]]:
-    """(searched values, score) of every configuration that ended in an experiment folder (local
-    only; a stack's members one by one). A final report rebuilt from a checkpoint (its report
-    file was cut) has no score: it is the ``metric`` there, as the trial would have reported it."""
+class EndedConfiguration(NamedTuple):
+    """A configuration that ended in an experiment folder, as a resumed Optuna phase tells it
+    to its new study: its searched values, its score, and, where the ASHA scheduler stopped it
+    (rungs.py), after how many tasks (None: it ran to the end, or diverged)."""
+
+    params: dict[str, Any]
+    score: float
+    stopped_after: int | None
+
+
+def done_trials(path: str, metric: str = "acc") -> list[EndedConfiguration]:
+    """Every configuration that ended in an experiment folder (local only; a stack's members one
+    by one). A final report rebuilt from a checkpoint (its report file was cut) has no score: it
+    is the ``metric`` there, as the trial would have reported it."""
     from analysis.load import read_final_reports as read_reports
 
     done = []
@@ -337,7 +347,8 @@ def done_trials(path: str, metric: str = "acc") -> list[tuple[dict[str, Any], fl
             # a batched phase's stacked trial (optuna_search.py): each member's values and score
             pairs = zip(spec["members"], reports[-1].get("members", [])) if "members" in spec else [(spec, reports[-1])]
             for member, values in pairs:
-                done.append((member["params"], _score(values, metric)))
+                stopped = int(values["task"]) if values.get("status") == "stopped" and values.get("task") else None
+                done.append(EndedConfiguration(member["params"], _score(values, metric), stopped))
     return done
 
 

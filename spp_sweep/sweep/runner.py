@@ -435,7 +435,7 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str,
     def build() -> tuple[Any, int]:
         import optuna
 
-        from .optuna_search import BatchedOptunaSearch, JournalOptunaSearch
+        from .optuna_search import BatchedOptunaSearch, JournalOptunaSearch, tell_ended
 
         space = {f"trial/params/{key}": dim.optuna_distribution() for key, dim in method.space.items()}
         done = done_trials(path, study.metric)
@@ -456,11 +456,11 @@ def _optuna_searcher(study: Study, method: MethodSearch, path: str,
             batched = BatchedOptunaSearch(space, sampler, base, batch, study.num_samples, done,
                                           **_optuna_storage(path))
             return batched, math.ceil(left / batch)
-        points = [{f"trial/params/{k}": v for k, v in params.items()} for params, _ in done]
-        searcher = JournalOptunaSearch(space=space, metric="score", mode="max", sampler=sampler,
-                                       points_to_evaluate=points or None,
-                                       evaluated_rewards=[score for _, score in done] or None,
-                                       **_optuna_storage(path))
+        storage = _optuna_storage(path)
+        if done and storage:  # ended before an unreadable state was moved aside: in the new study first
+            # (as pruned where ASHA stopped them; Ray's evaluated_rewards would tell every one COMPLETE)
+            tell_ended(optuna.create_study(direction="maximize", load_if_exists=True, **storage), space, done)
+        searcher = JournalOptunaSearch(space=space, metric="score", mode="max", sampler=sampler, **storage)
         return searcher, study.num_samples - len(done)
 
     return build

@@ -268,7 +268,7 @@ def test_a_cut_report_file_is_recovered_from_the_final_checkpoint(tmp_path: Path
     assert recovered.equals(matrices.sort_values(["trial_id", "after_task", "task"]).reset_index(drop=True))
     done = done_trials(str(root / "grid"))  # the stack's three configurations and fine-tuning ended,
     assert len(done) == 4  # each with its score (the metric: acc), the stack's rebuilt from its checkpoint
-    by_lam = {params.get("lam"): score for params, score in done}
+    by_lam = {ended.params.get("lam"): ended.score for ended in done}
     for row in before.itertuples():
         assert by_lam[None if row.method == "finetune" else row.lam] == row.acc
 

@@ -243,6 +243,15 @@ def test_an_unreadable_optuna_state_keeps_the_budget_and_what_finished(tmp_path:
     kept = {row["trial_id"] for _, row in before.iterrows() if folder(row) != lost}
     assert kept and kept <= set(after["trial_id"])
     assert len(list(phase.glob(".abandoned-1/searcher-state-*.pkl"))) == 1
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    # the new study holds each configuration once: the kept ones told from their folders, then the rerun
+    journal = JournalStorage(JournalFileBackend(str(phase / "optuna.journal")))
+    told = optuna.load_study(study_name="optuna-spp", storage=journal).trials
+    assert [t.state.name for t in told] == ["COMPLETE"] * 3
+    assert sorted(round(t.value, 9) for t in told) == sorted(round(v, 9) for v in after["score"])
 
 
 def test_a_trial_started_after_the_last_snapshot_continues_from_its_checkpoints(tmp_path: Path, ray_local) -> None:

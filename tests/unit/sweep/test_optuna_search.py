@@ -7,7 +7,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from spp_sweep.sweep.optuna_search import BatchedOptunaSearch, JournalOptunaSearch
+from spp_sweep.sweep.optuna_search import BatchedOptunaSearch, JournalOptunaSearch, tell_ended
+from spp_sweep.sweep.recovery import EndedConfiguration, done_trials
 from spp_sweep.sweep.stacking import optuna_batch
 from spp_sweep.sweep.study import parse_study
 
@@ -42,7 +43,7 @@ def searcher(budget: int = 5, batch_size: int = 2) -> BatchedOptunaSearch:
     space = {f"trial/params/{k}": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True) for k in ("lam", "lr")}
     base = {"method": "spp", "seed": 0, "options": {}, "params": {}}
     return BatchedOptunaSearch(space, optuna.samplers.TPESampler(seed=0, constant_liar=True), base, batch_size,
-                               budget, done=[({"lam": 0.5, "lr": 0.01}, 0.7)])
+                               budget, done=[EndedConfiguration({"lam": 0.5, "lr": 0.01}, 0.7, None)])
 
 
 def test_the_searcher_asks_a_stack_tells_each_member_and_stops_at_the_budget(tmp_path) -> None:
@@ -138,3 +139,24 @@ def test_a_member_the_asha_scheduler_stopped_is_told_as_pruned_after_its_tasks(t
     alone.on_trial_complete("t1", {"score": 0.52, "status": "stopped", "task": 1, "training_iteration": 1})
     trials = optuna.load_study(study_name="phase", storage=journal(tmp_path)["storage"]).trials
     assert [(t.state.name, t.intermediate_values) for t in trials] == [("PRUNED", {1: 0.52})]
+
+
+def test_a_phase_continued_anew_tells_what_ended_as_it_was_told_live(tmp_path) -> None:
+    """After an unreadable state is moved aside, the configurations that ended are read back from
+    their folders: a finished one COMPLETE with its score, one ASHA stopped after 2 of 5 tasks
+    PRUNED with that score at task 2 (not COMPLETE, as Ray's evaluated_rewards would tell it)."""
+    import json
+
+    for name, values in (("a", {"score": 0.8, "status": "finished", "task": 5, "acc": 0.8}),
+                         ("b", {"score": 0.6, "status": "stopped", "task": 2, "acc": 0.6})):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "params.json").write_text(json.dumps({"trial": {"method": "spp", "params": {"lam": 1.0 if name == "a"
+                                                                                              else 2.0}}}))
+        (folder / "result.json").write_text(json.dumps({**values, "n_tasks": 5, "training_iteration": 1}) + "\n")
+    done = done_trials(str(tmp_path))
+    assert done == [EndedConfiguration({"lam": 1.0}, 0.8, None), EndedConfiguration({"lam": 2.0}, 0.6, 2)]
+    study = optuna.create_study(direction="maximize")
+    tell_ended(study, {"trial/params/lam": optuna.distributions.FloatDistribution(0.1, 10.0, log=True)}, done)
+    told = [(t.state.name, t.value, t.intermediate_values) for t in study.trials]
+    assert told == [("COMPLETE", 0.8, {}), ("PRUNED", 0.6, {2: 0.6})]
