@@ -2,13 +2,15 @@
 trials that do nothing but what every real trial does first.
 
 Each phase is a fresh ``Tuner.fit()`` (as every phase of a sweep is, runner.py), two trials of
-1 CPU that import the trainable's module (torch, Ray Tune, the engine), build one
-``torch.optim.SGD`` (its first use imports ``torch._dynamo``, lazily, in every new process) and
-report. For each trial it prints, relative to the phase's start: when its worker process was
-created (negative: Ray had prestarted it), when the trainable was entered, the imports' and the
-first optimiser's seconds, and the whole phase. ``--preload`` asks Ray to import those modules in
-every worker process it starts (``RAY_preload_python_modules``), so that a prestarted worker has
-them before a phase needs it.
+1 CPU that import the trainable's module (torch, Ray Tune, the engine), then train the same
+tiny run twice (SPP on split digits, one epoch): the first run's excess over the second is the
+process's warm-up (lazy imports: ``torch.optim`` imported ``torch._dynamo`` on first use, as
+did torchvision for an MLP stack, until the engine stopped using either; ``--torch-optim``
+builds one ``torch.optim.SGD`` first to show that cost). For each trial it prints, relative to
+the phase's start: when its worker process was created (negative: Ray had prestarted it), when
+the trainable was entered, the imports' seconds, the warm-up, and the whole phase.
+``--preload`` asks Ray to import those modules in every worker process it starts
+(``RAY_preload_python_modules``), so that a prestarted worker has them before a phase needs it.
 
     python bench/phase_cost.py                  # 3 phases
     python bench/phase_cost.py --preload
@@ -36,15 +38,26 @@ def trainable(config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # the engine's optimiser, first use
+    from spp_sweep.config import RunConfig
+    from spp_sweep.engine import Experiment
+
+    if config["torch_optim"]:
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    runs = []
+    for _ in range(2):
+        start = time.time()
+        Experiment(RunConfig.from_dict({"benchmark": "split_digits", "method": "spp", "epochs": 1,
+                                        "threads": 1}).resolved()).run()
+        runs.append(time.time() - start)
     tune.report({"created": psutil.Process().create_time(), "entered": entered, "imported": imported,
-                 "warmed": time.time(), "worker": os.getpid()})
+                 "first": runs[0], "second": runs[1], "done": time.time(), "worker": os.getpid()})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phases", type=int, default=3)
     parser.add_argument("--preload", action="store_true", help=f"RAY_preload_python_modules={PRELOAD}")
+    parser.add_argument("--torch-optim", action="store_true", help="build a torch.optim.SGD before the runs")
     args = parser.parse_args()
     if args.preload:
         os.environ["RAY_preload_python_modules"] = PRELOAD
@@ -57,7 +70,8 @@ def main() -> None:
     storage = tempfile.mkdtemp(prefix="phase_cost_")
     for phase in range(args.phases):
         t0 = time.time()
-        tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}), param_space={"x": tune.grid_search([1, 2])},
+        space = {"x": tune.grid_search([1, 2]), "torch_optim": args.torch_optim}
+        tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}), param_space=space,
                            tune_config=tune.TuneConfig(reuse_actors=True),
                            run_config=tune.RunConfig(name=f"phase{phase}", storage_path=storage, verbose=0))
         results = tuner.fit()
@@ -65,8 +79,9 @@ def main() -> None:
         for result in (results[i] for i in range(len(results))):
             m = result.metrics or {}
             print(f"phase {phase}: worker created {m['created'] - t0:+.2f} s, trainable entered "
-                  f"{m['entered'] - t0:+.2f} s, imports {m['imported'] - m['entered']:.2f} s, first optimiser "
-                  f"{m['warmed'] - m['imported']:.2f} s, reported {m['warmed'] - t0:+.2f} s (worker {m['worker']})")
+                  f"{m['entered'] - t0:+.2f} s, imports {m['imported'] - m['entered']:.2f} s, runs {m['first']:.2f} s "
+                  f"then {m['second']:.2f} s (warm-up {m['first'] - m['second']:.2f} s), reported "
+                  f"{m['done'] - t0:+.2f} s (worker {m['worker']})")
         print(f"phase {phase}: whole phase {whole:.2f} s")
     ray.shutdown()
 

@@ -28,6 +28,7 @@ from .errors import ConfigError
 from .methods import Method, Step, TaskView, get_method
 from .models import ContinualModel, build_model
 from .objectives import Objective, get_objective
+from .sgd import SGD
 
 
 @dataclass
@@ -589,7 +590,7 @@ class Experiment(TaskStream):
                 else self.benchmark.tasks[t].x_train[index]
             yield t, x, self._targets[t][0][index]
 
-    def _step(self, optimizer: torch.optim.Optimizer, task: int, x: torch.Tensor,
+    def _step(self, optimizer: SGD, task: int, x: torch.Tensor,
               y: torch.Tensor, count: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One SGD step; returns (loss with any penalty, the objective's own loss alone:
         cross-entropy for classification, and with ``count`` the batch's correct predictions, else None)."""
@@ -637,13 +638,14 @@ class Experiment(TaskStream):
 
 
 class _OptimizerSteps:
-    """One model's steps: ``torch.optim.SGD`` over the trainable parameters, rebuilt per task
-    (plain SGD, the lr schedule restarting each task), batches by index or streamed from files."""
+    """One model's steps: SGD over the trainable parameters (``sgd.SGD``, torch.optim.SGD's step
+    without its import cost), rebuilt per task (the lr schedule restarting each task), batches
+    by index or streamed from files."""
 
     def __init__(self, experiment: Experiment, trainable: set[torch.nn.Parameter]) -> None:
         self.experiment = experiment
-        self.optimizer = torch.optim.SGD([p for p in experiment.model.parameters() if p in trainable],
-                                         lr=experiment.config.lr, momentum=experiment.config.momentum)
+        self.optimizer = SGD([p for p in experiment.model.parameters() if p in trainable],
+                             lr=experiment.config.lr, momentum=experiment.config.momentum)
 
     def start_epoch(self, epoch: int, alive: list[bool]) -> None:
         config = self.experiment.config

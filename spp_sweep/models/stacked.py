@@ -19,6 +19,7 @@ such runs train one configuration per trial. Module names are the unstacked mode
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import cast
 
@@ -320,7 +321,13 @@ _PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Id
 
 def _containers() -> tuple[type, ...]:
     """Containers whose forward only chains their children, adds residuals and flattens at the
-    end: their children are stacked and their own code runs unchanged."""
+    end: their children are stacked and their own code runs unchanged.
+
+    None where torchvision's ResNet module was never imported: no model here can hold one then,
+    and importing it (with ``torch._dynamo``, which torchvision.ops loads) would cost every new
+    worker of an MLP sweep 1-2.5 s per phase (bench/phase_cost.py)."""
+    if "torchvision.models.resnet" not in sys.modules:
+        return ()
     from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
     return (ResNet, BasicBlock, Bottleneck)
