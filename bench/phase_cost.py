@@ -41,8 +41,10 @@ def trainable(config: dict[str, Any]) -> None:
     from spp_sweep.config import RunConfig
     from spp_sweep.engine import Experiment
 
+    optim_started = time.time()
     if config["torch_optim"]:
         torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    optim = time.time() - optim_started
     runs = []
     for _ in range(2):
         start = time.time()
@@ -50,7 +52,8 @@ def trainable(config: dict[str, Any]) -> None:
                                         "threads": 1}).resolved()).run()
         runs.append(time.time() - start)
     tune.report({"created": psutil.Process().create_time(), "entered": entered, "imported": imported,
-                 "first": runs[0], "second": runs[1], "done": time.time(), "worker": os.getpid()})
+                 "optim": optim, "first": runs[0], "second": runs[1], "finished_at": time.time(),
+                 "worker": os.getpid()})
 
 
 def main() -> None:
@@ -79,9 +82,10 @@ def main() -> None:
         for result in (results[i] for i in range(len(results))):
             m = result.metrics or {}
             print(f"phase {phase}: worker created {m['created'] - t0:+.2f} s, trainable entered "
-                  f"{m['entered'] - t0:+.2f} s, imports {m['imported'] - m['entered']:.2f} s, runs {m['first']:.2f} s "
+                  f"{m['entered'] - t0:+.2f} s, imports {m['imported'] - m['entered']:.2f} s, "
+                  + (f"torch.optim.SGD {m['optim']:.2f} s, " if args.torch_optim else "") + f"runs {m['first']:.2f} s "
                   f"then {m['second']:.2f} s (warm-up {m['first'] - m['second']:.2f} s), reported "
-                  f"{m['done'] - t0:+.2f} s (worker {m['worker']})")
+                  f"{m['finished_at'] - t0:+.2f} s (worker {m['worker']})")
         print(f"phase {phase}: whole phase {whole:.2f} s")
     ray.shutdown()
 
