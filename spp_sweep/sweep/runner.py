@@ -401,6 +401,14 @@ def _slots(study: Study) -> int:
     return min(slots, study.max_concurrent or slots)
 
 
+def concurrency(study: Study, searched: bool) -> int | None:
+    """A phase's ``max_concurrent_trials``: the study's own limit for a grid; for a searcher's
+    phase the cluster's slots, because without a limit Ray Tune keeps one trial of a custom
+    searcher pending at a time, so short trials started one after another on one worker and a
+    large cluster filled one actor start-up at a time."""
+    return _slots(study) if searched else study.max_concurrent
+
+
 def _grid_space(study: Study, points: list[dict[str, Any]], extra: dict[str, Any],
                 part: dict[str, Any]) -> dict[str, Any] | None:
     """The param space of a grid experiment over ``points`` on ``part``'s data (None: nothing left)."""
@@ -520,10 +528,7 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric="score", mode="max", search_alg=built,
-                # a searcher's phase without a limit keeps one trial pending (Ray Tune's rule for
-                # custom searchers), so its short trials ran one at a time on one worker; the
-                # limit at the cluster's slots lets every slot train a suggestion at once
-                num_samples=num_samples, max_concurrent_trials=study.max_concurrent if built is None else _slots(study),
+                num_samples=num_samples, max_concurrent_trials=concurrency(study, searched=built is not None),
                 reuse_actors=True, trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_name,
             ),
             run_config=tune.RunConfig(
