@@ -600,7 +600,7 @@ class Experiment(TaskStream):
         penalty = self.method.penalty(Step(task, head, x, y, forward.features, forward.outputs))
         if penalty is not None:
             loss = loss + penalty
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         self.method.after_step(optimizer.param_groups[0]["lr"])

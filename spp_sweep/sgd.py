@@ -26,14 +26,10 @@ class SGD:
         self.param_groups: list[dict[str, Any]] = [{"params": list(params), "lr": lr, "momentum": momentum}]
         self._buffers: dict[int, torch.Tensor] = {}  # momentum buffers, by the parameter's index
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
+        """Gradients to None (torch.optim's default, ``set_to_none=True``)."""
         for p in self.param_groups[0]["params"]:
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.detach_().zero_()
+            p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:

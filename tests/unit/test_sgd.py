@@ -25,7 +25,7 @@ def test_the_same_steps_as_torch_optim_sgd(momentum: float) -> None:
         for params, optimizer in ((ours, mine), (theirs, reference)):
             if step == 6:  # a new epoch's decayed lr
                 optimizer.param_groups[0]["lr"] = 0.05
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()  # torch's default: set_to_none
             hidden = torch.relu(x @ params[0].T + params[1]) @ params[2].T + params[3]
             weight, bias = params[4 + 2 * head], params[5 + 2 * head]
             (hidden @ weight.T + bias).square().mean().backward()
