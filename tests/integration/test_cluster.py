@@ -21,10 +21,13 @@ def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path: Path)
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        # one configuration per trial, each a few seconds long: with reused actors, two stacks that
-        # end before the second node's worker has started could both run on the first node
+        # one configuration per trial, each long enough that the first node alone cannot finish all
+        # of them before the second node's actor has started: Ray Tune hands a pending trial to a
+        # freed actor it reuses and cancels that trial's actor start on the other node (CI saw all
+        # eight 5-epoch trials run on one node while the second node's worker was still starting);
+        # at 300 epochs a trial takes about 3.5 s (idle 2-core machine), eight on one node about 28 s
         study = parse_study({
-            "name": "cluster", "benchmark": "split_digits", "fixed": {"epochs": 5},
+            "name": "cluster", "benchmark": "split_digits", "fixed": {"epochs": 300},
             "methods": {"finetune": {"space": {"lr": [0.1, 0.05, 0.02, 0.01]}}}, "seeds": 2,
             "resources": {"cpu": 1}, "storage": str(tmp_path), "stack": "off",
         })
