@@ -132,7 +132,7 @@ def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = N
 
     Reads the searched spaces from the sweep's ``plan.json`` (``spp_sweep.trial_files``; or
     ``plan``, which ``spp-sweep report`` builds from the study file of a sweep older than plans)
-    and the finished trials of each ``optuna-METHOD`` phase (diverged ones at -1, as in
+    and each method's finished trials of the ``optuna`` phase (diverged ones at -1, as in
     ranking), hands them to an in-memory Optuna study and asks
     ``optuna.importance.get_param_importances`` with its ``FanovaImportanceEvaluator`` (seeded).
     One row per (method, hyperparameter); a method with fewer than 3 usable trials, or whose
@@ -153,7 +153,9 @@ def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = N
     trials = load_trials(root) if trials is None else trials
     rows = []
     for method, space in plan["spaces"].items():
-        searched = trials[trials["phase"] == f"optuna-{method}"] if "phase" in trials else trials.iloc[0:0]
+        # the Optuna phase (``optuna-METHOD``: a sweep from before its methods shared one phase)
+        searched = trials[trials["phase"].isin([trial_files.OPTUNA_PHASE, f"optuna-{method}"])
+                          & (trials["method"] == method)] if "phase" in trials else trials.iloc[0:0]
         if not space or searched.empty:
             continue
         distributions = {name: json_to_distribution(json.dumps(d)) for name, d in space.items()}

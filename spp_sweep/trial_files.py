@@ -44,7 +44,8 @@ STARTUP_PHASE = "start-up"
 RUNGS = "rungs.json"
 # How a run's report may end: it trained every task, its loss blew up, or a scheduler stopped it.
 ENDED_STATUSES = ("finished", "diverged", "stopped")
-OPTUNA_JOURNAL = "optuna.journal"  # an Optuna phase's folder: its Optuna study (optuna-dashboard opens it)
+OPTUNA_PHASE = "optuna"  # the folder of a sweep's Optuna phase: every method searched by Optuna (runner.py)
+OPTUNA_JOURNAL = "optuna.journal"  # there: each method's Optuna study, optuna-METHOD (optuna-dashboard)
 
 
 class _Tensor(Protocol):

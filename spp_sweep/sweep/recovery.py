@@ -325,12 +325,13 @@ def _next_aside(folder: Path) -> Path:
 
 class EndedConfiguration(NamedTuple):
     """A configuration that ended in an experiment folder, as a resumed Optuna phase tells it
-    to its new study: its searched values, its score, and, where the ASHA scheduler stopped it
-    (rungs.py), after how many tasks (None: it ran to the end, or diverged)."""
+    to its method's new study: its searched values, its score, where the ASHA scheduler stopped
+    it (rungs.py) after how many tasks (None: it ran to the end, or diverged), and its method."""
 
     params: dict[str, Any]
     score: float
     stopped_after: int | None
+    method: str = ""
 
 
 def done_trials(path: str, metric: str = "acc") -> list[EndedConfiguration]:
@@ -348,7 +349,8 @@ def done_trials(path: str, metric: str = "acc") -> list[EndedConfiguration]:
             pairs = zip(spec["members"], reports[-1].get("members", [])) if "members" in spec else [(spec, reports[-1])]
             for member, values in pairs:
                 stopped = int(values["task"]) if values.get("status") == "stopped" and values.get("task") else None
-                done.append(EndedConfiguration(member["params"], _score(values, metric), stopped))
+                score = _score(values, metric)
+                done.append(EndedConfiguration(member["params"], score, stopped, member.get("method", "")))
     return done
 
 

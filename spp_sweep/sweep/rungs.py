@@ -4,7 +4,8 @@ on the task index, decided for each member of a trial rather than for the trial.
 Ray Tune's ``ASHAScheduler`` stops whole trials, and a stacked trial (stacking.py) holds many
 configurations: stopped by its best member's score, it would keep every weak member or lose
 every strong one. So a study with ``scheduler: {type: asha}`` keeps the rungs itself, in one Ray
-actor per phase (:class:`RungKeeper`) that every trial asks after each task: each running
+actor per phase (per method in the Optuna phase, where every searched method trains: runner.py;
+:class:`RungKeeper`) that every trial asks after each task: each running
 member's score at task t is recorded at the highest rung it has reached and compared with that
 rung's cutoff, exactly as Ray's ``_Bracket.on_result`` does for a trial (one bracket, rungs at
 grace_period·rf^k tasks, the cutoff the (1 − 1/rf) percentile of the values recorded there, a

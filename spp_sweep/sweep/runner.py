@@ -4,8 +4,9 @@ Phases, each one Ray Tune experiment under ``STORAGE/NAME/``:
 
 * ``grid``: every grid-searched method (sampler ``grid``, or a method with nothing to
   search) as one Tuner over all points x seeds, so a cluster runs them side by side;
-* ``optuna-METHOD``: one Tuner per method searched by Optuna (TPE or random), each with
-  ``num_samples`` trials, so every method gets the same budget;
+* ``optuna``: every method searched by Optuna (TPE or random) in one Tuner, each method with
+  its own Optuna study (``optuna-METHOD``) and ``num_samples`` configurations, so every method
+  gets the same budget and the phase pays Ray Tune's fixed costs once (optuna_search.py);
 * ``final``: each method's best configuration (analysis.tables.best_configs) re-run
   over ``final.seeds``;
 * ``evaluate`` (selection protocols first_tasks and transfer only): the same configurations
@@ -78,6 +79,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # Keeping two means a driver killed in that window restores from a checkpoint that exists.
 KEEP_CHECKPOINTS = 2
 MAX_REST_EXPERIMENTS = 3  # follow-up experiments for grid points a killed driver's restore lost
+OPTUNA_PHASE = trial_files.OPTUNA_PHASE
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -331,11 +333,12 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     if grid_methods:
         points = [study.trial_spec(m, p, s) for m in grid_methods for p in m.grid_points() for s in study.seeds]
         phases += _run_grid(study, root, "grid", points, extra, options, study.selection_part())
-    for method in [m for m in study.methods if study.searched_by_optuna(m)]:
-        phase = f"optuna-{method.method}"
-        _run_phase(study, root, phase, functools.partial(_optuna_space, study, method, extra),
-                   _optuna_searcher(study, method, f"{root}/{phase}", options.verbose > 0), options)
-        phases.append(phase)
+    searched = [m for m in study.methods if study.searched_by_optuna(m)]
+    if searched:
+        _run_phase(study, root, OPTUNA_PHASE, functools.partial(_optuna_space, study, extra),
+                   _optuna_searcher(study, searched, f"{root}/{OPTUNA_PHASE}", options.verbose > 0), options,
+                   keepers=[_rungs_path(f"{root}/{OPTUNA_PHASE}", m.method) for m in searched])
+        phases.append(OPTUNA_PHASE)
     if study.final_seeds:
         points = _final_points(study, root, phases)
         phases += _run_grid(study, root, "final", points, extra, options, study.selection_part())
@@ -419,64 +422,71 @@ def _grid_space(study: Study, points: list[dict[str, Any]], extra: dict[str, Any
     return {"trial": tune.grid_search(points), "study": part, "metric": study.metric, **extra}
 
 
-def _optuna_space(study: Study, method: MethodSearch, extra: dict[str, Any]) -> dict[str, Any]:
-    """The constant part of an Optuna phase's configs; the searched values come from the searcher."""
-    spec = study.trial_spec(method, {}, study.seeds[0])
-    return {"trial": spec, "study": study.selection_part(), "metric": study.metric, **extra}
+def _optuna_space(study: Study, extra: dict[str, Any]) -> dict[str, Any]:
+    """The constant part of the Optuna phase's configs; each trial's spec, of whichever method,
+    comes whole from the searcher (a constant ``trial`` here would be merged into it)."""
+    return {"study": study.selection_part(), "metric": study.metric, **extra}
 
 
-def _optuna_searcher(study: Study, method: MethodSearch, path: str,
+def _optuna_searcher(study: Study, methods: list[MethodSearch], path: str,
                      verbose: bool = True) -> Callable[[], tuple[Any, int]]:
-    """OptunaSearch given its space as Optuna distributions (keys ``trial/params/NAME``), and
-    how many trials are left to run.
+    """The Optuna phase's searcher (optuna_search.BatchedOptunaSearch: every method in
+    ``methods`` with its own study and budget, asked in turn), and how many trials are left.
 
-    Handing the space to the searcher itself, rather than as Tune domains in the param
-    space, keeps it in the searcher's saved state: a restored sweep can always suggest again.
-    Trials already done in ``path`` (left there when an unreadable state was moved aside)
-    are told to the sampler with their scores and count against ``num_samples``.
+    Each method's space is handed to the searcher as Optuna distributions (keys
+    ``trial/params/NAME``), which keeps it in the searcher's saved state: a restored sweep can
+    always suggest again. Configurations already ended in ``path`` (left there when an
+    unreadable state was moved aside) are told to their method's study with their scores and
+    count against its ``num_samples``.
 
-    On local storage the Optuna study lives in ``PHASE/optuna.journal`` (Optuna's journal
-    storage, trial_files.OPTUNA_JOURNAL), so ``optuna-dashboard`` and ``optuna.visualization``
-    open the search while it runs and after. A phase that starts anew moves an earlier journal
-    aside first: the trials it keeps are told to the new study again, never twice.
+    On local storage the studies (``optuna-METHOD``) live in ``PHASE/optuna.journal`` (Optuna's
+    journal storage, trial_files.OPTUNA_JOURNAL), so ``optuna-dashboard`` and
+    ``optuna.visualization`` open the search while it runs and after. A phase that starts anew
+    moves an earlier journal aside first: the trials it keeps are told to the new studies again,
+    never twice.
     """
     def build() -> tuple[Any, int]:
         import optuna
 
-        from .optuna_search import BatchedOptunaSearch, JournalOptunaSearch, tell_ended
+        from .optuna_search import BatchedOptunaSearch, method_study
 
-        space = {f"trial/params/{key}": dim.optuna_distribution() for key, dim in method.space.items()}
-        done = done_trials(path, study.metric)
-        left = study.num_samples - len(done)
-        batch, why = optuna_batch(study, method, study.selection_part(), _slots(study), left)
-        if why and verbose:
-            print(f"optuna-{method.method}: {why}", flush=True)
-        sampler: optuna.samplers.BaseSampler
-        if study.sampler == "tpe":
-            startup = min(10, max(3, study.num_samples // 3))
-            # batched: asked but untold configurations count as poor, so one batch spreads out
-            sampler = optuna.samplers.TPESampler(seed=study.sampler_seed, n_startup_trials=startup,
-                                                 constant_liar=batch > 1)
-        else:
-            sampler = optuna.samplers.RandomSampler(seed=study.sampler_seed)
-        if batch > 1:
-            base = study.trial_spec(method, {}, study.seeds[0])
-            batched = BatchedOptunaSearch(space, sampler, base, batch, study.num_samples, done,
-                                          **_optuna_storage(path))
-            return batched, math.ceil(left / batch)
         storage = _optuna_storage(path)
-        if done and storage:  # ended before an unreadable state was moved aside: in the new study first
-            # (as pruned where ASHA stopped them; Ray's evaluated_rewards would tell every one COMPLETE)
-            tell_ended(optuna.create_study(direction="maximize", load_if_exists=True, **storage), space, done)
-        searcher = JournalOptunaSearch(space=space, metric="score", mode="max", sampler=sampler, **storage)
-        return searcher, study.num_samples - len(done)
+        ended = done_trials(path, study.metric)
+        searches, trials = [], 0
+        for method in methods:
+            space = {f"trial/params/{key}": dim.optuna_distribution() for key, dim in method.space.items()}
+            done = [e for e in ended if e.method == method.method]
+            left = study.num_samples - len(done)
+            batch, why = optuna_batch(study, method, study.selection_part(), _slots(study), left)
+            if why and verbose:
+                print(f"optuna-{method.method}: {why}", flush=True)
+            sampler: optuna.samplers.BaseSampler
+            if study.sampler == "tpe":
+                startup = min(10, max(3, study.num_samples // 3))
+                # batched: asked but untold configurations count as poor, so one batch spreads out
+                sampler = optuna.samplers.TPESampler(seed=study.sampler_seed, n_startup_trials=startup,
+                                                     constant_liar=batch > 1)
+            else:
+                sampler = optuna.samplers.RandomSampler(seed=study.sampler_seed)
+            extra = {"rungs": rungs.keeper_name(_rungs_path(path, method.method))} if study.scheduler else {}
+            searches.append(method_study(space, sampler, study.trial_spec(method, {}, study.seeds[0]), batch,
+                                         study.num_samples, done, study_name=f"optuna-{method.method}",
+                                         extra=extra, **storage))
+            trials += math.ceil(max(0, left) / batch)
+        return BatchedOptunaSearch(searches), trials
 
     return build
 
 
+def _rungs_path(phase_path: str, method: str) -> str:
+    """Where a method's rung record lives in the Optuna phase: ASHA compares a configuration
+    with those of its own method only (rungs.py)."""
+    return f"{phase_path}/rungs-{method}"
+
+
 def _optuna_storage(path: str) -> dict[str, Any]:
-    """OptunaSearch's ``storage`` and ``study_name``: a journal file in the phase folder on local
-    storage (an object store has no file to append to: there the study stays in memory)."""
+    """The studies' ``storage``: a journal file in the phase folder on local storage (an object
+    store has no file to append to: there the studies stay in memory)."""
     if "://" in path:
         return {}
     from optuna.storages import JournalStorage
@@ -484,15 +494,17 @@ def _optuna_storage(path: str) -> dict[str, Any]:
 
     journal = Path(path, trial_files.OPTUNA_JOURNAL)
     journal.parent.mkdir(parents=True, exist_ok=True)
-    if journal.exists():  # a phase starting anew: its new study must not load the old one's trials
+    if journal.exists():  # a phase starting anew: its new studies must not load the old ones' trials
         journal.rename(journal.with_name(f"{journal.name}.replaced-{int(time.time())}"))
-    return {"storage": JournalStorage(JournalFileBackend(str(journal))), "study_name": Path(path).name}
+    return {"storage": JournalStorage(JournalFileBackend(str(journal)))}
 
 
 def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str, Any] | None],
-               searcher: Callable[[], Any] | None, options: SweepOptions) -> None:
+               searcher: Callable[[], Any] | None, options: SweepOptions, keepers: list[str] | None = None) -> None:
     """Run one Ray Tune experiment, or restore it; ``space``/``searcher`` are built only when
-    it starts anew (after an unreadable state is moved aside, for what that state left to do)."""
+    it starts anew (after an unreadable state is moved aside, for what that state left to do).
+    With a scheduler, ``keepers`` are the rung records its trials ask (rungs.py; None: one for
+    the whole phase, named in ``space``; a searcher names each trial's own)."""
     from ray import tune
 
     from .disk_full import DiskFull, DiskFullWatch
@@ -521,7 +533,7 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
         built, num_samples = searcher() if searcher else (None, 1)
         if param_space is None or num_samples < 1:  # nothing left to run
             return
-        if study.scheduler:  # early stopping per configuration, stacked or alone (rungs.py)
+        if study.scheduler and keepers is None:  # early stopping per configuration, stacked or alone (rungs.py)
             param_space = {**param_space, "rungs": rungs.keeper_name(path)}
         tuner = tune.Tuner(
             trainable,
@@ -542,14 +554,16 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
         )
     if _USER_SNAPSHOT_PERIOD is None:
         os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = GRID_SNAPSHOT_PERIOD if searcher is None else OPTUNA_SNAPSHOT_PERIOD
-    keeper = rungs.start_keeper(study.scheduler, _n_tasks(study), path) if study.scheduler else None
+    started_keepers = [rungs.start_keeper(study.scheduler, _n_tasks(study), keeper)
+                       for keeper in (keepers if keepers is not None else [path])] if study.scheduler else []
     try:
         results, interrupted = _fit(tuner)
     finally:
-        if keeper is not None:
+        if started_keepers:
             import ray
 
-            ray.kill(keeper)
+            for keeper in started_keepers:
+                ray.kill(keeper)
         if "://" not in root:
             trial_files.add_phase_time(Path(root), phase, started, time.time())
     unfinished = len(results) - results.num_terminated - results.num_errors

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .. import trial_files
 from ..benchmarks import BENCHMARKS, get_spec
 from ..config import RunConfig
 from ..errors import UserError
@@ -143,11 +144,11 @@ class Study:
 
     def planned_configurations(self) -> dict[tuple[str, str], int]:
         """(phase, method) -> how many configurations (one per seed) the sweep runs there:
-        ``grid`` (points × seeds), ``optuna-METHOD`` (its budget), ``final`` (and ``evaluate``)."""
+        ``grid`` (points × seeds), ``optuna`` (each method's budget), ``final`` (and ``evaluate``)."""
         planned: dict[tuple[str, str], int] = {}
         for method in self.methods:
             if self.searched_by_optuna(method):
-                planned[(f"optuna-{method.method}", method.method)] = self.num_samples
+                planned[(trial_files.OPTUNA_PHASE, method.method)] = self.num_samples
             else:
                 planned[("grid", method.method)] = len(method.grid_points()) * len(self.seeds)
             for phase in ("final", "evaluate") if self.evaluates_apart else ("final",):

@@ -202,7 +202,7 @@ def test_recommend_first_tasks_and_transfer_from_the_command_line(tmp_path: Path
     evaluation = pd.read_csv(out / "evaluation.csv")
     assert set(evaluation["method"]) == {"SPP", "Fine-tuning"}
     compute = pd.read_csv(out / "compute.csv")
-    assert compute.loc[compute["phase"] == "optuna-spp", "trial_tasks"].item() == 3 * 2
+    assert compute.loc[compute["phase"] == "optuna", "trial_tasks"].item() == 2 * 3 * 2  # 2 methods, 3 each, 2 tasks
 
     done = recommend("--protocol", "transfer", "--tune-on", str(tmp_path / "other.npz"), "--tune-on-option",
                      "n_tasks=3", "--name", "transfer", "--curve-points", "0")

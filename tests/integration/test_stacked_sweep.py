@@ -143,7 +143,7 @@ def test_a_batched_tpe_phase_trains_its_suggestions_stacked_and_tells_each_one_b
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    journal = JournalStorage(JournalFileBackend(f"{outcome.root}/optuna-spp/optuna.journal"))
+    journal = JournalStorage(JournalFileBackend(f"{outcome.root}/optuna/optuna.journal"))
     kept = optuna.load_study(study_name="optuna-spp", storage=journal)
     told = sorted((round(t.params["trial/params/lam"], 9), t.value) for t in kept.trials
                   if t.state == optuna.trial.TrialState.COMPLETE)

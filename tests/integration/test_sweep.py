@@ -92,7 +92,7 @@ def test_seeded_tpe_suggests_the_same_configurations_twice(tmp_path: Path, ray_l
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    journal = outcome.root + "/optuna-spp/optuna.journal"
+    journal = outcome.root + "/optuna/optuna.journal"  # every method's study, optuna-METHOD
     kept = optuna.load_study(study_name="optuna-spp", storage=JournalStorage(JournalFileBackend(journal)))
     complete = [t for t in kept.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(round(t.params["trial/params/lam"], 12) for t in complete) == runs[1]
@@ -163,6 +163,36 @@ def test_asha_stops_each_configuration_that_falls_behind_stacked_or_alone_as_ray
     assert "stopped" in status_text(Path(outcome.root))
 
 
+def test_the_optuna_phase_searches_every_method_in_one_experiment_with_asha_rungs_per_method(
+        tmp_path: Path, ray_local) -> None:
+    """Two methods searched by TPE share one Ray Tune experiment (one phase's fixed costs), each
+    with its own Optuna study and budget; under ASHA each method keeps its own rungs, so a
+    configuration is compared only with its own method's."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from spp_sweep import trial_files
+
+    space = {"lr": {"loguniform": [1e-6, 0.1]}}
+    study = study_of(tmp_path, methods={"spp": {"space": space}, "finetune": {"space": space}}, stack="off",
+                     search={"sampler": "tpe", "seed": 1, "num_samples": 3},
+                     scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2})
+    outcome = run_sweep(study, QUIET)
+    assert outcome.phases == ["optuna"]
+    trials = load_trials(outcome.root)
+    assert trials.groupby(["phase", "method"]).size().to_dict() == {("optuna", "finetune"): 3, ("optuna", "spp"): 3}
+    journal = JournalStorage(JournalFileBackend(f"{outcome.root}/optuna/optuna.journal"))
+    for method in ("spp", "finetune"):
+        told = optuna.load_study(study_name=f"optuna-{method}", storage=journal).trials
+        mine = trials[(trials["phase"] == "optuna") & (trials["method"] == method)]
+        assert sorted(round(t.params["trial/params/lr"], 12) for t in told) == sorted(round(v, 12) for v in mine["lr"])
+        saved = trial_files.read_rungs(Path(outcome.root) / "optuna" / f"rungs-{method}")
+        assert saved is not None
+        keys = {key for key, _, _ in saved["decisions"]}  # recovery.point_key: [method, seed, params]
+        assert {json.loads(key)[0] for key in keys} == {method} and len(keys) == 3  # its own three only
+
+
 def test_a_restored_trial_continues_from_its_newest_readable_checkpoint(tmp_path: Path, capsys) -> None:
     from spp_sweep.engine import Experiment
     from spp_sweep.sweep.trainable import STATE_FILE, newest_first, resume_from
@@ -226,7 +256,7 @@ def test_an_unreadable_optuna_state_keeps_the_budget_and_what_finished(tmp_path:
     study = study_of(tmp_path, methods={"spp": {"space": {"lam": {"loguniform": [0.1, 10.0]}}}}, max_concurrent=1,
                      search={"sampler": "tpe", "seed": 2, "num_samples": 3}, stack=stack)
     outcome = run_sweep(study, QUIET)
-    phase = Path(outcome.root) / "optuna-spp"
+    phase = Path(outcome.root) / "optuna"
     before = load_trials(outcome.root)
     for state in [*phase.glob("experiment_state-*.json"), *phase.glob("searcher-state-*.pkl")]:
         state.write_bytes(b"")
