@@ -191,7 +191,8 @@ def compute_spent(trials: pd.DataFrame, root: str | Path | None = None) -> pd.Da
     to the last trial's report, which leaves those fixed costs out (``wall_from`` says which).
     A stacked trial's rows each carry a share of its time, so its start is its end less the whole.
     With ``root``, a first row ``start-up`` holds what each command spent before its first phase
-    (interpreter, imports, Ray's start), so the rows add up to the commands' wall time.
+    (interpreter, imports, Ray's start) and a last row ``shut-down`` ending the Ray session the
+    command started, so the rows add up to the commands' wall time.
     """
     columns = ["phase", "trials", "trial_tasks", "trial_seconds", "wall_seconds", "wall_from"]
     if trials.empty:
@@ -213,4 +214,8 @@ def compute_spent(trials: pd.DataFrame, root: str | Path | None = None) -> pd.Da
         rows.insert(0, {"phase": trial_files.STARTUP_PHASE, "trials": 0, "trial_tasks": 0, "trial_seconds": 0.0,
                         "wall_seconds": float(sum(end - start for start, end in clock[trial_files.STARTUP_PHASE])),
                         "wall_from": "driver"})
+    if trial_files.SHUTDOWN_PHASE in clock:  # ending the Ray session the command started, after its phases
+        rows.append({"phase": trial_files.SHUTDOWN_PHASE, "trials": 0, "trial_tasks": 0, "trial_seconds": 0.0,
+                     "wall_seconds": float(sum(end - start for start, end in clock[trial_files.SHUTDOWN_PHASE])),
+                     "wall_from": "driver"})
     return pd.DataFrame(rows, columns=columns)

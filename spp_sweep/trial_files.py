@@ -38,6 +38,9 @@ PHASE_TIMES = "phase_times.json"
 # its span for what each sweep command spent before its first phase: the interpreter, imports,
 # checks and Ray's start (one span per command, so a resumed sweep adds its own)
 STARTUP_PHASE = "start-up"
+# its span for ending the Ray session the command started (after its last phase, before its
+# report), which would otherwise fall outside every clock at the interpreter's exit
+SHUTDOWN_PHASE = "shut-down"
 # A phase folder under an early-stopping scheduler (sweep/rungs.py): every value each rung has
 # recorded, in arrival order, and every decision made: {"rungs": [[milestone, [[key, value], ...]],
 # ...], "decisions": [[key, task, stop], ...]}; a resumed phase continues from it.

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 def sweep_command(args: argparse.Namespace) -> int:
     study = load_study(args.study)  # a bad file fails here, before Ray is imported
-    from .runner import SweepOptions, run_sweep
+    from .connection import connected
+    from .runner import SweepOptions, release_ray, run_sweep
 
     options = SweepOptions(
         address=args.address, storage=args.storage, name=args.name, resume=args.resume,
@@ -32,7 +33,10 @@ def sweep_command(args: argparse.Namespace) -> int:
         benchmark_options=tuple(args.benchmark_option),
         verbose=0 if args.quiet else 1, trackers=trackers_from(args),
     )
+    owns_ray = not connected()
     outcome = run_sweep(study, options)
+    if owns_ray:
+        release_ray(outcome.root)
     print(f"\nsweep {outcome.study.name}: phases {', '.join(outcome.phases)}")
     if "://" in outcome.root:
         print(f"results: {outcome.root} (`spp-sweep report {outcome.root}` writes its report here)")

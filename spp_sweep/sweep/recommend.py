@@ -202,7 +202,8 @@ def recommend(options: RecommendOptions) -> Path:
     from analysis.load import load_trials
     from analysis.selection import robust_choice, simplest_of_tied, tie_table
 
-    from .runner import SweepOptions, run_sweep, sweep_root
+    from .connection import connected
+    from .runner import SweepOptions, release_ray, run_sweep, sweep_root
 
     name = options.name if options.name is not None else _default_name(options.data)
     wrong = name_problem(name)
@@ -225,8 +226,12 @@ def recommend(options: RecommendOptions) -> Path:
                                  max_concurrent=options.max_concurrent, verbose=options.verbose,
                                  trackers=options.trackers)
 
+    owns_ray = not connected()  # Ray started here (the CLI) ends before the reports; a caller's session stays
+    ran: list[str] = []
+
     def run(sweep: Study, folder: str) -> None:
         resume = options.resume and Path(home, folder, "study.yaml").exists()
+        ran.append(folder)
         run_sweep(sweep, dataclasses.replace(sweep_options, name=folder, resume=resume))
 
     run(study, "search")
@@ -249,6 +254,8 @@ def recommend(options: RecommendOptions) -> Path:
             run(point_study(study, winner["method"], chosen, options.seeds, "robust"), "robust")
     if reference is not None:
         run(reference, "reference")
+    if owns_ray:  # its seconds go to the last sweep's shut-down span
+        release_ray(f"{home}/{ran[-1]}")
     reporting_since = time.time()  # compute.csv's last row: the reports' own time
     from analysis.recommendation import write_recommendation
     from analysis.report import write_report

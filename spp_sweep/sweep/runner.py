@@ -359,6 +359,18 @@ def _unaccounted_since() -> float:
     return _ACCOUNTED_UNTIL[-1] if _ACCOUNTED_UNTIL else float(psutil.Process().create_time())
 
 
+def release_ray(root: str) -> None:
+    """End the Ray session this command started, now rather than at the interpreter's exit, and
+    record its seconds as the sweep's shut-down span (phase_times.json), so compute.csv adds up."""
+    from .connection import disconnect
+
+    started = time.time()
+    disconnect()
+    if "://" not in root:
+        trial_files.add_phase_time(Path(root), trial_files.SHUTDOWN_PHASE, started, time.time())
+    _ACCOUNTED_UNTIL.append(time.time())
+
+
 # -- phases -------------------------------------------------------------------------------------
 def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]], extra: dict[str, Any],
               options: SweepOptions, part: dict[str, Any]) -> list[str]:

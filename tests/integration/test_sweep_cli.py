@@ -221,7 +221,8 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_finishes_it_once_the
 
 def test_compute_spent_adds_up_to_the_commands_wall_time(tmp_path: Path) -> None:
     """The driver's clock per phase plus the command's start-up (interpreter, imports, Ray) is the
-    whole command but its last seconds (the summary, Ray's shutdown, the interpreter's exit)."""
+    whole command but its last seconds (the summary, the interpreter's exit: about 2 s); ending
+    Ray's session is its last row, shut-down."""
     from analysis.selection import compute_spent
 
     study = {"name": "clocked", "benchmark": "split_digits", "fixed": {"epochs": 2},
@@ -235,14 +236,15 @@ def test_compute_spent_adds_up_to_the_commands_wall_time(tmp_path: Path) -> None
     wall = time.time() - started
     assert done.returncode == 0, done.stderr[-2000:]
     spent = compute_spent(load_trials(tmp_path / "clocked"), tmp_path / "clocked")
-    assert list(spent["phase"]) == ["start-up", "grid", "final"] and set(spent["wall_from"]) == {"driver"}
+    assert list(spent["phase"]) == ["start-up", "grid", "final", "shut-down"] and set(spent["wall_from"]) == {"driver"}
     assert spent.loc[0, "wall_seconds"] > 1 and spent.loc[0, "trials"] == 0  # Ray's start is not free
     assert 0 <= wall - spent["wall_seconds"].sum() < 5, (wall, spent.to_string())
 
 
 def test_recommends_compute_adds_up_to_its_wall_time(tmp_path: Path) -> None:
     """compute.csv of `spp-sweep recommend` (every sweep's phases, start-ups, and the reports
-    written after training) sums to the command's wall time but its last seconds."""
+    written after training) sums to the command's wall time but its last seconds (the interpreter's
+    exit); ending Ray's session is the last sweep's shut-down row."""
     import numpy as np
     import pandas as pd
 
@@ -259,4 +261,5 @@ def test_recommends_compute_adds_up_to_its_wall_time(tmp_path: Path) -> None:
     spent = pd.read_csv(tmp_path / "rec" / "mine" / "recommendation" / "compute.csv")
     assert spent.iloc[-1][["sweep", "phase"]].tolist() == ["recommendation", "reports"]
     assert spent.iloc[-1]["wall_seconds"] > 0.5  # the search's report and the figures are not free
+    assert spent.iloc[-2]["phase"] == "shut-down" and spent.iloc[-2]["wall_seconds"] > 0.1  # Ray's stop: counted
     assert 0 <= wall - spent["wall_seconds"].sum() < 5, (wall, spent.to_string())

@@ -1,0 +1,139 @@
+"""`spp-sweep recommend` before and after: the same command from several commits, alternately.
+
+Each commit is checked out as a detached git worktree (under ``--work``) and run with its own
+package first on ``PYTHONPATH`` (the installed environment, Ray, Optuna and torch, is shared;
+Ray's local workers inherit the driver's environment, so they import the same tree). Rounds
+alternate the commits, so a machine whose load drifts slows each alike. For every run it prints
+the command's wall time, what its ``compute.csv`` sums to, the Tune experiments it ran (a
+sweep's phase folders, which also shows which code ran), the recommended method and values
+(``recommended.yaml``) and the leader's validation ACC (``ranking.csv``); then each commit's
+median and its ratio to the first commit's.
+
+    python bench/recommend_speed.py --commits 3bd4933^ 6299b3c HEAD            # the small case
+    python bench/recommend_speed.py --case mnist --commits 6299b3c HEAD      # MNIST as an .npz
+    python bench/recommend_speed.py --out recommend_speed.json ...          # the rows as JSON
+
+``--case digits`` is README's example (``examples/make_my_digits.py``: 1300 training images of
+8x8 digits, ``--tasks 5 --budget 8 --set epochs=10``). ``--case mnist`` writes real MNIST (from
+``SPP_DATA_ROOT``, torchvision's files) as an ``.npz`` a user would bring and runs it with the
+authors' 784-64-32 trunk, ``--tasks 5 --budget 8``, at ``--mnist-epochs`` (default 1) per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SWEEPS = ("search", "curve")
+
+
+def worktree(commit: str, work: Path) -> tuple[str, Path]:
+    """A detached worktree of ``commit`` under ``work`` (reused if there), and its short hash."""
+    short = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", commit], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    tree = work / f"tree-{short}"
+    if not tree.is_dir():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), short], check=True)
+    return short, tree
+
+
+def make_data(case: str, work: Path) -> tuple[Path, list[str]]:
+    """The data file of the case and the command's arguments after it."""
+    if case == "digits":
+        subprocess.run([sys.executable, str(REPO / "examples" / "make_my_digits.py"), str(work)], check=True,
+                       capture_output=True)
+        return work / "my_digits.npz", ["--tasks", "5", "--budget", "8", "--set", "epochs=10"]
+    path = work / "mnist.npz"
+    if not path.exists():
+        import numpy as np
+        from torchvision.datasets import MNIST
+
+        root = os.environ.get("SPP_DATA_ROOT")
+        if not root:
+            raise SystemExit("--case mnist needs SPP_DATA_ROOT (a folder holding torchvision's MNIST/raw files)")
+        parts = {split: MNIST(root, train=split == "train", download=False) for split in ("train", "test")}
+        np.savez(path, **{f"x_{split}": data.data.numpy() for split, data in parts.items()},
+                 **{f"y_{split}": data.targets.numpy() for split, data in parts.items()})
+    return path, ["--tasks", "5", "--budget", "8"]
+
+
+def run_once(tree: Path, data: Path, arguments: list[str], storage: Path) -> dict[str, Any]:
+    """One ``recommend`` from ``tree``'s package, timed from outside; what it wrote, read back."""
+    environment = {**os.environ, "PYTHONPATH": str(tree), "RAY_DEDUP_LOGS": "0"}
+    command = [sys.executable, "-m", "spp_sweep", "recommend", str(data), *arguments, "--storage", str(storage),
+               "--name", "bench", "--quiet"]
+    start = time.perf_counter()
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=tree)
+    wall = time.perf_counter() - start
+    if finished.returncode != 0:
+        raise SystemExit(f"recommend failed in {tree}:\n{finished.stdout[-3000:]}\n{finished.stderr[-3000:]}")
+    home = storage / "bench"
+    out = home / "recommendation"
+    compute = pd.read_csv(out / "compute.csv")
+    own = compute[compute["sweep"] != "reference"]
+    ranking = pd.read_csv(out / "ranking.csv")
+    recommended = yaml.safe_load((out / "recommended.yaml").read_text())
+    method, options = next(iter(recommended["methods"].items()))
+    experiments = sorted(f"{sweep}/{phase.name}" for sweep in SWEEPS if (home / sweep).is_dir()
+                         for phase in (home / sweep).iterdir() if phase.is_dir() and phase.name != "report")
+    return {"wall_s": round(wall, 1), "compute_csv_s": round(float(own["wall_seconds"].sum()), 1),
+            "experiments": experiments, "recommended": method,
+            "values": {key: f"{value:.4g}" if isinstance(value, float) else value
+                       for key, value in {**{k: v for k, v in recommended["fixed"].items() if k == "lr"},
+                                          **options.get("options", {})}.items() if key != "penalty_step"},
+            "leader": ranking.iloc[0]["method"], "leader_val_acc": ranking.iloc[0]["validation ACC"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commits", nargs="+", default=["6299b3c", "HEAD"],
+                        help="commits to compare, the first is the baseline of the ratios")
+    parser.add_argument("--case", choices=["digits", "mnist"], default="digits")
+    parser.add_argument("--mnist-epochs", type=int, default=1, help="--case mnist: epochs per task")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of every commit, alternating")
+    parser.add_argument("--work", type=Path, help="worktrees, data and results (default: a temporary folder)")
+    parser.add_argument("--out", type=Path, help="write every run's row here as JSON")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="recommend_speed_"))
+    work.mkdir(parents=True, exist_ok=True)
+    trees = [worktree(commit, work) for commit in args.commits]
+    data, arguments = make_data(args.case, work)
+    if args.case == "mnist":
+        arguments += ["--set", f"epochs={args.mnist_epochs}", "--set",
+                      "model_options={hidden: [64, 32]}"]
+    print(f"case {args.case}: recommend {data.name} {' '.join(arguments)}; {os.cpu_count()} CPUs")
+    rows: list[dict[str, Any]] = []
+    for round_ in range(args.rounds):
+        for short, tree in trees:
+            row = {"commit": short, "round": round_,
+                   **run_once(tree, data, arguments, work / f"out-{short}-{round_}")}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    base = statistics.median(r["wall_s"] for r in rows if r["commit"] == trees[0][0])
+    print(f"\n| commit | wall time (s), each run | median | ratio to {trees[0][0]} | recommended | leader's val ACC |")
+    print("|:--|:--|--:|--:|:--|:--|")
+    for short, _ in trees:
+        mine = [r for r in rows if r["commit"] == short]
+        median = statistics.median(r["wall_s"] for r in mine)
+        recommended = "; ".join(sorted({f"{r['recommended']} {r['values']}" for r in mine}))
+        leaders = "; ".join(sorted({f"{r['leader']} {r['leader_val_acc']}" for r in mine}))
+        print(f"| {short} | {', '.join(str(r['wall_s']) for r in mine)} | {median:.1f} | {base / median:.2f}x "
+              f"| {recommended} | {leaders} |")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
