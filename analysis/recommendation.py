@@ -152,7 +152,8 @@ def _tie_lines(ties: pd.DataFrame | None, chosen: str) -> list[str]:
         return [f"**Ties**: none; {_name(leader['method'])} is ahead of every other method ({test}).", ""]
     names = ", ".join(f"{_name(r['method'])} {r['mean']:.4f} ± {r['std']:.4f}" for _, r in tied.iterrows())
     reason = ("the leader" if chosen == leader["method"] else
-              "the simplest, cheapest of them: fewest searched hyperparameters, then shortest mean run time")
+              "the simplest, cheapest of them: fewest searched hyperparameters, then shortest mean run time "
+              "(within 25%: the better ranked)")
     return [f"**Ties**: {names} are tied ({test}). The recommendation is {_name(chosen)}, {reason}. On this data "
             "the choice among them matters less than the seeds do.", ""]
 

@@ -3,6 +3,7 @@ hyperparameter importances and compute spent (docs/guide/selection.md)."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,16 @@ def test_ties_within_seed_noise_go_to_the_simplest_cheapest_method() -> None:
     assert list(ties["tied_with_leader"]) == [True, True, True, False]
     assert ties.loc[0, "std"] == pytest.approx(0.0035) and ties.loc[3, "mean"] == pytest.approx(0.905)
     assert simplest_of_tied(ties) == "finetune"  # one hyperparameter, the shortest runs
+    # among equally simple ones, times within 25% are noise: the better ranked wins, whichever
+    # happened to run faster (run-to-run jitter must not flip a recommendation) ...
+    noisy = pd.DataFrame([
+        {"method": "lwf", "tied_with_leader": True, "parameters": 2, "seconds": 0.24},
+        {"method": "mas", "tied_with_leader": True, "parameters": 2, "seconds": 0.21},
+        {"method": "ewc", "tied_with_leader": True, "parameters": 2, "seconds": 0.10},
+        {"method": "finetune", "tied_with_leader": False, "parameters": 1, "seconds": 0.01}])
+    assert simplest_of_tied(noisy.iloc[:2]) == "lwf"  # 0.24 <= 1.25 * 0.21: tied in time too
+    assert simplest_of_tied(noisy) == "ewc"  # ... a clearly cheaper one still wins (0.24, 0.21 > 0.125)
+    assert simplest_of_tied(noisy.assign(seconds=math.nan)) == "lwf"  # no times: the ranking
     # where the rule and Welch's test part: a leader whose seeds agree, a rival 0.036 behind with
     # a wide spread; at 3 seeds Welch cannot reject (p > 0.05), the rule calls the lead real
     close = pd.DataFrame(rows("lwf", [0.9910, 0.9934, 0.9958], 12.0, "lam,lr")
