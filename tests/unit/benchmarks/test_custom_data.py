@@ -57,6 +57,30 @@ def test_an_npz_splits_into_tasks_by_count_grouping_or_permutation(tmp_path: Pat
     assert not torch.equal(permuted.tasks[0].x_train, permuted.tasks[1].x_train)
 
 
+def test_an_array_file_is_read_once_per_process_and_again_when_it_changes(tmp_path: Path) -> None:
+    """Every trial a worker runs builds the benchmark again: the checked arrays are kept per file
+    version, the tasks cut from them are copies (a trial writing into its data cannot reach the
+    next trial's), and a file rewritten in place is read again."""
+    import os
+
+    from spp_sweep.benchmarks import custom
+
+    path = write_npz(tmp_path / "blobs.npz")
+    first = build_benchmark("arrays", {"path": str(path), "n_tasks": 2})
+    before = custom._read_and_check.cache_info().hits
+    first.tasks[0].x_train.fill_(7.0)  # a trial that normalises its data in place
+    again = build_benchmark("arrays", {"path": str(path), "n_tasks": 2})
+    assert custom._read_and_check.cache_info().hits == before + 1  # not read again
+    assert not torch.equal(again.tasks[0].x_train, first.tasks[0].x_train)
+    assert torch.equal(again.tasks[0].x_train[:5], torch.as_tensor(blobs()["x_train"][:5]))
+    changed = blobs()
+    changed["x_train"] = changed["x_train"] + 1.0  # same size: only the modification time tells
+    np.savez(path, **changed)
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 1_000_000))
+    rewritten = build_benchmark("arrays", {"path": str(path), "n_tasks": 2})
+    assert torch.allclose(rewritten.tasks[0].x_train[:5], torch.as_tensor(changed["x_train"][:5]))
+
+
 def test_a_pt_file_of_uint8_images_is_scaled_and_runs(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     data = {"x_train": torch.tensor(rng.integers(0, 256, (40, 1, 4, 4)), dtype=torch.uint8),
