@@ -142,11 +142,12 @@ class BatchedOptunaSearch(Searcher):
             _report(study, number, float(score), int(task))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        index, numbers = self._pending.pop(trial_id, (0, []))
-        study = self._methods[index].study if numbers else None
+        if trial_id not in self._pending:
+            return
+        index, numbers = self._pending.pop(trial_id)
+        study = self._methods[index].study
         values = (result or {}).get("members") or ([result] if result else [])
         for k, number in enumerate(numbers):
-            assert study is not None
             score = values[k].get("score") if k < len(values) and not error else None
             # skip_if_finished: told before a kill that the restored snapshot predates (see above)
             if score is not None and values[k].get("status") == "stopped":
