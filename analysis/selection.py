@@ -7,6 +7,7 @@ files (``study.yaml``), never the engine. ``spp-sweep recommend`` and the sweep 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -149,9 +150,7 @@ def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = N
     trials all scored the same, gets NaN importances (too few to fit the forest, or no variance
     to attribute).
     """
-    import optuna
     from optuna.distributions import IntDistribution, json_to_distribution
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
     from .load import load_trials
 
@@ -170,24 +169,40 @@ def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = N
             continue
         distributions = {name: json_to_distribution(json.dumps(d)) for name, d in space.items()}
         usable = searched[searched["status"].isin(["finished", "diverged"])]
-        verbosity = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per in-memory study
-        try:
-            optuna_study = optuna.create_study(direction="maximize")
-        finally:
-            optuna.logging.set_verbosity(verbosity)
-        for _, trial in usable.iterrows():
-            params = {n: (int(trial[n]) if isinstance(d, IntDistribution) else trial[n])
-                      for n, d in distributions.items()}
-            value = DIVERGED_VALUE if trial["status"] == "diverged" else float(trial[plan["metric"]])
-            optuna_study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
-        importances: dict[str, float] = {}
-        scores = [t.value for t in optuna_study.trials if t.value is not None]
-        if len(usable) >= 3 and max(scores) > min(scores):  # equal scores: nothing to attribute
-            importances = get_param_importances(optuna_study, evaluator=FanovaImportanceEvaluator(seed=0))
+        observed = tuple((tuple((n, int(trial[n]) if isinstance(d, IntDistribution) else trial[n])
+                                for n, d in distributions.items()),
+                          DIVERGED_VALUE if trial["status"] == "diverged" else float(trial[plan["metric"]]))
+                         for _, trial in usable.iterrows())
+        importances = _fanova(json.dumps(space, sort_keys=True), observed)
         rows += [{"method": method, "hyperparameter": name, "importance": float(importances.get(name, math.nan)),
                   "trials": len(usable), "evaluator": "fANOVA (Optuna)"} for name in distributions]
     return pd.DataFrame(rows, columns=columns)
+
+
+@functools.lru_cache(maxsize=64)
+def _fanova(space: str, observed: tuple[tuple[tuple[tuple[str, Any], ...], float], ...]) -> dict[str, float]:
+    """Optuna's seeded fANOVA importances of ``observed`` ((params, value) pairs) over ``space``
+    (JSON of Optuna distributions); {} for fewer than 3 trials or equal scores (nothing to
+    attribute). A function of its arguments only, so it is kept: ``recommend`` reports one search
+    twice (its report and the recommendation), and each fit took 0.2-0.4 s."""
+    import optuna
+    from optuna.distributions import json_to_distribution
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    distributions = {name: json_to_distribution(json.dumps(d)) for name, d in json.loads(space).items()}
+    scores = [value for _, value in observed]
+    if len(observed) < 3 or max(scores) <= min(scores):
+        return {}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per in-memory study
+    try:
+        optuna_study = optuna.create_study(direction="maximize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    for params, value in observed:
+        optuna_study.add_trial(optuna.trial.create_trial(params=dict(params), distributions=distributions,
+                                                         value=value))
+    return dict(get_param_importances(optuna_study, evaluator=FanovaImportanceEvaluator(seed=0)))
 
 
 # -- what a protocol spent ----------------------------------------------------------------------

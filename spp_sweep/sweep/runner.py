@@ -469,7 +469,7 @@ def _optuna_searcher(study: Study, methods: list[MethodSearch], path: str,
             space = {f"trial/params/{key}": dim.optuna_distribution() for key, dim in method.space.items()}
             done = [e for e in ended if e.method == method.method]
             left = study.num_samples - len(done)
-            batch, why = optuna_batch(study, method, study.selection_part(), _slots(study), left)
+            batch, why = optuna_batch(study, method, study.selection_part(), _slots(study), left, len(methods))
             if why and verbose:
                 print(f"optuna-{method.method}: {why}", flush=True)
             sampler: optuna.samplers.BaseSampler

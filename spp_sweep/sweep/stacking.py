@@ -166,10 +166,12 @@ class ForwardCost:
 
 
 def forward_cost(model: Any, input_shape: tuple[int, ...]) -> ForwardCost:
-    """What one forward pass of ``model`` (through the first head) costs per sample: one pass on
-    the meta device, which computes shapes only (``model`` is moved there: pass one you no longer
-    need). A convolution counts every channel and position of its output (a CNN's activations
-    dominate its memory, and its arithmetic, not its parameters)."""
+    """What one forward pass of ``model`` (through the first head) costs per sample: one pass of a
+    single zero sample where the model is (a CPU: 6-30 ms for ResNet-18 at 32-224 pixels; the
+    meta device's shape-only pass took 0.8 s of every sweep's start, importing torch._dynamo for
+    its decompositions). ``model`` is put in eval mode: pass one you no longer need. A
+    convolution counts every channel and position of its output (a CNN's activations dominate
+    its memory, and its arithmetic, not its parameters)."""
     import torch
     from torch import nn
 
@@ -188,9 +190,9 @@ def forward_cost(model: Any, input_shape: tuple[int, ...]) -> ForwardCost:
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(count) for m in leaves]
     try:
-        meta = model.to("meta").eval()
+        device = next(model.parameters(), torch.zeros(0)).device
         with torch.no_grad():
-            meta(torch.zeros((1, *input_shape), device="meta"), 0)
+            model.eval()(torch.zeros((1, *input_shape), device=device), 0)
     finally:
         for handle in handles:
             handle.remove()
@@ -238,16 +240,24 @@ def available_memory() -> float:
     return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-# auto, in an Optuna phase: each slot runs at least this many batches one after another, so the
-# sampler suggests later batches knowing the earlier ones' results (bench/batched_tpe.py measures
-# what batching costs in quality).
+# auto, in an Optuna phase: each method's search runs at least this many batches one after
+# another, so its sampler suggests later batches knowing the earlier ones' results, and each slot
+# runs at least this many trials (bench/batched_tpe.py measures what batching costs in quality).
 AUTO_ROUNDS = 2
 
 
-def optuna_batch(study: Study, method: MethodSearch, part: Mapping[str, Any], slots: int, left: int) -> tuple[int, str]:
+def optuna_batch(study: Study, method: MethodSearch, part: Mapping[str, Any], slots: int, left: int,
+                 sharing: int = 1) -> tuple[int, str]:
     """(how many configurations an Optuna phase of ``method`` suggests at once and trains as one
     stacked trial, why): 1 where stacking is off, a searched value changes what members share, or
-    the model is refused. (An ASHA scheduler stops each member on its own: rungs.py.)"""
+    the model is refused. (An ASHA scheduler stops each member on its own: rungs.py.)
+
+    ``auto``: the phase's ``sharing`` methods share its ``slots`` (their searches are asked in
+    turn), so a method needs enough batches for its share of the slots to run ``AUTO_ROUNDS`` each
+    (``slots x AUTO_ROUNDS / sharing``), and never fewer than ``AUTO_ROUNDS``: one method on 2
+    slots with 8 configurations asks 2 at a time; six methods on 2 slots ask 4 at a time (12
+    trials for 2 slots, 2 batches per method), where 2 at a time made 24 trials of 0.4 s, each
+    paying Ray Tune's ~0.2 s between trials and the trial's set-up."""
     if study.stack == "off" or left < 2:
         return 1, ""
     from ..methods import get_method
@@ -270,8 +280,10 @@ def optuna_batch(study: Study, method: MethodSearch, part: Mapping[str, Any], sl
     if isinstance(study.stack, int):
         size, why = min(cap, study.stack), f"stack: {study.stack} in the study" if study.stack <= cap else why
     else:
-        size, why = min(cap, max(1, math.ceil(left / (slots * AUTO_ROUNDS)))), \
-            f"auto: {left} configurations over {slots} slot(s), at least {AUTO_ROUNDS} batches each"
+        rounds = max(AUTO_ROUNDS, math.ceil(slots * AUTO_ROUNDS / max(1, sharing)))
+        shared = f", shared by {sharing} methods" if sharing > 1 else ""
+        size, why = min(cap, max(1, math.ceil(left / rounds))), \
+            f"auto: {left} configurations over {slots} slot(s){shared}, at least {AUTO_ROUNDS} batches each"
     if size < 2:
         return 1, f"not batched ({why})"
     return size, (f"batched search: {left} configurations, {size} suggested at a time (constant-liar TPE) and "

@@ -255,3 +255,13 @@ def test_importances_need_the_searched_space_and_enough_trials(tmp_path: Path) -
     table = hyperparameter_importances(tmp_path, trials).set_index("hyperparameter")
     assert list(table.index) == ["lam", "lr"] and table.loc["lr", "importance"] > 0.8
     assert hyperparameter_importances(tmp_path, trials.iloc[:2])["importance"].isna().all()
+    # recommend reports one search twice (its report, the recommendation): the second reads the
+    # first fit back, and trials that differ are fitted anew
+    from analysis import selection
+
+    hits = selection._fanova.cache_info().hits
+    again = hyperparameter_importances(tmp_path, trials).set_index("hyperparameter")
+    assert selection._fanova.cache_info().hits == hits + 1 and again.equals(table)
+    changed = hyperparameter_importances(tmp_path, trials.assign(val_acc=0.5 + 0.1 * np.log10(lam)))
+    assert selection._fanova.cache_info().hits == hits + 1
+    assert changed.set_index("hyperparameter").loc["lam", "importance"] > 0.8

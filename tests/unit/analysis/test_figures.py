@@ -63,3 +63,47 @@ def test_ordinary_bands_are_shown_whole_and_only_an_astray_seeds_band_is_clipped
     (low, high), (astray_low, astray_high) = limits
     assert low < 0.632 - 0.005 and high > 0.641 + 0.005  # every band (std 0.005) inside the axis
     assert astray_low > 0.632 - 0.1 and astray_high < 0.641 + 0.05  # the std-0.1 band is clipped
+
+
+def test_accuracy_heatmaps_colour_trained_cells_and_leave_untrained_ones_grey_with_their_numbers(tmp_path, monkeypatch):
+    """The heatmap drawn without seaborn: cells of tasks trained so far coloured on the shared
+    scale, rows from the top (after task 1 first), each annotated, dark text on bright cells and
+    white on dark ones; a task not trained yet left to the grey ground with its number in grey."""
+    cells = [("a", 1, 1, 1.0), ("a", 1, 2, 0.4), ("a", 2, 1, 0.9), ("a", 2, 2, 0.95)]
+    matrices = pd.DataFrame(cells, columns=["trial_id", "after_task", "task", "accuracy"])
+    best = pd.DataFrame({"trial_id": ["a"], "method": ["spp"], "config": ["lam=1"]})
+    drawn = []
+
+    def keep(fig, out, stem):
+        ax = fig.axes[0]
+        mesh = ax.collections[0]
+        drawn.append((mesh.get_array(), ax.get_ylim(), [t.get_text() for t in ax.get_yticklabels()],
+                      {(round(t.get_position()[0], 1), round(t.get_position()[1], 1)): (t.get_text(), t.get_color())
+                       for t in ax.texts}))
+        plt.close(fig)
+        return out / f"{stem}.png"
+
+    monkeypatch.setattr(figures, "save", keep)
+    figures.accuracy_heatmaps(matrices, best, tmp_path)
+    values, ylim, rows, texts = drawn[0]
+    assert list(values.mask.ravel()) == [False, True, False, False]  # after task 1, task 2: not trained
+    assert ylim == (2.0, 0.0) and rows == ["1", "2"]  # the first row at the top
+    assert texts[(0.5, 0.5)] == ("1.00", ".15")  # the scale's top (bright yellow): dark text
+    assert texts[(0.5, 1.5)] == ("0.90", "w")  # its bottom (0.9: dark purple): white text
+    assert texts[(1.5, 0.5)] == ("0.40", "#888888")  # untrained: its number, grey
+
+
+def test_the_same_importance_table_is_drawn_once_and_a_changed_one_again(tmp_path, monkeypatch):
+    """recommend draws the search's importance figure for its report and for the recommendation:
+    the second gets the first one's files; a table that differs is drawn anew."""
+    table = pd.DataFrame({"method": ["spp", "spp"], "hyperparameter": ["lam", "lr"], "importance": [0.7, 0.3],
+                          "trials": [8, 8], "evaluator": ["fANOVA (Optuna)"] * 2})
+    first = figures.hyperparameter_importance(table, tmp_path / "report")
+    draws = []
+    save = figures.save
+    monkeypatch.setattr(figures, "save", lambda *args: draws.append(args[2]) or save(*args))
+    second = figures.hyperparameter_importance(table, tmp_path / "recommendation")
+    assert draws == [] and second.read_bytes() == first.read_bytes()
+    assert (tmp_path / "recommendation" / "hyperparameter_importance.pdf").exists()
+    figures.hyperparameter_importance(table.assign(importance=[0.2, 0.8]), tmp_path / "other")
+    assert draws == ["hyperparameter_importance"]

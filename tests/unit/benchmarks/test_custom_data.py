@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -102,6 +103,7 @@ def test_a_pt_file_of_uint8_images_is_scaled_and_runs(tmp_path: Path) -> None:
     ({"y_train": -np.ones(120, np.int64)}, "negative labels"),
     ({"y_train": np.full(120, 0.5)}, "non-integer labels"),
     ({"x_train": np.full((120, 6), np.nan, np.float32)}, "NaN/inf"),
+    ({"x_test": np.where(np.arange(240).reshape(40, 6) == 7, np.inf, 0.0).astype(np.float32)}, "1 NaN/inf"),
     ({"x_train": np.zeros(120, np.float32)}, "one row per sample"),
 ])
 def test_bad_arrays_are_one_line_errors(tmp_path: Path, change: dict, message: str) -> None:
@@ -253,3 +255,19 @@ def test_a_study_that_selects_on_validation_needs_a_validation_split() -> None:
     with pytest.raises(UserError, match="fixed.validation"):
         parse_study(base)
     assert parse_study({**base, "fixed": {"validation": 0.2}}).metric == "val_acc"
+
+
+def test_tasks_from_code_are_checked_for_nan_inputs_and_a_files_once_before_its_split() -> None:
+    """check_tasks scans every task's inputs for NaN/inf unless they are rows of arrays already
+    scanned whole (``arrays`` checks the file's arrays once, cached, then cuts tasks from them)."""
+    from spp_sweep.benchmarks.base import Benchmark, Task
+    from spp_sweep.benchmarks.custom import check_tasks
+
+    x = torch.zeros(4, 3)
+    x[1, 2] = math.nan
+    task = Task(name="t", x_train=x, y_train=torch.tensor([0, 1, 0, 1]), x_test=torch.zeros(2, 3),
+                y_test=torch.tensor([0, 1]), classes=(0, 1))
+    benchmark = Benchmark("code", (task, task), input_shape=(3,))
+    with pytest.raises(DataError, match="task 1 .* NaN/inf"):
+        check_tasks(benchmark)
+    assert check_tasks(benchmark, inputs_checked=True) is benchmark

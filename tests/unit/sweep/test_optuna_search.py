@@ -15,11 +15,11 @@ from spp_sweep.sweep.study import parse_study
 SPACE = {"lam": {"loguniform": [0.1, 100.0]}, "lr": {"loguniform": [0.001, 0.1]}}
 
 
-def batch(slots: int = 2, left: int = 12, **study: object) -> tuple[int, str]:
+def batch(slots: int = 2, left: int = 12, sharing: int = 1, **study: object) -> tuple[int, str]:
     values = {"benchmark": "split_digits", "methods": {"spp": {"space": SPACE}},
               "search": {"sampler": "tpe", "num_samples": left}, **study}
     parsed = parse_study(values)
-    return optuna_batch(parsed, parsed.methods[0], parsed.selection_part(), slots, left)
+    return optuna_batch(parsed, parsed.methods[0], parsed.selection_part(), slots, left, sharing)
 
 
 def test_auto_batches_so_that_each_slot_runs_at_least_two_batches() -> None:
@@ -28,6 +28,16 @@ def test_auto_batches_so_that_each_slot_runs_at_least_two_batches() -> None:
     assert batch(slots=8, left=12)[0] == 1  # enough slots for one configuration per trial
     size, why = batch(slots=2, left=12)
     assert "12 configurations, 3 suggested at a time" in why and "constant-liar" in why
+
+
+def test_methods_sharing_a_phase_share_its_slots_and_each_still_runs_two_batches() -> None:
+    """recommend's six methods on 2 slots, 8 configurations each: 4 at a time (12 trials, 6 per
+    slot, 2 batches per method), not 2 (24 trials); never one batch for everything."""
+    size, why = batch(slots=2, left=8, sharing=6)
+    assert size == 4 and "shared by 6 methods" in why
+    assert batch(slots=2, left=8, sharing=2)[0] == 4  # 2 methods x 2 batches fill 2 slots twice
+    assert batch(slots=16, left=12, sharing=6)[0] == 2  # a cluster: 6 batches each keep 16 slots busy
+    assert batch(slots=2, left=12, sharing=1)[0] == 3  # one method: as above
 
 
 def test_a_number_off_and_unstackable_values_decide_the_batch_and_an_asha_scheduler_does_not() -> None:
