@@ -203,7 +203,7 @@ def recommend(options: RecommendOptions) -> Path:
     from analysis.selection import robust_choice, simplest_of_tied, tie_table
 
     from .connection import connected
-    from .runner import SweepOptions, release_ray, run_sweep, sweep_root
+    from .runner import SweepOptions, release_ray_beside, run_sweep, sweep_root
 
     name = options.name if options.name is not None else _default_name(options.data)
     wrong = name_problem(name)
@@ -254,13 +254,14 @@ def recommend(options: RecommendOptions) -> Path:
             run(point_study(study, winner["method"], chosen, options.seeds, "robust"), "robust")
     if reference is not None:
         run(reference, "reference")
-    if owns_ray:  # its seconds go to the last sweep's shut-down span
-        release_ray(f"{home}/{ran[-1]}")
-    reporting_since = time.time()  # compute.csv's last row: the reports' own time
+    reporting_since = time.time()  # compute.csv's last row: the reports' own time (and Ray's stop beside them)
+    ray_stopped = release_ray_beside() if owns_ray else None
     from analysis.recommendation import write_recommendation
     from analysis.report import write_report
 
     write_report(f"{home}/search", Path(home, "search", "report"))
+    if ray_stopped is not None:
+        ray_stopped()
     recommended = recommended_study(study, {**winner, "params": chosen}, name, options.seeds)
     return write_recommendation(home, ranking, winner, recommended, selected_on="val_acc", ties=ties, robust=robust,
                                 protocol=study.selection_dict(), tolerance=options.tolerance,
