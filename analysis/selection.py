@@ -217,7 +217,8 @@ def compute_spent(trials: pd.DataFrame, root: str | Path | None = None) -> pd.Da
     A stacked trial's rows each carry a share of its time, so its start is its end less the whole.
     With ``root``, a first row ``start-up`` holds what each command spent before its first phase
     (interpreter, imports, Ray's start) and a last row ``shut-down`` ending the Ray session the
-    command started, so the rows add up to the commands' wall time.
+    command started where it recorded one (``sweep``; ``recommend`` ends it beside its reports),
+    so the rows add up to the commands' wall time.
     """
     columns = ["phase", "trials", "trial_tasks", "trial_seconds", "wall_seconds", "wall_from"]
     if trials.empty:
