@@ -244,6 +244,10 @@ def available_memory() -> float:
 # another, so its sampler suggests later batches knowing the earlier ones' results, and each slot
 # runs at least this many trials (bench/batched_tpe.py measures what batching costs in quality).
 AUTO_ROUNDS = 2
+# auto never asks more than this many at once: the largest batch whose quality cost was measured
+# small (bench/batched_tpe.py, 24 configurations: K = 6 within the seeds' spread of K = 3 on
+# split and permuted digits; K = 12 0.016 below K = 6 on permuted digits, about one std)
+AUTO_MAX_BATCH = 6
 
 
 def optuna_batch(study: Study, method: MethodSearch, part: Mapping[str, Any], slots: int, left: int,
@@ -257,7 +261,8 @@ def optuna_batch(study: Study, method: MethodSearch, part: Mapping[str, Any], sl
     (``slots x AUTO_ROUNDS / sharing``), and never fewer than ``AUTO_ROUNDS``: one method on 2
     slots with 8 configurations asks 2 at a time; six methods on 2 slots ask 4 at a time (12
     trials for 2 slots, 2 batches per method), where 2 at a time made 24 trials of 0.4 s, each
-    paying Ray Tune's ~0.2 s between trials and the trial's set-up."""
+    paying Ray Tune's ~0.2 s between trials and the trial's set-up. Never more than
+    ``AUTO_MAX_BATCH`` at a time (six methods' 24 configurations on 2 slots: 6, not 12)."""
     if study.stack == "off" or left < 2:
         return 1, ""
     from ..methods import get_method
@@ -282,8 +287,9 @@ def optuna_batch(study: Study, method: MethodSearch, part: Mapping[str, Any], sl
     else:
         rounds = max(AUTO_ROUNDS, math.ceil(slots * AUTO_ROUNDS / max(1, sharing)))
         shared = f", shared by {sharing} methods" if sharing > 1 else ""
-        size, why = min(cap, max(1, math.ceil(left / rounds))), \
-            f"auto: {left} configurations over {slots} slot(s){shared}, at least {AUTO_ROUNDS} batches each"
+        size, why = min(cap, AUTO_MAX_BATCH, max(1, math.ceil(left / rounds))), \
+            f"auto: {left} configurations over {slots} slot(s){shared}, at least {AUTO_ROUNDS} batches each, " \
+            f"at most {AUTO_MAX_BATCH} at a time"
     if size < 2:
         return 1, f"not batched ({why})"
     return size, (f"batched search: {left} configurations, {size} suggested at a time (constant-liar TPE) and "

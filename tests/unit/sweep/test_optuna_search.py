@@ -38,6 +38,9 @@ def test_methods_sharing_a_phase_share_its_slots_and_each_still_runs_two_batches
     assert batch(slots=2, left=8, sharing=2)[0] == 4  # 2 methods x 2 batches fill 2 slots twice
     assert batch(slots=16, left=12, sharing=6)[0] == 2  # a cluster: 6 batches each keep 16 slots busy
     assert batch(slots=2, left=12, sharing=1)[0] == 3  # one method: as above
+    size, why = batch(slots=2, left=24, sharing=6)  # 2 batches each would be 12: more than measured
+    assert size == 6 and "at most 6 at a time" in why
+    assert batch(slots=1, left=48)[0] == 6 and batch(slots=1, left=48, stack=12)[0] == 12  # stack: N is asked as given
 
 
 def test_a_number_off_and_unstackable_values_decide_the_batch_and_an_asha_scheduler_does_not() -> None:
