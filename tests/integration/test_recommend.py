@@ -47,6 +47,7 @@ def test_recommend_end_to_end_and_resume(tmp_path: Path, ray_local) -> None:
                                curve_points=3, benchmark_options=(("n_tasks", 2),), settings=(("epochs", 2),),
                                storage=str(tmp_path / "rec"), verbose=0)
     report = recommend(options)
+    assert ray_local.is_initialized()  # the caller's Ray session: recommend ends only one it started itself
     home = tmp_path / "rec" / "mine"
     assert report == home / "recommendation" / "recommendation.md" and "**Use " in report.read_text()
     ranking = pd.read_csv(report.parent / "ranking.csv")
