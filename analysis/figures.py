@@ -252,7 +252,8 @@ def _heatmap(ax: plt.Axes, table: pd.DataFrame, mask: np.ndarray, low: float, hi
     annotated (``fmt``) in dark or white by its colour's luminance, rows from the top. What
     seaborn's heatmap draws, without its full-figure draw per call (to check its tick labels for
     overlap), which made the six-panel figure cost 1.3 s of every report."""
-    values = np.ma.masked_array(table.to_numpy(dtype=float), mask=mask | ~np.isfinite(table.to_numpy(dtype=float)))
+    cells = table.to_numpy(dtype=float)
+    values = np.ma.masked_array(cells, mask=mask | ~np.isfinite(cells))
     norm = matplotlib.colors.Normalize(low, high)
     colours = matplotlib.colormaps[cmap]
     ax.pcolormesh(values, cmap=colours, norm=norm)
