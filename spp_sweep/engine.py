@@ -197,6 +197,12 @@ class TaskStream:
         """One record per configuration: one for an :class:`Experiment`, K for a stack."""
         raise NotImplementedError
 
+    @property
+    def trained(self) -> list[RunRecord]:
+        """The records of the configurations the model trains now, in the order of its member
+        dimension: every member, until a stack drops those that ended (StackedExperiment.repack)."""
+        return self.members
+
     def train_task(self, task: int, bar=None) -> bool:
         """Train every running member on task ``task`` (or what the method asks for), marking
         those that diverge (NaN/inf, or the finite blow-up rules); False when none is left
@@ -208,7 +214,7 @@ class TaskStream:
         train_on, trainable = prepared
         steps = self._stepper(trainable)
         self.method.set_train_mode(task)
-        alive = [member.status == "running" for member in self.members]
+        alive = [member.status == "running" for member in self.trained]
         size = len(alive)
         first = None  # the objective's loss on the task's first batch, per member: the untrained loss
         peak = torch.zeros(size, device=self.device)  # each member's highest batch loss (on device: no sync per step)
@@ -231,7 +237,7 @@ class TaskStream:
                 first = objective_loss if first is None else first
                 n_batches += 1
             last = (running / max(1, n_batches)).tolist()  # one device sync per epoch, not per step
-            for k, member in enumerate(self.members):
+            for k, member in enumerate(self.trained):
                 if alive[k] and not math.isfinite(last[k]):
                     member.diverge(task, "training loss not finite (NaN/inf)")
                     alive[k] = False
@@ -248,7 +254,7 @@ class TaskStream:
         if first is not None:
             firsts, ends, peaks = first.tolist(), (task_loss / max(1, n_batches)).tolist(), peak.tolist()
             accuracies = (correct / seen).tolist() if seen else [None] * size
-            for k, member in enumerate(self.members):
+            for k, member in enumerate(self.trained):
                 if alive[k]:
                     reason = self._blown_up(firsts[k], ends[k], peaks[k], task,
                                             rise_judged=n_batches >= MIN_JUDGED_BATCHES, accuracy=accuracies[k])
@@ -334,6 +340,9 @@ class TaskStream:
         """Each member's result, in order."""
         return [member.result(len(self.members)) for member in self.members]
 
+    def _start_task(self, task: int) -> None:
+        """Before ``task`` trains (a stack drops the members that ended: StackedExperiment.repack)."""
+
     def _task_done(self, task: int) -> None:
         """After ``task`` was trained and recorded, before ``on_task_end`` (a stack counts it)."""
 
@@ -347,15 +356,17 @@ class TaskStream:
                 if not any(m.status == "running" for m in self.members):
                     break
                 start = time.perf_counter()
+                self._start_task(task)
+                trained = self.trained
                 self.train_task(task, bar)
                 alive = any(m.status == "running" for m in self.members)
                 if alive:
                     self._record_task(task)
                 elapsed = time.perf_counter() - start
                 self.seconds += elapsed
-                for member in self.members:  # each member's share of the run's time
+                for member in trained:  # each member's share of the run's time (a frozen member's is lost)
                     if member.status == "running" or member.diverged_task == task:
-                        member.seconds += elapsed / len(self.members)
+                        member.seconds += elapsed / len(trained)
                 if not alive:
                     break
                 if progress and bar is None:  # not a terminal (a log, a pipe): one line per task
@@ -379,7 +390,7 @@ class TaskStream:
         importances = self.method.importances() if self.config.save_importances else None
         snapshot = self._snapshots(task) if self.config.save_parameters else None
         pictures = self.objective.pictures(self.model, self.benchmark.tasks)
-        for k, member in enumerate(self.members):
+        for k, member in enumerate(self.trained):
             if member.status != "running":
                 continue
             member.rows.append(rows[k])
@@ -403,7 +414,7 @@ class TaskStream:
         """
         named = list(self.model.named_shared_parameters())
         omega = get_method(PROBE_METHOD)(self.model).task_importance(self.view(task))
-        size = len(self.members)
+        size = len(self.trained)
         parameters = [{n: self._member_slice(p, k).detach().cpu().clone() for n, p in named} for k in range(size)]
         probes = [{n: self._member_slice(o, k).detach().cpu().clone() for (n, _), o in zip(named, omega)}
                   for k in range(size)]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -46,7 +47,7 @@ from .engine import (
 from .errors import ConfigError
 from .methods import Method, Step, get_method
 from .methods.base import along_members
-from .models import build_model
+from .models import ContinualModel, build_model
 from .models.stacked import StackedModel, stack_models
 
 # Settings that may differ between members, besides the method's stackable options.
@@ -83,31 +84,25 @@ class StackedExperiment(TaskStream):
 
     model: StackedModel
 
-    def __init__(self, configs: Sequence[RunConfig], benchmark: Benchmark | None = None):
+    def __init__(self, configs: Sequence[RunConfig], benchmark: Benchmark | None = None, repack: bool = True):
+        """``repack``: drop the members that ended from the model before each task (:meth:`repack`);
+        False keeps them in it, frozen (the numbers are the same; bench/stacked_asha.py times both)."""
         resolved = [c.resolved() for c in configs]
         check_stack(resolved)
         super().__init__(resolved[0], benchmark)
         if any(isinstance(task.x_train, ImageFiles) for task in self.benchmark.tasks):
             raise ConfigError("stacking needs the tasks in memory; a benchmark streamed from image files trains "
                               "one configuration per trial (stack: off)")
-        method_cls = get_method(self.config.method)
-        models, self.dropout_rngs = [], []
+        models, self.all_dropout_rngs = [], []
         for config in resolved:  # each member initialised exactly as its separate run (engine.Experiment)
             torch.manual_seed(config.seed)
             models.append(build_model(config.model, self.benchmark.input_shape, self.head_sizes, config.model_options))
-            self.dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
-        try:  # a layer that cannot stack is named before anything trains
-            stacked = stack_models(models, self.dropout_rngs, len(self.benchmark.input_shape))
-        except ConfigError as error:
-            raise ConfigError(f"cannot stack {self.config.model}: {error}") from None
-        self.model = stacked.to(self.device)
-        self.model.head_is_shared = self.config.penalise_head
-        self.method = method_cls(self.model, **self.config.method_options)
-        self.method.member_options = {name: [float(c.method_options[name]) for c in resolved]
-                                      for name in method_cls.stackable_options}
-        self.method.record_importances = self.config.save_importances
-        self.lrs = [c.lr for c in resolved]
-        self.shuffles = [torch.Generator().manual_seed(c.seed) for c in resolved]
+            self.all_dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
+        self.all_shuffles = [torch.Generator().manual_seed(c.seed) for c in resolved]
+        self.configs = resolved
+        self.repacks = repack
+        self.in_model = list(range(len(resolved)))  # the members the model holds, by position in ``members``
+        self._assemble(models)
         self.tasks_done = 0
         self.last_loss = math.nan
         initial = self.evaluate()
@@ -115,9 +110,75 @@ class StackedExperiment(TaskStream):
         self._members = [RunRecord(c, self.method, self.benchmark, self.objective, initial[k], initial_val[k])
                          for k, c in enumerate(resolved)]
 
+    def _assemble(self, models: Sequence[ContinualModel]) -> None:
+        """The batched model of the members ``in_model`` (their networks ``models``), a fresh
+        method on it, and those members' learning rates and generators."""
+        configs = [self.configs[k] for k in self.in_model]
+        self.dropout_rngs = [self.all_dropout_rngs[k] for k in self.in_model]
+        self.shuffles = [self.all_shuffles[k] for k in self.in_model]
+        self.lrs = [c.lr for c in configs]
+        try:  # a layer that cannot stack is named before anything trains
+            stacked = stack_models(models, self.dropout_rngs, len(self.benchmark.input_shape))
+        except ConfigError as error:
+            raise ConfigError(f"cannot stack {self.config.model}: {error}") from None
+        self.model = stacked.to(self.device)
+        self.model.head_is_shared = self.config.penalise_head
+        method_cls = get_method(self.config.method)
+        self.method = method_cls(self.model, **self.config.method_options)
+        self.method.member_options = {name: [float(c.method_options[name]) for c in configs]
+                                      for name in method_cls.stackable_options}
+        self.method.record_importances = self.config.save_importances
+        for member in getattr(self, "_members", []):  # records read only the method's class; drop the old model
+            member.method = self.method
+
+    def _reassemble(self, in_model: list[int]) -> None:
+        """Rebuild the model for the members ``in_model``; its tensors are the caller's to load.
+        The networks are built only for their shapes: torch's generator is left as it was."""
+        self.in_model = list(in_model)
+        with torch.random.fork_rng(devices=[]):
+            models = [build_model(self.config.model, self.benchmark.input_shape, self.head_sizes,
+                                  self.config.model_options) for _ in in_model]
+        self._assemble(models)
+
+    def _start_task(self, task: int) -> None:
+        if self.repacks:
+            self.repack()
+
+    def repack(self) -> bool:
+        """Drop the members that ended (diverged, or stopped by early stopping: sweep/rungs.py)
+        from the batched model, so their compute is freed; True if it did.
+
+        A frozen member costs as much as a running one (its lr is 0, but its forward and backward
+        passes still run). Every tensor of the model, of its per-task batch-norm statistics and of
+        the method's state has the member dimension first (methods/base.py), so the survivors'
+        state is those tensors' slices, loaded into a model of the survivors: the checkpoint
+        contract (``state_dict`` between tasks continues exactly) makes this the same run. A
+        state with a tensor that has no member dimension is not repacked (a warning says so)."""
+        keep = [i for i, k in enumerate(self.in_model) if self._members[k].status == "running"]
+        if not keep or len(keep) == len(self.in_model):
+            return False
+        index = torch.tensor(keep)
+        try:
+            model, method, norm_stats = (_members_of(part, index, self.size) for part in
+                                         (self.model.state_dict(), self.method.state_dict(), self.model.norm_stats))
+        except _NoMemberDimension as error:
+            if self.repacks:
+                print(f"spp-sweep: ended members stay in the stack ({error})", file=sys.stderr)
+                self.repacks = False
+            return False
+        self._reassemble([self.in_model[i] for i in keep])
+        self.model.load_state_dict(model)
+        self.method.load_state_dict(method)
+        self.model.norm_stats = norm_stats
+        return True
+
     @property
     def members(self) -> list[RunRecord]:
         return self._members
+
+    @property
+    def trained(self) -> list[RunRecord]:
+        return [self._members[k] for k in self.in_model]
 
     @property
     def size(self) -> int:
@@ -143,7 +204,7 @@ class StackedExperiment(TaskStream):
     def _progress_line(self, task: int, seconds: float) -> str:
         alive = [m for m in self.members if m.status == "running"]
         best = max((metrics.running_accuracy(m.rows[task], task) for m in alive), default=math.nan)
-        return (f"{self.config.method} stack of {self.size}: task {task + 1}/{self.benchmark.n_tasks} done in "
+        return (f"{self.config.method} stack of {len(self.members)}: task {task + 1}/{self.benchmark.n_tasks} done in "
                 f"{seconds:.2f} s, {len(alive)} members running, best ACC on tasks seen {best:.4f}")
 
     def _stepper(self, trainable: set[torch.nn.Parameter]) -> _MemberSteps:
@@ -258,8 +319,9 @@ class StackedExperiment(TaskStream):
             "configs": [m.config.to_dict() for m in self.members],
             "members": [m.saved() for m in self.members],
             "tasks_done": self.tasks_done,
-            "shuffles": [g.get_state() for g in self.shuffles],
-            "dropout_rngs": [g.get_state() for g in self.dropout_rngs],
+            "shuffles": [g.get_state() for g in self.all_shuffles],
+            "dropout_rngs": [g.get_state() for g in self.all_dropout_rngs],
+            "in_model": list(self.in_model),  # the model's tensors hold these members only (repack)
         }
 
     def _load_own(self, state: Mapping[str, Any]) -> None:
@@ -272,10 +334,31 @@ class StackedExperiment(TaskStream):
                 record["diverged_task"] = None if old is None else old - 1
             member.load(record)
         self.tasks_done = int(state["tasks_done"])
-        for generator, saved in zip(self.shuffles, state["shuffles"]):
+        for generator, saved in zip(self.all_shuffles, state["shuffles"]):
             generator.set_state(saved)
-        for generator, saved in zip(self.dropout_rngs, state["dropout_rngs"]):
+        for generator, saved in zip(self.all_dropout_rngs, state["dropout_rngs"]):
             generator.set_state(saved)
+        in_model = [int(k) for k in state.get("in_model", range(len(self.members)))]
+        if in_model != self.in_model:  # saved after a repack: the engine loads the tensors into this model
+            self._reassemble(in_model)
+
+
+class _NoMemberDimension(ValueError):
+    """A stack's state holds a tensor without the member dimension first."""
+
+
+def _members_of(value: Any, index: torch.Tensor, size: int) -> Any:
+    """``value`` (a state: tensors in dicts, lists, tuples) with every tensor's leading member
+    dimension cut to the members at ``index``; other values unchanged."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0 or value.shape[0] != size:
+            raise _NoMemberDimension(f"a state tensor of shape {tuple(value.shape)} in a stack of {size}")
+        return value[index.to(value.device)]  # a copy (advanced indexing)
+    if isinstance(value, Mapping):
+        return {key: _members_of(v, index, size) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_members_of(v, index, size) for v in value)
+    return value
 
 
 class _MemberSteps:

@@ -19,7 +19,9 @@ tensor has a leading member dimension. The same hooks serve them: a method write
 elementwise, reads a hyperparameter through :meth:`Method.option` (a number, or one value per
 member), sums a per-parameter quantity with :meth:`Method.member_sum`, and returns a penalty
 that is a scalar, or one value per member. ``stackable_options`` names the options whose values
-may differ between members; every other option is the same for the whole stack.
+may differ between members; every other option is the same for the whole stack. In a stack,
+every tensor a method's ``state_dict`` holds has the member dimension first: a stack drops the
+members that ended by slicing it (``StackedExperiment.repack``).
 """
 
 from __future__ import annotations

@@ -161,6 +161,13 @@ def test_asha_stops_each_configuration_that_falls_behind_stacked_or_alone_as_ray
     asked = [(key, task, scores[(key, task)]) for key, task, _ in saved["decisions"]]
     assert [stop for _, _, stop in saved["decisions"]] == ray_decisions(asked, 1, 5, 2)
     assert "stopped" in status_text(Path(outcome.root))
+    if stack == "auto":  # the stopped members left the stack's model: its last checkpoint holds the others only
+        import torch
+
+        folder = Path(trials["path"].iloc[0]).parent
+        state = torch.load(max(folder.glob("checkpoint_*")) / trial_files.STATE, weights_only=True)
+        running = [k for k, record in enumerate(state["members"]) if record["status"] != "stopped"]
+        assert state["in_model"] == running and len(running) <= 2
 
 
 def test_the_optuna_phase_searches_every_method_in_one_experiment_with_asha_rungs_per_method(

@@ -1,0 +1,131 @@
+"""Repacking a stack (stacked.py, StackedExperiment.repack): members that ended (stopped by early
+stopping, or diverged) leave the batched model before the next task, and the survivors' numbers
+are those of the stack that kept the ended members frozen in it, for every method (their state
+is sliced along the member dimension), through a checkpoint too, with convolutions' per-task
+batch-norm statistics, and with each member's time adding up to the stack's."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from spp_sweep.config import RunConfig
+from spp_sweep.methods import METHODS
+from spp_sweep.stacked import StackedExperiment
+
+from .test_stacked import member_configs
+from .test_stacked_conv import member_configs as conv_configs
+from .test_stacked_conv import tiny_images
+
+
+def stop_after_first_task(positions: list[int]):
+    """An ``on_task_end`` that stops the members at ``positions`` after task 0 (as the rungs do)
+    and records the model's size at every task end."""
+    sizes: list[int] = []
+
+    def on_task_end(task: int, stack: StackedExperiment) -> None:
+        sizes.append(stack.size)
+        if task == 0:
+            for k in positions:
+                stack.members[k].stop()
+    return on_task_end, sizes
+
+
+def assert_same_results(left: list, right: list) -> None:
+    for a, b in zip(left, right):
+        assert a.status == b.status
+        assert a.accuracy_matrix == b.accuracy_matrix and a.validation_matrix == b.validation_matrix
+        assert a.metrics == b.metrics or all(x == y or (x != x and y != y) for x, y in
+                                             zip(a.metrics.values(), b.metrics.values()))
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_ended_members_leave_the_model_and_the_survivors_numbers_stay(method: str) -> None:
+    configs = member_configs(method, first_tasks=3, model_options={"dropout": 0.2}, momentum=0.5)
+    kept_in = StackedExperiment(configs, repack=False)
+    on_task_end, kept_sizes = stop_after_first_task([1])
+    frozen = kept_in.run(on_task_end=on_task_end)
+    repacked_stack = StackedExperiment(configs)
+    on_task_end, sizes = stop_after_first_task([1])
+    repacked = repacked_stack.run(on_task_end=on_task_end)
+    assert kept_sizes == [3, 3, 3] and sizes == [3, 2, 2]  # compute freed from task 1 on
+    assert repacked_stack.in_model == [0, 2] and [r.status for r in repacked] == ["finished", "stopped", "finished"]
+    assert_same_results(repacked, frozen)  # bit-identical on CPU
+    for position, k in enumerate(repacked_stack.in_model):
+        survivor, reference = repacked_stack.model.member_state(position), kept_in.model.member_state(k)
+        assert survivor.keys() == reference.keys()
+        for name, tensor in reference.items():
+            assert torch.equal(survivor[name], tensor), (method, k, name)
+
+
+def test_a_diverged_member_leaves_the_model_too() -> None:
+    configs = [RunConfig(method="spp", benchmark="split_digits", epochs=1, lr=lr, seed=0, threads=1, first_tasks=3)
+               for lr in (0.05, 1e4, 0.1)]
+    stack = StackedExperiment(configs)
+    sizes: list[int] = []
+    results = stack.run(on_task_end=lambda task, s: sizes.append(s.size))
+    assert [r.status for r in results] == ["finished", "diverged", "finished"]
+    assert sizes == [3, 2, 2] and stack.in_model == [0, 2]  # diverged in task 0: out of the model from task 1
+    assert_same_results(results, StackedExperiment(configs, repack=False).run())
+
+
+def test_a_checkpoint_after_a_repack_resumes_with_identical_numbers() -> None:
+    configs = member_configs("si", first_tasks=4, momentum=0.5, model_options={"dropout": 0.2})
+    saved = {}
+    stop, _ = stop_after_first_task([0])
+
+    def on_task_end(task: int, stack: StackedExperiment) -> None:
+        stop(task, stack)
+        if task == 1:
+            saved["state"] = copy.deepcopy(stack.state_dict())  # repacked at task 1's start
+
+    uninterrupted = StackedExperiment(configs).run(on_task_end=on_task_end)
+    assert saved["state"]["in_model"] == [1, 2]
+    resumed = StackedExperiment(configs)
+    resumed.load_state_dict(saved["state"])
+    assert resumed.size == 2 and resumed.in_model == [1, 2] and resumed.next_task == 2
+    assert_same_results(resumed.run(), uninterrupted)
+
+
+def test_a_checkpoint_from_before_repacking_existed_still_loads() -> None:
+    configs = member_configs("spp", first_tasks=3)
+    saved = {}
+
+    def keep(task: int, stack: StackedExperiment) -> None:
+        if task == 0:
+            saved["state"] = copy.deepcopy(stack.state_dict())
+
+    uninterrupted = StackedExperiment(configs).run(on_task_end=keep)
+    del saved["state"]["in_model"]  # as written by the code before this one
+    resumed = StackedExperiment(configs)
+    resumed.load_state_dict(saved["state"])
+    assert resumed.in_model == [0, 1, 2]
+    assert_same_results(resumed.run(), uninterrupted)
+
+
+@pytest.mark.parametrize("method", ["ewc", "lwf"])
+def test_a_convolutional_stack_repacks_with_its_batch_norm_statistics(method: str) -> None:
+    data = tiny_images(n_tasks=3)
+    configs = conv_configs(method)
+    frozen_stack = StackedExperiment(configs, benchmark=data, repack=False)
+    on_task_end, _ = stop_after_first_task([0])
+    frozen = frozen_stack.run(on_task_end=on_task_end)
+    repacked_stack = StackedExperiment(configs, benchmark=data)
+    on_task_end, sizes = stop_after_first_task([0])
+    repacked = repacked_stack.run(on_task_end=on_task_end)
+    assert sizes == [3, 2, 2]
+    assert_same_results(repacked, frozen)
+    for task, stats in frozen_stack.model.norm_stats.items():  # each task's own statistics, the survivors'
+        for name, tensor in stats.items():
+            assert torch.equal(repacked_stack.model.norm_stats[task][name], tensor[1:]), (task, name)
+
+
+def test_each_members_time_adds_up_to_the_stacks() -> None:
+    configs = member_configs("mas", first_tasks=3)
+    stack = StackedExperiment(configs)
+    on_task_end, _ = stop_after_first_task([1, 2])
+    stack.run(on_task_end=on_task_end)
+    assert sum(m.seconds for m in stack.members) == pytest.approx(stack.seconds, rel=1e-9)
+    assert stack.members[0].seconds > stack.members[1].seconds  # alone in the model for tasks 1-2
