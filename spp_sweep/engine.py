@@ -716,7 +716,8 @@ class RunRecord:
 
     def stop(self) -> None:
         """End the run after the tasks it has recorded (an early-stopping scheduler's decision,
-        sweep/rungs.py): a stack's member is frozen like a diverged one (lr 0, nothing recorded)."""
+        sweep/rungs.py): a stack's member ends like a diverged one (nothing recorded, and out of the
+        batched model from the next task on: StackedExperiment.repack)."""
         self.status = "stopped"
 
     def saved(self) -> dict[str, Any]:

@@ -14,7 +14,9 @@ so member k's gradient is the gradient of its separate run. Results agree with K
 up to floating-point rounding (batched kernels sum in another order, see
 tests/unit/test_stacked.py for the tolerance). A member whose loss turns NaN/inf, or that blows
 up (the engine's finite blow-up rules), is recorded as diverged at that task and frozen: its
-learning rate becomes 0 and its loss leaves the sum; the others go on.
+learning rate becomes 0 and its loss leaves the sum; the others go on. Before the next task the
+members that ended (diverged, or stopped by early stopping) leave the batched model
+(:meth:`StackedExperiment.repack`), so their compute is freed.
 
 Both this and :class:`spp_sweep.engine.Experiment` are an ``engine.TaskStream`` (data views,
 task preparation, schedule, blow-up rules) and keep one ``engine.RunRecord`` per configuration,
@@ -161,10 +163,9 @@ class StackedExperiment(TaskStream):
         try:
             model, method, norm_stats = (_members_of(part, index, self.size) for part in
                                          (self.model.state_dict(), self.method.state_dict(), self.model.norm_stats))
-        except _NoMemberDimension as error:
-            if self.repacks:
-                print(f"spp-sweep: ended members stay in the stack ({error})", file=sys.stderr)
-                self.repacks = False
+        except _NoMemberDimension as error:  # a method outside the protocol: its ended members stay, frozen
+            print(f"spp-sweep: ended members stay in the stack ({error})", file=sys.stderr)
+            self.repacks = False
             return False
         self._reassemble([self.in_model[i] for i in keep])
         self.model.load_state_dict(model)

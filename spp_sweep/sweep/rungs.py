@@ -10,7 +10,8 @@ member's score at task t is recorded at the highest rung it has reached and comp
 rung's cutoff, exactly as Ray's ``_Bracket.on_result`` does for a trial (one bracket, rungs at
 grace_period·rf^k tasks, the cutoff the (1 − 1/rf) percentile of the values recorded there, a
 value below it stopped; tests/unit/sweep/test_rungs.py feeds both the same values). A stopped
-member is frozen as a diverged one is (stacked.py: lr 0, nothing recorded), reports
+member is frozen as a diverged one is (stacked.py: nothing recorded, out of the batched model
+from the next task on), reports
 ``status: stopped`` with the score it was judged on, and a trial whose members have all ended
 ends. A configuration trained alone asks the same record, so one phase's decisions never depend
 on how its configurations were stacked, only on the order their scores arrive in (as in Ray).
