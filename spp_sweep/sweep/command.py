@@ -32,6 +32,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         settings=tuple(args.set), method_options=tuple(args.method_option),
         benchmark_options=tuple(args.benchmark_option),
         verbose=0 if args.quiet else 1, trackers=trackers_from(args),
+        preload=() if args.no_report else ("analysis.report",),
     )
     owns_ray = not connected()
     outcome = run_sweep(study, options)

@@ -224,7 +224,7 @@ def recommend(options: RecommendOptions) -> Path:
     sweep_options = SweepOptions(address=options.address, storage=home, resume=options.resume,
                                  trust_state=options.trust_state, allow_code=True,
                                  max_concurrent=options.max_concurrent, verbose=options.verbose,
-                                 trackers=options.trackers)
+                                 trackers=options.trackers, preload=("analysis.report", "analysis.recommendation"))
 
     owns_ray = not connected()  # Ray started here (the CLI) ends before the reports; a caller's session stays
     ran: list[str] = []

@@ -39,7 +39,7 @@ import yaml
 from .. import trial_files
 from ..errors import ConfigError, UserError
 from ..files import check_writable_folder
-from . import provenance, rungs
+from . import preload, provenance, rungs
 from .connection import connect
 from .recovery import (
     abandon,
@@ -111,6 +111,8 @@ class SweepOptions:
     benchmark_options: tuple[tuple[str, Any], ...] = ()  # --benchmark-option KEY=VALUE
     verbose: int = 1
     trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B (trackers.py)
+    # modules the caller imports after the sweep (its reports): imported while Ray starts (preload.py)
+    preload: tuple[str, ...] = ()
 
 
 @dataclass
@@ -314,7 +316,7 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     options.trackers.check()
     if options.address is None:
         check_data(study)
-    connect(options.address, quiet=options.verbose == 0)
+    connect(options.address, quiet=options.verbose == 0, preload=_imported_later(study, options))
     check_resources(study)
     root = sweep_root(study)
     if not options.resume:
@@ -346,6 +348,16 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
             phases += _run_grid(study, root, "evaluate", points, extra, options, study.study_part())
     _ACCOUNTED_UNTIL.append(time.time())
     return SweepOutcome(root=root, study=study, phases=phases)
+
+
+def _imported_later(study: Study, options: SweepOptions) -> list[str]:
+    """What this sweep's driver imports once Ray is up: imported while it starts (preload.py)."""
+    later = [*preload.RAY_TUNE_LATER]
+    if any(study.searched_by_optuna(m) for m in study.methods):
+        later += preload.OPTUNA_LATER
+    if study.final_seeds:
+        later += preload.FINAL_LATER
+    return later + list(options.preload)
 
 
 _ACCOUNTED_UNTIL: list[float] = []  # when this process's last sweep ended its phases (recommend runs several)
