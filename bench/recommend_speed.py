@@ -6,8 +6,9 @@ Ray's local workers inherit the driver's environment, so they import the same tr
 alternate the commits, so a machine whose load drifts slows each alike. For every run it prints
 the command's wall time, what its ``compute.csv`` sums to, the Tune experiments it ran (a
 sweep's phase folders, which also shows which code ran), the recommended method and values
-(``recommended.yaml``) and the leader's validation ACC (``ranking.csv``); then each commit's
-median and its ratio to the first commit's.
+(``recommended.yaml``), the leader's validation ACC (``ranking.csv``) and each experiment's
+seconds before its first trial started; then each commit's median and its ratio to the first
+commit's.
 
     python bench/recommend_speed.py --commits 3bd4933^ 6299b3c HEAD            # the small case
     python bench/recommend_speed.py --case mnist --commits 6299b3c HEAD      # MNIST as an .npz
@@ -69,6 +70,28 @@ def make_data(case: str, work: Path) -> tuple[Path, list[str]]:
     return path, ["--tasks", "5", "--budget", "8"]
 
 
+def phase_start_ups(home: Path) -> dict[str, float]:
+    """Per Tune experiment, the seconds from its phase's start (``phase_times.json``) to its first
+    trial's start (``start_time`` in Ray Tune's experiment state): what a phase costs before
+    anything trains (the Tuner's set-up, then new workers importing torch and Ray Tune)."""
+    start_ups = {}
+    for sweep in SWEEPS:
+        times = home / sweep / "phase_times.json"
+        if not times.exists():
+            continue
+        spans = json.loads(times.read_text())
+        for phase, span in spans.items():
+            states = sorted((home / sweep / phase).glob("experiment_state-*.json"))
+            if not states:
+                continue
+            trials = json.loads(states[-1].read_text())["trial_data"]
+            starts = [json.loads(runtime).get("start_time") for _, runtime in trials]
+            starts = [start for start in starts if start]
+            if starts:
+                start_ups[f"{sweep}/{phase}"] = round(min(starts) - span[0][0], 2)
+    return start_ups
+
+
 def run_once(tree: Path, data: Path, arguments: list[str], storage: Path) -> dict[str, Any]:
     """One ``recommend`` from ``tree``'s package, timed from outside; what it wrote, read back."""
     environment = {**os.environ, "PYTHONPATH": str(tree), "RAY_DEDUP_LOGS": "0"}
@@ -93,7 +116,8 @@ def run_once(tree: Path, data: Path, arguments: list[str], storage: Path) -> dic
             "values": {key: f"{value:.4g}" if isinstance(value, float) else value
                        for key, value in {**{k: v for k, v in recommended["fixed"].items() if k == "lr"},
                                           **options.get("options", {})}.items() if key != "penalty_step"},
-            "leader": ranking.iloc[0]["method"], "leader_val_acc": ranking.iloc[0]["validation ACC"]}
+            "leader": ranking.iloc[0]["method"], "leader_val_acc": ranking.iloc[0]["validation ACC"],
+            "to_first_trial_s": phase_start_ups(home)}
 
 
 def main() -> None:
