@@ -44,7 +44,8 @@ def assert_same_results(left: list, right: list) -> None:
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_ended_members_leave_the_model_and_the_survivors_numbers_stay(method: str) -> None:
-    configs = member_configs(method, first_tasks=3, model_options={"dropout": 0.2}, momentum=0.5)
+    configs = member_configs(method, first_tasks=3, model_options={"dropout": 0.2}, momentum=0.5,
+                             save_importances=True, save_parameters=True)  # per-member arrays, by model position
     kept_in = StackedExperiment(configs, repack=False)
     on_task_end, kept_sizes = stop_after_first_task([1])
     frozen = kept_in.run(on_task_end=on_task_end)
@@ -54,6 +55,14 @@ def test_ended_members_leave_the_model_and_the_survivors_numbers_stay(method: st
     assert kept_sizes == [3, 3, 3] and sizes == [3, 2, 2]  # compute freed from task 1 on
     assert repacked_stack.in_model == [0, 2] and [r.status for r in repacked] == ["finished", "stopped", "finished"]
     assert_same_results(repacked, frozen)  # bit-identical on CPU
+    assert len(repacked_stack.members[2].parameters) == 3  # recorded after every task, from its new position
+    for survivor, reference in zip(repacked_stack.members, kept_in.members):
+        for kept, expected in ((survivor.importances, reference.importances),
+                               (survivor.parameters, reference.parameters),
+                               (survivor.probe_importances, reference.probe_importances)):
+            assert len(kept) == len(expected)
+            for ours, theirs in zip(kept, expected):
+                assert ours.keys() == theirs.keys() and all(torch.equal(ours[n], theirs[n]) for n in ours)
     for position, k in enumerate(repacked_stack.in_model):
         survivor, reference = repacked_stack.model.member_state(position), kept_in.model.member_state(k)
         assert survivor.keys() == reference.keys()
