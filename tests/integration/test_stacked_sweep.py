@@ -122,6 +122,28 @@ def test_a_killed_stacked_trial_and_an_unreadable_state_resume(tmp_path: Path, r
     assert [m["accuracy_matrix"] for m in read_reports(revived)[-1]["members"]] == matrices
 
 
+def test_a_stack_killed_after_asha_narrowed_it_resumes_narrowed_with_the_same_numbers(tmp_path: Path,
+                                                                                       ray_local) -> None:
+    """The planted grid of test_sweep's ASHA test as one stack: the weak members stop after task 1
+    and leave the stack's model (stacked.py's repack); the worker is killed after task 3, and the
+    stack restarts from its checkpoint after task 2, which holds only the survivors, to the
+    matrices of the run that was not killed."""
+    marker = tmp_path / "killed"
+    matrices = {}
+    for name, extra in (("whole", None), ("killed", {"_chaos": {"kill_at_task": 2, "marker": str(marker)}})):
+        study = study_of(tmp_path, name=name, methods={"spp": {"space": {"lr": [0.1, 1e-6, 0.05, 2e-6]}}},
+                         stack="auto", max_failures=2,
+                         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2})
+        outcome = run_sweep(study, QUIET, extra_config=extra)
+        trials = load_trials(outcome.root)
+        assert len(trials) == 4 and set(trials[trials["lr"] < 1e-5]["status"]) == {"stopped"}
+        folder = Path(trials.iloc[0]["path"]).parent
+        matrices[name] = [m["accuracy_matrix"] for m in read_reports(folder)[-1]["members"]]
+        if extra:
+            assert marker.exists() and fresh_reports(str(folder)) == [1, 2, 3, 4, 5]  # task 3 redone only
+    assert matrices["killed"] == matrices["whole"]
+
+
 def test_a_batched_tpe_phase_trains_its_suggestions_stacked_and_tells_each_one_back(tmp_path: Path, ray_local) -> None:
     """stack: 3 in a TPE phase: 7 configurations in 3 trials (3, 3, 1), one row per configuration,
     each an Optuna trial of its own with the member's score; a configuration's numbers equal those
