@@ -152,3 +152,21 @@ def test_a_state_without_the_member_dimension_keeps_the_ended_members_frozen(cap
     assert capsys.readouterr().err.count("ended members stay in the stack (a state tensor of shape ()") == 1
     on_task_end, _ = stop_after_first_task([1])
     assert_same_results(results, StackedExperiment(configs, repack=False).run(on_task_end=on_task_end))
+
+
+def test_a_stack_of_continual_vaes_repacks_with_its_pictures() -> None:
+    configs = [RunConfig(method="spp", benchmark="digit_domains", epochs=1, seed=seed, lr=0.05, threads=1,
+                         method_options={"lam": lam, "penalty_step": "implicit"})
+               for seed, lam in ((0, 1.0), (1, 4.0), (2, 10.0))]
+    runs = {}
+    for repack in (False, True):
+        stack = StackedExperiment(configs, repack=repack)
+        on_task_end, sizes = stop_after_first_task([1])
+        runs[repack] = stack, stack.run(on_task_end=on_task_end), sizes
+    (frozen_stack, frozen, _), (repacked_stack, repacked, sizes) = runs[False], runs[True]
+    assert sizes == [3, 2] and repacked_stack.in_model == [0, 2]
+    assert_same_results(repacked, frozen)  # the -ELBO matrices, to the bit
+    for survivor, reference in zip(repacked_stack.members, frozen_stack.members):  # Figure 5's pictures per task
+        assert len(survivor.pictures) == len(reference.pictures) == len(survivor.rows) > 0
+        for ours, theirs in zip(survivor.pictures, reference.pictures):
+            assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
