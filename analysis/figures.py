@@ -338,9 +338,29 @@ def importance_densities(long: pd.DataFrame, out: Path, per_layer: bool = False)
     grid = sns.displot(data=data, x=column, hue="method", col="layer" if per_layer else None,
                        hue_order=[display_name(m) for m in methods], palette=_palette(methods),
                        kind="kde", common_norm=False, fill=True, alpha=0.25, height=3.5, aspect=1.4,
-                       col_wrap=3 if per_layer else None, facet_kws={"sharey": False})
+                       col_wrap=3 if per_layer else None, facet_kws={"sharey": False}, warn_singular=False)
+    _mark_single_values(grid, data, column, per_layer, _palette(methods))
     grid.figure.suptitle("importance after the last task (normalised per method)", y=1.03)
     return save(grid.figure, out, "importance_by_layer" if per_layer else "importance")
+
+
+def _mark_single_values(grid: sns.FacetGrid, data: pd.DataFrame, column: str, per_layer: bool,
+                        colours: dict[str, str]) -> None:
+    """A method whose values in a panel are all one (a layer of one weight: a decoder's output
+    bias) has no density: seaborn leaves it out, which reads as nothing there. Each is drawn as a
+    dotted line at its value, in its colour, and the panel says so."""
+    panels = grid.axes_dict.items() if per_layer else [(None, grid.ax)]
+    for layer, ax in panels:
+        here = data if layer is None else data[data["layer"] == layer]
+        single = [(method, values.iloc[0]) for method, values in here.groupby("method", sort=False)[column]
+                  if values.nunique() == 1]
+        for method, value in single:
+            ax.axvline(value, color=colours[method], linestyle=":", linewidth=2)
+        if single:
+            counts = here["method"].value_counts()
+            ax.text(0.02, 0.97, "no density; dotted line at the value:\n" + "\n".join(
+                f"{m}: {'its one value' if counts[m] == 1 else f'all {counts[m]} values'} at {v:.2f}"
+                for m, v in single), transform=ax.transAxes, fontsize=7.5, va="top")
 
 
 _HYPERPARAMETER_NAMES = {"lam": "λ (strength)", "lr": "learning rate", "penalty_step": "penalty step"}

@@ -107,3 +107,39 @@ def test_the_same_importance_table_is_drawn_once_and_a_changed_one_again(tmp_pat
     assert (tmp_path / "recommendation" / "hyperparameter_importance.pdf").exists()
     figures.hyperparameter_importance(table.assign(importance=[0.2, 0.8]), tmp_path / "other")
     assert draws == ["hyperparameter_importance"]
+
+
+def test_a_layer_of_one_weight_is_drawn_as_a_line_at_its_value_not_left_empty(tmp_path, monkeypatch):
+    """A decoder's output bias has one weight: no density exists for it, and seaborn's KDE leaves
+    the panel empty (with a warning), which reads as nothing there. It gets a dotted line in the
+    method's colour at its value, and the panel says what the line is."""
+    import warnings
+
+    import numpy as np
+
+    from analysis.style import look
+
+    rng = np.random.default_rng(0)
+    long = pd.concat([pd.DataFrame({"method": method, "layer": "trunk.0.weight", "value": rng.random(50)})
+                      for method in ("spp", "mas")] +
+                     [pd.DataFrame({"method": ["spp"], "layer": ["decoder.5.bias"], "value": [0.25]})],
+                     ignore_index=True)
+    drawn = {}
+
+    def keep(fig, out, stem):
+        drawn[stem] = {ax.get_title(): ax for ax in fig.axes}
+        return out / f"{stem}.png"
+
+    monkeypatch.setattr(figures, "save", keep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # seaborn's "Dataset has 0 variance" is handled, not raised
+        figures.importance_densities(long, tmp_path, per_layer=True)
+    panel = drawn["importance_by_layer"]["layer = decoder.5.bias"]
+    lines = [line for line in panel.get_lines() if line.get_linestyle() == ":"]
+    assert len(lines) == 1 and matplotlib.colors.same_color(lines[0].get_color(), look("spp").colour)
+    spp_max = long[long["method"] == "spp"]["value"].max()
+    assert np.isclose(lines[0].get_xdata()[0], np.log10(0.25 / spp_max))
+    assert any("SPP: its one value at" in text.get_text() for text in panel.texts)
+    other = drawn["importance_by_layer"]["layer = trunk.0.weight"]
+    assert not [line for line in other.get_lines() if line.get_linestyle() == ":"] and not other.texts
+    plt.close("all")
