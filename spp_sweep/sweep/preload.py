@@ -32,14 +32,15 @@ FINAL_LATER = ("analysis.load", "analysis.tables")  # the final phase's points (
 def importing_beside(modules: Iterable[str]) -> Iterator[None]:
     """Import ``modules`` in a thread while the body runs; the thread has ended when it returns."""
     names = tuple(modules)
+    if not names:
+        yield
+        return
     thread = threading.Thread(target=_import_all, args=(names,), name="spp-sweep-preload", daemon=True)
-    if names:
-        thread.start()
+    thread.start()
     try:
         yield
     finally:
-        if names:
-            thread.join()
+        thread.join()
 
 
 def _import_all(names: tuple[str, ...]) -> None:
