@@ -89,7 +89,9 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     series = list(dict.fromkeys(zip(swept["method"], swept[VARIANT])))
     two_steps = len({step for _, step in series if step != "-"}) > 1
     label = lambda m, s: display_name(m, s if two_steps else None)  # noqa: E731
-    n_seeds = int(swept.groupby(["method", VARIANT, parameter]).size().max())
+    # distinct seeds, not rows: a seed trained by two phases is one observation
+    n_seeds = int(swept.groupby(["method", VARIANT, parameter])["seed"].nunique().max()) if "seed" in swept \
+        else int(swept.groupby(["method", VARIANT, parameter]).size().max())
     custom = panels is not None
     fwt_name = "paper eq. 7" if fwt_column == "fwt_paper" else "standard"
     panels = panels or [(fwt_column if c == "fwt" else c, f"{t} ({fwt_name})"
@@ -319,7 +321,10 @@ def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pat
     ax.set_xlabel("tasks learned")
     ax.set_ylabel("average test accuracy on the tasks seen" if higher_is_better else
                   "average test −ELBO per image on the tasks seen\n(nats; lower is better)")
-    ax.set_title("mean over seeds; band: ± 1 std over seeds", fontsize=9)
+    seeds = best_trials.groupby("method")["seed"].nunique() if "seed" in best_trials else pd.Series(dtype=int)
+    n = f"{seeds.min()}" if len(seeds) and seeds.min() == seeds.max() else \
+        (f"{seeds.min()}–{seeds.max()}" if len(seeds) else "the")
+    ax.set_title(f"mean over {n} seeds; band: ± 1 std over seeds", fontsize=9)
     ax.set_xticks(sorted(seen["after_task"].unique()))
     ax.legend(fontsize=7.5, frameon=False, loc="best")
     return save(fig, out, "running_accuracy")

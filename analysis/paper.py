@@ -22,9 +22,19 @@ PERCENT = 100.0  # the paper prints percentages; our metrics are fractions
 
 
 @lru_cache(maxsize=1)
-def paper_results() -> dict[str, dict[str, Any]]:
-    """Every published table and claim, by name (table2, table3, figure4)."""
+def _published() -> dict[str, Any]:
     return yaml.safe_load(resources.files("analysis").joinpath("paper_results.yaml").read_text())
+
+
+def paper_results() -> dict[str, dict[str, Any]]:
+    """Every published table and figure, by name (table2, table3, figure4)."""
+    return {name: value for name, value in _published().items() if name != "claims"}
+
+
+def paper_claims() -> list[dict[str, Any]]:
+    """The paper's claims as data: what each compares and which side the paper puts it on
+    (graded by analysis/paper_claims.py)."""
+    return list(_published()["claims"])
 
 
 def figure4_band() -> tuple[float, float, str]:

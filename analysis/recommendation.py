@@ -71,9 +71,8 @@ def _write(home: Path, out: Path, ranking: list[dict[str, Any]], winner: dict[st
     table = ranking_table(ranking)
     ties = context["ties"]
     if ties is not None and len(ties):
-        tied = dict(zip(ties["method"], ties["tied_with_leader"]))
-        table.insert(2, "tied with #1",
-                     [("yes" if tied.get(m) else "no") if m in tied else "-" for m in table["method"]])
+        words = dict(zip(ties["method"], ties["vs_leader"]))
+        table.insert(2, "vs #1 (seeds paired)", [words.get(m, "-") for m in table["method"]])
     table.to_csv(out / "ranking.csv", index=False)
     (out / "ranking.md").write_text(table.to_markdown(index=False) + "\n")
     (out / "recommended.yaml").write_text(
@@ -139,23 +138,34 @@ def _protocol_text(protocol: dict[str, Any]) -> str:
 
 
 def _tie_lines(ties: pd.DataFrame | None, chosen: str) -> list[str]:
-    """Say out loud which methods the seeds cannot tell apart, and why the chosen one."""
+    """Say out loud which methods the seeds cannot tell from the leader, and why the chosen one."""
     if ties is None or ties.empty:
         return []
     leader = ties.iloc[0]
-    tied = ties[ties["tied_with_leader"]]
-    test = ("a method is tied with the leader when their mean validation ACCs differ by no more than the larger of "
-            "their standard deviations over seeds; Welch's p-values are in `ties.csv`")
-    if len(tied) == 1:
-        if len(ties) > 1 and int(leader["seeds"]) < 2:
-            return [f"**Ties**: not tested ({int(leader['seeds'])} seed; the rule needs 2 or more).", ""]
-        return [f"**Ties**: none; {_name(leader['method'])} is ahead of every other method ({test}).", ""]
-    names = ", ".join(f"{_name(r['method'])} {r['mean']:.4f} ± {r['std']:.4f}" for _, r in tied.iterrows())
-    reason = ("the leader" if chosen == leader["method"] else
-              "the simplest, cheapest of them: fewest searched hyperparameters, then shortest mean run time "
-              "(within 25%: the better ranked)")
-    return [f"**Ties**: {names} are tied ({test}). The recommendation is {_name(chosen)}, {reason}. On this data "
-            "the choice among them matters less than the seeds do.", ""]
+    test = ("each method minus the leader, seeds paired, with its 95% interval after Holm's correction over the "
+            "methods; *equivalent* only where the whole interval lies inside the margin, *not separated* where it "
+            "holds 0 but not only small gaps; intervals and p-values in `ties.csv`")
+    if len(ties) > 1 and int(leader["seeds"]) < 2:
+        return [f"**Ties**: not tested ({int(leader['seeds'])} seed; an interval needs 2 or more).", ""]
+    equivalent = ties[ties["equivalent_to_leader"]].iloc[1:]
+    unseparated = ties[ties["vs_leader"].str.startswith("not separated")]
+    lines = []
+    if len(equivalent):
+        names = ", ".join(f"{_name(r['method'])} ({100 * r['difference']:+.2f} [{100 * r['low']:+.2f}, "
+                          f"{100 * r['high']:+.2f}] points)" for _, r in equivalent.iterrows())
+        reason = ("the leader" if chosen == leader["method"] else
+                  "the simplest, cheapest of them: fewest searched hyperparameters, then shortest mean run time "
+                  "(within 25%: the better ranked)")
+        lines.append(f"**Equivalent to {_name(leader['method'])}**: {names}. The recommendation is {_name(chosen)}, "
+                     f"{reason}. On this data the choice among them matters less than the seeds do.")
+    if len(unseparated):
+        names = ", ".join(f"{_name(r['method'])} ({100 * r['difference']:+.2f} [{100 * r['low']:+.2f}, "
+                          f"{100 * r['high']:+.2f}] points)" for _, r in unseparated.iterrows())
+        lines.append(f"**Not separated from {_name(leader['method'])}**, nor shown equivalent: {names}. More seeds "
+                     "would tell whether the leader's lead is real; the recommendation keeps the better ranked.")
+    if not lines:
+        lines.append(f"**Ties**: none; {_name(leader['method'])} is ahead of every other method.")
+    return [*lines, f"({test}.)", ""]
 
 
 def _robust_lines(robust: dict[str, Any] | None, winner: dict[str, Any], curve: pd.DataFrame,

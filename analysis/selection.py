@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pandas as pd
 
 from spp_sweep import trial_files
 
+from .inference import MARGIN, equivalent, holm, paired, verdict
 from .tables import DIVERGED_VALUE
 
 
@@ -74,46 +74,40 @@ def robust_choice(curve: pd.DataFrame, metric: str = "val_acc", tolerance: float
 
 
 # -- ties ---------------------------------------------------------------------------------------
-def tie_table(trials: pd.DataFrame, order: list[str], metric: str = "val_acc") -> pd.DataFrame:
-    """Each method's per-seed ``metric`` against the leader's (``order[0]``).
+def tie_table(trials: pd.DataFrame, order: list[str], metric: str = "val_acc",
+              margin: float = MARGIN) -> pd.DataFrame:
+    """Each method's per-seed ``metric`` against the leader's (``order[0]``), seeds paired.
 
-    A method is *tied* with the leader when the difference of their means over seeds is no
-    larger than the larger of their two standard deviations over seeds (diverged seeds at
-    -1, as in ranking): a gap that re-seeding one of them can open or close. It is a rule of
-    thumb, not a significance test, chosen because at the usual 3 seeds a t-test has almost no
-    power (Welch's ties a method 0.036 behind a leader whose seeds agree to 0.002, see the
-    tests); Welch's two-sided p-value is reported beside it for readers who want one. With
-    fewer than 2 seeds per method nothing is tested (not tied). ``parameters`` counts what
-    was searched and ``seconds`` is the mean run time, for preferring the simplest, cheapest
-    among the tied.
+    The difference method(seed) − leader(seed) over the seeds both ran (diverged seeds at -1,
+    as in ranking) gets its 95% t interval, Holm's correction over the methods behind the leader,
+    and the words of :func:`analysis.inference.verdict`. A method is *equivalent* to the leader
+    only where the whole interval (Holm-widened) lies inside ±``margin`` (TOST): the one case where the data
+    say the choice does not matter, so the only one where a simpler method may replace the
+    leader. "Not separated" is no such licence: at three seeds it holds gaps of several points.
+    ``parameters`` counts what was searched and ``seconds`` is the mean run time, for preferring
+    the simplest, cheapest among the equivalent.
     """
-    from scipy import stats
-
-    def values(method: str) -> np.ndarray:
+    def values(method: str) -> pd.Series:
         rows = trials[(trials["method"] == method) & trials["status"].isin(["finished", "diverged"])]
-        return np.where(rows["status"] == "diverged", DIVERGED_VALUE, rows[metric]).astype(float)
+        scored = pd.Series(np.where(rows["status"] == "diverged", DIVERGED_VALUE, rows[metric]).astype(float),
+                           index=rows["seed"].to_numpy())
+        return scored.groupby(level=0).mean()  # each seed once
 
     leader = values(order[0])
+    diffs = holm([paired(values(method), leader) for method in order[1:]])
     out = []
-    for method in order:
+    for method, diff in zip(order, [None, *diffs], strict=True):
         mine = values(method)
         rows = trials[trials["method"] == method]
         names = [n for n in str(rows["searched"].iloc[0] if len(rows) else "").split(",") if n]
-        p_value = math.nan
-        if method == order[0]:
-            tied = True
-        elif len(mine) < 2 or len(leader) < 2:
-            tied = False
-        else:
-            spread = max(np.std(mine, ddof=1), np.std(leader, ddof=1))
-            tied = bool(abs(np.mean(leader) - np.mean(mine)) <= spread + 1e-12)
-            if spread > 1e-12:
-                with warnings.catch_warnings():  # near-identical seeds: scipy warns, its p-value stays right
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    p_value = float(stats.ttest_ind(leader, mine, equal_var=False).pvalue)
-        out.append({"method": method, "mean": float(np.mean(mine)) if len(mine) else math.nan,
-                    "std": float(np.std(mine, ddof=1)) if len(mine) > 1 else math.nan, "seeds": len(mine),
-                    "tied_with_leader": bool(tied), "welch_p": p_value, "parameters": len(names),
+        out.append({"method": method, "mean": float(mine.mean()) if len(mine) else math.nan,
+                    "std": float(mine.std(ddof=1)) if len(mine) > 1 else math.nan, "seeds": len(mine),
+                    "vs_leader": "leader" if diff is None else verdict(diff, margin),
+                    "difference": 0.0 if diff is None else diff.mean,
+                    "low": 0.0 if diff is None else diff.low, "high": 0.0 if diff is None else diff.high,
+                    "p_holm": math.nan if diff is None else diff.p_adjusted,
+                    "equivalent_to_leader": diff is None or equivalent(diff, margin),
+                    "parameters": len(names),
                     "seconds": float(rows["time_total_s"].mean()) if "time_total_s" in rows else math.nan})
     return pd.DataFrame(out)
 
@@ -125,10 +119,10 @@ SECONDS_TOLERANCE = 0.25
 
 
 def simplest_of_tied(ties: pd.DataFrame) -> str:
-    """Among the methods tied with the leader, the one with the fewest searched
+    """Among the methods equivalent to the leader (the leader included), the one with the fewest searched
     hyperparameters, then the clearly shortest mean run time (more than ``SECONDS_TOLERANCE``
     shorter), then the better ranked: the cheapest choice the data allow, the same in every run."""
-    tied = ties[ties["tied_with_leader"]]
+    tied = ties[ties["equivalent_to_leader"]]
     simplest = tied[tied["parameters"] == tied["parameters"].min()]
     seconds = simplest["seconds"].fillna(math.inf)
     fastest = float(seconds.min())

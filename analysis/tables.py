@@ -32,6 +32,26 @@ def higher_is_better(trials: pd.DataFrame) -> bool:
     return "higher_is_better" not in trials or bool(trials["higher_is_better"].astype(bool).all())
 
 
+def one_per_seed(trials: pd.DataFrame) -> pd.DataFrame:
+    """Each (method, configuration, seed) once, so that no seed counts twice in a mean, a std or
+    a paired test: where two phases trained the same configuration and seed alike (a sweep from
+    before the final phase reused the search's trials), the final phase's row is kept. Phase
+    ``evaluate`` trains on other data (the study's benchmark, not the selection part): its rows
+    are their own experiment and stay."""
+    if trials.empty or "seed" not in trials:
+        return trials
+    labels = trials["config"] if "config" in trials else trials.apply(config_label, axis=1)
+    phase = trials["phase"] if "phase" in trials else pd.Series("", index=trials.index)
+    key = pd.DataFrame({"method": trials["method"], "config": labels, "seed": trials["seed"],
+                        "evaluate": phase == "evaluate",
+                        "benchmark": trials.get("benchmark", pd.Series("", index=trials.index)).fillna(""),
+                        "step": trials.get("penalty_step", pd.Series("", index=trials.index)).fillna("")})
+    later = (phase == "final").astype(int)  # on a tie of key, the final phase's row wins
+    order = later.sort_values(kind="mergesort").index
+    kept = ~key.loc[order].duplicated(keep="last")
+    return trials.loc[order[kept.to_numpy()]].sort_index()
+
+
 def summarize_configs(trials: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     """One row per (method, configuration): seeds, diverged seeds, mean and std of each metric.
 

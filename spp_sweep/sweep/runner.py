@@ -55,7 +55,7 @@ from .recovery import (
     stopped_for_want_of_space,
 )
 from .stacking import optuna_batch, plan_stacks
-from .study import MethodSearch, Study, name_problem, parse_study, read_yaml
+from .study import MethodSearch, Study, fresh_seeds, name_problem, parse_study, read_yaml
 from .trackers import Trackers
 
 STUDY_COPY = trial_files.STUDY
@@ -102,7 +102,7 @@ class SweepOptions:
     gpus_per_trial: float | None = None
     cpus_per_trial: float | None = None
     num_samples: int | None = None
-    final_seeds: int | None = None  # --final-seeds N: the final phase's seeds become 0..N-1
+    final_seeds: int | None = None  # --final-seeds N: the final phase runs the N smallest seeds the search did not
     stack: str | int | None = None  # --stack auto|off|N: the study's `stack`
     data_root: str | None = None
     settings: tuple[tuple[str, Any], ...] = ()  # --set KEY=VALUE: run settings added to the study's `fixed`
@@ -152,7 +152,7 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
     if options.final_seeds is not None:
         if not study.final_seeds:
             raise ConfigError("--final-seeds: this study has no final phase; add `final: {seeds: N}` to the file")
-        study = study.with_overrides(final_seeds=tuple(range(options.final_seeds)))
+        study = study.with_overrides(final_seeds=fresh_seeds(options.final_seeds, study.seeds))
     if options.data_root is not None:
         study = study.with_overrides(data_root=str(Path(options.data_root).expanduser().resolve()))
     if options.benchmark_options:

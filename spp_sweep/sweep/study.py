@@ -34,7 +34,7 @@ RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay")
 _NOT_FIXED = ("method", "benchmark", "benchmark_options", "seed", "device", "threads", "method_options")
 _TOP_KEYS = {"name", "description", "benchmark", "benchmark_options", "fixed", "methods", "search", "seeds",
              "final", "scheduler", "resources", "max_concurrent", "max_failures", "storage", "selection", "reproduces",
-             "stack"}
+             "stack", "equivalence_margin"}
 # What selection may look at (docs/guide/selection.md): the whole stream at its end
 # (the usual, optimistic protocol), the first k tasks' streams only (Lee et al. 2024), or another
 # benchmark of the same scenario shape (Cha & Cho 2024).
@@ -113,6 +113,7 @@ class Study:
     selection_tasks: int = 0  # first_tasks: how many tasks selection sees
     tune_on: dict[str, Any] | None = None  # transfer: {benchmark, benchmark_options} selection runs on
     reproduces: tuple[str, ...] = ()  # the paper's tables/figures the report puts beside ours (analysis/paper.py)
+    equivalence_margin: float = 0.01  # "equivalent" only inside ±this (analysis/inference.py): 1 point of ACC
     source: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -163,7 +164,8 @@ class Study:
 
         spaces = {m.method: {name: json.loads(distribution_to_json(dim.optuna_distribution()))
                              for name, dim in m.space.items()} for m in self.methods if m.space}
-        return {"planned_trials": self.planned_trials(), "metric": self.metric, "spaces": spaces}
+        return {"planned_trials": self.planned_trials(), "metric": self.metric, "spaces": spaces,
+                "equivalence_margin": self.equivalence_margin}
 
     def planned_trials(self) -> int:
         """How many trials the whole sweep runs: grid points x seeds, each Optuna method's budget,
@@ -234,6 +236,7 @@ class Study:
             "storage": self.storage,
             "selection": self.selection_dict(),
             "reproduces": list(self.reproduces),
+            "equivalence_margin": self.equivalence_margin,
         }
 
     def selection_dict(self) -> dict[str, Any]:
@@ -383,7 +386,7 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
     if not isinstance(final, Mapping) or set(final) - {"seeds"}:
         problems.append("final: expected a mapping with one key, seeds (a count or a list)")
         final = {}
-    final_seeds = _seeds(final["seeds"], "final.seeds", problems) if "seeds" in final else ()
+    final_seeds = _final_seeds(final["seeds"], seeds, problems) if "seeds" in final else ()
     if sampler in ("tpe", "random") and len(seeds) > 1:
         problems.append(f"seeds: with sampler {sampler} each suggested configuration runs once (seed {seeds[0]}); "
                         "put repeats under final.seeds")
@@ -416,6 +419,7 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
 
     protocol, selection_tasks, tune_on = _selection(data.get("selection"), fixed, final_seeds, problems)
     reproduces = _reproduces(data.get("reproduces"), problems)
+    margin = _number(data.get("equivalence_margin", 0.01), "equivalence_margin", problems, low=0.0, low_open=True)
     description = data.get("description", "")
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
         problems.append(f"description: a text of at most {MAX_DESCRIPTION} characters (it is copied into every "
@@ -428,7 +432,7 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
             sampler_seed=sampler_seed, num_samples=num_samples, metric=metric, seeds=seeds,
             final_seeds=final_seeds, scheduler=scheduler, cpu=cpu, gpu=gpu, max_concurrent=max_concurrent,
             max_failures=max_failures, stack=stack, storage=storage, protocol=protocol, selection_tasks=selection_tasks,
-            tune_on=tune_on, reproduces=reproduces, source=dict(data),
+            tune_on=tune_on, reproduces=reproduces, equivalence_margin=float(margin), source=dict(data),
         )
         problems.extend(check_trials(study))
     if problems:
@@ -538,6 +542,33 @@ def _number(value: Any, key: str, problems: list[str], low: float, low_open: boo
         problems.append(f"{key}: {value!r} must be a number {'>' if low_open else '>='} {low:g}")
         return 1.0
     return float(value)
+
+
+def fresh_seeds(count: int, searched: tuple[int, ...]) -> tuple[int, ...]:
+    """The ``count`` smallest seeds the search did not run: the final phase's seeds given as a
+    count. Its runs are then new observations, each seed counted once, and not the very runs
+    that chose the configuration (whose validation score selection already favoured)."""
+    out: list[int] = []
+    seed = 0
+    while len(out) < count:
+        if seed not in searched:
+            out.append(seed)
+        seed += 1
+    return tuple(out)
+
+
+def _final_seeds(value: Any, seeds: tuple[int, ...], problems: list[str]) -> tuple[int, ...]:
+    """final.seeds: a count (the next seeds the search did not run) or a list disjoint from it."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SEEDS:
+        return fresh_seeds(value, seeds)
+    final = _seeds(value, "final.seeds", problems)
+    again = [s for s in final if s in seeds]
+    if isinstance(value, list) and again:
+        problems.append(f"final.seeds: the search already ran {', '.join(map(str, again))} (seeds: "
+                        f"{', '.join(map(str, seeds))}), and a seed counts once; list seeds the search did not run, "
+                        f"or give a count (final: {{seeds: {len(final)}}} runs "
+                        f"{', '.join(map(str, fresh_seeds(len(final), seeds)))})")
+    return final
 
 
 def _seeds(value: Any, key: str, problems: list[str]) -> tuple[int, ...]:

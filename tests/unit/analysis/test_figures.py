@@ -143,3 +143,21 @@ def test_a_layer_of_one_weight_is_drawn_as_a_line_at_its_value_not_left_empty(tm
     other = drawn["importance_by_layer"]["layer = trunk.0.weight"]
     assert not [line for line in other.get_lines() if line.get_linestyle() == ":"] and not other.texts
     plt.close("all")
+
+
+def test_titles_count_distinct_seeds_not_rows(tmp_path, monkeypatch):
+    """A seed that two phases trained alike is one observation: the λ curve's title counts 3
+    seeds, not the 6 rows of a grid whose final phase repeated them; Figure 7a's title says n."""
+    rows = [{"method": "spp", "lam": lam, "seed": seed, "status": "finished", "penalty_step": "explicit",
+             "searched": "lam", "acc": 0.8 + 0.01 * seed, "fwt": 0.0, "bwt": -0.1, "phase": phase}
+            for lam in (0.1, 1.0) for seed in range(3) for phase in ("grid", "final")]
+    titles = []
+    monkeypatch.setattr(figures, "save", lambda fig, out, stem: titles.append(
+        fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title()) or plt.close(fig))
+    figures.lambda_curve(pd.DataFrame(rows), tmp_path)
+    assert titles[-1].endswith("mean ± std over 3 seeds")
+    matrices = pd.DataFrame([(f"t{s}", 1, 1, 0.9) for s in range(5)], columns=["trial_id", "after_task", "task",
+                                                                                 "accuracy"])
+    best = pd.DataFrame({"trial_id": [f"t{s}" for s in range(5)], "method": "spp", "config": "", "seed": range(5)})
+    figures.running_accuracy(matrices, best, tmp_path)
+    assert titles[-1] == "mean over 5 seeds; band: ± 1 std over seeds"

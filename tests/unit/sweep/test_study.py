@@ -131,6 +131,18 @@ def test_every_shipped_study_selects_on_validation() -> None:
         assert 0 < study.fixed["validation"] < 1, path.name
 
 
+def test_final_seeds_are_new_seeds_each_counted_once() -> None:
+    """A count takes the smallest seeds the search did not run; a list that repeats one is
+    refused in one line that names the seeds and the count that would do."""
+    grid = {"benchmark": "split_digits", "seeds": 3, "methods": {"spp": {"space": {"lam": [1, 4]}}}}
+    assert parse_study({**grid, "final": {"seeds": 3}}).final_seeds == (3, 4, 5)
+    assert parse_study({**grid, "seeds": [0, 2], "final": {"seeds": 2}}).final_seeds == (1, 3)
+    assert parse_study({**grid, "final": {"seeds": [7, 3]}}).final_seeds == (7, 3)
+    with pytest.raises(StudyError, match=r"final.seeds: the search already ran 0, 2 \(seeds: 0, 1, 2\).*"
+                                         r"final: \{seeds: 3\} runs 3, 4, 5"):
+        parse_study({**grid, "final": {"seeds": [0, 2, 9]}})
+
+
 def test_final_seeds_num_samples_and_benchmark_options_override_the_file(tmp_path: Path) -> None:
     from spp_sweep.errors import ConfigError
     from spp_sweep.sweep.runner import SweepOptions, prepare_study
@@ -138,7 +150,8 @@ def test_final_seeds_num_samples_and_benchmark_options_override_the_file(tmp_pat
     study = load_study(REPO / "studies" / "split_mnist.yaml")
     prepared = prepare_study(study, SweepOptions(storage=str(tmp_path), num_samples=4, final_seeds=3,
                                                  benchmark_options=(("max_train_per_task", 100),)))
-    assert prepared.num_samples == 4 and prepared.final_seeds == (0, 1, 2)
+    assert study.seeds == (0,)  # the TPE search runs seed 0: the final phase takes the next three
+    assert prepared.num_samples == 4 and prepared.final_seeds == (1, 2, 3)
     assert prepared.benchmark_options["max_train_per_task"] == 100
     grid_only = load_study(REPO / "studies" / "lambda_robustness.yaml")
     with pytest.raises(ConfigError, match="--final-seeds: this study has no final phase"):

@@ -1,0 +1,117 @@
+"""``python -m analysis.regrade FOLDER...``: a committed report's verdict tables, from its trials.csv.
+
+The reports under ``docs/results/`` keep their tables, not their raw trial folders; their
+``trials.csv`` holds every trial's numbers. This command rewrites the tables that compare
+(``vs_finetune.csv``, ``versus_spp.csv``, ``figure4_claims*.csv``) from that file alone, by the
+rules of :mod:`analysis.inference`, so that a verdict on a page always has its table and its
+command, and a change of the rules reaches every committed result. Several folders given
+together (the same benchmark, the same seeds) are pooled first: a study that added methods or
+seeds beside an earlier one, run alike, compares with it seed by seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .claims import figure4_claims, versus_finetune, versus_method
+from .inference import MARGIN
+from .tables import best_configs, config_label, one_per_seed
+
+
+def pooled_trials(folders: list[Path]) -> pd.DataFrame:
+    """The folders' trials.csv as one table, each (method, configuration, seed) once."""
+    frames = []
+    for folder in folders:
+        path = folder / "trials.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no trials.csv; give a report folder (docs/results/NAME)")
+        frames.append(pd.read_csv(path).assign(source=folder.name))
+    trials = pd.concat(frames, ignore_index=True)
+    trials["searched"] = trials["searched"].fillna("")  # a CSV reads "nothing searched" as NaN
+    return one_per_seed(trials.assign(config=trials.apply(config_label, axis=1)))
+
+
+def regrade(folders: list[Path], out: Path, margin: float = MARGIN) -> list[Path]:
+    """Write the comparing tables of ``folders`` (pooled) into ``out``; returns the files written."""
+    trials = pooled_trials(folders)
+    if "higher_is_better" in trials and not trials["higher_is_better"].astype(bool).all():
+        raise ValueError(f"{', '.join(f.name for f in folders)}: a loss (−ELBO), not an accuracy: its comparisons "
+                         "are graded by python -m analysis.paper_claims (in nats)")
+    final = trials[trials["phase"] == "final"]
+    compared = final if len(final) else trials[trials["phase"] != "evaluate"]
+    metric = "val_acc" if "val_acc" in trials and trials["val_acc"].notna().any() else "acc"
+    best = best_configs(compared, metric)
+    written = []
+    table, notes = versus_finetune(compared, best, margin)
+    if len(table):
+        table.to_csv(out / "vs_finetune.csv", index=False)
+        written.append(out / "vs_finetune.csv")
+    ranked = versus_method(compared, best, "spp", margin)
+    if len(ranked):
+        ranked.to_csv(out / "versus_spp.csv", index=False)
+        written.append(out / "versus_spp.csv")
+    searched = trials[~trials["phase"].isin(["final", "evaluate"])]
+    steps = sorted(searched.loc[searched["method"] == "spp", "penalty_step"].dropna().unique()) \
+        if "penalty_step" in searched else []
+    for step in steps or [None]:
+        claims = figure4_claims(searched, "spp", step, margin)
+        if len(claims):
+            name = f"figure4_claims{'_' + step if step and len(steps) > 1 else ''}.csv"
+            claims.to_csv(out / name, index=False)
+            written.append(out / name)
+    if written:
+        sources = ", ".join(f.name for f in folders)
+        lines = [f"# Verdicts: {sources}", "",
+                 f"Regraded from `trials.csv` by `python -m analysis.regrade {' '.join(str(f) for f in folders)}` "
+                 "under the rules of [Verdicts](../../guide/reports.md#verdicts): seeds paired and each counted "
+                 f"once, 95% t intervals, Holm's correction within each table, equivalence margin ±{100 * margin:.2g} "
+                 "point(s). These tables supersede the comparing tables of this folder's report.md where the two "
+                 "differ (that page was written under an earlier rule: 'tied' where p ≥ 0.05).", ""]
+        if notes:
+            lines += [*notes, ""]
+        for path in written:
+            lines += [f"## {path.stem}", "", pd.read_csv(path).to_markdown(index=False), ""]
+        (out / "verdicts.md").write_text("\n".join(lines))
+        written.append(out / "verdicts.md")
+        _point_report_at_verdicts(out / "report.md")
+    return written
+
+
+POINTER = ("> The comparing tables below were worded under an earlier rule ('tied' where p ≥ 0.05); "
+           "[verdicts.md](verdicts.md) regrades them with intervals, Holm's correction and equivalence margins.")
+
+
+def _point_report_at_verdicts(report: Path) -> None:
+    """One line under a committed report's title pointing at its regraded verdicts (once)."""
+    if not report.is_file():
+        return
+    text = report.read_text(encoding="utf-8")
+    if POINTER in text:
+        return
+    title, _, rest = text.partition("\n")
+    report.write_text(f"{title}\n\n{POINTER}\n{rest}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.regrade", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="report folders holding trials.csv (pooled)")
+    parser.add_argument("--out", type=Path, help="where to write (default: the first folder)")
+    parser.add_argument("--margin", type=float, default=MARGIN, help="equivalence margin (default 0.01: 1 point)")
+    args = parser.parse_args(argv)
+    out = args.out or args.folders[0]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for path in regrade(args.folders, out, args.margin):
+            print(path)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"regrade: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

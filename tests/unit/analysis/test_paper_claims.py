@@ -1,0 +1,82 @@
+"""analysis/paper_claims.py on hand-made result folders: each kind of claim graded as a hand
+computation says, and the page's table block replaced between its markers only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import analysis.paper_claims as paper_claims
+
+
+def trial(method: str, lam: float | None, seed: int, acc: float, status: str = "finished") -> dict:
+    return {"phase": "grid", "method": method, "lam": lam, "seed": seed, "acc": acc, "val_acc": acc,
+            "bwt": -0.1, "status": status, "searched": "lam" if lam is not None else "", "benchmark": "b",
+            "penalty_step": "explicit" if lam is not None else None, "seconds": 1.0}
+
+
+def folder(root: Path, name: str, rows: list[dict]) -> None:
+    (root / name).mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(root / name / "trials.csv", index=False)
+
+
+def grade(monkeypatch, root: Path, claims: list[dict]) -> pd.DataFrame:
+    monkeypatch.setattr(paper_claims, "paper_claims", lambda: claims)
+    return paper_claims.grade_all(root)
+
+
+def test_versus_level_and_recorded_claims_by_hand(tmp_path: Path, monkeypatch) -> None:
+    rows = [trial("finetune", None, s, a) for s, a in enumerate([0.70, 0.72, 0.74])]
+    rows += [trial("spp", 4.0, s, a) for s, a in enumerate([0.80, 0.81, 0.85])]  # +0.10, +0.09, +0.11
+    rows += [trial("spp", 1.0, s, a) for s, a in enumerate([0.75, 0.75, 0.75])]
+    rows += [trial("ewc", 1.0, s, a) for s, a in enumerate([0.90, 0.92, 0.94])]  # SPP 0.10 below on every seed
+    folder(tmp_path, "made", rows)
+    claims = [
+        {"id": "a", "claim": "SPP above fine-tuning", "source": "T", "kind": "versus", "folders": ["made"],
+         "ours": "spp", "reference": ["finetune"], "metric": "acc", "side": "above"},
+        {"id": "b", "claim": "SPP above EWC", "source": "T", "kind": "versus", "folders": ["made"],
+         "ours": "spp", "reference": ["ewc"], "metric": "acc", "side": "above"},
+        {"id": "c", "claim": "SPP reaches 98", "source": "T", "kind": "level", "folders": ["made"],
+         "ours": "spp", "metric": "acc", "paper_value": 0.98},
+        {"id": "d", "claim": "on CIFAR", "source": "S", "kind": "recorded", "verdict": "not testable here",
+         "numbers": "needs a GPU"},
+        {"id": "e", "claim": "not run yet", "source": "S", "kind": "versus", "folders": ["absent"],
+         "ours": "spp", "reference": ["finetune"], "metric": "acc", "side": "above"},
+    ]
+    table = grade(monkeypatch, tmp_path, claims)
+    assert list(table["verdict"][:2]) == ["confirmed", "refuted: below"]
+    assert table.loc[0, "measured (points; 95% interval)"] == "spp lam=4 − finetune, acc: +10.00 [+7.52, +12.48]"
+    assert table.loc[0, "seeds"] == 3
+    assert table.loc[2, "verdict"].startswith("refuted")  # 82.0 against 98: the interval excludes it
+    assert table.loc[2, "measured (points; 95% interval)"].startswith("spp lam=4: 82.00")
+    assert table.loc[3, "verdict"] == "not testable here" and table.loc[4, "verdict"] == "not tested yet"
+
+
+def test_sensitivity_counts_each_seeds_stable_decades_by_hand(tmp_path: Path, monkeypatch) -> None:
+    grid = [0.1, 1.0, 10.0, 100.0]
+    rows = []
+    for seed in range(3):
+        # SPP within a point of its best over 0.1..10 (2 decades); EWC only at 1 (0 decades),
+        # its 10 diverged (never stable, whatever its numbers)
+        rows += [trial("spp", lam, seed, a) for lam, a in zip(grid, [0.895, 0.90, 0.892, 0.70], strict=True)]
+        rows += [trial("ewc", lam, seed, a) for lam, a in zip(grid, [0.80, 0.90, 0.0, 0.5], strict=True)]
+        rows[-2]["status"] = "diverged"
+    folder(tmp_path, "grid", rows)
+    decades = paper_claims.stable_decades(pd.read_csv(tmp_path / "grid" / "trials.csv"), "spp", 0.01)
+    assert list(decades) == pytest.approx([2.0, 2.0, 2.0])
+    table = grade(monkeypatch, tmp_path, [{"id": "s", "claim": "less sensitive", "source": "A",
+                                           "kind": "sensitivity", "folders": ["grid"], "ours": "spp",
+                                           "reference": ["ewc"], "side": "above"}])
+    assert table.loc[0, "verdict"] == "confirmed"  # +2 decades on every seed
+    assert "spp 2.00, ewc 0.00; difference +2.00" in table.loc[0, "measured (points; 95% interval)"]
+
+
+def test_the_page_block_is_replaced_between_its_markers_only(tmp_path: Path) -> None:
+    page = f"# Title\n\nbefore\n{paper_claims.START}\nold table\n{paper_claims.END}\nafter\n"
+    table = pd.DataFrame([{c: "x" for c in paper_claims.COLUMNS}])
+    updated = paper_claims._page_with(page, paper_claims.render(table))
+    assert updated.startswith("# Title\n\nbefore\n") and updated.endswith("\nafter\n") and "old table" not in updated
+    with pytest.raises(ValueError, match="no claims markers"):
+        paper_claims._page_with("# nothing here\n", paper_claims.render(table))
