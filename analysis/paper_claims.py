@@ -55,7 +55,9 @@ def grade_all(results: Path = RESULTS, margin: float = MARGIN) -> pd.DataFrame:
         grader = {"versus": _versus, "level": _level, "figure4": _figure4, "sensitivity": _sensitivity,
                   "gain": _gain, "parameter": _parameter}[kind]
         rows += [{**base, **graded} for graded in grader(item, pooled_trials(folders), results, margin)]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["seeds"] = table["seeds"].astype("Int64")  # whole numbers, blank where nothing was paired
+    return table
 
 
 def _tables(item: Mapping[str, Any]) -> str:
