@@ -56,7 +56,7 @@ def grade_all(results: Path = RESULTS, margin: float = MARGIN) -> pd.DataFrame:
                   "gain": _gain, "parameter": _parameter}[kind]
         rows += [{**base, **graded} for graded in grader(item, pooled_trials(folders), results, margin)]
     table = pd.DataFrame(rows, columns=COLUMNS)
-    table["seeds"] = table["seeds"].astype("Int64")  # whole numbers, blank where nothing was paired
+    table["seeds"] = pd.to_numeric(table["seeds"], errors="coerce").astype("Int64")  # blank: nothing paired
     return table
 
 
