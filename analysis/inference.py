@@ -210,4 +210,5 @@ def _p(value: float) -> str:
 
 
 def _points(value: float, sign: bool = False) -> str:
-    return f"{100 * value:+.2g} points" if sign else f"{100 * value:.2g} point{'s' if abs(100 * value) != 1 else ''}"
+    number = f"{100 * value:+.2g}" if sign else f"{100 * value:.2g}"
+    return f"{number} point{'' if abs(100 * value) == 1 else 's'}"

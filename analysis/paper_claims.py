@@ -54,7 +54,10 @@ def grade_all(results: Path = RESULTS, margin: float = MARGIN) -> pd.DataFrame:
             continue
         grader = {"versus": _versus, "level": _level, "figure4": _figure4, "sensitivity": _sensitivity,
                   "gain": _gain, "parameter": _parameter}[kind]
-        rows += [{**base, **graded} for graded in grader(item, pooled_trials(folders), results, margin)]
+        trials = pooled_trials(folders)
+        if "step" in item:  # one penalty step of a sweep that ran both (fine-tuning has none)
+            trials = trials[trials["penalty_step"].isna() | (trials["penalty_step"] == item["step"])]
+        rows += [{**base, **graded} for graded in grader(item, trials, results, margin)]
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["seeds"] = pd.to_numeric(table["seeds"], errors="coerce").astype("Int64")  # blank: nothing paired
     return table
