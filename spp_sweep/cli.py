@@ -149,6 +149,8 @@ def _add_sweep(commands: Any) -> None:
     sweep.add_argument("--num-samples", type=_positive_int, help="trials per method for tpe/random samplers")
     sweep.add_argument("--stack", type=_stack_setting, help="grid points per trial as one batched model: auto "
                        "(default; whole groups, capped by memory), off (one configuration per trial) or N at most")
+    sweep.add_argument("--seeds", type=_positive_int, help="run the search over seeds 0..N-1 (replaces the study's "
+                       "seeds; grid studies)")
     sweep.add_argument("--final-seeds", type=_positive_int, help="re-run each method's best over N seeds the "
                        "search did not run (replaces the study's final.seeds; the phase must exist in the file)")
     sweep.add_argument("--data-root", help="folder holding the datasets on every node (default: $SPP_DATA_ROOT)")

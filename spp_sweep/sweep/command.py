@@ -27,7 +27,8 @@ def sweep_command(args: argparse.Namespace) -> int:
     options = SweepOptions(
         address=args.address, storage=args.storage, name=args.name, resume=args.resume,
         max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
-        cpus_per_trial=args.cpus_per_trial, num_samples=args.num_samples, final_seeds=args.final_seeds,
+        cpus_per_trial=args.cpus_per_trial, num_samples=args.num_samples, seeds=args.seeds,
+        final_seeds=args.final_seeds,
         data_root=args.data_root, stack=args.stack, trust_state=args.trust_state, allow_code=args.allow_code,
         settings=tuple(args.set), method_options=tuple(args.method_option),
         benchmark_options=tuple(args.benchmark_option),

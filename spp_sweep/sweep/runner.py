@@ -102,6 +102,7 @@ class SweepOptions:
     gpus_per_trial: float | None = None
     cpus_per_trial: float | None = None
     num_samples: int | None = None
+    seeds: int | None = None  # --seeds N: the search runs seeds 0..N-1
     final_seeds: int | None = None  # --final-seeds N: the final phase runs the N smallest seeds the search did not
     stack: str | int | None = None  # --stack auto|off|N: the study's `stack`
     data_root: str | None = None
@@ -149,6 +150,16 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
                           "new one")
     study = study.with_overrides(max_concurrent=options.max_concurrent, gpu=options.gpus_per_trial,
                                  cpu=options.cpus_per_trial, num_samples=options.num_samples, stack=options.stack)
+    if options.seeds is not None:
+        if study.sampler in ("tpe", "random") and options.seeds > 1:
+            raise ConfigError(f"--seeds: with sampler {study.sampler} each suggested configuration runs once; "
+                              "repeat the best with --final-seeds N instead")
+        seeds = tuple(range(options.seeds))
+        again = sorted(set(seeds) & set(study.final_seeds))
+        if again and options.final_seeds is None:
+            raise ConfigError(f"--seeds {options.seeds}: the final phase's seeds {', '.join(map(str, again))} would "
+                              "repeat searched ones (a seed counts once); pass --final-seeds N as well")
+        study = study.with_overrides(seeds=seeds)
     if options.final_seeds is not None:
         if not study.final_seeds:
             raise ConfigError("--final-seeds: this study has no final phase; add `final: {seeds: N}` to the file")

@@ -143,6 +143,24 @@ def test_final_seeds_are_new_seeds_each_counted_once() -> None:
         parse_study({**grid, "final": {"seeds": [0, 2, 9]}})
 
 
+def test_seeds_override_the_file_and_never_repeat_the_final_phases(tmp_path: Path) -> None:
+    from spp_sweep.errors import ConfigError
+    from spp_sweep.sweep.runner import SweepOptions, prepare_study
+
+    grid = load_study(REPO / "studies" / "lambda_robustness.yaml")
+    assert prepare_study(grid, SweepOptions(storage=str(tmp_path), seeds=5)).seeds == (0, 1, 2, 3, 4)
+    with_final = parse_study({"benchmark": "split_digits", "seeds": 2, "final": {"seeds": 2},
+                              "methods": {"spp": {"space": {"lam": [1, 4]}}}})
+    assert with_final.final_seeds == (2, 3)
+    with pytest.raises(ConfigError, match=r"--seeds 4: the final phase's seeds 2, 3 would repeat"):
+        prepare_study(with_final, SweepOptions(storage=str(tmp_path), seeds=4))
+    both = prepare_study(with_final, SweepOptions(storage=str(tmp_path), seeds=4, final_seeds=2))
+    assert both.seeds == (0, 1, 2, 3) and both.final_seeds == (4, 5)
+    tpe = load_study(REPO / "studies" / "split_mnist.yaml")
+    with pytest.raises(ConfigError, match="--seeds: with sampler tpe"):
+        prepare_study(tpe, SweepOptions(storage=str(tmp_path), seeds=3))
+
+
 def test_final_seeds_num_samples_and_benchmark_options_override_the_file(tmp_path: Path) -> None:
     from spp_sweep.errors import ConfigError
     from spp_sweep.sweep.runner import SweepOptions, prepare_study
