@@ -55,6 +55,8 @@ def grade_all(results: Path = RESULTS, margin: float = MARGIN) -> pd.DataFrame:
         grader = {"versus": _versus, "level": _level, "figure4": _figure4, "sensitivity": _sensitivity,
                   "gain": _gain, "parameter": _parameter}[kind]
         trials = pooled_trials(folders)
+        if "phase" in item:  # e.g. a TPE study's final phase: the chosen configurations over new seeds
+            trials = trials[trials["phase"] == item["phase"]]
         if "step" in item:  # one penalty step of a sweep that ran both (fine-tuning has none)
             trials = trials[trials["penalty_step"].isna() | (trials["penalty_step"] == item["step"])]
         rows += [{**base, **graded} for graded in grader(item, trials, results, margin)]

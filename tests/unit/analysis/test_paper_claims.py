@@ -80,3 +80,18 @@ def test_the_page_block_is_replaced_between_its_markers_only(tmp_path: Path) -> 
     assert updated.startswith("# Title\n\nbefore\n") and updated.endswith("\nafter\n") and "old table" not in updated
     with pytest.raises(ValueError, match="no claims markers"):
         paper_claims._page_with("# nothing here\n", paper_claims.render(table))
+
+
+def test_a_claim_may_keep_one_phase_or_one_penalty_step(tmp_path: Path, monkeypatch) -> None:
+    rows = [{**trial("spp", 1.0, 0, 0.99), "phase": "optuna"}]  # one lucky search trial
+    rows += [{**trial("spp", 4.0, s, a), "phase": "final"} for s, a in ((1, 0.80), (2, 0.81), (3, 0.85))]
+    rows += [{**trial("finetune", None, s, a), "phase": "final"} for s, a in ((1, 0.70), (2, 0.72), (3, 0.74))]
+    rows += [{**trial("spp", 4.0, s, 0.1), "penalty_step": "implicit"} for s in (1, 2, 3)]
+    folder(tmp_path, "tpe", rows)
+    claim = {"id": "f", "claim": "final", "source": "T", "kind": "versus", "folders": ["tpe"], "ours": "spp",
+             "reference": ["finetune"], "metric": "acc", "side": "above"}
+    final = grade(monkeypatch, tmp_path, [{**claim, "phase": "final", "step": "explicit"}])
+    assert final.loc[0, "measured (points; 95% interval)"] == "spp lam=4 − finetune, acc: +10.00 [+7.52, +12.48]"
+    assert final.loc[0, "verdict"] == "confirmed"
+    whole = grade(monkeypatch, tmp_path, [claim])  # the search's lucky seed-0 trial would be selected
+    assert whole.loc[0, "measured (points; 95% interval)"].startswith("spp lam=1 − finetune")
