@@ -210,9 +210,9 @@ def compute_spent(trials: pd.DataFrame, root: str | Path | None = None) -> pd.Da
     to the last trial's report, which leaves those fixed costs out (``wall_from`` says which).
     A stacked trial's rows each carry a share of its time, so its start is its end less the whole.
     With ``root``, a first row ``start-up`` holds what each command spent before its first phase
-    (interpreter, imports, Ray's start) and a last row ``shut-down`` ending the Ray session the
-    command started where it recorded one (``sweep``; ``recommend`` ends it beside its reports),
-    so the rows add up to the commands' wall time.
+    (from the command's first line: imports, checks, Ray's start) and a last row ``shut-down``
+    ending the Ray session the command started where it recorded one (``sweep``; ``recommend``
+    ends it beside its reports), so the rows cover the commands from their first line.
     """
     columns = ["phase", "trials", "trial_tasks", "trial_seconds", "wall_seconds", "wall_from"]
     if trials.empty:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,10 @@ import yaml
 
 from . import __version__
 from .errors import UserError
+
+# The command's first line: compute.csv's start-up row begins here (the first command of this
+# process; a later in-process call of main() begins at its own call).
+_FIRST_LINE = [time.time()]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -296,7 +301,9 @@ def _add_recommend(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = _FIRST_LINE.pop() if _FIRST_LINE else time.time()
     args = build_parser().parse_args(argv)
+    args.started = started
     try:
         if args.command == "run":
             from .run_command import run_command

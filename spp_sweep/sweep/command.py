@@ -25,7 +25,8 @@ def sweep_command(args: argparse.Namespace) -> int:
     from .runner import SweepOptions, release_ray, run_sweep
 
     options = SweepOptions(
-        address=args.address, storage=args.storage, name=args.name, resume=args.resume,
+        started=getattr(args, "started", None), address=args.address, storage=args.storage, name=args.name,
+        resume=args.resume,
         max_concurrent=args.max_concurrent, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, num_samples=args.num_samples, seeds=args.seeds,
         final_seeds=args.final_seeds,
@@ -147,7 +148,7 @@ def recommend_command(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, verbose=0 if args.quiet else 1,
         trackers=trackers_from(args), protocol=args.protocol, first_tasks=args.first_tasks, tune_on=args.tune_on,
         tune_on_options=tuple(args.tune_on_option), compare=args.compare, tolerance=args.tolerance,
-        stack=args.stack if args.stack is not None else "auto",
+        stack=args.stack if args.stack is not None else "auto", started=getattr(args, "started", None),
     )
     report = recommend(options)
     print(f"\n{report.read_text().split(chr(10) + '## Ranking')[0].strip()}")

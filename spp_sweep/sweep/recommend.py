@@ -72,6 +72,7 @@ class RecommendOptions:
     max_concurrent: int | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
+    started: float | None = None  # when the command began (its first line): compute.csv's start-up row starts there
     verbose: int = 1
     trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B for both sweeps
     stack: str | int = "auto"  # configurations per trial as one batched model (a study's stack:)
@@ -221,7 +222,7 @@ def recommend(options: RecommendOptions) -> Path:
     reference = search_study(dataclasses.replace(options, protocol="end_of_training", tune_on=None), "reference") \
         if options.compare and study.evaluates_apart else None
     # DATA and --tune-on were typed on the command line: an entry point named there may run
-    sweep_options = SweepOptions(address=options.address, storage=home, resume=options.resume,
+    sweep_options = SweepOptions(started=options.started, address=options.address, storage=home, resume=options.resume,
                                  trust_state=options.trust_state, allow_code=True,
                                  max_concurrent=options.max_concurrent, verbose=options.verbose,
                                  trackers=options.trackers, preload=("analysis.report", "analysis.recommendation"))

@@ -102,6 +102,8 @@ class SweepOptions:
     gpus_per_trial: float | None = None
     cpus_per_trial: float | None = None
     num_samples: int | None = None
+    # when the command began (its first line): compute.csv's start-up row starts there; None: at run_sweep
+    started: float | None = None
     seeds: int | None = None  # --seeds N: the search runs seeds 0..N-1
     final_seeds: int | None = None  # --final-seeds N: the final phase runs the N smallest seeds the search did not
     stack: str | int | None = None  # --stack auto|off|N: the study's `stack`
@@ -323,6 +325,7 @@ def _library_output(quiet: bool) -> Iterator[None]:
 
 def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any] | None) -> SweepOutcome:
     """run_sweep's body: check, connect, then each phase in order."""
+    entered = time.time()
     study = prepare_study(study, options)
     options.trackers.check()
     if options.address is None:
@@ -338,8 +341,11 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     if options.trackers.tensorboard and options.verbose:
         print(f"TensorBoard: tensorboard --logdir {options.trackers.tensorboard_folder(root, study.name)}  "
               "(one run per configuration; step = task; pip install 'spp-sweep[tensorboard]')", flush=True)
-    if "://" not in root:  # the command's own start-up (interpreter, imports, Ray), so compute.csv adds up
-        trial_files.add_phase_time(Path(root), trial_files.STARTUP_PHASE, _unaccounted_since(), time.time())
+    # the command's own start-up (its imports, checks, Ray's start) from its first line, or from the
+    # end of the phases of the sweep this process ran before (recommend runs several): no second twice
+    if "://" not in root:
+        since = _ACCOUNTED_UNTIL[-1] if _ACCOUNTED_UNTIL else (options.started or entered)
+        trial_files.add_phase_time(Path(root), trial_files.STARTUP_PHASE, since, time.time())
     extra = dict(extra_config or {})
     phases: list[str] = []
     grid_methods = [m for m in study.methods if not study.searched_by_optuna(m)]
@@ -372,14 +378,6 @@ def _imported_later(study: Study, options: SweepOptions) -> list[str]:
 
 
 _ACCOUNTED_UNTIL: list[float] = []  # when this process's last sweep ended its phases (recommend runs several)
-
-
-def _unaccounted_since() -> float:
-    """Where compute.csv's start-up span begins: this process's start, or the end of the phases
-    of the sweep it ran before (so that no second is counted twice)."""
-    import psutil  # a dependency of Ray's
-
-    return _ACCOUNTED_UNTIL[-1] if _ACCOUNTED_UNTIL else float(psutil.Process().create_time())
 
 
 def release_ray_beside() -> Callable[[], None]:

@@ -219,10 +219,13 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_finishes_it_once_the
         assert not empty, empty
 
 
-def test_compute_spent_adds_up_to_the_commands_wall_time(tmp_path: Path) -> None:
-    """The driver's clock per phase plus the command's start-up (interpreter, imports, Ray) is the
-    whole command but its last seconds (the summary, the interpreter's exit: about 2 s); ending
-    Ray's session is its last row, shut-down."""
+def test_compute_spent_counts_the_command_from_its_first_line(tmp_path: Path) -> None:
+    """compute.csv's rows: the command's start-up, each phase, Ray's shut-down, all from the
+    driver's own clock; the start-up span begins inside the command (at its first line, not at the
+    process's creation time, which Linux rounds through a boot time in whole seconds), and every
+    span ends before the command returned. Orderings on one clock: no duration is asserted."""
+    import json
+
     from analysis.selection import compute_spent
 
     study = {"name": "clocked", "benchmark": "split_digits", "fixed": {"epochs": 2},
@@ -230,36 +233,46 @@ def test_compute_spent_adds_up_to_the_commands_wall_time(tmp_path: Path) -> None
              "seeds": 1, "resources": {"cpu": 1}, "storage": str(tmp_path)}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
-    started = time.time()
+    launched = time.time()
     done = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", str(path), "--quiet", "--no-report"],
                           capture_output=True, text=True, timeout=600)
-    wall = time.time() - started
+    returned = time.time()
     assert done.returncode == 0, done.stderr[-2000:]
     spent = compute_spent(load_trials(tmp_path / "clocked"), tmp_path / "clocked")
     assert list(spent["phase"]) == ["start-up", "grid", "final", "shut-down"] and set(spent["wall_from"]) == {"driver"}
-    assert spent.loc[0, "wall_seconds"] > 1 and spent.loc[0, "trials"] == 0  # Ray's start is not free
-    assert 0 <= wall - spent["wall_seconds"].sum() < 5, (wall, spent.to_string())
+    assert spent.loc[0, "trials"] == 0 and (spent["wall_seconds"] > 0).all()
+    spans = [span for phase in json.loads((tmp_path / "clocked" / "phase_times.json").read_text()).values()
+             for span in phase]
+    (first_start, _), = json.loads((tmp_path / "clocked" / "phase_times.json").read_text())["start-up"]
+    assert launched <= first_start  # from the command's first line, after the process was launched
+    assert all(start <= end <= returned for start, end in spans)
 
 
-def test_recommends_compute_adds_up_to_its_wall_time(tmp_path: Path) -> None:
-    """compute.csv of `spp-sweep recommend` (every sweep's phases, start-ups, and the reports
-    written after training) sums to the command's wall time but its last seconds (the interpreter's
-    exit); Ray's session ends beside the reports, inside their row: no shut-down row counts it twice."""
+def test_recommends_compute_counts_its_sweeps_and_reports_from_its_first_line(tmp_path: Path) -> None:
+    """compute.csv of `spp-sweep recommend`: every sweep's start-up and phases, then the reports
+    written after training; Ray's session ends beside the reports, inside their row (no shut-down
+    row counts it twice). The search's start-up begins inside the command and every span ends
+    before it returned: orderings on one clock, no duration asserted."""
+    import json
+
     import numpy as np
     import pandas as pd
 
     from tests.unit.benchmarks.test_custom_data import blobs
 
     np.savez(tmp_path / "mine.npz", **blobs(n_classes=4, per_class=30))
-    started = time.time()
+    launched = time.time()
     done = subprocess.run([sys.executable, "-m", "spp_sweep", "recommend", str(tmp_path / "mine.npz"), "--tasks", "2",
                            "--methods", "spp,finetune", "--budget", "2", "--seeds", "2", "--curve-points", "3",
                            "--set", "epochs=2", "--storage", str(tmp_path / "rec"), "--quiet"],
                           capture_output=True, text=True, timeout=600)
-    wall = time.time() - started
+    returned = time.time()
     assert done.returncode == 0, done.stderr[-2000:]
     spent = pd.read_csv(tmp_path / "rec" / "mine" / "recommendation" / "compute.csv")
     assert spent.iloc[-1][["sweep", "phase"]].tolist() == ["recommendation", "reports"]
-    assert spent.iloc[-1]["wall_seconds"] > 0.5  # the search's report and the figures are not free
+    assert (spent["wall_seconds"] > 0).all() and set(spent["wall_from"]) == {"driver"}
     assert "shut-down" not in set(spent["phase"])  # Ray's stop ran beside the reports, counted in their row
-    assert 0 <= wall - spent["wall_seconds"].sum() < 5, (wall, spent.to_string())
+    times = [json.loads(path.read_text()) for path in sorted((tmp_path / "rec" / "mine").glob("*/phase_times.json"))]
+    (first_start, _), = json.loads((tmp_path / "rec" / "mine" / "search" / "phase_times.json").read_text())["start-up"]
+    assert launched <= first_start  # from the command's first line, after the process was launched
+    assert all(start <= end <= returned for phases in times for spans in phases.values() for start, end in spans)
