@@ -104,13 +104,18 @@ def _label(trials: pd.DataFrame) -> str:
 
 def _versus(item: Mapping[str, Any], trials: pd.DataFrame, results: Path, margin: float) -> list[dict[str, Any]]:
     ours = _selected(trials, item["ours"])
+    own = item.get("finetune_lr") == "own"  # a study that searched each method's lr: fine-tuning at its best
     loss = "higher_is_better" in trials and not trials["higher_is_better"].astype(bool).all()
     scale, unit = (1.0, " nats") if loss else (100.0, "")  # a VAE's −ELBO is in nats, not points
-    references = [_reference(trials, name, ours) for name in item["reference"]]
+    references = [_selected(trials, name) if own else _reference(trials, name, ours) for name in item["reference"]]
     diffs = holm([paired(per_seed(ours, item["metric"]), per_seed(ref, item["metric"])) for ref in references])
+    effects = item.get("paper_effect") or [None] * len(references)
     out = []
-    for name, ref, d in zip(item["reference"], references, diffs, strict=True):
+    for name, ref, d, effect in zip(item["reference"], references, diffs, effects, strict=True):
         graded = claim(d, item["side"], float(item.get("threshold", 0.0)), margin, scale=scale)
+        if effect is not None and d.n >= 2 and not d.low <= float(effect) <= d.high:
+            # the paper's own difference, a magnitude beside the direction graded above
+            graded += f"; the paper's {scale * float(effect):+.2f} lies outside the interval"
         out.append({"seeds": d.n, "verdict": graded,
                     "measured (points; 95% interval)":
                         f"{_label(ours)} − {_label(ref) if len(ref) else name}, {item['metric']}: "
@@ -172,8 +177,8 @@ def _sensitivity(item: Mapping[str, Any], trials: pd.DataFrame, results: Path, m
         out.append({"seeds": d.n, "verdict": claim(d, item["side"], margin=0.0, scale=1.0),
                     "measured (points; 95% interval)":
                         f"decades within {100 * margin:.2g} point of each seed's best: {item['ours']} "
-                        f"{ours.mean():.2f}, {name} {theirs.mean():.2f}; difference {d.mean:+.2f} "
-                        f"[{d.low:+.2f}, {d.high:+.2f}] decades"})
+                        f"{ours.mean():.2f}, {name} {theirs.mean():.2f}; difference {d.mean:+.3f} "
+                        f"[{d.low:+.3f}, {d.high:+.3f}] decades"})
     return out
 
 
