@@ -164,8 +164,9 @@ def claim(d: Difference, side: str, threshold: float = 0.0, margin: float = MARG
     ``side``: ``above`` (the claim: difference > threshold), ``below`` (< threshold) or
     ``equivalent`` (|difference| < margin). Confirmed where the interval lies on the claimed side
     of the threshold (inside ±margin for equivalence), refuted where it excludes the claim, and
-    otherwise not settled at n seeds with the power note. ``scale``: 100 for ACC (points), 1 for a
-    measure in its own units."""
+    A claimed difference whose whole interval lies inside ±margin is refuted too: the data show no
+    difference of the size that matters. Otherwise not settled at n seeds, with the power note.
+    ``scale``: 100 for ACC (points), 1 for a measure in its own units."""
     if d.n < 2:
         return f"not settled ({d.n} seed{'s' if d.n != 1 else ''}: no interval)"
     low, high = d.low, d.high
@@ -187,6 +188,8 @@ def claim(d: Difference, side: str, threshold: float = 0.0, margin: float = MARG
             return "refuted" + (": above" if low > 0 else f": not below {_points(threshold, sign=True)}")
     else:
         raise ValueError(f"side: expected above, below or equivalent, got {side!r}")
+    if side != "equivalent" and -margin < low and high < margin:  # a claimed gain no bigger than the margin
+        return f"refuted: equivalent within ±{_points(margin)}"
     return f"not settled at {d.n} seeds {interval_text(d, scale)}; {power_note(d, scale)}"
 
 

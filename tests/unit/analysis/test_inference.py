@@ -71,6 +71,7 @@ def test_a_tight_interval_inside_the_margin_reads_equivalent() -> None:
     assert verdict(tight) == "equivalent within ±1 point"
     assert verdict(tight, margin=0.001).startswith("not separated")  # the same data, a margin it does not fit
     assert claim(tight, "equivalent") == "confirmed: within ±1 point"
+    assert claim(tight, "above") == "refuted: equivalent within ±1 point"  # no gain of a size that matters
 
 
 def test_claims_are_confirmed_refuted_or_not_settled_by_the_interval() -> None:
