@@ -170,16 +170,9 @@ def stable_decades(trials: pd.DataFrame, method: str, margin: float) -> pd.Serie
 
 def _sensitivity(item: Mapping[str, Any], trials: pd.DataFrame, results: Path, margin: float) -> list[dict[str, Any]]:
     ours = stable_decades(trials, item["ours"], margin)
-    diffs = holm([paired(ours, stable_decades(trials, name, margin)) for name in item["reference"]])
-    out = []
-    for name, d in zip(item["reference"], diffs, strict=True):
-        theirs = stable_decades(trials, name, margin)
-        out.append({"seeds": d.n, "verdict": claim(d, item["side"], margin=0.0, scale=1.0),
-                    "measured (points; 95% interval)":
-                        f"decades within {100 * margin:.2g} point of each seed's best: {item['ours']} "
-                        f"{ours.mean():.2f}, {name} {theirs.mean():.2f}; difference {d.mean:+.3f} "
-                        f"[{d.low:+.3f}, {d.high:+.3f}] decades"})
-    return out
+    what = f"decades within {100 * margin:.2g} point of each seed's best"
+    return _in_own_units(item, [(f"{what}, {item['ours']} vs {name}", ours, stable_decades(trials, name, margin))
+                                for name in item["reference"]], " decades")
 
 
 def _gain(item: Mapping[str, Any], trials: pd.DataFrame, results: Path, margin: float) -> list[dict[str, Any]]:
@@ -203,22 +196,25 @@ def _parameter(item: Mapping[str, Any], trials: pd.DataFrame, results: Path, mar
     """A per-trial column of the parameter analysis (``parameter_analysis.csv``), ours − reference
     per seed, one row per layer, Holm over the layers. Its units are the column's own."""
     table = pd.concat([pd.read_csv(results / name / "parameter_analysis.csv") for name in item["folders"]])
-    layers = list(dict.fromkeys(table["layer"]))
 
     def values(method: str, layer: str) -> pd.Series:
         rows = table[(table["method"] == method) & (table["layer"] == layer)]
         return rows.groupby("seed")[item["column"]].mean()
 
-    diffs = holm([paired(values(item["ours"], layer), values(item["reference"], layer)) for layer in layers])
-    out = []
-    for layer, d in zip(layers, diffs, strict=True):
-        ours, theirs = values(item["ours"], layer), values(item["reference"], layer)
-        out.append({"seeds": d.n, "verdict": claim(d, item["side"], margin=0.0, scale=1.0),
-                    "measured (points; 95% interval)":
-                        f"{layer}, {item['column']}: {item['ours']} {ours.mean():.4g}, {item['reference']} "
-                        f"{theirs.mean():.4g}; difference {d.mean:+.4g} [{d.low:+.4g}, {d.high:+.4g}]"
-                        f"{' (Holm, ' + str(d.family) + ' tests)' if d.family > 1 else ''}"})
-    return out
+    return _in_own_units(item, [(f"{layer}, {item['column']}, {item['ours']} vs {item['reference']}",
+                                 values(item["ours"], layer), values(item["reference"], layer))
+                                for layer in dict.fromkeys(table["layer"])], "")
+
+
+def _in_own_units(item: Mapping[str, Any], pairs: list[tuple[str, pd.Series, pd.Series]],
+                  unit: str) -> list[dict[str, Any]]:
+    """ours − reference per seed for each (label, ours, reference), Holm over the pairs, graded
+    with no equivalence margin and worded in the measure's own units."""
+    diffs = holm([paired(ours, theirs) for _, ours, theirs in pairs])
+    return [{"seeds": d.n, "verdict": claim(d, item["side"], margin=0.0, scale=1.0),
+             "measured (points; 95% interval)": f"{label}: {ours.mean():.4g} against {theirs.mean():.4g}; "
+                                                f"difference {d.mean:+.4g} {interval_text(d, 1.0)}{unit}"}
+            for (label, ours, theirs), d in zip(pairs, diffs, strict=True)]
 
 
 def render(table: pd.DataFrame) -> str:
