@@ -70,7 +70,8 @@ def test_sensitivity_counts_each_seeds_stable_decades_by_hand(tmp_path: Path, mo
                                            "kind": "sensitivity", "folders": ["grid"], "ours": "spp",
                                            "reference": ["ewc"], "side": "above"}])
     assert table.loc[0, "verdict"] == "confirmed"  # +2 decades on every seed
-    assert table.loc[0, "measured (points; 95% interval)"].endswith("spp vs ewc: 2 against 0; difference +2 [+2, +2] decades")
+    measured = table.loc[0, "measured (points; 95% interval)"]
+    assert measured.endswith("spp vs ewc: 2 against 0; difference +2 [+2, +2] decades")
 
 
 def test_the_page_block_is_replaced_between_its_markers_only(tmp_path: Path) -> None:
