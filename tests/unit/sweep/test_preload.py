@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,22 +19,26 @@ from spp_sweep.sweep.study import parse_study
 @pytest.fixture
 def modules(tmp_path: Path, monkeypatch):
     """Two importable modules that record the thread importing them, and one that raises."""
-    (tmp_path / "preload_fine.py").write_text("import threading, time\ntime.sleep(0.2)\n"
+    (tmp_path / "preload_signal.py").write_text("import threading\nSTARTED = threading.Event()\n")
+    (tmp_path / "preload_fine.py").write_text("import threading, time, preload_signal\n"
+                                               "preload_signal.STARTED.set()\ntime.sleep(0.2)\n"
                                                "THREAD = threading.current_thread().name\n")
     (tmp_path / "preload_also.py").write_text("import threading\nTHREAD = threading.current_thread().name\n")
     (tmp_path / "preload_broken.py").write_text("raise RuntimeError('broken on purpose')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield
-    for name in ("preload_fine", "preload_also", "preload_broken"):
+    for name in ("preload_signal", "preload_fine", "preload_also", "preload_broken"):
         sys.modules.pop(name, None)
 
 
 def test_the_modules_are_imported_beside_the_body_and_done_when_it_returns(modules) -> None:
-    start = time.perf_counter()
+    import preload_signal
+
     with preload.importing_beside(["preload_broken", "preload_fine", "preload_also"]):
-        time.sleep(0.2)  # the body (ray.init) runs while the thread imports
+        # the body (ray.init) runs while the thread imports: the import starts before the body
+        # ends (imported after it, the event would never be set while the body waits)
+        assert preload_signal.STARTED.wait(timeout=30)
         assert threading.current_thread() is threading.main_thread()
-    assert time.perf_counter() - start < 0.39  # side by side: not 0.2 s + 0.2 s
     assert sys.modules["preload_fine"].THREAD == sys.modules["preload_also"].THREAD == "spp-sweep-preload"
     assert not any(t.name == "spp-sweep-preload" for t in threading.enumerate())  # joined
     assert "preload_broken" not in sys.modules
