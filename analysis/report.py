@@ -56,7 +56,7 @@ def write_report(root: str | Path, out: str | Path, plan: Mapping[str, Any] | No
     metric = plan["metric"] if plan else _study_metric(root)
     trials = one_per_seed(trials)  # a sweep from before final seeds were new ones trained some twice
     trials.attrs["damaged"] = damaged
-    replace_folder(out, lambda staging: _write(trials, matrices, metric, root, staging, plan))
+    replace_folder(out, lambda staging: _write(trials, matrices, metric, root, staging, plan), keep=(root,))
     return out / "report.md"
 
 

@@ -49,3 +49,24 @@ def check_writable_folder(folder: Path, flag: str) -> None:
         raise ConfigError(f"{flag} {folder}: {existing} is not a folder; give a path under a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {folder}: {existing} is not writable; choose another place")
+
+
+OUTPUT_MARK = ".spp-sweep-output"  # written into every folder this tool replaces whole (reports)
+
+
+def check_output_folder(folder: Path, flag: str, keep: tuple[Path, ...] = ()) -> None:
+    """Refuse, in one line before any work, an output folder whose replacement would delete what
+    this tool did not write: it must be new, empty, or marked (:data:`OUTPUT_MARK`) by an earlier
+    output; never the working folder, a folder above it, or one holding a folder of ``keep``
+    (the sweep a report reads)."""
+    check_writable_folder(folder, flag)
+    where = folder.expanduser().resolve()
+    for kept in (Path.cwd(), *keep):
+        kept = kept.expanduser().resolve()
+        if where == kept or where in kept.parents:
+            what = "the working folder" if kept == Path.cwd().resolve() else f"the sweep {kept}"
+            raise ConfigError(f"{flag} {folder} is or holds {what}, which replacing it would delete; give a new "
+                              "folder for the output")
+    if folder.is_dir() and not (folder / OUTPUT_MARK).is_file() and any(folder.iterdir()):
+        raise ConfigError(f"{flag} {folder} holds files spp-sweep did not write (no {OUTPUT_MARK} in it), which "
+                          "replacing it would delete; give a new or empty folder")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .. import trial_files
 from ..errors import ConfigError
-from ..files import check_writable_folder
+from ..files import atomic_write, check_output_folder
 from .study import load_study
 
 STUDY_COPY = trial_files.STUDY
@@ -36,6 +36,12 @@ def sweep_command(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1, trackers=trackers_from(args),
         preload=() if args.no_report else ("analysis.report",),
     )
+    if not args.no_report:  # a resumed sweep's report folder: one this tool wrote, or refused now
+        from .runner import sweep_root
+
+        root = sweep_root(study.with_overrides(storage=options.storage, name=options.name))
+        if "://" not in root:
+            check_output_folder(Path(root) / "report", "the sweep's report folder")
     owns_ray = not connected()
     outcome = run_sweep(study, options)
     if owns_ray:
@@ -85,7 +91,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     if "://" in args.results:  # a sweep on object storage: its files are read through a local copy
         out = Path(args.out or f"{args.results.rstrip('/').rsplit('/', 1)[-1]}-report")
-        check_writable_folder(out, "--out")
+        check_output_folder(out, "--out")
         with tempfile.TemporaryDirectory(prefix="spp-sweep-report-") as copy:
             root = fetch_sweep(args.results, Path(copy))
             report = write_report(root, out, plan=_older_plan(root))
@@ -95,7 +101,7 @@ def report_command(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder; give the sweep folder (STORAGE/NAME) or a phase inside it")
     out = Path(args.out) if args.out else root / "report"
-    check_writable_folder(out, "--out")
+    check_output_folder(out, "--out", keep=(root,))
     report = write_report(root, out, plan=_older_plan(root))
     print(f"report: {report}")
     return 0
@@ -163,11 +169,34 @@ def compare_command(args: argparse.Namespace) -> int:
     for _, folder in args.sweeps:
         if not Path(folder).is_dir():
             raise ConfigError(f"{folder} is not a folder; give each variant as LABEL=SWEEP_DIR")
+    if args.out:
+        check_table_file(Path(args.out), "--out", COMPARE_HEADER)
     table = compare_sweeps(args.sweeps, method=args.method, metric=args.metric)
     if args.out:
-        table.to_csv(args.out, index=False)
+        atomic_write(Path(args.out), table.to_csv(index=False).encode())
     print(table.to_markdown(index=False))
     return 0
+
+
+COMPARE_HEADER = "variant,"  # how every table `compare` writes begins (analysis.claims.compare_sweeps)
+
+
+def check_table_file(path: Path, flag: str, header: str) -> None:
+    """A CSV output is new, or a table of the same kind this tool wrote (its header): anything
+    else is refused before work, since writing it would replace the user's file."""
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give a CSV file name")
+    if not path.parent.expanduser().is_dir():
+        raise ConfigError(f"{flag} {path}: {path.parent} is not a folder; give a path under a folder")
+    if path.exists():
+        try:
+            with path.open("rb") as file:
+                first = file.read(len(header)).decode(errors="replace")
+        except OSError as error:
+            raise ConfigError(f"{flag} {path} cannot be read ({error.strerror}); give a new file name") from None
+        if first != header:
+            raise ConfigError(f"{flag} {path} is a file spp-sweep did not write (not a `compare` table), which "
+                              "writing would replace; give a new file name")
 
 
 def status_command(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..benchmarks import BENCHMARKS
 from ..errors import ConfigError, UserError
+from ..files import check_output_folder
 from ..methods import METHODS
 from .study import PROTOCOLS, RUN_KEYS, Study, name_problem, parse_study
 from .trackers import Trackers
@@ -219,6 +220,8 @@ def recommend(options: RecommendOptions) -> Path:
         raise ConfigError(f"{home} exists; pass --resume to continue it, or --name NEW for a new recommendation")
     if options.resume and not Path(home, "search", "study.yaml").exists():
         raise ConfigError(f"--resume: no recommendation at {home}; run it without --resume first")
+    for out in (Path(home, "recommendation"), Path(home, "search", "report")):  # what it replaces at the end
+        check_output_folder(out, "--resume")
     reference = search_study(dataclasses.replace(options, protocol="end_of_training", tune_on=None), "reference") \
         if options.compare and study.evaluates_apart else None
     # DATA and --tune-on were typed on the command line: an entry point named there may run
