@@ -48,19 +48,16 @@ def trial_folders(root: str | Path) -> Iterator[Path]:
 
 def read_reports(folder: Path) -> list[dict[str, Any]]:
     """The trial's reports in order; a half-written last line (a killed writer) is skipped."""
-    path = folder / trial_files.RESULT
-    if not path.exists():
-        return []
+    # damaged bytes: their lines are skipped; a file too long or not a file raises (a damaged trial)
+    text = trial_files.read_text(folder / trial_files.RESULT, trial_files.REPORTS_FILE)
     reports = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")  # damaged bytes: their lines are skipped
-    except OSError:
-        return []
-    for line in text.splitlines():
+    for line in (text or "").splitlines():
         try:
-            reports.append(json.loads(line))
-        except json.JSONDecodeError:
+            report = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             continue
+        if isinstance(report, dict):
+            reports.append(report)
     return reports
 
 
@@ -93,7 +90,8 @@ def load_trials(root: str | Path) -> pd.DataFrame:
     for folder in trial_folders(root):
         try:
             rows += _trial_rows(root, folder)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:  # a cut or foreign params.json
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError,
+                RecursionError) as error:  # a cut, foreign or tampered trial folder
             damaged.append(f"{folder}: {type(error).__name__}: {' '.join(str(error).split())[:200]}")
             print(f"spp-sweep: skipping the damaged trial {damaged[-1]}", file=sys.stderr)
     frame = pd.DataFrame(rows)
@@ -107,16 +105,20 @@ def load_trials(root: str | Path) -> pd.DataFrame:
 def _trial_rows(root: Path, folder: Path) -> list[dict[str, Any]]:
     """A trial folder's rows: one, or one per member of a stacked trial (spp_sweep/sweep/stacking.py),
     each as if that configuration had run alone (``stack`` names the trial it shared)."""
-    config = json.loads((folder / trial_files.PARAMS).read_text(encoding="utf-8"))
+    config = json.loads(trial_files.read_text(folder / trial_files.PARAMS) or "")
     trial = config.get("trial", {})
     reports = read_final_reports(folder)
     last = reports[-1] if reports else {}
     if "members" not in trial:
-        return [_trial_row(root, folder, config, trial, last)]
+        return [_trial_row(root, folder, config, trial, _checked(last))]
     trial_id = last.get("trial_id", folder.name)
+    reported = last.get("members") or [{}] * len(trial["members"])
+    if not isinstance(reported, list) or len(reported) != len(trial["members"]):
+        raise ValueError(f"the stack's report holds {len(reported) if isinstance(reported, list) else 'no'} "
+                         f"members and its params.json {len(trial['members'])}")
     rows = []
     for k, member in enumerate(trial["members"]):
-        values = (last.get("members") or [{}] * len(trial["members"]))[k]
+        values = _checked(reported[k])
         shared: dict[str, Any] = {key: last[key] for key in ("timestamp", "node_id", "threads", "device", "output",
                                             "higher_is_better", "penalty_step") if key in last}
         if "time_total_s" in last:  # each member's share, so sums over rows are the compute spent
@@ -126,6 +128,35 @@ def _trial_rows(root: Path, folder: Path) -> list[dict[str, Any]]:
         row["stack"], row["stack_members"] = trial_id, len(trial["members"])
         rows.append(row)
     return rows
+
+
+def _checked(report: Any) -> dict[str, Any]:
+    """A final report whose values have the types the engine writes; anything else raises
+    ValueError (the trial is listed as damaged): a metric that is not a number or None, or is
+    infinite (never a result), an accuracy matrix that is not one row per task of numbers."""
+    if not isinstance(report, dict):
+        raise ValueError("a report that is not a mapping")
+    for key in ("score", "seconds", "timestamp", "time_total_s", *METRIC_COLUMNS, *VALIDATION_COLUMNS):
+        value = report.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{key} is {type(value).__name__}, not a number")
+        if key in (*METRIC_COLUMNS, *VALIDATION_COLUMNS) and value is not None and math.isinf(value):
+            raise ValueError(f"{key} is {value}, which no run reports")
+    for key in ("accuracy_matrix", "validation_matrix"):
+        matrix = report.get(key)
+        if matrix is None:
+            continue
+        n = report.get("n_tasks")
+        if not isinstance(matrix, list) or not all(
+                isinstance(row, list) and (not isinstance(n, int) or len(row) == n) and all(
+                    value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+                    for value in row) for row in matrix) or len({len(row) for row in matrix}) > 1:
+            raise ValueError(f"{key} is not one row of numbers per task")
+    for key in ("task", "n_tasks"):
+        value = report.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{key} is {type(value).__name__}, not a whole number")
+    return report
 
 
 def _trial_row(root: Path, folder: Path, config: dict[str, Any], trial: dict[str, Any], last: dict[str, Any],
@@ -181,13 +212,13 @@ def final_from_checkpoint(folder: Path, reports: list[dict[str, Any]]) -> dict[s
     if path is None or not path.exists():
         return None
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = json.loads(trial_files.read_text(path, trial_files.REPORTS_FILE) or "")
         if "members" in saved:  # a stack's checkpoint: every member's result
             members = [_as_report(m) for m in saved["members"]]
             report = {"status": "finished", "members": members, "task": max(m["task"] for m in members)}
         else:
             report = _as_report(saved)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
     ids = {"trial_id": reports[-1]["trial_id"]} if reports and "trial_id" in reports[-1] else {}
     return {**report, **ids, "recovered_from": str(path)}
@@ -210,7 +241,11 @@ def load_matrices(root: str | Path) -> pd.DataFrame:
     """Long table of every trial's accuracy matrix: trial_id, after_task, task, accuracy (1-based)."""
     records = []
     for folder in trial_folders(root):
-        reports = read_final_reports(folder)
+        try:
+            reports = read_final_reports(folder)
+            _matrices_checked(reports)
+        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+            continue  # damaged: load_trials lists it
         if not reports:
             continue
         trial_id = reports[-1].get("trial_id", folder.name)
@@ -226,6 +261,15 @@ def load_matrices(root: str | Path) -> pd.DataFrame:
                 records += [{"trial_id": name, "after_task": j + 1, "task": i + 1, "accuracy": a}
                             for i, a in enumerate(row)]
     return pd.DataFrame(records, columns=["trial_id", "after_task", "task", "accuracy"])
+
+
+def _matrices_checked(reports: list[dict[str, Any]]) -> None:
+    """Raise ValueError where a trial's last report (or a stack member's) has damaged values."""
+    if reports:
+        last = reports[-1]
+        members = last.get("members")
+        for member in (members if isinstance(members, list) else [last]):
+            _checked(member)
 
 
 def add_paper_fwt(trials: pd.DataFrame, matrices: pd.DataFrame) -> pd.DataFrame:
@@ -321,7 +365,7 @@ def _short(value: Any) -> str:
 
 def _first_line(path: Path) -> str | None:
     try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-    except OSError:
+        lines = [line for line in (trial_files.read_text(path) or "").splitlines() if line.strip()]
+    except (OSError, ValueError):
         return None
     return lines[-1][:300] if lines else None

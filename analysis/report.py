@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from spp_sweep import trial_files
+from spp_sweep.safe_yaml import read_yaml
 
 from . import figures
 from .claims import figure4_claims, versus_finetune, versus_method
@@ -389,7 +390,7 @@ def _study_metric(root: Path) -> str:
     for candidate in (root / "study.yaml", root.parent / "study.yaml"):
         if candidate.exists():
             try:
-                return (yaml.safe_load(candidate.read_text()).get("search") or {}).get("metric", "acc")
-            except (yaml.YAMLError, AttributeError):
+                return (read_yaml(trial_files.read_text(candidate) or "").get("search") or {}).get("metric", "acc")
+            except (yaml.YAMLError, AttributeError, ValueError, OSError):
                 break
     return "acc"

@@ -109,29 +109,83 @@ def write_results(folder: Path, results: Sequence[Mapping[str, Any]], arrays: Se
         write_arrays(member_folder(folder, k) if stacked else folder, record)
 
 
+# The most a reader takes of each file (a tampered folder may hold a 1.5 GB result.json, or one
+# linked to /dev/zero): what a real sweep writes stays far below.
+SMALL_FILE = 4 * 2**20  # params.json, plan.json, phase_times.json, rungs.json, error.txt, study.yaml
+REPORTS_FILE = 256 * 2**20  # a trial's result.json (one line per task; a stack's lines carry every member)
+ARRAYS_FILE = 2 * 2**30  # an .npz of importances or parameters, per member
+
+
+def read_text(path: Path, limit: int = SMALL_FILE) -> str | None:
+    """A file of a sweep or run folder as text: None where it does not exist. A file that is not a
+    regular file (a device, a FIFO, a link to one) or longer than ``limit`` raises ValueError before
+    a byte is read; undecodable bytes are replaced (their JSON lines then fail to parse)."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a regular file")
+    if info.st_size > limit:
+        raise ValueError(f"{path} is {info.st_size:,} bytes, more than the {limit:,} such a file may hold")
+    with open(path, "rb") as file:
+        return file.read(limit + 1)[:limit].decode("utf-8", errors="replace")
+
+
+def _read_json(path: Path) -> Any:
+    """A small JSON file, or None where it is missing, too long, not a file or not JSON."""
+    try:
+        text = read_text(path)
+        return None if text is None else json.loads(text)
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
 def read_arrays(path: Path) -> dict[str, Any]:
-    """The arrays of one ``.npz`` file, never unpickling (an object array is refused)."""
+    """The arrays of one ``.npz`` file, never unpickling (an object array is refused), and never
+    allocating more than a member's header can back: a header claiming more values than its
+    member's bytes hold is refused before NumPy allocates them."""
+    import stat
+    import zipfile
+
+    if not stat.S_ISREG(Path(path).stat().st_mode) or Path(path).stat().st_size > ARRAYS_FILE:
+        raise ValueError(f"{path} is not a regular file of at most {ARRAYS_FILE:,} bytes")
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0  # version 3's header reads as 2's (utf-8 names)
+                shape, _, dtype = read_header(member)  # the header only
+                claimed = int(np.prod(shape, dtype=np.float64)) * max(1, dtype.itemsize)
+                if claimed > info.file_size:
+                    raise ValueError(f"{path}: {info.filename} claims {claimed:,} bytes and holds {info.file_size:,}")
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
 
 
 def read_plan(root: Path) -> dict[str, Any] | None:
     """A sweep's ``plan.json``, or None where there is none (a phase folder, a sweep started
-    before plans were written) or it does not read as one."""
-    try:
-        plan = json.loads((Path(root) / PLAN).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    before plans were written) or it does not read as one (wrong types included)."""
+    plan = _read_json(Path(root) / PLAN)
+    if not (isinstance(plan, dict) and {"planned_trials", "metric", "spaces"} <= set(plan)):
         return None
-    return plan if isinstance(plan, dict) and {"planned_trials", "metric", "spaces"} <= set(plan) else None
+    typed = isinstance(plan["metric"], str) and isinstance(plan["spaces"], dict) and isinstance(
+        plan["planned_trials"], int) and all(isinstance(space, dict) for space in plan["spaces"].values())
+    return plan if typed else None
 
 
 def read_phase_times(root: Path) -> dict[str, list[list[float]]]:
-    """A sweep's phase_times.json ({} where there is none or it does not read)."""
-    try:
-        times = json.loads((Path(root) / PHASE_TIMES).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """A sweep's phase_times.json ({} where there is none or it does not read as spans)."""
+    times = _read_json(Path(root) / PHASE_TIMES)
+    if not isinstance(times, dict):
         return {}
-    return times if isinstance(times, dict) else {}
+    return {str(phase): [[float(a), float(b)] for a, b in spans] for phase, spans in times.items()
+            if isinstance(spans, list) and all(isinstance(span, list) and len(span) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in span) for span in spans)}
 
 
 def add_phase_time(root: Path, phase: str, started: float, ended: float) -> None:
@@ -143,10 +197,7 @@ def add_phase_time(root: Path, phase: str, started: float, ended: float) -> None
 
 def read_rungs(folder: Path) -> dict[str, Any] | None:
     """A phase's rungs.json, or None where there is none or it does not read (a new record starts)."""
-    try:
-        saved = json.loads((Path(folder) / RUNGS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    saved = _read_json(Path(folder) / RUNGS)
     return saved if isinstance(saved, dict) and {"rungs", "decisions"} <= set(saved) else None
 
 

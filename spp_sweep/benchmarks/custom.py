@@ -282,6 +282,12 @@ def _folder_samples(folder: Path) -> tuple[list[str], torch.Tensor, list[str]]:
     except (FileNotFoundError, OSError) as error:
         raise DataError(f"{folder}: {error}; put each class's images in a subfolder named after the class") from None
     paths = [p for p, _ in dataset.samples]
+    inside = folder.resolve()
+    for path in paths:  # a FIFO named x.png blocks its reader forever; a link may lead out of the folder
+        real = Path(path).resolve()
+        if not real.is_file() or inside not in real.parents:
+            raise DataError(f"{path} is not a regular file inside {folder} (a device, a pipe, or a link leading out "
+                            "of it); remove it or copy the picture in")
     labels = torch.tensor([c for _, c in dataset.samples], dtype=torch.long)
     return paths, labels, list(dataset.classes)
 

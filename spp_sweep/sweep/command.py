@@ -36,10 +36,10 @@ def sweep_command(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1, trackers=trackers_from(args),
         preload=() if args.no_report else ("analysis.report",),
     )
-    if not args.no_report:  # a resumed sweep's report folder: one this tool wrote, or refused now
-        from .runner import sweep_root
+    if args.resume and not args.no_report:  # a resumed sweep's report folder: one this tool wrote, or refused now
+        from .runner import root_of
 
-        root = sweep_root(study.with_overrides(storage=options.storage, name=options.name))
+        root = root_of(study, options)
         if "://" not in root:
             check_output_folder(Path(root) / "report", "the sweep's report folder")
     owns_ray = not connected()

@@ -7,9 +7,16 @@ this project starts writes ``provenance.json`` beside its ``study.yaml``: an HMA
 study file under a key that only this account holds (``~/.config/spp-sweep/sweep-key``, mode
 0600, created on first use; ``$SPP_SWEEP_KEY_FILE`` names another file, e.g. one the nodes of a
 cluster share). ``--resume`` checks it before Ray is touched and refuses a folder without a
-valid mark unless the user says ``--trust-state``. The project's own files inside a sweep are
-read as JSON, NumPy without pickles and tensors with ``weights_only=True``; only Ray's state
-needs the mark.
+valid mark unless the user says ``--trust-state``. The mark is bound to the folder's path, so a
+folder moved or renamed (or copied over another) is a stranger's too.
+
+The mark covers what Ray unpickles as well: when a phase's Tuner returns (finished, stopped by
+Ctrl+C or failed), ``sign_state`` records a digest of each of Ray's state files of that phase
+(``tuner.pkl``, experiment and searcher states) under the same key. ``--resume`` restores a
+phase with Ray only where every state file there matches its signature; otherwise (a driver
+killed before it signed, a file replaced) the state is set aside unread and the phase continues
+from the trial files (recovery.abandon). The project's own files inside a sweep are read as
+JSON, NumPy without pickles and tensors with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from ..errors import ConfigError
 
 KEY_ENV = "SPP_SWEEP_KEY_FILE"
 MARK_FILE = "provenance.json"
-_CONTEXT = b"spp-sweep sweep folder v1\n"
+STATE_MARK = "ray-state-signature.json"  # in each phase folder
+_CONTEXT = b"spp-sweep sweep folder v2\n"
+_STATE_CONTEXT = b"spp-sweep ray state v1\n"
 
 
 def key_path() -> Path:
@@ -58,15 +67,45 @@ def _key(create: bool) -> bytes | None:
     return _key(create=False)
 
 
-def _mac(key: bytes, study_text: str) -> str:
-    return hmac.new(key, _CONTEXT + study_text.encode(), hashlib.sha256).hexdigest()
+def _mac(key: bytes, root: str, study_text: str) -> str:
+    return hmac.new(key, _CONTEXT + root.encode() + b"\n" + study_text.encode(), hashlib.sha256).hexdigest()
 
 
 def mark(root: str, study_text: str, write: Callable[[str, str], None]) -> None:
-    """Sign a new sweep folder (``study_text``: its study.yaml as written)."""
+    """Sign a new sweep folder (``study_text``: its study.yaml as written; ``root``: where it is)."""
     key = _key(create=True)
     if key is not None:
-        write(f"{root}/{MARK_FILE}", json.dumps({"version": 1, "study_hmac_sha256": _mac(key, study_text)}) + "\n")
+        write(f"{root}/{MARK_FILE}", json.dumps({"version": 2, "study_hmac_sha256": _mac(key, root, study_text)})
+              + "\n")
+
+
+def _state_mac(key: bytes, path: str, digests: dict[str, str]) -> str:
+    listing = json.dumps(digests, sort_keys=True).encode()
+    return hmac.new(key, _STATE_CONTEXT + path.encode() + b"\n" + listing, hashlib.sha256).hexdigest()
+
+
+def sign_state(path: str, files: dict[str, bytes], write: Callable[[str, str], None]) -> None:
+    """Sign Ray's state ``files`` (name: content) of the phase folder ``path`` as they are now."""
+    key = _key(create=True)
+    if key is not None:
+        digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+        write(f"{path}/{STATE_MARK}", json.dumps({"version": 1, "files": digests,
+                                                  "hmac_sha256": _state_mac(key, path, digests)}) + "\n")
+
+
+def state_signed(path: str, files: dict[str, bytes], read: Callable[[str], str | None]) -> bool:
+    """Whether every one of Ray's state ``files`` in ``path`` is as this account signed it."""
+    key = _key(create=False)
+    try:
+        saved = json.loads(read(f"{path}/{STATE_MARK}") or "null")
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    if key is None or not isinstance(saved, dict) or not isinstance(saved.get("files"), dict):
+        return False
+    digests = {str(k): str(v) for k, v in saved["files"].items()}
+    if not hmac.compare_digest(str(saved.get("hmac_sha256", "")), _state_mac(key, path, digests)):
+        return False
+    return all(digests.get(name) == hashlib.sha256(data).hexdigest() for name, data in files.items())
 
 
 def check(root: str, study_text: str, read: Callable[[str], str | None], trust: bool) -> None:
@@ -77,11 +116,12 @@ def check(root: str, study_text: str, read: Callable[[str], str | None], trust: 
     try:
         saved = json.loads(read(f"{root}/{MARK_FILE}") or "null")
         ok = key is not None and isinstance(saved, dict) and hmac.compare_digest(
-            str(saved.get("study_hmac_sha256", "")), _mac(key, study_text))
+            str(saved.get("study_hmac_sha256", "")), _mac(key, root, study_text))
     except (OSError, ValueError, UnicodeDecodeError):
         ok = False
     if not ok:
         raise ConfigError(
-            f"--resume: {root} was not started by spp-sweep under this account (no valid {MARK_FILE}, or its "
-            "study.yaml was changed); resuming unpickles Ray Tune's saved state (tuner.pkl), which can run code. "
+            f"--resume: {root} was not started by spp-sweep under this account in this place (no valid "
+            f"{MARK_FILE}, its study.yaml was changed, or the folder was moved); resuming unpickles Ray Tune's "
+            "saved state (tuner.pkl), which can run code. "
             "Add --trust-state only if you trust where the folder came from; `spp-sweep report` reads it safely")

@@ -41,7 +41,9 @@ from ..errors import ConfigError, UserError
 from ..files import check_writable_folder
 from . import preload, provenance, rungs
 from .connection import connect
+from .lock import sweep_lock
 from .recovery import (
+    RAY_STATE_FILES,
     abandon,
     clear_damaged_checkpoints,
     done_trials,
@@ -247,8 +249,17 @@ def check_data(study: Study) -> None:
 def run_sweep(study: Study, options: SweepOptions = SweepOptions(),
               extra_config: dict[str, Any] | None = None) -> SweepOutcome:
     """Run (or resume) every phase of ``study``; returns where the results are."""
-    with _library_output(quiet=options.verbose == 0):
+    with _library_output(quiet=options.verbose == 0), sweep_lock(root_of(study, options)):
         return _run_phases(study, options, extra_config)
+
+
+def root_of(study: Study, options: SweepOptions) -> str:
+    """The folder a sweep writes (its name checked first: the lock is made inside it)."""
+    study = study.with_overrides(storage=options.storage, name=options.name)
+    wrong = name_problem(study.name)
+    if wrong:
+        raise ConfigError(f"--name: {wrong}")
+    return sweep_root(study)
 
 
 # Loggers whose lines say nothing a sweep's user can act on: Ray's note that token
@@ -584,6 +595,15 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
         state = "corrupt"
     elif state == "corrupt":
         abandon(path)
+    if state == "valid" and not options.trust_state and not provenance.state_signed(path, _state_files(path),
+                                                                                     _read_text):
+        if "://" in root:
+            raise ConfigError(f"--resume: Ray Tune's saved state in {path} is not as this account signed it (a driver "
+                              "killed before it signed, or a file replaced); restoring it unpickles it, which can run "
+                              "code. Add --trust-state only if you trust every writer of that storage")
+        abandon(path, "it is not as this account signed it: a driver killed before signing it, or a file replaced; "
+                      "it is not unpickled")
+        state = "corrupt"
     if state == "valid":
         if "://" not in root:
             recreate_named_checkpoints(path)
@@ -627,6 +647,7 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
                 ray.kill(keeper)
         if "://" not in root:
             trial_files.add_phase_time(Path(root), phase, started, time.time())
+        provenance.sign_state(path, _state_files(path), _write_text)  # what a --resume may restore (provenance.py)
     unfinished = len(results) - results.num_terminated - results.num_errors
     if (unfinished or results.num_errors) and "://" not in root and stopped_for_want_of_space(path):
         raise DiskFull(path)  # one line (cli.py); --resume reruns what the full disk stopped
@@ -775,6 +796,23 @@ def _read_text(path: str) -> str | None:
         return None
     with filesystem.open_input_stream(inner) as stream:
         return stream.read().decode()
+
+
+def _state_files(path: str) -> dict[str, bytes]:
+    """Ray Tune's state files of the experiment folder ``path`` (recovery.RAY_STATE_FILES), by name."""
+    if "://" not in path:
+        folder = Path(path)
+        return {f.name: f.read_bytes() for f in sorted(folder.glob("*")) if f.is_file()
+                and RAY_STATE_FILES.match(f.name)} if folder.is_dir() else {}
+    import pyarrow.fs
+
+    filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
+    found = {}
+    for info in filesystem.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True)):
+        if info.type == pyarrow.fs.FileType.File and RAY_STATE_FILES.match(info.base_name):
+            with filesystem.open_input_stream(info.path) as stream:
+                found[info.base_name] = stream.read()
+    return found
 
 
 def _write_text(path: str, text: str) -> None:

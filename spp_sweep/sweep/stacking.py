@@ -34,6 +34,10 @@ PARAMETER_COPIES = 10
 ACTIVATION_COPIES = 2
 MEMORY_SHARE = 0.5  # of the memory a trial may use, what its stack may fill
 DEFAULT_CAP = 64  # members per trial where memory could not be estimated (data not on the driver)
+# members per trial at most, whatever memory allows: past a few dozen a stack gains no more speed
+# (bench/stacked_sweep.py), and an estimate off by a small factor at thousands of members is an
+# out-of-memory kill of the worker
+MAX_MEMBERS = 256
 ASSUMED_GPU_BYTES = 16 * 2**30  # a GPU's memory where the driver has none to ask
 # On a CPU a member that needs many multiply-adds per sample is compute-bound and a stack gains
 # nothing (bench/stacked_sweep.py, docs/results/speed.md): MLPs of 6.6k, 51k, 167k and 535k
@@ -133,7 +137,10 @@ def member_cap(per_member: float, study: Study) -> tuple[int, str]:
     if not math.isfinite(per_member):
         return DEFAULT_CAP, "memory not estimated (data not on this machine), default cap"
     budget, where = trial_memory(study)
-    return max(1, int(MEMORY_SHARE * budget // per_member)), f"{MEMORY_SHARE:.0%} of {where}"
+    cap = max(1, int(MEMORY_SHARE * budget // per_member))
+    if cap > MAX_MEMBERS:
+        return MAX_MEMBERS, f"the most a stack holds; {MEMORY_SHARE:.0%} of {where} would hold {cap:,}"
+    return cap, f"{MEMORY_SHARE:.0%} of {where}"
 
 
 def member_size(config: ResolvedRunConfig) -> tuple[float, int | None]:
@@ -212,32 +219,34 @@ def _benchmark_shape(name: str, options: str) -> tuple[tuple[int, ...], list[int
 
 
 def trial_memory(study: Study) -> tuple[float, str]:
-    """The memory one trial may use: its GPU share, or the machine's free memory over the
-    trials that run at once."""
+    """The memory one trial may use: its GPU share, or the machine's memory over the trials that
+    run at once. Total memory, not what is free now: the plan (which configurations share a
+    stack, and so a convolutional member's rounding) must be the same on every run of a study."""
     if study.gpu > 0:
         try:
             import torch
 
             if torch.cuda.is_available():
-                total = torch.cuda.get_device_properties(0).total_memory
-                return total * min(1.0, study.gpu), f"{min(1.0, study.gpu):g} of a {total / 2**30:.0f} GiB GPU"
+                device_bytes = torch.cuda.get_device_properties(0).total_memory
+                return device_bytes * min(1.0, study.gpu), \
+                    f"{min(1.0, study.gpu):g} of a {device_bytes / 2**30:.0f} GiB GPU"
         except Exception:  # noqa: BLE001
             pass
         return ASSUMED_GPU_BYTES * min(1.0, study.gpu), f"{min(1.0, study.gpu):g} of an assumed 16 GiB GPU"
-    free = available_memory()
+    total = total_memory()
     at_once = max(1, int((os.cpu_count() or 1) // max(study.cpu, 1e-9)))
-    return free / at_once, f"{free / 2**30:.1f} GiB free over {at_once} trials at once"
+    return total / at_once, f"{total / 2**30:.1f} GiB of memory over {at_once} trials at once"
 
 
-def available_memory() -> float:
-    """Bytes of memory free for new work on this machine (Linux MemAvailable; else free pages)."""
+def total_memory() -> float:
+    """Bytes of memory of this machine (Linux MemTotal; else its physical pages)."""
     try:
         for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
+            if line.startswith("MemTotal:"):
                 return float(line.split()[1]) * 1024
     except OSError:
         pass
-    return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 # auto, in an Optuna phase: each method's search runs at least this many batches one after

@@ -18,6 +18,7 @@ import pandas as pd
 
 from .. import trial_files
 from ..errors import ConfigError
+from .lock import running
 from .study import load_study
 
 ENDED = (*trial_files.ENDED_STATUSES, "errored")  # a configuration that will not run again
@@ -59,6 +60,9 @@ def status_text(root: Path) -> str:
     table, totals = sweep_status(root)
     left = "none" if totals["left_s"] == 0 else ("unknown (nothing has ended yet)" if math.isnan(totals["left_s"])
                                                  else f"about {_duration(totals['left_s'])} (straight-line estimate)")
+    if totals["left_s"] != 0 and not running(root):  # no driver holds the sweep's lock (lock.py)
+        table = table.rename(columns={"under way": "interrupted"})
+        left = "nothing is running it (interrupted); `spp-sweep sweep STUDY --resume` continues it"
     return "\n".join([
         f"sweep {root.name}: {totals['ended']} of {totals['planned']} configurations ended; elapsed "
         f"{_duration(totals['elapsed_s'])}; left: {left}", "", table.to_markdown(index=False)])

@@ -23,6 +23,7 @@ from ..benchmarks import BENCHMARKS, get_spec
 from ..config import RunConfig
 from ..errors import UserError
 from ..methods import METHODS
+from ..safe_yaml import MAX_YAML_BYTES, read_yaml
 
 SAMPLERS = ("grid", "tpe", "random")
 # val_*: the same metric on the validation split (needs fixed.validation > 0); select on these
@@ -262,61 +263,10 @@ def run_settings(study_part: Mapping[str, Any], trial: Mapping[str, Any]) -> dic
 
 MAX_SEEDS = 1000  # more seeds than this is a typo, not a study (and a tuple of 1e12 seeds exhausts memory)
 MAX_DESCRIPTION = 2000  # characters; the description is copied into every result
-MAX_YAML_VALUES = 100_000  # values a study file may expand to through its aliases (&anchor / *alias)
-
-
-class _StudyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (no tags that build objects) that also refuses a key given twice in
-    one mapping: YAML would keep the last silently (``spp:`` twice drops the first's settings)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-            except TypeError:  # an unhashable key: SafeLoader says so itself
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice in one mapping; "
-                                                        "keep one", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
-    """How many values ``node`` stands for once every alias is expanded (each node counted once
-    per place it appears, computed once per node): a few KB of nested aliases can stand for
-    billions (the "billion laughs"), which no study needs."""
-    known = sizes.get(id(node))
-    if known is not None:
-        return known
-    sizes[id(node)] = MAX_YAML_VALUES + 1  # a cycle counts as too large
-    if isinstance(node, yaml.MappingNode):
-        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
-    elif isinstance(node, yaml.SequenceNode):
-        size = 1 + sum(_expanded_size(v, sizes) for v in node.value)
-    else:
-        size = 1
-    sizes[id(node)] = min(size, MAX_YAML_VALUES + 1)
-    return sizes[id(node)]
-
-
-def read_yaml(text: str) -> Any:
-    """A study file's YAML: safe tags only, no duplicate keys, at most MAX_YAML_VALUES values."""
-    loader = _StudyLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_size(node, {}) > MAX_YAML_VALUES:
-            raise yaml.YAMLError(f"it expands to more than {MAX_YAML_VALUES:,} values through its aliases "
-                                 "(&anchor / *alias); write the values out")
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
+MAX_SEED = 2**32 - 1  # NumPy's generators take seeds up to here (torch's more); the tables store them as int64
+# configurations of one phase: grid points x seeds, or a searcher's budget. Ray Tune keeps every
+# trial in the driver's memory; more is a typo (a grid of 10^10 points), not a study
+MAX_CONFIGURATIONS = 10_000
 
 
 def name_problem(name: Any) -> str | None:
@@ -337,12 +287,15 @@ def load_study(path: str | Path) -> Study:
     """Read and validate a study file; a :class:`StudyError` lists every problem found."""
     path = Path(path)
     try:
-        data = read_yaml(path.read_text(encoding="utf-8"))
+        text = trial_files.read_text(path, MAX_YAML_BYTES)  # a regular file of bounded size, else ValueError
+        if text is None:
+            raise FileNotFoundError(path)
+        if "\ufffd" in text:
+            raise StudyError(f"study file {path} is not UTF-8 text; save it as UTF-8")
+        data = read_yaml(text)
     except FileNotFoundError:
         raise StudyError(f"study file {path} does not exist; pick one from studies/ or write one") from None
-    except UnicodeDecodeError as error:
-        raise StudyError(f"study file {path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, ValueError, yaml.YAMLError) as error:
         message = " ".join(str(error).split())
         raise StudyError(f"study file {path} is not readable YAML: {message[:500]}") from None
     return parse_study(data, default_name=path.stem)
@@ -378,8 +331,9 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
     elif metric.startswith("val_") and not _is_fraction(fixed.get("validation", 0)):
         problems.append(f"search.metric: {metric} needs a validation split; set fixed.validation to a fraction "
                         "such as 0.1 (held out of each task's training data)")
-    sampler_seed = _whole(search.get("seed", 0), "search.seed", problems, minimum=0)
-    num_samples = _whole(search.get("num_samples", 10), "search.num_samples", problems, minimum=1)
+    sampler_seed = _whole(search.get("seed", 0), "search.seed", problems, minimum=0, maximum=MAX_SEED)
+    num_samples = _whole(search.get("num_samples", 10), "search.num_samples", problems, minimum=1,
+                         maximum=MAX_CONFIGURATIONS)
 
     seeds = _seeds(data.get("seeds", 1), "seeds", problems)
     final = data.get("final") or {}
@@ -392,6 +346,12 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
                         "put repeats under final.seeds")
 
     methods = _methods(data.get("methods"), sampler, problems)
+    for method in methods:  # counted before any grid is listed: a grid of 10^10 points never is
+        points = math.prod(len(dim.values) for dim in method.space.values() if dim.is_grid)
+        if points * len(seeds) > MAX_CONFIGURATIONS:
+            problems.append(f"methods.{method.method}.space: {points:,} grid points x {len(seeds)} seed(s) are more "
+                            f"than {MAX_CONFIGURATIONS:,} configurations; search fewer values (or sample the space "
+                            "with search.sampler tpe)")
     resources = _mapping(data, "resources", problems)
     for key in sorted(set(resources) - {"cpu", "gpu"}):
         problems.append(f"resources.{key}: unknown key; valid keys: cpu, gpu")
@@ -440,20 +400,27 @@ def parse_study(data: Any, default_name: str = "study") -> Study:
     return study
 
 
+MAX_CORNERS = 256  # a space with more corners is checked pair by pair (every pair of values of two keys)
+
+
 def check_trials(study: Study) -> list[str]:
-    """Build the RunConfig of one point per method (every value at the bounds) to catch bad values,
-    on the data the choice is evaluated on and, under transfer, on the tuning benchmark too."""
+    """Build the RunConfig of the corners of each method's space (every grid value, a range's
+    bounds) to catch bad values and combinations, on the data the choice is evaluated on and,
+    under transfer, on the tuning benchmark too. A space of more than MAX_CORNERS corners is
+    checked on every pair of values of any two keys, the others at their first value: the
+    combination rules (RunConfig.resolved) each join two settings, so every one is met."""
     problems: list[str] = []
     parts = [study.study_part()] + ([study.selection_part()] if study.protocol == "transfer" else [])
     for method in study.methods:
         values = {key: list(dim.values) if dim.is_grid else [dim.low, dim.high] for key, dim in method.space.items()}
-        corners: list[dict[str, Any]] = [{}]
-        for key, options in values.items():
-            corners = [{**c, key: v} for c in corners for v in options]
-            if len(corners) > 256:  # too many: every value of every dimension once, the rest at their first
-                first = {k: v[0] for k, v in values.items()}
-                corners = [first] + [{**first, k: v} for k, options_k in values.items() for v in options_k[1:]]
-                break
+        if math.prod(len(v) for v in values.values()) <= MAX_CORNERS:
+            names = list(values)
+            corners = [dict(zip(names, combo)) for combo in itertools.product(*values.values())]
+        else:
+            first = {k: v[0] for k, v in values.items()}
+            corners = [{**first, a: x} for a in values for x in values[a]]
+            corners += [{**first, a: x, b: y} for a, b in itertools.combinations(values, 2)
+                        for x in values[a][1:] for y in values[b][1:]]
         try:
             for part in parts:
                 for point in corners:
@@ -529,9 +496,11 @@ def _mapping(data: Mapping[str, Any], key: str, problems: list[str]) -> dict[str
     return dict(value)
 
 
-def _whole(value: Any, key: str, problems: list[str], minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        problems.append(f"{key}: {value!r} must be a whole number >= {minimum}")
+def _whole(value: Any, key: str, problems: list[str], minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
+            (maximum is not None and value > maximum):
+        problems.append(f"{key}: {value!r} must be a whole number >= {minimum}"
+                        + (f" and <= {maximum:,}" if maximum is not None else ""))
         return minimum
     return value
 
@@ -578,11 +547,17 @@ def _seeds(value: Any, key: str, problems: list[str]) -> tuple[int, ...]:
         return (0,)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return tuple(range(value))
-    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED
                                                  for s in value) and len(set(value)) == len(value):
         return tuple(value)
-    problems.append(f"{key}: {value!r} must be a count >= 1 or a list of distinct whole numbers >= 0")
+    problems.append(f"{key}: {_short(value)} must be a count >= 1 or a list of distinct whole numbers from 0 to "
+                    f"{MAX_SEED:,}")
     return (0,)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _dimension(value: Any, key: str, sampler: str, problems: list[str]) -> Dimension | None:

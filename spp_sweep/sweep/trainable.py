@@ -16,6 +16,7 @@ reads those, never the engine.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -197,16 +198,21 @@ def resume_from(folders: list[Path], experiment: Experiment | StackedExperiment)
     the same seed, which on CPU ends with the same numbers. (A checkpoint folder that is gone
     altogether is refused by Ray Tune before this runs; runner.KEEP_CHECKPOINTS prevents it.)
     """
+    pristine = copy.deepcopy(experiment.state_dict()) if folders else {}
     for folder in folders:
         try:
             if (folder / RESULT_FILE).exists():
                 return json.loads((folder / RESULT_FILE).read_text())
             # tensors and plain types only: a checkpoint never unpickles objects (it may come from elsewhere)
             state = torch.load(folder / STATE_FILE, weights_only=True)
-        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            # a state that loads but does not fit (other keys, shapes or types: a file replaced) is
+            # skipped like a cut one; what it changed before failing is undone first
+            experiment.load_state_dict(state)
+        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError,
+                IndexError, AttributeError) as error:
             print(f"spp-sweep: checkpoint {folder} is unusable ({type(error).__name__}: {error})", file=sys.stderr)
+            experiment.load_state_dict(copy.deepcopy(pristine))
             continue
-        experiment.load_state_dict(state)  # a state that loads but does not fit is a bug: raise
         return None
     if folders:
         print("spp-sweep: no usable checkpoint; rerunning this trial from its first task", file=sys.stderr)

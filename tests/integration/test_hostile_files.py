@@ -4,8 +4,11 @@ that the refusal is one line naming the fix."""
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +89,62 @@ def test_resume_refuses_a_sweep_folder_this_account_did_not_start(tmp_path: Path
     with pytest.raises(ConfigError, match="not started"):
         prepare_study(study, options)
     prepare_study(study, SweepOptions(storage=str(tmp_path / "sweeps"), resume=True, trust_state=True))
+
+
+def test_the_mark_is_bound_to_the_folders_place(tmp_path: Path, key_file: Path) -> None:
+    from spp_sweep.sweep.runner import STUDY_COPY, SweepOptions, prepare_study
+
+    study = load_study(REPO / "studies" / "lambda_robustness.yaml")
+    root = tmp_path / "sweeps" / "lambda_robustness"
+    root.mkdir(parents=True)
+    text = yaml.safe_dump(study.to_dict(), sort_keys=False)
+    (root / STUDY_COPY).write_text(text)
+    provenance.mark(str(root), text, lambda p, t: Path(p).write_text(t))
+    prepare_study(study, SweepOptions(storage=str(tmp_path / "sweeps"), resume=True))
+    moved = tmp_path / "elsewhere"
+    root.parent.rename(moved)  # moved and renamed: its mark names the old place
+    with pytest.raises(ConfigError, match="folder was moved"):
+        prepare_study(study, SweepOptions(storage=str(moved), resume=True))
+
+
+def test_ray_state_counts_as_signed_only_as_it_was_signed(tmp_path: Path, key_file: Path) -> None:
+    path = str(tmp_path / "grid")
+    (tmp_path / "grid").mkdir()
+    write = lambda p, t: Path(p).write_text(t)  # noqa: E731
+    read = lambda p: Path(p).read_text() if Path(p).exists() else None  # noqa: E731
+    files = {"tuner.pkl": b"state", "experiment_state-2026.json": b"{}"}
+    assert not provenance.state_signed(path, files, read)  # never signed
+    provenance.sign_state(path, files, write)
+    assert provenance.state_signed(path, files, read)
+    assert provenance.state_signed(path, {"tuner.pkl": b"state"}, read)  # an older state Ray has since deleted
+    assert not provenance.state_signed(path, {**files, "tuner.pkl": b"planted"}, read)  # replaced
+    assert not provenance.state_signed(path, {**files, "searcher-state-1.pkl": b"x"}, read)  # added
+    assert not provenance.state_signed(str(tmp_path / "other"), files,
+                                       lambda p: read(p.replace("other", "grid")))  # the signature moved elsewhere
+    key_file.write_text("00" * 32)  # another account's key
+    assert not provenance.state_signed(path, files, read)
+
+
+def test_a_planted_ray_state_is_set_aside_unread_on_resume(tmp_path: Path, key_file: Path, ray_local,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    from analysis.load import load_trials, read_reports
+    from spp_sweep.sweep.runner import SweepOptions, run_sweep
+    from spp_sweep.sweep.study import parse_study
+
+    study = parse_study({"name": "planted", "benchmark": "split_digits", "storage": str(tmp_path), "stack": "off",
+                         "fixed": {"epochs": 1}, "methods": {"spp": {"space": {"lam": [1.0, 4.0]}}},
+                         "resources": {"cpu": 1}})
+    root = Path(run_sweep(study, SweepOptions(verbose=0)).root)
+    assert (root / "grid" / provenance.STATE_MARK).is_file()
+    run_sweep(study, SweepOptions(verbose=0, resume=True))  # signed by this account: restored by Ray
+    assert "not as this account signed" not in capsys.readouterr().err
+    marker = tmp_path / "ran"
+    (root / "grid" / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))  # shared storage, one file replaced
+    run_sweep(study, SweepOptions(verbose=0, resume=True))
+    assert not marker.exists() and "not as this account signed" in capsys.readouterr().err
+    trials = load_trials(root)
+    assert len(trials) == 2 and set(trials["status"]) == {"finished"}  # nothing lost, nothing rerun
+    assert not any(r.get("replayed") for path in trials["path"] for r in read_reports(Path(path)))
 
 
 def test_the_state_check_reads_ray_state_files_only_and_never_unpickles(tmp_path: Path) -> None:
@@ -311,3 +370,110 @@ def test_a_full_disk_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     assert main(["run", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "disk is full writing /data/out/result.json" in err and "--resume" in err
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small finished sweep (6 trials, importances saved), copied by each test that damages it."""
+    import ray
+
+    from spp_sweep.sweep.runner import SweepOptions, run_sweep
+    from spp_sweep.sweep.study import parse_study
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    storage = tmp_path_factory.mktemp("finished")
+    study = parse_study({"name": "clean", "benchmark": "split_digits", "storage": str(storage), "stack": "off",
+                         "fixed": {"epochs": 1, "save_importances": True, "first_tasks": 2},
+                         "methods": {"spp": {"space": {"lam": [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]}}},
+                         "resources": {"cpu": 1}})
+    return Path(run_sweep(study, SweepOptions(verbose=0)).root)
+
+
+def _tamper_last_report(folder: Path, change) -> None:
+    lines = (folder / "result.json").read_text().splitlines()
+    last = json.loads(lines[-1])
+    change(last)
+    (folder / "result.json").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    for checkpoint in folder.glob("checkpoint_*"):  # no finished result to recover the report from
+        (checkpoint / "result.json").unlink(missing_ok=True)
+
+
+def test_report_and_status_read_a_tampered_sweep_without_a_traceback(finished_sweep: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    from analysis.load import load_importances, load_trials
+
+    root = tmp_path / "clean"
+    shutil.copytree(finished_sweep, root)
+    folders = sorted(p.parent for p in (root / "grid").glob("*/params.json"))
+    assert len(folders) == 6
+    _tamper_last_report(folders[0], lambda r: r.update(acc="high"))  # a string where a number is
+    _tamper_last_report(folders[1], lambda r: r.update(acc=float("inf")))  # inf is never a result
+    _tamper_last_report(folders[2], lambda r: r["accuracy_matrix"][0].pop())  # a ragged matrix
+    params = json.loads((folders[3] / "params.json").read_text())  # a stack of two, a report of one
+    params["trial"] = {**params["trial"], "members": [params["trial"], params["trial"]]}
+    (folders[3] / "params.json").write_text(json.dumps(params))
+    _tamper_last_report(folders[3], lambda r: r.update(members=[dict(r)]))
+    (folders[4] / "result.json").unlink()
+    (folders[4] / "result.json").symlink_to("/dev/zero")  # a report that never ends
+    for checkpoint in folders[4].glob("checkpoint_*"):
+        with open(checkpoint / "result.json", "wb") as file:
+            file.truncate(1_500_000_000)  # 1.5 GB (sparse): refused by its size, never read
+    checkpoint = sorted(folders[5].glob("checkpoint_*"))[-1]
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    header["shape"] = (10**11,)  # a header claiming 10^11 floats
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    with zipfile.ZipFile(checkpoint / "importances.npz", "w") as archive:
+        archive.writestr("task0/w.npy", buffer.getvalue() + np.zeros(1).tobytes())
+    (root / "plan.json").write_text('["not", "a", "plan"]')
+    trials = load_trials(root)
+    assert len(trials) == 1 and len(trials.attrs["damaged"]) == 5
+    assert load_importances(folders[5]) is None
+    assert main(["report", str(root), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert text.count("damaged, left out of every table") == 5
+    shown = [line for line in text.splitlines() if not line.startswith("- damaged")]
+    assert not any(re.search(r"\binf\b", line) for line in shown)  # no infinity shown as a result
+    assert "inf" not in (tmp_path / "report" / "trials.csv").read_text()
+    for why in ("acc is str", "acc is inf", "accuracy_matrix is not one row", "holds 1 members and its params.json 2",
+                "is not a regular file"):
+        assert why in text, why
+    assert main(["status", str(root)]) == 0
+    assert main(["compare", f"a={root}", f"b={root}", "--method", "spp"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("study_text", [
+    "name: x\nbenchmark: split_digits\nmethods: [spp]\ndescription: " + "[" * 600 + "]" * 600 + "\n",
+    "\n".join([*["a: &a [x, x, x, x, x, x, x, x, x]"],
+               *[f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefg", "bcdefgh")],
+               "name: x", "benchmark: split_digits", "methods: [spp]"]) + "\n",
+    "base: &base {spp: {options: {lam: 1}}}\nname: x\nbenchmark: split_digits\n"
+    "methods: {<<: *base, spp: {options: {lam: 4}}}\n",
+])
+def test_a_hostile_saved_study_is_one_line_in_status(study_text: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    root = tmp_path / "x"
+    root.mkdir()
+    (root / "study.yaml").write_text(study_text)
+    assert main(["status", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err and "study file" in err
+
+
+def test_a_fifo_among_the_pictures_is_refused_not_waited_on(tmp_path: Path) -> None:
+    import os
+
+    _image_tree(tmp_path / "pics")
+    os.mkfifo(tmp_path / "pics" / "a" / "zz.png")
+    with pytest.raises(DataError, match="zz.png is not a regular file inside"):
+        build_benchmark("image_folder", {"path": str(tmp_path / "pics"), "n_tasks": 2})
+    (tmp_path / "pics" / "a" / "zz.png").unlink()
+    outside = tmp_path / "secret.png"
+    (tmp_path / "pics" / "a" / "0.png").rename(outside)
+    (tmp_path / "pics" / "a" / "zz.png").symlink_to(outside)  # a link leading out of the folder
+    with pytest.raises(DataError, match="a link leading out"):
+        build_benchmark("image_folder", {"path": str(tmp_path / "pics"), "n_tasks": 2})

@@ -175,3 +175,31 @@ def test_a_batched_tpe_phase_trains_its_suggestions_stacked_and_tells_each_one_b
                                                 "validation": 0.2, "seed": 0, "lr": finished["lr"],
                                                 "method_options": {"lam": finished["lam"]}}))
     assert abs(alone.metrics["acc"] - finished["acc"]) <= ACCURACY_TOLERANCE
+
+
+def test_a_convolutional_stacked_study_run_twice_gives_the_same_table(tmp_path: Path, ray_local) -> None:
+    """A CNN member's numbers depend on its stack-mates (grouped-convolution rounding), so a rerun
+    reproduces a table only where the plan is the same: it is a function of the study and the
+    machine's total memory, never of what is free at the moment (stacking.trial_memory)."""
+    import numpy as np
+    from PIL import Image
+
+    generator = np.random.default_rng(0)
+    for label in range(4):  # four classes of noisy 8x8 pictures, brightness by class
+        (tmp_path / "pics" / f"c{label}").mkdir(parents=True)
+        for k in range(16):
+            pixels = np.clip(generator.normal(40 + 50 * label, 30, (8, 8, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "pics" / f"c{label}" / f"{k}.png")
+    tables = []
+    for name in ("first", "again"):
+        study = study_of(tmp_path, name=name, benchmark="image_folder", stack=3,
+                         benchmark_options={"path": str(tmp_path / "pics"), "n_tasks": 2},
+                         fixed={"epochs": 2, "model": "vgg9", "model_options": {"channels": [4, 8, 8], "fc": 16},
+                                "batch_size": 8, "lr": 0.05},
+                         methods={"ewc": {"space": {"lam": [0.5, 2.0, 8.0, 32.0]}}})
+        tables.append(load_trials(run_sweep(study, QUIET).root).sort_values("config").reset_index(drop=True))
+    first, again = tables
+    assert len(first) == 4 and sorted(first["stack_members"].fillna(1)) == [1, 3, 3, 3]
+    assert list(first["stack_members"].fillna(1)) == list(again["stack_members"].fillna(1))
+    for column in ("acc", "bwt"):
+        assert list(first[column]) == list(again[column])  # to the last bit

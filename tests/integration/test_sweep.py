@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -314,7 +315,9 @@ def test_a_trial_started_after_the_last_snapshot_continues_from_its_checkpoints(
                                if json.loads(t[0])["trial_id"] != before.loc[1, "trial_id"]]
         path.write_text(json.dumps(state))
 
-    run_sweep(study, dataclasses.replace(QUIET, resume=True))
+    # a killed driver leaves its state unsigned: without --trust-state it is set aside unread
+    # (test_hostile_files); with it, Ray restores it, as here
+    run_sweep(study, dataclasses.replace(QUIET, resume=True, trust_state=True))
     after = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
     assert list(after["lam"]) == [0.5, 1.0, 2.0] and set(after["status"]) == {"finished"}
     assert list(after["trial_id"][[0, 2]]) == list(before["trial_id"][[0, 2]])  # kept, not rerun
@@ -359,7 +362,7 @@ def test_a_snapshot_naming_a_deleted_checkpoint_still_restores_the_trial(tmp_pat
                 entry[0] = json.dumps(trial_state)
         path.write_text(json.dumps(state))
 
-    run_sweep(study, dataclasses.replace(QUIET, resume=True))
+    run_sweep(study, dataclasses.replace(QUIET, resume=True, trust_state=True))  # as a killed driver's: trusted
     after = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
     assert set(after["status"]) == {"finished"}, after[["status", "error"]].to_string()
     assert list(after["trial_id"]) == list(before["trial_id"])  # restored in place, nothing rerun
@@ -383,3 +386,47 @@ def test_only_the_searcher_state_sync_race_is_silenced(caplog) -> None:
                 logger.error("Saving experiment state to storage failed with exception: ", exc_info=True)
     shown = [str(r.exc_info[1]) for r in caplog.records]
     assert len(shown) == 1 and "experiment_state-2026.json" in shown[0]
+
+
+def test_a_checkpoint_that_loads_but_does_not_fit_falls_back_to_the_older_one(tmp_path: Path, capsys) -> None:
+    """A stack's newest state.pt replaced by tensors under other keys: skipped like a cut one (not
+    a KeyError ending the stack), the older checkpoint continues; with none left, the stack is
+    exactly as it was before the attempt (nothing of the misfit applied)."""
+    from spp_sweep.stacked import StackedExperiment
+    from spp_sweep.sweep.trainable import STATE_FILE, newest_first, resume_from
+    from tests.unit.test_stacked import member_configs
+
+    configs = member_configs("ewc", first_tasks=2)
+    saved = {}
+
+    def keep(task: int, stack: StackedExperiment) -> None:
+        if task == 0:
+            saved["state"] = copy.deepcopy(stack.state_dict())
+
+    StackedExperiment(configs).run(on_task_end=keep)
+    older = tmp_path / "checkpoint_000000"
+    older.mkdir()
+    torch.save(saved["state"], older / STATE_FILE)
+    newer = tmp_path / "checkpoint_000001"
+    newer.mkdir()
+    torch.save({"weights": torch.zeros(3), "next_task": 1}, newer / STATE_FILE)  # loads, does not fit
+    resumed = StackedExperiment(configs)
+    assert resume_from(newest_first(tmp_path), resumed) is None
+    assert resumed.next_task == 1 and "checkpoint_000001 is unusable (KeyError" in capsys.readouterr().err
+    model_only = {key: value for key, value in saved["state"].items() if key not in ("method", "next_task")}
+    torch.save(model_only, older / STATE_FILE)  # the model fits and loads, then the method's state is missing
+    fresh = StackedExperiment(configs)
+    before = copy.deepcopy(fresh.state_dict())
+    assert resume_from(newest_first(tmp_path), fresh) is None and fresh.next_task == 0
+    assert _same(before, fresh.state_dict())
+
+
+def _same(a, b) -> bool:
+    """Nested states equal to the last bit (tensors, lists, dicts, plain values)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b

@@ -127,11 +127,14 @@ def test_ctrl_c_stops_the_sweep_without_starting_more_and_resume_finishes_it(tmp
     _, stderr = driver.communicate(timeout=120)
     assert driver.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
     # no further phase started (provenance.json: the mark that lets --resume trust the folder;
-    # plan.json: what analysis reads of the study; phase_times.json: the driver's clock per phase)
-    assert sorted(p.name for p in root.iterdir()) == ["grid", "phase_times.json", "plan.json", "provenance.json",
-                                                      "study.yaml"]
+    # plan.json: what analysis reads of the study; phase_times.json: the driver's clock per phase;
+    # .lock: the one-writer lock, released)
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "grid", "phase_times.json", "plan.json",
+                                                      "provenance.json", "study.yaml"]
+    assert (root / ".lock").read_text() == ""
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "not as this account signed" not in resumed.stderr  # Ctrl+C signed Ray's state: restored by Ray
     assert sorted(load_trials(root)["lam"]) == [0.5, 1.0, 2.0, 4.0, 6.0]
 
 

@@ -17,7 +17,8 @@ RAY_MODULES = {"spp_sweep.sweep.connection", "spp_sweep.sweep.recovery", "spp_sw
                "spp_sweep.sweep.optuna_search", "spp_sweep.sweep.rungs"}
 # What analysis/ may import of spp_sweep: file formats, errors and pure formulas, never the engine
 # or the sweep code (what it needs of a study, it reads from the sweep's plan.json).
-ANALYSIS_MAY_IMPORT = {"spp_sweep.files", "spp_sweep.errors", "spp_sweep.metrics", "spp_sweep.trial_files"}
+ANALYSIS_MAY_IMPORT = {"spp_sweep.files", "spp_sweep.errors", "spp_sweep.metrics", "spp_sweep.trial_files",
+                       "spp_sweep.safe_yaml"}  # file formats and formulas: no engine, no Ray
 
 
 def _modules() -> dict[str, Path]:
