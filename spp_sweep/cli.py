@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lr-decay", type=float,
                      help="learning-rate decay per epoch, restarting each task (default 0.96)")
     run.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
+    run.add_argument("--optimizer", choices=("sgd", "adam"),  # config.OPTIMIZERS (kept light)
+                     help="sgd (default; the paper's) or adam (torch's betas and eps; --lr-decay 1 keeps its lr "
+                          "constant)")
     run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and dropout (default 0)")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     run.add_argument("--threads", type=int, help="torch CPU threads (default: the cores not kept busy by other "

@@ -44,6 +44,7 @@ MODEL_RULES: dict[str, Rule] = {
 # every task, local labels (domain-incremental); class_incremental: one head over every class,
 # global labels.
 OUTPUTS = ("per_task", "shared", "class_incremental")
+OPTIMIZERS = ("sgd", "adam")
 
 
 def _whole(value: object) -> bool:
@@ -69,6 +70,9 @@ class RunConfig:
     # section 4.1: "learning rate ... with decay 0.96"; applied per epoch, restarting each task
     lr_decay: float = 0.96
     momentum: float = 0.0
+    # sgd (section 4.1: plain SGD, with `momentum` if set) or adam (Kingma & Ba; torch's betas and
+    # eps): the field's split-MNIST protocol trains with Adam at lr 0.001 (docs/guide/methods.md)
+    optimizer: str = "sgd"
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
@@ -143,7 +147,7 @@ class RunConfig:
         }
         config = ResolvedRunConfig(**values)
         config._check_numbers()
-        method_cls.check_training(config.method_options, momentum=config.momentum)
+        method_cls.check_training(config.method_options, momentum=config.momentum, optimizer=config.optimizer)
         from .methods import METHODS
 
         usable = [name for name, m in METHODS.items() if m.objectives is None or spec.objective in m.objectives]
@@ -173,6 +177,11 @@ class RunConfig:
                 good = False
             if not good:
                 raise ConfigError(f"{name}={value!r} is invalid; it must be {wanted}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer={self.optimizer!r} is invalid; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.optimizer == "adam" and self.momentum != 0:
+            raise ConfigError(f"momentum={self.momentum:g} is SGD's; Adam keeps its own running mean of the gradient "
+                              "(beta1 0.9): set momentum to 0 with optimizer=adam")
         for name in ("save_importances", "save_parameters", "drop_last", "penalise_head"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is invalid; it must be true or false")

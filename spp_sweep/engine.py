@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 
 from . import metrics
+from .adam import Adam
 from .benchmarks import Benchmark, build_benchmark
 from .benchmarks.base import Inputs, with_validation
 from .benchmarks.streaming import ImageFiles, batch_loader
@@ -601,7 +602,7 @@ class Experiment(TaskStream):
                 else self.benchmark.tasks[t].x_train[index]
             yield t, x, self._targets[t][0][index]
 
-    def _step(self, optimizer: SGD, task: int, x: torch.Tensor,
+    def _step(self, optimizer: SGD | Adam, task: int, x: torch.Tensor,
               y: torch.Tensor, count: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One SGD step; returns (loss with any penalty, the objective's own loss alone:
         cross-entropy for classification, and with ``count`` the batch's correct predictions, else None)."""
@@ -649,14 +650,15 @@ class Experiment(TaskStream):
 
 
 class _OptimizerSteps:
-    """One model's steps: SGD over the trainable parameters (``sgd.SGD``, torch.optim.SGD's step
-    without its import cost), rebuilt per task (the lr schedule restarting each task), batches
+    """One model's steps: SGD or Adam over the trainable parameters (``sgd.SGD``, ``adam.Adam``:
+    torch.optim's steps without its import cost), rebuilt per task (the lr schedule restarting each task), batches
     by index or streamed from files."""
 
     def __init__(self, experiment: Experiment, trainable: set[torch.nn.Parameter]) -> None:
         self.experiment = experiment
-        self.optimizer = SGD([p for p in experiment.model.parameters() if p in trainable],
-                             lr=experiment.config.lr, momentum=experiment.config.momentum)
+        params = [p for p in experiment.model.parameters() if p in trainable]
+        self.optimizer: SGD | Adam = Adam(params, lr=experiment.config.lr) if experiment.config.optimizer == "adam" \
+            else SGD(params, lr=experiment.config.lr, momentum=experiment.config.momentum)
 
     def start_epoch(self, epoch: int, alive: list[bool]) -> None:
         config = self.experiment.config

@@ -52,6 +52,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         values["lr_decay"] = args.lr_decay
     if args.momentum is not None:
         values["momentum"] = args.momentum
+    if args.optimizer is not None:
+        values["optimizer"] = args.optimizer
     if args.output is not None:
         values["output"] = args.output
     return RunConfig.from_dict(values).resolved()
@@ -148,8 +150,9 @@ def format_config(config: RunConfig) -> str:
         f"method     {config.method} ({mapping(config.method_options)})",
         f"benchmark  {config.benchmark} ({mapping(config.benchmark_options)})",
         f"model      {config.model} ({mapping(config.model_options)})",
-        f"training   epochs/task {config.epochs}, lr {config.lr:g} (decay {config.lr_decay:g}/epoch), batch "
-        f"{config.batch_size}, momentum {config.momentum:g}, seed {config.seed}, device {config.device}"
+        f"training   {config.optimizer}, epochs/task {config.epochs}, lr {config.lr:g} "
+        f"(decay {config.lr_decay:g}/epoch), batch {config.batch_size}, momentum {config.momentum:g}, "
+        f"seed {config.seed}, device {config.device}"
         + (f", {config.threads} thread{'s' if config.threads != 1 else ''}" if config.threads else "")
         + (f", validation {config.validation:g}" if config.validation else ""),
     ])

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from . import metrics
+from .adam import member_adam_step
 from .benchmarks import Benchmark
 from .benchmarks.streaming import ImageFiles
 from .config import RunConfig
@@ -274,18 +275,27 @@ class StackedExperiment(TaskStream):
         for p in params:
             p.grad = None
         torch.where(mask, loss, torch.zeros_like(loss)).sum().backward()  # one term per member
-        self._sgd(params, velocity, lr_on_device, used)
+        self._sgd(params, velocity, lr_on_device, used, lr)
         self.method.after_step(lr)
         return loss.detach(), objective.detach(), right
 
     @torch.no_grad()
     def _sgd(self, params: list[torch.nn.Parameter], velocity: list[Any], lr: torch.Tensor,
-             used: dict[torch.nn.Parameter, torch.Tensor]) -> None:
-        """torch.optim.SGD's step for every member: p -= lr_k * g (with momentum, lr_k * buffer).
+             used: dict[torch.nn.Parameter, torch.Tensor], lr_on_host: torch.Tensor) -> None:
+        """torch.optim.SGD's step for every member: p -= lr_k * g (with momentum, lr_k * buffer);
+        with optimizer=adam, Adam's (adam.member_adam_step, ``velocity`` holding its moments).
 
         A separate run's optimiser skips a head its batch did not reach (no gradient: its momentum
         buffer neither decays nor moves it); ``used`` marks, per head, the members whose batch
         reached it, and only those members' slices step."""
+        if self.config.optimizer == "adam":
+            rates = lr_on_host.tolist()  # Python floats, as a separate run's Adam computes its step size
+            for i, p in enumerate(params):
+                if p.grad is not None:
+                    if velocity[i] is None:
+                        velocity[i] = {}
+                    member_adam_step(p, p.grad, velocity[i], rates, used.get(p))
+            return
         for i, p in enumerate(params):
             if p.grad is None:
                 continue

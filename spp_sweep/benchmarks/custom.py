@@ -133,6 +133,11 @@ def _check_arrays(x: torch.Tensor, y: torch.Tensor, split: str, in_unit_range: b
     NaN/inf, nothing beyond 1), whose value scans are skipped."""
     if x.ndim < 2:
         raise DataError(f"x_{split} has shape {tuple(x.shape)}; it needs one row per sample: (N, features...)")
+    if len(x) == 0:
+        raise DataError(f"x_{split} holds no sample; give at least one per class of every task")
+    if y.dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch cannot compare or index with these
+        raise DataError(f"y_{split} is stored as {str(y.dtype).removeprefix('torch.')}; store labels as int64 "
+                        "(e.g. y.astype('int64'))")
     if x[0].numel() == 0:
         raise DataError(f"x_{split} has shape {tuple(x.shape)}: samples with no feature; give at least one")
     if y.ndim != 1 or len(y) != len(x):

@@ -197,7 +197,7 @@ class Method:
         return merged
 
     @classmethod
-    def check_training(cls, hparams: Mapping[str, Any], *, momentum: float) -> None:
+    def check_training(cls, hparams: Mapping[str, Any], *, momentum: float, optimizer: str = "sgd") -> None:
         """Raise ConfigError if validated options ``hparams`` cannot run with these optimiser settings."""
 
     @classmethod

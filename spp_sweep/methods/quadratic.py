@@ -58,7 +58,11 @@ class QuadraticPenaltyMethod(Method):
         self.last_importance: list[torch.Tensor] | None = None
 
     @classmethod
-    def check_training(cls, hparams, *, momentum: float) -> None:
+    def check_training(cls, hparams, *, momentum: float, optimizer: str = "sgd") -> None:
+        if hparams.get("penalty_step") == "implicit" and optimizer != "sgd":
+            raise ConfigError(
+                f"{cls.name}: penalty_step=implicit is the exact proximal step of plain SGD; under {optimizer} the "
+                "step is preconditioned per parameter and this form is not derived here: use penalty_step=explicit")
         if hparams.get("penalty_step") == "implicit" and momentum != 0:
             raise ConfigError(
                 f"{cls.name}: penalty_step=implicit is the exact proximal step of plain SGD and is not defined "

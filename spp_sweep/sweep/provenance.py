@@ -26,7 +26,6 @@ import hmac
 import json
 import os
 import secrets
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +46,8 @@ def _key(create: bool) -> bytes | None:
     """This account's key; made (0600) when ``create`` and there is none; None if unusable."""
     path = key_path()
     try:
-        return bytes.fromhex(path.read_text().strip())
+        key = bytes.fromhex(path.read_text().strip())
+        return key if len(key) >= 16 else None
     except FileNotFoundError:
         if not create:
             return None
@@ -60,11 +60,17 @@ def _key(create: bool) -> bytes | None:
             stream.write(secrets.token_hex(32))
     except FileExistsError:  # another process made it first
         pass
-    except OSError as error:
-        print(f"spp-sweep: cannot create the sweep key {path} ({error}); this sweep can only be resumed with "
-              f"--trust-state (or set {KEY_ENV} to a writable file)", file=sys.stderr)
+    except OSError:  # check_key says so before a sweep starts
         return None
     return _key(create=False)
+
+
+def check_key() -> None:
+    """Before a new sweep starts: this account's key exists (made now if missing) and reads, or
+    one line saying how to fix it (a sweep signed with no key could never be resumed)."""
+    if _key(create=True) is None:
+        raise ConfigError(f"the sweep key {key_path()} cannot be read or made (it must hold at least 32 hex digits, "
+                          f"and its folder be writable); fix or remove it, or set {KEY_ENV} to a writable file")
 
 
 def _mac(key: bytes, root: str, study_text: str) -> str:

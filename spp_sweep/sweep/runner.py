@@ -129,7 +129,13 @@ class SweepOutcome:
 
 def sweep_root(study: Study) -> str:
     """STORAGE/NAME; a relative local storage path is made absolute (workers need one path)."""
-    storage = study.storage if "://" in study.storage else str(Path(study.storage).expanduser().resolve())
+    if "://" in study.storage:
+        return f"{study.storage.rstrip('/')}/{study.name}"
+    try:
+        storage = str(Path(study.storage).expanduser().resolve())
+    except (RuntimeError, OSError) as error:  # a loop of symbolic links (RuntimeError before Python 3.13)
+        raise ConfigError(f"--storage {study.storage} cannot be resolved ({error}); give a folder path without a "
+                          "loop of links") from None
     return f"{storage.rstrip('/')}/{study.name}"
 
 
@@ -197,6 +203,23 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
     if study.num_samples < 1:
         raise ConfigError("--num-samples must be >= 1")
     return study
+
+
+def check_environment(study: Study, options: SweepOptions) -> None:
+    """What the sweep will write outside its folder, checked before Ray starts: a temporary
+    folder (Ray's session, checkpoints staged by the trials) and, for a new sweep, this account's
+    sweep key (an unusable one would leave a folder that no --resume trusts)."""
+    import tempfile
+
+    try:
+        temporary = tempfile.gettempdir()
+    except FileNotFoundError:
+        temporary = None
+    if temporary is None or not os.access(temporary, os.W_OK | os.X_OK):
+        raise ConfigError(f"no writable temporary folder ({os.environ.get('TMPDIR') or temporary or '/tmp'}); point "
+                          "TMPDIR at a writable folder")
+    if not options.resume:
+        provenance.check_key()
 
 
 def check_resources(study: Study) -> None:
@@ -338,6 +361,7 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     """run_sweep's body: check, connect, then each phase in order."""
     entered = time.time()
     study = prepare_study(study, options)
+    check_environment(study, options)
     options.trackers.check()
     if options.address is None:
         check_data(study)

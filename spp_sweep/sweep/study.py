@@ -30,7 +30,7 @@ SAMPLERS = ("grid", "tpe", "random")
 # when the test set must stay unseen (docs/guide/your-data.md).
 METRICS = ("acc", "bwt", "fwt", "smt", "val_acc", "val_bwt", "val_fwt", "val_smt")
 # Searchable run settings; every other space key is a method option (lam, xi, temperature...).
-RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay")
+RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay", "optimizer")
 # Keys of `fixed` that the study sets elsewhere (or the trial decides from its resources).
 _NOT_FIXED = ("method", "benchmark", "benchmark_options", "seed", "device", "threads", "method_options")
 _TOP_KEYS = {"name", "description", "benchmark", "benchmark_options", "fixed", "methods", "search", "seeds",
@@ -274,10 +274,11 @@ def name_problem(name: Any) -> str | None:
     '..', '.', slashes or control characters would write outside STORAGE or into it directly."""
     if not isinstance(name, str) or not name:
         return f"{name!r} is empty; give a plain folder name such as my_sweep"
-    if name in (".", "..") or any(c in name for c in "/\\") or any(c.isspace() or ord(c) < 32 or ord(c) == 127
+    # not printable: control and format characters (a right-to-left override shows another name)
+    if name in (".", "..") or any(c in name for c in "/\\") or any(c.isspace() or not c.isprintable()
                                                                 for c in name):
-        return (f"{name!r} is not one plain folder name (no slashes, spaces, control characters, '.' or '..'); "
-                "results go to STORAGE/NAME")
+        return (f"{name!r} is not one plain folder name (no slashes, spaces, control or invisible characters, '.' "
+                "or '..'); results go to STORAGE/NAME")
     if len(name.encode()) > 200:
         return f"{name[:20]!r}... is {len(name.encode())} bytes long; use at most 200"
     return None

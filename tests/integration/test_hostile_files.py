@@ -194,7 +194,8 @@ def test_data_files_with_pickled_objects_are_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "../../x", "a/b", "a\\b", "a b", "a\nb", "a\x00b", "x" * 300])
+@pytest.mark.parametrize("name", ["", ".", "..", "../../x", "a/b", "a\\b", "a b", "a\nb", "a\x00b", "x" * 300,
+                                  "report\u202egpj.exe"])  # a right-to-left override shows another name
 def test_a_sweep_name_is_one_plain_folder_name(name: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert name_problem(name) is not None
     code = main(["sweep", str(REPO / "studies" / "lambda_robustness.yaml"), "--quiet",
@@ -477,3 +478,56 @@ def test_a_fifo_among_the_pictures_is_refused_not_waited_on(tmp_path: Path) -> N
     (tmp_path / "pics" / "a" / "zz.png").symlink_to(outside)  # a link leading out of the folder
     with pytest.raises(DataError, match="a link leading out"):
         build_benchmark("image_folder", {"path": str(tmp_path / "pics"), "n_tasks": 2})
+
+
+def _plain_study(tmp_path: Path, storage: Path) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"name": "plain", "benchmark": "split_digits", "storage": str(storage),
+                                    "methods": {"finetune": {}}}))
+    return path
+
+
+def test_storage_through_a_loop_of_links_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert main(["sweep", str(_plain_study(tmp_path, tmp_path / "a" / "sweeps")), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "loop of links" in err and "\n" not in err
+
+
+def test_an_unusable_sweep_key_is_refused_before_the_sweep_starts(tmp_path: Path, key_file: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text("not hex")  # a sweep signed with no key could never be resumed
+    assert main(["sweep", str(_plain_study(tmp_path, tmp_path / "sweeps")), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sweep key" in err and provenance.KEY_ENV in err and "\n" not in err
+    assert not (tmp_path / "sweeps").exists()  # a refused study leaves nothing behind
+
+
+def test_no_writable_temporary_folder_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    import tempfile
+
+    def none_usable() -> str:  # what tempfile raises where no candidate folder is writable
+        raise FileNotFoundError("No usable temporary directory found")
+
+    monkeypatch.setattr(tempfile, "gettempdir", none_usable)
+    assert main(["sweep", str(_plain_study(tmp_path, tmp_path / "sweeps")), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "TMPDIR" in err and "\n" not in err and not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda d: d.update(y_train=d["y_train"].astype(np.uint64), y_test=d["y_test"].astype(np.uint64)),
+     "stored as uint64; store labels as int64"),
+    (lambda d: d.update(x_test=d["x_test"][:0], y_test=d["y_test"][:0]), "x_test holds no sample"),
+])
+def test_label_types_and_empty_splits_are_one_line(change, match: str, tmp_path: Path) -> None:
+    generator = np.random.default_rng(0)
+    data = {"x_train": generator.normal(size=(40, 5)).astype(np.float32), "y_train": np.arange(40) % 4,
+            "x_test": generator.normal(size=(20, 5)).astype(np.float32), "y_test": np.arange(20) % 4}
+    change(data)
+    np.savez(tmp_path / "data.npz", **data)
+    with pytest.raises(DataError, match=match):
+        build_benchmark("arrays", {"path": str(tmp_path / "data.npz"), "n_tasks": 2})

@@ -1,0 +1,93 @@
+"""spp_sweep.adam against torch.optim.Adam, to the bit (one model: a parameter that misses some
+steps, an lr changed between epochs), a hand computation of the first two steps (Kingma & Ba,
+Algorithm 1), a stacked member against its separate run, and what Adam refuses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spp_sweep.adam import Adam, member_adam_step
+from spp_sweep.config import RunConfig
+from spp_sweep.engine import Experiment
+from spp_sweep.errors import ConfigError
+from spp_sweep.stacked import StackedExperiment
+
+
+def test_the_same_steps_as_torch_optim_adam() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    heads = [torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)]
+    ours = [p.detach().clone().requires_grad_() for m in (model, *heads) for p in m.parameters()]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    mine, reference = Adam(ours, lr=0.01), torch.optim.Adam(theirs, lr=0.01)
+    generator = torch.Generator().manual_seed(1)
+    for step in range(12):
+        head = step % 3 and 1  # head 0 reached every third step only: no gradient, no step otherwise
+        x = torch.randn(8, 5, generator=generator)
+        for params, optimizer in ((ours, mine), (theirs, reference)):
+            if step == 6:
+                optimizer.param_groups[0]["lr"] = 0.004
+            optimizer.zero_grad()
+            hidden = torch.relu(x @ params[0].T + params[1]) @ params[2].T + params[3]
+            weight, bias = params[4 + 2 * head], params[5 + 2 * head]
+            (hidden @ weight.T + bias).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
+
+
+def test_two_steps_by_hand() -> None:
+    """g1 = 2, g2 = -1 on p0 = 1, lr 0.1: m1 = 0.2, v1 = 0.004, p1 = 1 - 0.1 * 2 / (2 + 1e-8);
+    m2 = 0.08, v2 = 0.004996, p2 = p1 - 0.1 / 0.19 * 0.08 / (sqrt(0.004996 / 0.001999) + 1e-8)."""
+    p = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+    optimizer = Adam([p], lr=0.1)
+    expected = 1.0
+    for g, (m, v, t) in zip([2.0, -1.0], [(0.2, 0.004, 1), (0.1 * 0.2 * 9 - 0.1, 0.999 * 0.004 + 0.001, 2)]):
+        p.grad = torch.tensor([g], dtype=torch.float64)
+        optimizer.step()
+        expected -= 0.1 / (1 - 0.9**t) * m / (math.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        assert p.item() == pytest.approx(expected, rel=1e-12)
+    assert m == pytest.approx(0.08)  # the hand values themselves: 0.9 * 0.2 + 0.1 * (-1)
+
+
+def test_a_member_step_equals_its_separate_step_and_skips_what_its_batch_missed() -> None:
+    generator = torch.Generator().manual_seed(3)
+    stacked = torch.randn(3, 4, 2, generator=generator)
+    alone = [stacked[k].clone() for k in range(3)]
+    optimizers = [Adam([torch.nn.Parameter(a)], lr=lr) for a, lr in zip(alone, (0.1, 0.01, 0.05))]
+    state: dict = {}
+    for step in range(5):
+        grad = torch.randn(3, 4, 2, generator=generator)
+        reached = torch.tensor([True, step % 2 == 0, True])
+        member_adam_step(stacked, grad, state, [0.1, 0.01, 0.05], reached)
+        for k, optimizer in enumerate(optimizers):
+            param = optimizer.param_groups[0]["params"][0]
+            param.grad = grad[k].clone() if bool(reached[k]) else None
+            optimizer.step()
+    for k, optimizer in enumerate(optimizers):
+        assert torch.equal(stacked[k], optimizer.param_groups[0]["params"][0].detach())
+    assert state["steps"] == [5, 3, 5]
+
+
+def test_a_stack_trained_with_adam_equals_its_separate_runs() -> None:
+    configs = [RunConfig(method="ewc", benchmark="split_digits", optimizer="adam", lr=lr, seed=seed, epochs=1,
+                         lr_decay=1.0, threads=1, first_tasks=3, method_options={"lam": lam})
+               for lr, seed, lam in [(0.001, 0, 10.0), (0.003, 1, 1000.0)]]
+    stacked = StackedExperiment(configs).run()
+    for config, member in zip(configs, stacked):
+        alone = Experiment(config).run()
+        assert alone.accuracy_matrix == member.accuracy_matrix  # on a CPU: to the last bit
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"optimizer": "adam", "momentum": 0.9}, "momentum=0.9 is SGD's"),
+    ({"optimizer": "rmsprop"}, "optimizer='rmsprop' is invalid"),
+    ({"optimizer": "adam", "method": "spp", "method_options": {"penalty_step": "implicit"}},
+     "implicit is the exact proximal step of plain SGD; under adam"),
+])
+def test_what_adam_refuses_is_one_line_before_training(settings: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        RunConfig(**{"benchmark": "split_digits", **settings}).resolved()
