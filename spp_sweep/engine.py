@@ -27,8 +27,9 @@ from .benchmarks.streaming import ImageFiles, batch_loader
 from .config import ResolvedRunConfig, RunConfig
 from .errors import ConfigError
 from .methods import Method, Step, TaskView, get_method
+from .methods.base import Rows
 from .models import ContinualModel, build_model
-from .objectives import Objective, get_objective
+from .objectives import Forward, Objective, get_objective
 from .sgd import SGD
 
 
@@ -110,6 +111,12 @@ def first_tasks(benchmark: Benchmark, count: int) -> Benchmark:
         raise ConfigError(f"first_tasks={count} but {benchmark.name} has {benchmark.n_tasks} tasks; "
                           f"choose at most {benchmark.n_tasks}")
     return dataclasses.replace(benchmark, tasks=benchmark.tasks[:count])
+
+
+def method_seed(seed: int) -> int:
+    """The seed of a method's own generator (``Method.generator``): the run's seed moved past every
+    seed a study may use (below 2^32), so its draws never repeat the data order's stream."""
+    return seed + 2**32
 
 
 def select_device(name: str) -> torch.device:
@@ -556,6 +563,7 @@ class Experiment(TaskStream):
         self.method: Method = method_cls(self.model, **self.config.method_options)
         self.method.record_importances = self.config.save_importances
         self.shuffle = torch.Generator().manual_seed(self.config.seed)
+        self.method.generator.manual_seed(method_seed(self.config.seed))
         self.last_loss = math.nan  # mean training loss (with any penalty) of the latest epoch
         initial = self.evaluate()  # b_i of the standard FWT: the untrained model
         initial_val = self.evaluate("val") if self.has_validation else []
@@ -607,17 +615,40 @@ class Experiment(TaskStream):
         """One SGD step; returns (loss with any penalty, the objective's own loss alone:
         cross-entropy for classification, and with ``count`` the batch's correct predictions, else None)."""
         head = self.head_of(task)
-        forward = self.objective.training_forward(self.model, head, x, y)  # objectives.py
-        loss = forward.loss
-        penalty = self.method.penalty(Step(task, head, x, y, forward.features, forward.outputs))
+        rows = self.method.extra_rows(task, head, len(y))
+        if rows is None:
+            forward = self.objective.training_forward(self.model, head, x, y)  # objectives.py
+            loss = forward.loss
+        else:
+            forward, loss = self._forward_with_rows(head, x, y, rows)
+        step = Step(task, head, x, y, forward.features, forward.outputs)
+        penalty = self.method.penalty(step)
         if penalty is not None:
             loss = loss + penalty
         optimizer.zero_grad()
         loss.backward()
+        self.method.before_update()
         optimizer.step()
         self.method.after_step(optimizer.param_groups[0]["lr"])
+        self.method.observe(step)
         right = self.objective.correct(forward.outputs.detach(), y) if count else None
         return loss.detach(), forward.loss.detach(), right
+
+    def _forward_with_rows(self, head: int, x: torch.Tensor, y: torch.Tensor,
+                           rows: Rows) -> tuple[Forward, torch.Tensor]:
+        """(the current task's rows' Forward: what penalties and the blow-up rule see; the mean
+        loss over every row of the mini-batch with a method's stored rows appended, experience
+        replay's). One trunk pass over all rows (batch norm sees them together), each row through
+        its own head."""
+        features = self.model.trunk(torch.cat([x, rows.x]))
+        n = len(y)
+        outputs = self.model.heads[head](features[:n])
+        current = self.objective.sample_losses(outputs, y)
+        total = current.sum()
+        for h in sorted(set(rows.heads.tolist())):
+            mine = rows.heads == h
+            total = total + self.objective.sample_losses(self.model.heads[h](features[n:][mine]), rows.y[mine]).sum()
+        return Forward(current.mean(), features[:n], outputs), total / (n + len(rows.y))
 
     def evaluate(self, split: str = "test") -> list[float]:
         """The objective's score (accuracy for classification) on every task's ``split`` (test
@@ -635,7 +666,8 @@ class Experiment(TaskStream):
     def _own_state(self) -> dict[str, Any]:
         # the record's fields at the top level, as single-run checkpoints always had them
         state = {"config": self.config.to_dict(), **self.record.saved(),
-                 "shuffle_rng": self.shuffle.get_state(), "torch_rng": torch.get_rng_state()}
+                 "shuffle_rng": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+                 "method_rng": self.method.generator.get_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -644,6 +676,8 @@ class Experiment(TaskStream):
         self.record.load(state)
         self.record.seconds = float(state["seconds"])
         self.shuffle.set_state(state["shuffle_rng"])
+        if "method_rng" in state:  # checkpoints from before methods drew
+            self.method.generator.set_state(state["method_rng"])
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)

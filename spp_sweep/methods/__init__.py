@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..plugins import METHOD_GROUP, Registry
+from .agem import AGEM
 from .base import Method, Option, Step, TaskView
+from .derpp import DERpp
+from .er import ExperienceReplay
 from .ewc import EWC
 from .finetune import FineTune
 from .frozen import FrozenSGD
@@ -26,7 +29,8 @@ def _valid_method(name: str, loaded: object) -> str | None:
 # the built-in methods, and on first use those of other installed packages (entry points
 # "spp_sweep.methods", spp_sweep/plugins.py)
 METHODS: dict[str, type[Method]] = Registry(
-    {cls.name: cls for cls in [SPP, EWC, SI, MAS, LwF, SGD, FrozenSGD, FineTune, Joint]}, METHOD_GROUP, _valid_method)
+    {cls.name: cls for cls in [SPP, EWC, SI, MAS, LwF, SGD, FrozenSGD, FineTune, Joint,
+                                    ExperienceReplay, AGEM, DERpp]}, METHOD_GROUP, _valid_method)
 
 
 def get_method(name: str) -> type[Method]:

@@ -5,10 +5,19 @@ The engine calls, for each task t of the sequence::
     tasks_to_train(t, T)          which tasks' data to train on now (joint: all at once)
     trainable_parameters(t)       what the optimiser may change (SGD-F: heads only after task 0)
     before_task(view)             snapshot what the method needs (LwF's old model, SI's start)
+    extra_rows(t, head)           stored samples to train on in the same mini-batch (replay)
     penalty(step)                 extra loss term added to every mini-batch's task loss
+    before_update()               the gradients, after the backward pass and before the update
+                                  (A-GEM projects them)
     after_step(lr)                after each optimiser step, with the step size it used
                                   (the implicit penalty step, then SI's path integral)
+    observe(step)                 the step's batch as the network saw it before the update
+                                  (replay stores samples, DER++ their outputs)
     after_task(view)              update state from the finished task (importances, anchors)
+
+A method draws whatever it draws (a buffer's samples) from ``self.generator``, which the engine
+seeds from the run's seed alone and keeps in its checkpoints, so two seeds draw differently and
+a resumed run draws as the uninterrupted one.
 
 plus ``check_training`` (refuse optimiser settings a method's options cannot work with, before
 any data is loaded) and ``state_dict``/``load_state_dict`` so a checkpoint taken between tasks continues
@@ -112,6 +121,17 @@ class TaskView:
 
 
 @dataclass(frozen=True)
+class Rows:
+    """Stored samples a method adds to a training mini-batch (``Method.extra_rows``): inputs,
+    labels as the heads know them, and the head of each row (a replayed task-incremental sample
+    goes through its own task's head)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    heads: torch.Tensor
+
+
+@dataclass(frozen=True)
 class Step:
     """One mini-batch as the engine computed it: penalties reuse its features and outputs.
 
@@ -155,6 +175,8 @@ class Method:
         # Stacked runs only (set by stacked.py): each stackable option's value per member.
         self.member_options: dict[str, list[float]] | None = None
         self._option_tensors: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+        # what the method draws from: set by the engine from the run's seed (checkpointed there)
+        self.generator = torch.Generator()
 
     @property
     def stacked(self) -> bool:
@@ -223,12 +245,27 @@ class Method:
         SGD-F keeps its frozen trunk's batch-norm statistics fixed)."""
         self.model.train()
 
+    def extra_rows(self, task: int, head: int, size: int) -> Rows | None:
+        """Samples to append to this step's mini-batch of ``task`` (``size`` rows; None: none). The engine runs
+        the trunk once over the whole batch (batch norm sees them together) and minimises the
+        mean loss over all its rows, each through its own head."""
+        return None
+
     def penalty(self, step: Step) -> torch.Tensor | None:
         return None
+
+    def before_update(self) -> None:
+        """After the backward pass, before the optimiser's update: a method may change the
+        gradients in ``p.grad`` (projection). Not called in a stacked run (such methods refuse
+        stacking)."""
 
     def after_step(self, lr: float | torch.Tensor) -> None:
         """After each optimiser step; ``lr`` is the step size it used (the decayed learning rate;
         in a stacked run a (K,) tensor, one per member: see :func:`along_members`)."""
+
+    def observe(self, step: Step) -> None:
+        """After the update, the step's batch and what the network output for it before the
+        update. Not called in a stacked run (methods that store samples refuse stacking)."""
 
     def after_task(self, view: TaskView) -> None:
         pass

@@ -1,0 +1,54 @@
+"""Experience replay (Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning").
+
+Every mini-batch of the current task is trained together with as many rows drawn from a small
+buffer of earlier samples, minimising the mean loss over the joint batch (their section 3):
+  L = 1/(B + B') [ sum_{(x,y) in batch} l(f(x), y) + sum_{(x',y') drawn} l(f_{h'}(x'), y') ],
+each stored row through its own task's head (h'). The buffer is filled by reservoir sampling over
+the stream (``buffer: reservoir``, ``memory`` rows in total) or after each task with ``memory``
+rows of each of its classes (``buffer: class_balanced``, the default, as van de Ven et al.'s
+reference code). Draws use the run's own generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .base import Method, Option, Rows, Step, TaskView
+from .buffer import BUFFERS, Buffer
+
+
+class ExperienceReplay(Method):
+    name = "er"
+    summary = "Experience replay: each mini-batch trained together with rows drawn from a small buffer"
+    objectives = ("classification",)
+    options = {
+        "memory": Option(100, "stored samples: per class (class_balanced) or in total (reservoir)", 1),
+        "buffer": Option("class_balanced", "how the buffer is filled: class_balanced (after each task) or "
+                         "reservoir (over the stream)", None, choices=BUFFERS),
+        "replay_batch": Option(0, "rows drawn per step (0: as many as the current mini-batch)", 0),
+    }
+    stack_refusal = "a stack's members would each need their own buffer, which is not built yet"
+
+    def __init__(self, model, **options: Any):
+        super().__init__(model, **options)
+        self.buffer = Buffer(self.hparams["memory"])
+
+    def extra_rows(self, task: int, head: int, size: int) -> Rows | None:
+        if not len(self.buffer):
+            return None
+        return self.buffer.draw(self.hparams["replay_batch"] or size, self.generator)[0]
+
+    def observe(self, step: Step) -> None:
+        if self.hparams["buffer"] == "reservoir":
+            self.buffer.add_reservoir(step.x, step.y, step.head, self.generator)
+
+    def after_task(self, view: TaskView) -> None:
+        if self.hparams["buffer"] == "class_balanced":
+            self.buffer.add_class_balanced(view.x, view.y, view.head, self.generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
