@@ -136,7 +136,8 @@ def _checked(report: Any) -> dict[str, Any]:
     infinite (never a result), an accuracy matrix that is not one row per task of numbers."""
     if not isinstance(report, dict):
         raise ValueError("a report that is not a mapping")
-    for key in ("score", "seconds", "timestamp", "time_total_s", *METRIC_COLUMNS, *VALIDATION_COLUMNS):
+    for key in ("score", "seconds", "timestamp", "time_total_s", "stored_examples", *METRIC_COLUMNS,
+                *VALIDATION_COLUMNS):
         value = report.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"{key} is {type(value).__name__}, not a number")
@@ -184,6 +185,7 @@ def _trial_row(root: Path, folder: Path, config: dict[str, Any], trial: dict[str
         **{m: _number(last.get(m)) if status == "finished" else math.nan for m in METRIC_COLUMNS + VALIDATION_COLUMNS},
         "score": _number(last.get("score")),
         "seconds": _number(last.get("seconds")),
+        "stored_examples": _number(last.get("stored_examples")),  # a replay method's buffer at the end; 0: none
         # when the trial's last report came (Unix time) and how long its trainable ran: compute spent
         "ended_at": _number(last.get("timestamp")),
         "time_total_s": _number(last.get("time_total_s")),

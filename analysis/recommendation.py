@@ -25,7 +25,8 @@ from .style import display_name
 
 
 def ranking_table(ranking: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rank, method, configuration, validation ACC (what decided), test ACC and BWT beside it."""
+    """Rank, method, configuration, validation ACC (what decided), test ACC and BWT beside it,
+    and how many training examples the method keeps (a replay buffer; 0: none)."""
     def cell(row: dict[str, Any], name: str) -> str:
         mean, std = row.get(f"{name}_mean"), row.get(f"{name}_std")
         return "n/a" if mean is None or mean != mean else f"{mean:.4f} ± {(std or 0.0):.4f}"
@@ -34,6 +35,7 @@ def ranking_table(ranking: list[dict[str, Any]]) -> pd.DataFrame:
         "rank": index + 1, "method": row["method"], "configuration": row.get("config") or "-",
         "validation ACC": cell(row, "val_acc"), "validation BWT": cell(row, "val_bwt"),
         "test ACC": cell(row, "acc"), "test BWT": cell(row, "bwt"),
+        "stored examples": int(row.get("stored_examples") or 0),  # what the method keeps of the data
         "seeds": int(row["n_seeds"]), "diverged": int(row["n_diverged"]),
     } for index, row in enumerate(ranking)])
 

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lr-decay", type=float,
                      help="learning-rate decay per epoch, restarting each task (default 0.96)")
     run.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
+    run.add_argument("--iterations", type=int,
+                     help="mini-batches per task instead of epochs (the field's split-MNIST protocol: 2000)")
     run.add_argument("--optimizer", choices=("sgd", "adam"),  # config.OPTIMIZERS (kept light)
                      help="sgd (default; the paper's) or adam (torch's betas and eps; --lr-decay 1 keeps its lr "
                           "constant)")
@@ -256,7 +258,10 @@ def _add_recommend(commands: Any) -> None:
     recommend.add_argument("data", metavar="DATA", help="an .npz/.pt file (x_train, y_train, x_test, y_test), an "
                            "image folder (one subfolder per class), package.module:function, or a benchmark name")
     recommend.add_argument("--methods", type=lambda t: tuple(m.strip() for m in t.split(",") if m.strip()),
-                           help="comma-separated methods (default: spp,ewc,si,mas,lwf,finetune)")
+                           help="comma-separated methods (default: spp,ewc,si,mas,lwf,er,finetune; without er "
+                                "under --no-replay)")
+    recommend.add_argument("--no-replay", action="store_true",
+                           help="the data may not be kept: leave out the methods that store examples (er, agem, derpp)")
     recommend.add_argument("--budget", type=_positive_int, default=12, help="TPE trials per method (default 12)")
     recommend.add_argument("--seeds", type=_positive_int, default=3, help="seeds of each method's best (default 3)")
     recommend.add_argument("--validation", type=float, default=0.2,

@@ -73,6 +73,10 @@ class RunConfig:
     # sgd (section 4.1: plain SGD, with `momentum` if set) or adam (Kingma & Ba; torch's betas and
     # eps): the field's split-MNIST protocol trains with Adam at lr 0.001 (docs/guide/methods.md)
     optimizer: str = "sgd"
+    # Mini-batches per task (0: `epochs` passes over its data instead). The field's split-MNIST
+    # protocol counts iterations (2000 per task): successive passes, each a fresh permutation cut
+    # to complete batches; the learning rate is not decayed within them (one "epoch").
+    iterations: int = 0
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
@@ -120,6 +124,9 @@ class RunConfig:
         """Fill unset fields from the benchmark's defaults and check every value."""
         spec = get_spec(self.benchmark)
         method_cls = get_method(self.method)
+        if self.iterations and self.epochs not in (None, 1):
+            raise ConfigError(f"iterations={self.iterations} and epochs={self.epochs} both set a task's length; "
+                              "give one")
         # every option in force, defaults included, each type-checked (result.json records them all)
         benchmark_options = resolve_options(spec.build, self.benchmark_options, f"benchmark {self.benchmark!r}",
                                             rules=BENCHMARK_RULES)
@@ -137,7 +144,8 @@ class RunConfig:
             raise ConfigError(f"output={output!r} is invalid; choose one of: {', '.join(OUTPUTS)}")
         values = {
             **self.to_shallow_dict(), "output": output,
-            "epochs": self.epochs if self.epochs is not None else spec.train_defaults["epochs"],
+            "epochs": 1 if self.iterations else (self.epochs if self.epochs is not None
+                                                 else spec.train_defaults["epochs"]),
             "batch_size": self.batch_size if self.batch_size is not None else spec.train_defaults["batch_size"],
             "lr": self.lr if self.lr is not None else spec.train_defaults["lr"],
             "method_options": method_cls.validate_options({**method_defaults, **self.method_options}),
@@ -177,6 +185,8 @@ class RunConfig:
                 good = False
             if not good:
                 raise ConfigError(f"{name}={value!r} is invalid; it must be {wanted}")
+        if not (_whole(self.iterations) and self.iterations >= 0):
+            raise ConfigError(f"iterations={self.iterations!r} is invalid; it must be a whole number >= 0 (0: epochs)")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer={self.optimizer!r} is invalid; choose one of: {', '.join(OPTIMIZERS)}")
         if self.optimizer == "adam" and self.momentum != 0:

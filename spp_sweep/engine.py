@@ -79,6 +79,9 @@ class RunResult:
     # How many configurations trained together as one batched model (stacked.py); 1: alone.
     # ``seconds`` is then this member's share of the stack's time.
     stack_members: int = 1
+    # examples the method keeps at the end (a replay buffer's rows; 0 for the others): what the
+    # run asks to store of the data, reported beside its accuracy (recommend's ranking)
+    stored_examples: int = 0
 
     def to_json(self) -> dict[str, Any]:
         clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
@@ -95,6 +98,7 @@ class RunResult:
             "seconds": self.seconds,
             "score": {"name": self.score_name, "higher_is_better": self.higher_is_better},
             **({"stack_members": self.stack_members} if self.stack_members > 1 else {}),
+            **({"stored_examples": self.stored_examples} if self.stored_examples else {}),
             **({} if self.validation_matrix is None else {
                 "validation_matrix": self.validation_matrix,
                 "initial_validation_accuracy": self.initial_validation_accuracy,
@@ -525,12 +529,26 @@ class TaskStream:
         ``shuffle``: the generator of the data order (a run's own; each member's in a stack)."""
         batches = []
         for t in tasks:
-            n = len(self._targets[t][0])
-            order = torch.randperm(n, generator=shuffle).to(self.device)
+            order = self._order(len(self._targets[t][0]), shuffle).to(self.device)
             batches += [(t, index) for index in self._split_batches(order)]
         if len(tasks) > 1:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=shuffle)]
         return batches
+
+    def _order(self, n: int, shuffle: torch.Generator) -> torch.Tensor:
+        """The order of a task's ``n`` training samples for one epoch: a permutation. With
+        ``iterations``, the order of exactly that many mini-batches: successive passes, each a
+        fresh permutation cut to complete batches (the reference code's loader with drop_last,
+        made anew when it runs out)."""
+        if not self.config.iterations:
+            return torch.randperm(n, generator=shuffle)
+        size = self.config.batch_size
+        per_pass, needed = (n // size) * size, self.config.iterations * size
+        if per_pass == 0:
+            raise ConfigError(f"iterations={self.config.iterations} draws complete batches of {size}, and a task has "
+                              f"{n} training samples; choose a smaller batch_size")
+        passes = [torch.randperm(n, generator=shuffle)[:per_pass] for _ in range(-(-needed // per_pass))]
+        return torch.cat(passes)[:needed]
 
     def _split_batches(self, order: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, ...]:
         """``order`` cut into mini-batches along ``dim``; with drop_last, complete ones only."""
@@ -822,6 +840,7 @@ def run_result(record: RunRecord) -> RunResult:
         validation_matrix=[list(r) for r in record.val_rows] if has_validation else None,
         initial_validation_accuracy=list(record.initial_val_accuracy) if has_validation else None,
         validation_metrics=validation,
+        stored_examples=record.method.stored_examples(),
     )
 
 

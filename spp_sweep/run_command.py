@@ -54,6 +54,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         values["momentum"] = args.momentum
     if args.optimizer is not None:
         values["optimizer"] = args.optimizer
+    if args.iterations is not None:
+        values["iterations"] = args.iterations
     if args.output is not None:
         values["output"] = args.output
     return RunConfig.from_dict(values).resolved()

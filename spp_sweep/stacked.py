@@ -219,7 +219,7 @@ class StackedExperiment(TaskStream):
         if len(tasks) == 1:  # one task: every member's batches have the same sizes; one gather per step
             t = tasks[0]
             n = len(self._targets[t][0])
-            orders = torch.stack([torch.randperm(n, generator=g) for g in self.shuffles]).to(self.device)
+            orders = torch.stack([self._order(n, g) for g in self.shuffles]).to(self.device)
             for index in self._split_batches(orders, dim=1):
                 yield [t] * self.size, self.benchmark.tasks[t].x_train[index], self._targets[t][0][index], None
             return

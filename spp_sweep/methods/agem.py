@@ -28,6 +28,7 @@ class AGEM(Method):
         "memory": Option(100, "stored samples per class of each finished task", 1),
         "memory_batch": Option(256, "rows drawn from the memory for the reference gradient per step", 1),
     }
+    stores_examples = True
     stack_refusal = "a stack's members would each need their own memory and projection, which is not built yet"
 
     def __init__(self, model, **options: Any):
@@ -58,6 +59,9 @@ class AGEM(Method):
 
     def after_task(self, view: TaskView) -> None:
         self.buffer.add_class_balanced(view.x, view.y, view.head, self.generator)
+
+    def stored_examples(self) -> int:
+        return len(self.buffer)
 
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict()}

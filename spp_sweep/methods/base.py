@@ -165,6 +165,9 @@ class Method:
     stackable_options: ClassVar[tuple[str, ...]] = ()
     # Why the method cannot train stacked (None: it can, with every hook written elementwise).
     stack_refusal: ClassVar[str | None] = None
+    # True for a method that keeps training examples (replay): recommend leaves it out where the
+    # user forbids storing data (--no-replay)
+    stores_examples: ClassVar[bool] = False
 
     def __init__(self, model: ContinualModel, **options: Any):
         self.model = model
@@ -269,6 +272,11 @@ class Method:
 
     def after_task(self, view: TaskView) -> None:
         pass
+
+    def stored_examples(self) -> int:
+        """How many training examples the method keeps now (a replay buffer's rows): data a user
+        may not be allowed to keep. 0 for methods that keep none."""
+        return 0
 
     def importances(self) -> dict[str, torch.Tensor] | None:
         """Per-parameter importance of the last finished task (None if the method has none)."""

@@ -31,6 +31,7 @@ class DERpp(Method):
         "beta": Option(0.5, "weight of the label-replay term (eq. 6)"),
     }
     stackable_options = ()
+    stores_examples = True
     stack_refusal = "a stack's members would each need their own buffer, which is not built yet"
 
     def __init__(self, model, **options: Any):
@@ -53,6 +54,9 @@ class DERpp(Method):
 
     def observe(self, step: Step) -> None:
         self.buffer.add_reservoir(step.x, step.y, step.head, self.generator, outputs=step.outputs)
+
+    def stored_examples(self) -> int:
+        return len(self.buffer)
 
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict()}

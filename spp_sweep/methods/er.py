@@ -28,6 +28,7 @@ class ExperienceReplay(Method):
                          "reservoir (over the stream)", None, choices=BUFFERS),
         "replay_batch": Option(0, "rows drawn per step (0: as many as the current mini-batch)", 0),
     }
+    stores_examples = True
     stack_refusal = "a stack's members would each need their own buffer, which is not built yet"
 
     def __init__(self, model, **options: Any):
@@ -46,6 +47,9 @@ class ExperienceReplay(Method):
     def after_task(self, view: TaskView) -> None:
         if self.hparams["buffer"] == "class_balanced":
             self.buffer.add_class_balanced(view.x, view.y, view.head, self.generator)
+
+    def stored_examples(self) -> int:
+        return len(self.buffer)
 
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict()}

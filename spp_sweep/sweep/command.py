@@ -137,7 +137,7 @@ def fetch_sweep(uri: str, into: Path) -> Path:
 
 
 def recommend_command(args: argparse.Namespace) -> int:
-    from .recommend import DEFAULT_METHODS, RecommendOptions, recommend
+    from .recommend import DEFAULT_METHODS, REPLAY_METHODS, RecommendOptions, recommend
 
     benchmark_options = dict(args.benchmark_option)
     for key, value in [("n_tasks", args.tasks), ("groups", args.groups), ("order", args.order),
@@ -145,7 +145,9 @@ def recommend_command(args: argparse.Namespace) -> int:
         if value is not None:
             benchmark_options[key] = value
     options = RecommendOptions(
-        data=args.data, methods=DEFAULT_METHODS if args.methods is None else args.methods, budget=args.budget,
+        data=args.data, budget=args.budget, store_examples=not args.no_replay,
+        methods=(tuple(m for m in DEFAULT_METHODS if not (args.no_replay and m in REPLAY_METHODS))
+                 if args.methods is None else args.methods),
         seeds=args.seeds,
         validation=args.validation, curve_points=args.curve_points, penalty_step=args.penalty_step,
         benchmark_options=tuple(benchmark_options.items()), settings=tuple(args.set), storage=args.storage,

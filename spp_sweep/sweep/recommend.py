@@ -41,7 +41,9 @@ from ..methods import METHODS
 from .study import PROTOCOLS, RUN_KEYS, Study, name_problem, parse_study
 from .trackers import Trackers
 
-DEFAULT_METHODS = ("spp", "ewc", "si", "mas", "lwf", "finetune")
+# replay (er) is considered unless the user forbids keeping examples (--no-replay)
+DEFAULT_METHODS = ("spp", "ewc", "si", "mas", "lwf", "er", "finetune")
+REPLAY_METHODS = tuple(name for name, method in METHODS.items() if method.stores_examples)
 # Search ranges of each method's strength: wide, on a log scale (the λ study shows where
 # each one stops working on the embedded benchmark); the learning rate spans 0.001-0.3.
 STRENGTH_RANGES = {"spp": (0.01, 100.0), "ewc": (0.1, 1e4), "si": (0.01, 100.0), "mas": (0.01, 100.0),
@@ -63,6 +65,8 @@ class RecommendOptions:
     # explicit (paper) / implicit (proximal, stable at any λ) / search (a TPE dimension) for the
     # quadratic-penalty methods (spp, ewc, si, mas); ignored by the others
     penalty_step: str = "explicit"
+    # False (--no-replay): the data may not be kept, so methods that store examples are left out
+    store_examples: bool = True
     benchmark_options: tuple[tuple[str, Any], ...] = ()  # groups, n_tasks, permutations, image_size...
     settings: tuple[tuple[str, Any], ...] = ()  # run settings for every trial (epochs, model...)
     storage: str = "results/recommend"
@@ -112,6 +116,10 @@ def search_study(options: RecommendOptions, name: str) -> Study:
     if options.budget < 1 or options.seeds < 1 or options.curve_points < 0 or options.curve_points == 1:
         raise ConfigError("--budget and --seeds must be >= 1, and --curve-points 0 (no λ curve) or >= 2 (a curve "
                           "needs two points)")
+    keeping = [m for m in options.methods if m in METHODS and METHODS[m].stores_examples]
+    if keeping and not options.store_examples:
+        raise ConfigError(f"--no-replay forbids keeping examples, and {', '.join(keeping)} store them; leave "
+                          f"{'it' if len(keeping) == 1 else 'them'} out of --methods")
     if len(set(options.methods)) != len(options.methods):
         raise ConfigError(f"--methods {','.join(options.methods)} names a method twice; name each once")
     if not 0 < options.validation < 1:
@@ -288,7 +296,9 @@ def rank_methods(search_root: str, phase: str = "final") -> list[dict[str, Any]]
         steps = of_method["penalty_step"].dropna().unique() if "penalty_step" in of_method else []
         if "penalty_step" not in params and len(steps) == 1:  # fixed, not searched: still part of the choice
             params["penalty_step"] = str(steps[0])
-        rows.append({**{k: _plain(v) for k, v in row.items()}, "params": params})
+        stored = of_method["stored_examples"].max() if "stored_examples" in of_method else math.nan
+        rows.append({**{k: _plain(v) for k, v in row.items()}, "params": params,
+                     "stored_examples": 0 if stored != stored else int(stored)})  # NaN: a sweep from before
     return rows
 
 

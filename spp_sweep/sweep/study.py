@@ -30,7 +30,7 @@ SAMPLERS = ("grid", "tpe", "random")
 # when the test set must stay unseen (docs/guide/your-data.md).
 METRICS = ("acc", "bwt", "fwt", "smt", "val_acc", "val_bwt", "val_fwt", "val_smt")
 # Searchable run settings; every other space key is a method option (lam, xi, temperature...).
-RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay", "optimizer")
+RUN_KEYS = ("lr", "epochs", "batch_size", "momentum", "lr_decay", "optimizer", "iterations")
 # Keys of `fixed` that the study sets elsewhere (or the trial decides from its resources).
 _NOT_FIXED = ("method", "benchmark", "benchmark_options", "seed", "device", "threads", "method_options")
 _TOP_KEYS = {"name", "description", "benchmark", "benchmark_options", "fixed", "methods", "search", "seeds",

@@ -250,7 +250,7 @@ def _final_metrics(result: Mapping[str, Any], metric: str, higher_is_better: boo
         "score": score,
         "diverged_at_task": result["diverged_at_task"], "diverged_reason": result.get("diverged_reason"),
         "accuracy_matrix": result["accuracy_matrix"], "initial_accuracy": result["initial_accuracy"],
-        "seconds": result["seconds"], "replayed": False,
+        "seconds": result["seconds"], "replayed": False, "stored_examples": result.get("stored_examples", 0),
         **({"validation_matrix": result["validation_matrix"]} if "validation_matrix" in result else {}),
     }
 

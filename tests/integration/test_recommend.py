@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis.load import load_trials
 from analysis.tables import best_configs
-from spp_sweep.sweep.recommend import RecommendOptions, recommend
+from spp_sweep.errors import ConfigError
+from spp_sweep.sweep.recommend import RecommendOptions, recommend, search_study
 from spp_sweep.sweep.runner import SweepOptions, run_sweep
 from spp_sweep.sweep.study import load_study, parse_study
 from tests.unit.benchmarks.test_custom_data import blobs
@@ -43,7 +45,7 @@ def test_selection_follows_validation_where_test_disagrees(tmp_path: Path, ray_l
 
 def test_recommend_end_to_end_and_resume(tmp_path: Path, ray_local) -> None:
     np.savez(tmp_path / "mine.npz", **blobs(n_classes=4, per_class=30))
-    options = RecommendOptions(data=str(tmp_path / "mine.npz"), methods=("spp", "finetune"), budget=2, seeds=2,
+    options = RecommendOptions(data=str(tmp_path / "mine.npz"), methods=("spp", "er", "finetune"), budget=2, seeds=2,
                                curve_points=3, benchmark_options=(("n_tasks", 2),), settings=(("epochs", 2),),
                                storage=str(tmp_path / "rec"), verbose=0)
     report = recommend(options)
@@ -51,7 +53,10 @@ def test_recommend_end_to_end_and_resume(tmp_path: Path, ray_local) -> None:
     home = tmp_path / "rec" / "mine"
     assert report == home / "recommendation" / "recommendation.md" and "**Use " in report.read_text()
     ranking = pd.read_csv(report.parent / "ranking.csv")
-    assert list(ranking["method"]) and set(ranking["method"]) == {"spp", "finetune"}
+    assert list(ranking["method"]) and set(ranking["method"]) == {"spp", "er", "finetune"}
+    stored = dict(zip(ranking["method"], ranking["stored examples"]))  # replay ranked beside, with its memory
+    # er keeps up to 100 per class: every training example of the 4 classes (80% of 30 each, validation aside)
+    assert stored["spp"] == stored["finetune"] == 0 and 0 < stored["er"] <= 4 * 24
     values = ranking["validation ACC"].str.split(" ± ").str[0].astype(float)
     assert list(values) == sorted(values, reverse=True)  # ranked on validation ACC
     recommended = load_study(report.parent / "recommended.yaml")
@@ -62,7 +67,8 @@ def test_recommend_end_to_end_and_resume(tmp_path: Path, ray_local) -> None:
     assert recommended.fixed["validation"] == 0.2 and recommended.benchmark == "arrays"
     search = load_trials(home / "search")
     assert search.groupby(["phase", "method"]).size().to_dict() == {  # the methods' searches in one phase
-        ("final", "finetune"): 2, ("final", "spp"): 2, ("optuna", "finetune"): 2, ("optuna", "spp"): 2}
+        ("final", "er"): 2, ("final", "finetune"): 2, ("final", "spp"): 2, ("optuna", "er"): 2,
+        ("optuna", "finetune"): 2, ("optuna", "spp"): 2}
     if ranking["method"].iloc[0] == "spp":  # the winner's strength swept around its best value
         curve = load_trials(home / "curve")
         assert curve["lam"].nunique() == 3 and len(curve) == 6
@@ -115,3 +121,13 @@ def test_recommend_penalty_step_fixed_searched_and_carried_into_follow_up_studie
         assert "momentum" in str(error)
     else:
         raise AssertionError("momentum with the implicit step was accepted")
+
+
+def test_replay_is_considered_unless_storing_examples_is_forbidden() -> None:
+    from spp_sweep.sweep.recommend import DEFAULT_METHODS, REPLAY_METHODS
+
+    assert "er" in DEFAULT_METHODS and set(REPLAY_METHODS) == {"er", "agem", "derpp"}
+    searched = search_study(RecommendOptions(data="split_digits"), "s")
+    assert "er" in [m.method for m in searched.methods]
+    with pytest.raises(ConfigError, match="--no-replay forbids keeping examples, and er, agem store them"):
+        search_study(RecommendOptions(data="split_digits", methods=("spp", "er", "agem"), store_examples=False), "s")

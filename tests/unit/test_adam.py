@@ -91,3 +91,22 @@ def test_a_stack_trained_with_adam_equals_its_separate_runs() -> None:
 def test_what_adam_refuses_is_one_line_before_training(settings: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         RunConfig(**{"benchmark": "split_digits", **settings}).resolved()
+
+
+def test_iterations_count_complete_mini_batches_over_fresh_passes() -> None:
+    """The reference protocol's budget: exactly `iterations` batches per task, each pass over the
+    data a new permutation cut to complete batches; a stack's members draw as their separate runs."""
+    config = RunConfig(method="finetune", benchmark="split_digits", iterations=7, batch_size=128, threads=1,
+                       first_tasks=2)
+    experiment = Experiment(config)
+    n = len(experiment._targets[0][0])  # about 288 samples: 2 complete batches of 128 per pass
+    schedule = experiment._schedule([0], torch.Generator().manual_seed(0))
+    assert len(schedule) == 7 and all(len(index) == 128 for _, index in schedule)
+    per_pass = (n // 128) * 128
+    first_pass = torch.cat([index for _, index in schedule[: per_pass // 128]])
+    assert sorted(first_pass.tolist()) == sorted(set(first_pass.tolist()))  # no sample twice within a pass
+    assert experiment.config.epochs == 1
+    stacked = StackedExperiment([config, RunConfig(**{**config.to_dict(), "seed": 1})]).run()
+    assert stacked[0].accuracy_matrix == Experiment(config).run().accuracy_matrix
+    with pytest.raises(ConfigError, match="both set a task's length"):
+        RunConfig(benchmark="split_digits", iterations=10, epochs=3).resolved()
