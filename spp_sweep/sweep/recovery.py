@@ -94,7 +94,11 @@ def point_key(spec: dict[str, Any]) -> str:
     """A grid point's identity (a stacked trial's: its members', stacking.py)."""
     if "members" in spec:
         return json.dumps([point_key(member) for member in spec["members"]])
-    return json.dumps([spec["method"], spec["seed"], spec.get("params", {})], sort_keys=True, default=str)
+    # a whole number and its float are one value (a sweep from before grids of float settings
+    # were written as floats has lam 12 where its study now says 12.0)
+    params = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+              for k, v in spec.get("params", {}).items()}
+    return json.dumps([spec["method"], spec["seed"], params], sort_keys=True, default=str)
 
 
 def trial_keys(path: str) -> set[str]:

@@ -618,10 +618,23 @@ def _methods(value: Any, sampler: str, problems: list[str]) -> list[MethodSearch
                 problems.append(f"methods.{name}.space.{key}: {name} has no setting {key!r}; searchable: {valid}")
                 continue
             dim = _dimension(spec, f"methods.{name}.space.{key}", sampler, problems)
+            if dim is not None and dim.is_grid and _FLOAT_SETTING.get(key, _is_float(name, key)):
+                # a float setting's grid values as floats: λ is "12.0" in every phase and tracker, never "12"
+                dim = Dimension("values", tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                                                for v in dim.values))
             if dim is not None:
                 space[key] = dim
         methods.append(MethodSearch(name, dict(options), space))
     return methods
+
+
+_FLOAT_SETTING = {"lr": True, "momentum": True, "lr_decay": True, "epochs": False, "batch_size": False,
+                  "optimizer": False, "iterations": False}  # RUN_KEYS: which are numbers with a fraction
+
+
+def _is_float(method: str, key: str) -> bool:
+    option = METHODS[method].options.get(key)
+    return option is not None and isinstance(option.default, float)
 
 
 def _scheduler(value: Any, problems: list[str]) -> dict[str, Any] | None:

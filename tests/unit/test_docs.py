@@ -115,3 +115,37 @@ def test_documents_are_found():
     names = {p.relative_to(REPO).as_posix() for p in documents()}
     assert {"README.md", "docs/developing.md", "docs/guide/sweeps.md", "docs/reference/study-file.md"} <= names
     assert not any(Path(n).name == "report.md" for n in names)
+
+
+def _docs_check() -> str:
+    """The line of .ci/checks that builds the documentation site."""
+    lines = [line for line in (REPO / ".ci" / "checks").read_text().splitlines() if line.startswith(
+        "NO_MKDOCS_2_WARNING=1 mkdocs build")]
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_the_docs_check_fails_on_a_broken_link(tmp_path: Path) -> None:
+    """The site builds strict without --quiet (with it, mkdocs exits 0 on a strict warning), so a
+    link to a file nobody committed fails CI: planted here in a copy of the docs."""
+    import shutil
+
+    command = _docs_check()
+    assert "--strict" in command and "--quiet" not in command
+    shutil.copytree(REPO / "docs", tmp_path / "docs")
+    shutil.copy(REPO / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    clean = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    with (tmp_path / "docs" / "index.md").open("a") as page:
+        page.write("\nSee [the figure](results/never_committed.pdf).\n")
+    planted = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True)
+    assert planted.returncode != 0 and "never_committed.pdf" in planted.stderr
+
+
+def test_the_optuna_journal_path_in_the_docs_is_the_one_sweeps_write() -> None:
+    from spp_sweep.trial_files import OPTUNA_JOURNAL, OPTUNA_PHASE
+
+    written = f"{OPTUNA_PHASE}/{OPTUNA_JOURNAL}"
+    for page in (REPO / "README.md", REPO / "docs" / "guide" / "sweeps.md"):
+        paths = re.findall(r"results/sweeps/\S+?\.journal", page.read_text())
+        assert paths and all(path.endswith("/" + written) for path in paths), (page, paths)

@@ -289,3 +289,17 @@ def test_yaml_nested_hundreds_deep_is_one_line(tmp_path: Path) -> None:
     path.write_text("name: deep\nbenchmark: split_digits\nmethods: [spp]\ndescription: " + "[" * 40 + "]" * 40 + "\n")
     with pytest.raises(StudyError, match="more than 32 deep"):
         load_study(path)
+
+
+def test_a_float_settings_grid_is_floats_in_every_phase() -> None:
+    """λ written 12 in a study is 12.0 in the grid's trials as in the final phase's (from a table):
+    filtering a tracker's runs by λ finds both; a whole-number setting stays whole."""
+    from spp_sweep.sweep.recovery import point_key
+
+    study = parse_study({"benchmark": "split_digits", "methods": {"spp": {"space": {"lam": [1, 12], "epochs": [1, 2],
+                                                                                    "lr": [1, 0.1]}}}})
+    space = study.methods[0].space
+    assert space["lam"].values == (1.0, 12.0) and all(type(v) is float for v in space["lam"].values)
+    assert space["lr"].values == (1.0, 0.1) and space["epochs"].values == (1, 2)
+    old = {"method": "spp", "seed": 0, "params": {"lam": 12}}  # a trial of a sweep from before: the same point
+    assert point_key(old) == point_key({**old, "params": {"lam": 12.0}})
