@@ -63,7 +63,7 @@ def sweep_command(args: argparse.Namespace) -> int:
 def trackers_from(args: argparse.Namespace) -> Trackers:
     from .trackers import Trackers
 
-    return Trackers(tensorboard=args.tensorboard, mlflow=args.mlflow, wandb=args.wandb)
+    return Trackers(tensorboard=args.tensorboard, mlflow=args.mlflow, wandb=args.wandb, quiet=bool(args.quiet))
 
 
 def best_summary(root: str, metric: str) -> str:

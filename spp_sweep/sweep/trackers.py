@@ -60,6 +60,7 @@ class Trackers:
     tensorboard: bool = False
     mlflow: str | None = None  # tracking URI: sqlite:///path/mlflow.db, http://host:5000, databricks ...
     wandb: str | None = None  # project name
+    quiet: bool = False  # --quiet: the trackers' clients print nothing either (W&B's banners, per run)
 
     def check(self) -> None:
         """The clients each asked-for tracker needs are importable (else one line naming the extra)."""
@@ -251,6 +252,7 @@ class WandbSink:
 
     project: str
     seed: str  # makes run ids unique to this sweep folder
+    quiet: bool = False  # W&B's own lines (a banner and a summary per run) left out
     label: str = "W&B"
     runs: dict[str, Any] = field(default_factory=dict)
 
@@ -260,7 +262,8 @@ class WandbSink:
         run_id = hashlib.sha1(f"{self.seed}/{config.key}".encode()).hexdigest()[:16]
         self.runs[config.key] = wandb.init(project=self.project, group=f"{sweep}/{phase}", job_type=phase,
                                            name=config.name, id=run_id, config=config.params,
-                                           tags=[phase, config.method], reinit="create_new", resume="allow")
+                                           tags=[phase, config.method], reinit="create_new", resume="allow",
+                                           settings=wandb.Settings(silent=True) if self.quiet else None)
 
     def log(self, key: str, values: dict[str, float], step: int) -> None:
         self.runs[key].log(values, step=step)
@@ -315,7 +318,7 @@ class ConfigurationTracker(Callback):
             if self.trackers.mlflow:
                 made.append(MlflowSink(self.trackers.mlflow))
             if self.trackers.wandb:
-                made.append(WandbSink(self.trackers.wandb, seed=self.root))
+                made.append(WandbSink(self.trackers.wandb, seed=self.root, quiet=self.trackers.quiet))
             self._sinks = made
         return self._sinks
 

@@ -166,3 +166,23 @@ def test_in_the_background_the_calls_run_in_order_and_the_phase_end_waits_for_th
     tracker.on_trial_result(3, [], trial, final(3))
     tracker.on_experiment_end([])
     assert [step for _, step, _ in sink.logged] == [1, 2, 3] and sink.closed == [("grid/abc_00009", "finished")]
+
+
+def test_quiet_keeps_wandb_silent_and_without_it_wandb_speaks(tmp_path, monkeypatch, capfd) -> None:
+    """--quiet reaches the W&B client (its banner and per-run summary are most of what a quiet
+    sweep with --wandb printed); without it, the same run prints, so the quiet case proves something."""
+    from spp_sweep.sweep.trackers import WandbSink
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
+    printed = {}
+    for quiet in (True, False):
+        sink = WandbSink("spp-sweep-test", seed=f"s{quiet}", quiet=quiet)
+        config = Configuration(key=f"grid/t{quiet}", name="spp lam=4 seed=0", method="spp", params={"lam": 4.0})
+        sink.open(config, "sweep", "grid")
+        sink.log(config.key, {"running_acc": 0.5}, step=1)
+        sink.close(config.key, "finished")
+        out, err = capfd.readouterr()
+        printed[quiet] = out + err
+    assert "wandb" not in printed[True].lower() and "wandb" in printed[False].lower()
