@@ -168,7 +168,7 @@ def test_a_report_of_a_sweep_whose_every_trial_diverged(tmp_path: Path, ray_loca
         os.umask(previous)
     assert report.parent.stat().st_mode & 0o777 == 0o755  # colleagues can read it (not mkdtemp's 0700)
     text = report.read_text()
-    assert "2 trials: 0 finished, 2 diverged" in text and "  - SPP: lam=1000, lam=10000 (2 trials)" in text
+    assert "2 trials: 0 finished, 2 diverged" in text and "  - SPP: lam=1000, lam=1e+04 (2 trials)" in text
     assert (report.parent / "lambda_robustness.png").exists()
     tex = (report.parent / "best_configs.tex").read_text()
     assert tex.startswith("% ") and "booktabs" in tex.splitlines()[0] and "±" not in tex

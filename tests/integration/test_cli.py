@@ -79,7 +79,7 @@ def test_listings(capsys):
     assert main(["methods"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["spp", "ewc", "si", "mas", "lwf", "sgd", "sgd_frozen", "finetune",
-                                                   "joint"]
+                                                   "joint", "er", "agem", "derpp"]
     assert main(["benchmarks"]) == 0
     assert "split_digits" in capsys.readouterr().out
 
