@@ -531,3 +531,18 @@ def test_label_types_and_empty_splits_are_one_line(change, match: str, tmp_path:
     np.savez(tmp_path / "data.npz", **data)
     with pytest.raises(DataError, match=match):
         build_benchmark("arrays", {"path": str(tmp_path / "data.npz"), "n_tasks": 2})
+
+
+def test_unreachable_object_storage_is_one_line_before_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """s3:// storage with no server behind it: the lease (lock.json) is the first thing written,
+    and its failure is one line with exit 2, before Ray starts."""
+    import ray
+
+    for name, value in {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
+                        "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    started = ray.is_initialized()
+    assert main(["sweep", str(_plain_study(tmp_path, tmp_path)), "--storage", "s3://bucket/sweeps", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot be written" in err and "\n" not in err and ray.is_initialized() == started
