@@ -10,48 +10,34 @@ else it is used as it is. The dot products run over every parameter the optimise
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, cast
+from typing import cast
 
 import torch
-import torch.nn.functional as F
 
-from .base import Method, Option, TaskView
-from .buffer import Buffer
+from .base import Option, TaskView
+from .buffer import ReplayMethod, rows_loss
 
 
-class AGEM(Method):
+class AGEM(ReplayMethod):
     name = "agem"
     summary = "A-GEM: each update projected so the episodic memory's loss does not rise"
-    objectives = ("classification",)
     options = {
         "memory": Option(100, "stored samples per class of each finished task", 1),
         "memory_batch": Option(256, "rows drawn from the memory for the reference gradient per step", 1),
     }
-    stores_examples = True
-    stack_refusal = "a stack's members would each need their own memory and projection, which is not built yet"
-
-    def __init__(self, model, **options: Any):
-        super().__init__(model, **options)
-        self.buffer = Buffer(self.hparams["memory"])
-        self.projected = 0  # steps whose gradient was projected (a diagnostic)
 
     def before_update(self) -> None:
         if not len(self.buffer):
             return
         params = [p for p in self.model.parameters() if p.grad is not None]
         current = [cast(torch.Tensor, p.grad) for p in params]
-        g = torch.cat([d.flatten() for d in current])
         rows, _ = self.buffer.draw(self.hparams["memory_batch"], self.generator)
-        features = self.model.trunk(rows.x)
-        losses = [F.cross_entropy(self.model.heads[h](features[rows.heads == h]), rows.y[rows.heads == h],
-                                  reduction="sum") for h in sorted(set(rows.heads.tolist()))]
-        reference = cast(torch.Tensor, sum(losses)) / len(rows.y)
+        reference = rows_loss(self.model, rows)
         grads = torch.autograd.grad(reference, params, allow_unused=True)
+        g = torch.cat([d.flatten() for d in current])
         g_ref = torch.cat([(torch.zeros_like(p) if d is None else d).flatten() for p, d in zip(params, grads)])
         corrected = project(g, g_ref)
         if corrected is not g:
-            self.projected += 1
             start = 0
             for p, d in zip(params, current):
                 d.copy_(corrected[start:start + p.numel()].view_as(p))
@@ -59,15 +45,6 @@ class AGEM(Method):
 
     def after_task(self, view: TaskView) -> None:
         self.buffer.add_class_balanced(view.x, view.y, view.head, self.generator)
-
-    def stored_examples(self) -> int:
-        return len(self.buffer)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.buffer.load_state_dict(state["buffer"])
 
 
 def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
@@ -77,4 +54,3 @@ def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
     if dot >= 0:
         return g
     return g - (dot / torch.dot(g_ref, g_ref)) * g_ref
-

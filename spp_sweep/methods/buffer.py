@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from ..benchmarks.base import Inputs
-from .base import Rows
+from ..models import ContinualModel
+from .base import Method, Rows
 
 BUFFERS = ("class_balanced", "reservoir")
 
@@ -90,3 +91,51 @@ class Buffer:
         self.x, self.y, self.heads, self.outputs = state["x"], state["y"], state["heads"], state["outputs"]
         self.seen = int(state["seen"])
 
+
+
+class ReplayMethod(Method):
+    """What every method with a buffer shares: the buffer (``memory`` rows, an option of each),
+    its size as the examples the method keeps, and its checkpoint."""
+
+    objectives = ("classification",)
+    stores_examples = True
+    stack_refusal = "a stack's members would each need their own buffer, which is not built yet"
+
+    def __init__(self, model: ContinualModel, **options: Any):
+        super().__init__(model, **options)
+        self.buffer = Buffer(self.hparams["memory"])
+
+    def stored_examples(self) -> int:
+        return len(self.buffer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+
+
+def outputs_of(model: ContinualModel, rows: Rows) -> torch.Tensor:
+    """Each stored row's outputs through its own task's head, in the rows' order (one trunk pass)."""
+    features = model.trunk(rows.x)
+    out: torch.Tensor | None = None
+    for h in sorted(set(rows.heads.tolist())):
+        mine = rows.heads == h
+        logits = model.heads[h](features[mine])
+        if out is None:
+            out = logits.new_zeros((len(rows.y), logits.shape[-1]))
+        out[mine] = logits
+    assert out is not None
+    return out
+
+
+def rows_loss(model: ContinualModel, rows: Rows) -> torch.Tensor:
+    """The mean cross-entropy of stored rows, each through its own task's head (heads may differ
+    in size: one trunk pass, one loss per head's rows)."""
+    features = model.trunk(rows.x)
+    total = features.new_zeros(())
+    for h in sorted(set(rows.heads.tolist())):
+        mine = rows.heads == h
+        total = total + torch.nn.functional.cross_entropy(model.heads[h](features[mine]), rows.y[mine],
+                                                          reduction="sum")
+    return total / len(rows.y)

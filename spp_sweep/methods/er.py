@@ -11,29 +11,19 @@ reference code). Draws use the run's own generator.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from .base import Method, Option, Rows, Step, TaskView
-from .buffer import BUFFERS, Buffer
+from .base import Option, Rows, Step, TaskView
+from .buffer import BUFFERS, ReplayMethod
 
 
-class ExperienceReplay(Method):
+class ExperienceReplay(ReplayMethod):
     name = "er"
     summary = "Experience replay: each mini-batch trained together with rows drawn from a small buffer"
-    objectives = ("classification",)
     options = {
         "memory": Option(100, "stored samples: per class (class_balanced) or in total (reservoir)", 1),
         "buffer": Option("class_balanced", "how the buffer is filled: class_balanced (after each task) or "
                          "reservoir (over the stream)", None, choices=BUFFERS),
         "replay_batch": Option(0, "rows drawn per step (0: as many as the current mini-batch)", 0),
     }
-    stores_examples = True
-    stack_refusal = "a stack's members would each need their own buffer, which is not built yet"
-
-    def __init__(self, model, **options: Any):
-        super().__init__(model, **options)
-        self.buffer = Buffer(self.hparams["memory"])
 
     def extra_rows(self, task: int, head: int, size: int) -> Rows | None:
         if not len(self.buffer):
@@ -47,12 +37,3 @@ class ExperienceReplay(Method):
     def after_task(self, view: TaskView) -> None:
         if self.hparams["buffer"] == "class_balanced":
             self.buffer.add_class_balanced(view.x, view.y, view.head, self.generator)
-
-    def stored_examples(self) -> int:
-        return len(self.buffer)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.buffer.load_state_dict(state["buffer"])
