@@ -9,7 +9,10 @@ have PyTorch, not Ray). Four measurements, each recorded with what it measured:
    at a time (what fractional-GPU Ray trials do);
 3. ``vgg9``: VGG-9 images/s through the engine and through a bare PyTorch loop (ratio);
 4. ``stacked_vgg9``: a λ grid of K stacked VGG-9 members (K = 1, 8, 27; grouped convolutions,
-   models/stacked.py) as members/s, against 1, 4 and 8 separate processes as for the MLP.
+   models/stacked.py) as members/s, against 1, 4 and 8 separate processes as for the MLP;
+5. ``replay``: experience replay (under Adam), A-GEM and DER++ on the device and on the CPU (3
+   synthetic tasks): each one's accuracy-matrix gap and seconds on both (their buffers are
+   drawn by CPU generators and indexed on the device).
 
     python bench/gpu_check.py --device cuda --out gpu_check.json          # at most ~8 minutes on a GPU
     python bench/gpu_check.py --device cpu --quick --out /tmp/check.json  # the same code, seconds (a test)
@@ -71,6 +74,25 @@ def equivalence(device: str, quick: bool) -> dict:
     gap = max(abs(a - b) for x, y in zip(matrices[device], matrices["cpu"]) for a, b in zip(x, y))
     return {"what": "SPP, 2 synthetic tasks, 2 epochs: accuracy matrix on the device vs the CPU",
             "max_abs_gap": gap, "tolerance": TOLERANCE, "equal": gap <= TOLERANCE}
+
+
+def replay(device: str, quick: bool) -> dict:
+    data = blobs(3, 256 if quick else 4096)
+    found: dict = {"what": "ER (Adam), A-GEM, DER++ on 3 synthetic tasks, 2 epochs: device vs CPU, gap and seconds"}
+    for method, settings in [("er", {"optimizer": "adam", "lr": 0.001, "lr_decay": 1.0}), ("agem", {}),
+                             ("derpp", {})]:
+        matrices, seconds = {}, {}
+        for where in (device, "cpu"):
+            run = RunConfig(**{**config(where).to_dict(), "method": method, "method_options": {}, **settings})
+            sync(where)
+            start = time.perf_counter()
+            matrices[where] = Experiment(run, benchmark=data).run().accuracy_matrix
+            sync(where)
+            seconds[where] = time.perf_counter() - start
+        gap = max(abs(a - b) for x, y in zip(matrices[device], matrices["cpu"]) for a, b in zip(x, y))
+        found[method] = {"max_abs_gap": gap, "equal": gap <= TOLERANCE, "device_s": seconds[device],
+                         "cpu_s": seconds["cpu"]}
+    return found
 
 
 def stacked_mlp(device: str, quick: bool) -> dict:
@@ -179,7 +201,7 @@ def main() -> None:
     found = {"device": args.device, "quick": args.quick, "torch": torch.__version__,
              "python": platform.python_version(), "cpus": os.cpu_count(), "gpu": gpu}
     for name, measure in [("equivalence", equivalence), ("stacked_mlp", stacked_mlp), ("vgg9", vgg9),
-                          ("stacked_vgg9", stacked_vgg9)]:
+                          ("stacked_vgg9", stacked_vgg9), ("replay", replay)]:
         start = time.perf_counter()
         try:
             found[name] = {**measure(args.device, args.quick), "wall_s": time.perf_counter() - start}

@@ -23,3 +23,5 @@ def test_the_gpu_check_runs_on_cpu_and_writes_every_measurement(tmp_path: Path) 
         assert {"stacked K=1", "stacked K=3", "separate x1", "separate x2"} <= set(rows), found[stacked]
         assert all(row["members_per_s"] > 0 for row in rows.values()) and rows["separate x2"]["failed_processes"] == 0
     assert found["vgg9"]["engine_images_per_s"] > 0 and found["vgg9"]["ratio_engine_over_bare"] > 0
+    for method in ("er", "agem", "derpp"):  # CPU against CPU: the same draws, the same matrices
+        assert found["replay"][method]["max_abs_gap"] == 0.0 and found["replay"][method]["device_s"] > 0
