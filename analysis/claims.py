@@ -250,8 +250,8 @@ def compare_sweeps(sweeps: list[tuple[str, str]], method: str = "spp", metric: s
     configuration by ``metric``, its test ACC/BWT, fine-tuning's under the same settings, and the
     paired difference (seeds paired, each seed once; fine-tuning at the selected configuration's
     learning rate). The rows are one family: Holm's correction over their ACC differences."""
-    from .load import load_trials
-    from .tables import best_configs, config_label, one_per_seed
+    from spp_sweep.results.load import load_trials
+    from spp_sweep.results.tables import best_configs, config_label, one_per_seed
 
     found: list[tuple[str, tuple[pd.Series, pd.DataFrame, pd.DataFrame, Difference, Difference] | None]] = []
     for label, folder in sweeps:

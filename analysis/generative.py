@@ -9,8 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from spp_sweep.results.load import load_pictures
+
 from .figures import save
-from .load import load_pictures
 from .style import display_name, look
 
 SCORE_NOTE = ("The matrix holds each task's **negative ELBO per image** (nats; `objectives.NegativeELBO`): "

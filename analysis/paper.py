@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import pandas as pd
-import yaml
+
+from spp_sweep.results import published
 
 from .style import display_name
 
@@ -23,7 +23,7 @@ PERCENT = 100.0  # the paper prints percentages; our metrics are fractions
 
 @lru_cache(maxsize=1)
 def _published() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("analysis").joinpath("paper_results.yaml").read_text())
+    return published()
 
 
 def paper_results() -> dict[str, dict[str, Any]]:

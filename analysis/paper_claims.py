@@ -1,6 +1,6 @@
 """``python -m analysis.paper_claims``: every claim of the paper graded from committed tables.
 
-The claims are data (``claims`` in ``analysis/paper_results.yaml``): what each compares, in
+The claims are data (``claims`` in ``spp_sweep/results/paper_results.yaml``): what each compares, in
 which result folders under ``docs/results/``, and on which side of which threshold the paper
 puts the difference. Each is graded from those folders' ``trials.csv`` by the rules of
 :mod:`analysis.inference` (confirmed / refuted / not settled at n seeds, with the interval and
@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spp_sweep.results.tables import best_configs
+
 from .claims import _same_lr, figure4_claims
 from .inference import MARGIN, Difference, claim, difference, holm, interval_text, paired, per_seed
 from .paper import paper_claims
 from .regrade import pooled_trials
-from .tables import best_configs
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 PAGE = "reproduction.md"

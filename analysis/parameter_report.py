@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from spp_sweep.results.load import load_parameters
+
 from . import parameter_figures
-from .load import load_parameters
 from .parameters import change_and_importance, importance_similarity, layers, n_tasks, per_weight, weighted_change
 from .style import display_name
 

@@ -16,9 +16,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from spp_sweep.results.load import load_trials
+
 from . import figures
 from .folders import replace_folder
-from .load import load_trials
 from .robustness import robustness_scores
 from .selection import compute_spent, hyperparameter_importances
 from .style import display_name
@@ -200,7 +201,7 @@ def _robust_lines(robust: dict[str, Any] | None, winner: dict[str, Any], curve: 
 def _evaluation_lines(home: Path, search: pd.DataFrame, protocol: dict[str, Any], out: Path) -> list[str]:
     """The chosen values on DATA's whole stream, beside what selection saw; the gap to
     end-of-training selection when ``reference/`` ran; the robust choice on DATA."""
-    from .tables import summarize_configs
+    from spp_sweep.results.tables import summarize_configs
 
     def summary(trials: pd.DataFrame) -> pd.DataFrame:
         return summarize_configs(trials, metric="val_acc").set_index("method") if len(trials) else pd.DataFrame()

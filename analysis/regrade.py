@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from spp_sweep.results.tables import best_configs, config_label, one_per_seed
+
 from .claims import figure4_claims, versus_finetune, versus_method
 from .inference import MARGIN
-from .tables import best_configs, config_label, one_per_seed
 
 
 def pooled_trials(folders: list[Path]) -> pd.DataFrame:

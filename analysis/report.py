@@ -19,6 +19,8 @@ import pandas as pd
 import yaml
 
 from spp_sweep import trial_files
+from spp_sweep.results.load import STATUSES, add_paper_fwt, load_importances, load_matrices, load_trials
+from spp_sweep.results.tables import best_configs, config_label, higher_is_better, one_per_seed
 from spp_sweep.safe_yaml import read_yaml
 
 from . import figures
@@ -27,13 +29,11 @@ from .folders import replace_folder
 from .generative import SCORE_NOTE, generative_lines
 from .importance import concentration_table, importance_table, placement
 from .inference import MARGIN
-from .load import STATUSES, add_paper_fwt, load_importances, load_matrices, load_trials
 from .paper import comparison_table, figure4_band, paper_results
 from .parameter_report import parameter_lines
 from .robustness import robustness_scores
 from .selection import hyperparameter_importances
 from .style import display_name
-from .tables import best_configs, config_label, higher_is_better, one_per_seed
 
 FWT_NAMES = {"fwt_paper": "FWT (paper eq. 7, vs joint)", "fwt": "FWT (standard, vs untrained)"}
 

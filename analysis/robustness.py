@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .tables import summarize_configs
+from spp_sweep.results.tables import summarize_configs
 
 VARIANT = "penalty_step"  # a searched setting that makes a separate curve, not a point on one
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from spp_sweep import trial_files
+from spp_sweep.results.tables import DIVERGED_VALUE
 
 from .inference import MARGIN, equivalent, holm, paired, verdict
-from .tables import DIVERGED_VALUE
 
 
 # -- a value from the interior of the stable region, not the argmax ------------------------------
@@ -146,7 +146,7 @@ def hyperparameter_importances(root: str | Path, trials: pd.DataFrame | None = N
     """
     from optuna.distributions import IntDistribution, json_to_distribution
 
-    from .load import load_trials
+    from spp_sweep.results.load import load_trials
 
     columns = ["method", "hyperparameter", "importance", "trials", "evaluator"]
     root = Path(root)

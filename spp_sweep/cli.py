@@ -326,23 +326,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return list_benchmarks()
         if args.command == "sweep":
-            from .sweep.command import sweep_command
+            from .commands import sweep_command
 
             return sweep_command(args)
         if args.command == "status":
-            from .sweep.command import status_command
+            from .commands import status_command
 
             return status_command(args)
         if args.command == "compare":
-            from .sweep.command import compare_command
+            from .commands import compare_command
 
             return compare_command(args)
         if args.command == "report":
-            from .sweep.command import report_command
+            from .commands import report_command
 
             return report_command(args)
         if args.command == "recommend":
-            from .sweep.command import recommend_command
+            from .commands import recommend_command
 
             return recommend_command(args)
     except UserError as error:

@@ -8,6 +8,9 @@ that suggest a stack at a time) and ``rungs`` (ASHA's early stopping per configu
 actor the trials ask; Ray imported inside its functions). ``trainable``, ``trackers``, ``disk_full`` and
 ``optuna_search`` import it at import time (Ray's workers import the first; the others define
 classes Ray Tune calls); the rest inside the functions that need it. ``study``, ``stacking``,
-``status``, ``recommend`` and ``provenance`` import no Ray at all, so a study file is validated in
-a second; ``tests/unit/test_layers.py`` keeps it so.
+``status``, ``provenance`` and ``lock`` import no Ray at all, so a study file is validated in
+a second; ``tests/unit/test_layers.py`` keeps it so. Nothing here imports the reports
+(``analysis/``): what the driver reads of a sweep's results (the trial table, each method's best
+configuration) comes from ``spp_sweep.results``; the commands that run a sweep and then write a
+report (``spp_sweep.commands``, ``spp_sweep.recommend``) sit above both.
 """

@@ -55,7 +55,7 @@ def stopped_for_want_of_space(path: str) -> bool:
     """Whether the experiment at ``path`` (local storage) holds a trial that a full disk stopped,
     or one whose configuration file does not read (Ray Tune's restore would not mend it, and the
     trial would be lost from every table)."""
-    from analysis.load import read_final_reports
+    from ..results.load import read_final_reports
 
     folders = [params.parent for params in Path(path).glob(f"*/{trial_files.PARAMS}")]
     return any(not _configuration_reads(folder) or
@@ -66,7 +66,7 @@ def _done(folder: Path) -> bool:
     """A trial that counts as done when a phase continues from its folders: its configuration
     reads (a params.json cut by a full disk does not, and its point runs again), and it ended
     or errored for a reason of its own (a full disk is not one)."""
-    from analysis.load import read_final_reports
+    from ..results.load import read_final_reports
 
     if failed_for_want_of_space(folder):
         return False
@@ -302,9 +302,8 @@ def mend_report_files(path: str) -> int:
     driver) lost its final report to a full disk, though its final checkpoint holds the result,
     gets that report written back (marked ``recovered_from``); returns how many. Readers rebuild
     it anyway (analysis.load.read_final_reports); this keeps the folder saying what it holds."""
-    from analysis.load import final_from_checkpoint, read_reports
-
     from ..files import atomic_write
+    from ..results.load import final_from_checkpoint, read_reports
 
     mended = 0
     for params in sorted(Path(path).glob(f"*/{trial_files.PARAMS}")):
@@ -342,7 +341,7 @@ def done_trials(path: str, metric: str = "acc") -> list[EndedConfiguration]:
     """Every configuration that ended in an experiment folder (local only; a stack's members one
     by one). A final report rebuilt from a checkpoint (its report file was cut) has no score: it
     is the ``metric`` there, as the trial would have reported it."""
-    from analysis.load import read_final_reports as read_reports
+    from ..results.load import read_final_reports as read_reports
 
     done = []
     for params in sorted(Path(path).glob("*/params.json")) if "://" not in path else []:

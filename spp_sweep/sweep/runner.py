@@ -793,8 +793,8 @@ def _final_points(study: Study, root: str, phases: list[str]) -> list[dict[str, 
     """Each method's best configuration so far, times the final seeds."""
     import pandas as pd
 
-    from analysis.load import load_trials
-    from analysis.tables import best_configs, params_of
+    from ..results.load import load_trials
+    from ..results.tables import best_configs, params_of
 
     trials = pd.concat([load_trials(f"{root}/{phase}") for phase in phases], ignore_index=True)
     best = best_configs(trials, metric="score")

@@ -26,7 +26,7 @@ ENDED = (*trial_files.ENDED_STATUSES, "errored")  # a configuration that will no
 
 def sweep_status(root: Path) -> tuple[pd.DataFrame, dict[str, float]]:
     """(the per phase-and-method table, totals: planned, ended, elapsed_s, left_s)."""
-    from analysis.load import load_trials
+    from ..results.load import load_trials
 
     study_file = root / "study.yaml"
     if not study_file.exists():

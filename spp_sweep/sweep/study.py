@@ -432,11 +432,11 @@ def check_trials(study: Study) -> list[str]:
 
 
 def _reproduces(value: Any, problems: list[str]) -> tuple[str, ...]:
-    """``reproduces``: a name or a list of the paper's tables/figures (analysis/paper_results.yaml)."""
-    from analysis.paper import paper_results  # the published numbers ship with the analysis package
+    """``reproduces``: a name or a list of the paper's tables/figures (spp_sweep/results/paper_results.yaml)."""
+    from ..results import published
 
     names = [] if value is None else [value] if isinstance(value, str) else value
-    known = sorted(paper_results())
+    known = sorted(name for name in published() if name != "claims")
     if not isinstance(names, list) or any(n not in known for n in names):
         problems.append(f"reproduces: {value!r}; give one or a list of: {', '.join(known)}")
         return ()

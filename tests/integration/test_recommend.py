@@ -14,7 +14,7 @@ import pytest
 from analysis.load import load_trials
 from analysis.tables import best_configs
 from spp_sweep.errors import ConfigError
-from spp_sweep.sweep.recommend import RecommendOptions, recommend, search_study
+from spp_sweep.recommend import RecommendOptions, recommend, search_study
 from spp_sweep.sweep.runner import SweepOptions, run_sweep
 from spp_sweep.sweep.study import load_study, parse_study
 from tests.unit.benchmarks.test_custom_data import blobs
@@ -98,7 +98,7 @@ def test_recommend_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_recommend_penalty_step_fixed_searched_and_carried_into_follow_up_studies() -> None:
     from spp_sweep.errors import UserError
-    from spp_sweep.sweep.recommend import curve_study, recommended_study, search_study
+    from spp_sweep.recommend import curve_study, recommended_study, search_study
 
     searched = search_study(RecommendOptions(data="split_digits", methods=("spp", "lwf"), penalty_step="search"), "s")
     spp, lwf = searched.methods
@@ -124,7 +124,7 @@ def test_recommend_penalty_step_fixed_searched_and_carried_into_follow_up_studie
 
 
 def test_replay_is_considered_unless_storing_examples_is_forbidden() -> None:
-    from spp_sweep.sweep.recommend import DEFAULT_METHODS, REPLAY_METHODS
+    from spp_sweep.recommend import DEFAULT_METHODS, REPLAY_METHODS
 
     assert "er" in DEFAULT_METHODS and set(REPLAY_METHODS) == {"er", "agem", "derpp"}
     searched = search_study(RecommendOptions(data="split_digits"), "s")

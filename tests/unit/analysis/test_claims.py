@@ -140,7 +140,7 @@ def test_each_seed_counts_once_where_two_phases_trained_it() -> None:
 
 
 def test_compare_sweeps_selects_per_variant_and_pairs_with_its_fine_tuning(monkeypatch) -> None:
-    import analysis.load
+    import spp_sweep.results.load
     from analysis.claims import compare_sweeps
 
     variants = {
@@ -149,7 +149,7 @@ def test_compare_sweeps_selects_per_variant_and_pairs_with_its_fine_tuning(monke
         "trunk_only": frame(rows("finetune", None, [0.60, 0.62, 0.61]), rows("spp", 1.0, [0.60, 0.62, 0.61]),
                             rows("spp", 1.0, [0.60, 0.62, 0.61], phase="final")),  # the same seeds again
     }
-    monkeypatch.setattr(analysis.load, "load_trials", lambda folder: variants[folder].drop(columns="config"))
+    monkeypatch.setattr(spp_sweep.results.load, "load_trials", lambda folder: variants[folder].drop(columns="config"))
     table = compare_sweeps([("preset", "preset"), ("trunk only", "trunk_only")]).set_index("variant")
     assert table.loc["preset", "selected"] == "lam=12"  # highest mean val_acc
     assert table.loc["preset", "ΔACC"].startswith("+11.00 [")  # per seed 0.10, 0.12, 0.11

@@ -8,21 +8,21 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import trial_files
-from ..errors import ConfigError
-from ..files import atomic_write, check_output_folder
-from .study import load_study
+from . import trial_files
+from .errors import ConfigError
+from .files import atomic_write, check_output_folder
+from .sweep.study import load_study
 
 STUDY_COPY = trial_files.STUDY
 
 if TYPE_CHECKING:
-    from .trackers import Trackers
+    from .sweep.trackers import Trackers
 
 
 def sweep_command(args: argparse.Namespace) -> int:
     study = load_study(args.study)  # a bad file fails here, before Ray is imported
-    from .connection import connected
-    from .runner import SweepOptions, release_ray, run_sweep
+    from .sweep.connection import connected
+    from .sweep.runner import SweepOptions, release_ray, run_sweep
 
     options = SweepOptions(
         started=getattr(args, "started", None), address=args.address, storage=args.storage, name=args.name,
@@ -37,7 +37,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         preload=() if args.no_report else ("analysis.report",),
     )
     if args.resume and not args.no_report:  # a resumed sweep's report folder: one this tool wrote, or refused now
-        from .runner import root_of
+        from .sweep.runner import root_of
 
         root = root_of(study, options)
         if "://" not in root:
@@ -61,15 +61,15 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 
 def trackers_from(args: argparse.Namespace) -> Trackers:
-    from .trackers import Trackers
+    from .sweep.trackers import Trackers
 
     return Trackers(tensorboard=args.tensorboard, mlflow=args.mlflow, wandb=args.wandb, quiet=bool(args.quiet))
 
 
 def best_summary(root: str, metric: str) -> str:
     """Each method's best configuration (final phase when there is one) as printable lines."""
-    from analysis.load import load_trials
-    from analysis.tables import best_configs, higher_is_better
+    from .results.load import load_trials
+    from .results.tables import best_configs, higher_is_better
 
     trials = load_trials(root)
     if (trials["phase"] == "final").any():
@@ -202,7 +202,7 @@ def check_table_file(path: Path, flag: str, header: str) -> None:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from .status import status_text
+    from .sweep.status import status_text
 
     if "://" in args.results:
         with tempfile.TemporaryDirectory(prefix="spp-sweep-status-") as copy:

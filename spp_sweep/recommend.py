@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from ..benchmarks import BENCHMARKS
-from ..errors import ConfigError, UserError
-from ..files import check_output_folder
-from ..methods import METHODS
-from .study import PROTOCOLS, RUN_KEYS, Study, name_problem, parse_study
-from .trackers import Trackers
+from .benchmarks import BENCHMARKS
+from .errors import ConfigError, UserError
+from .files import check_output_folder
+from .methods import METHODS
+from .sweep.study import PROTOCOLS, RUN_KEYS, Study, name_problem, parse_study
+from .sweep.trackers import Trackers
 
 # replay (er) is considered unless the user forbids keeping examples (--no-replay)
 DEFAULT_METHODS = ("spp", "ewc", "si", "mas", "lwf", "er", "finetune")
@@ -209,11 +209,11 @@ def point_study(search: Study, method: str, params: dict[str, Any], seeds: int, 
 def recommend(options: RecommendOptions) -> Path:
     """Run (or resume) every sweep of the protocol and write the recommendation; returns
     recommendation.md."""
-    from analysis.load import load_trials
     from analysis.selection import robust_choice, simplest_of_tied, tie_table
 
-    from .connection import connected
-    from .runner import SweepOptions, release_ray_beside, run_sweep, sweep_root
+    from .results.load import load_trials
+    from .sweep.connection import connected
+    from .sweep.runner import SweepOptions, release_ray_beside, run_sweep, sweep_root
 
     name = options.name if options.name is not None else _default_name(options.data)
     wrong = name_problem(name)
@@ -282,8 +282,8 @@ def recommend(options: RecommendOptions) -> Path:
 
 def rank_methods(search_root: str, phase: str = "final") -> list[dict[str, Any]]:
     """Each method's best configuration in ``phase``, best validation ACC first."""
-    from analysis.load import load_trials
-    from analysis.tables import best_configs, params_of
+    from .results.load import load_trials
+    from .results.tables import best_configs, params_of
 
     trials = load_trials(search_root)
     final = trials[trials["phase"] == phase]
