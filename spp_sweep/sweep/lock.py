@@ -97,7 +97,10 @@ def sweep_lock(root: str) -> Iterator[None]:
 
 
 def running(root: Path) -> bool:
-    """Whether a driver holds ``root``'s lock now (``status``: running, not interrupted)."""
+    """Whether a driver holds ``root``'s lock now (``status``: running, not interrupted); for a
+    copy of a sweep on object storage, whether its lease is there (released leases are deleted)."""
+    if (root / LEASE_FILE).is_file():
+        return True
     try:
         handle = os.open(root / LOCK_FILE, os.O_RDONLY)
     except OSError:

@@ -66,11 +66,12 @@ def test_a_lease_on_object_storage_names_its_holder(tmp_path: Path, capsys: pyte
     root = f"file://{tmp_path}/bucket/sweep"
     with sweep_lock(root):
         lease = json.loads((tmp_path / "bucket" / "sweep" / LEASE_FILE).read_text())
-        assert lease["pid"] == os.getpid()
+        assert lease["pid"] == os.getpid() and running(tmp_path / "bucket" / "sweep")
         with pytest.raises(ConfigError, match="being written by process .* delete that lease"):
             with sweep_lock(root):
                 pass
     assert not (tmp_path / "bucket" / "sweep" / LEASE_FILE).exists()
+    assert not running(tmp_path / "bucket" / "sweep")  # status reads a copy of the folder: no lease, not running
     lease_file = tmp_path / "bucket" / "sweep" / LEASE_FILE
     lease_file.write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": "x"}))  # another machine's driver
     with pytest.raises(ConfigError, match="on elsewhere"):
