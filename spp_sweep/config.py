@@ -58,6 +58,9 @@ def _finite(value: float) -> bool:
 
 @dataclass(frozen=True)
 class RunConfig:
+    """One run's settings: a method and a benchmark, the network and the training; unset fields
+    (None) take the benchmark's defaults in :meth:`resolved`, which checks every value."""
+
     method: str = "spp"
     benchmark: str = "split_digits"
     method_options: dict[str, Any] = field(default_factory=dict)
