@@ -80,3 +80,10 @@ def resumed_after_task(config, task):
     resumed.load_state_dict(torch.load(io.BytesIO(checkpoints[0]), weights_only=True))
     assert resumed.next_task == task + 1
     return resumed.run()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that start Ray in this process (``-m "not ray"`` runs the rest)."""
+    for item in items:
+        if {"ray_local", "finished_sweep"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ray)
