@@ -326,7 +326,10 @@ def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pat
         (f"{seeds.min()}–{seeds.max()}" if len(seeds) else "the")
     ax.set_title(f"mean over {n} seeds; band: ± 1 std over seeds", fontsize=9)
     ax.set_xticks(sorted(seen["after_task"].unique()))
-    ax.legend(fontsize=7.5, frameon=False, loc="best")
+    if len(methods) + len(joint.index[:1]) > 6:  # many curves: the legend beside the axes, never over a curve
+        ax.legend(fontsize=7.5, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=7.5, frameon=False, loc="best")
     return save(fig, out, "running_accuracy")
 
 

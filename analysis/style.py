@@ -28,8 +28,12 @@ LOOKS: dict[str, Look] = {
     "joint": Look("Joint", "#000000", "*"),
     "sgd": Look("SGD", "#56B4E9", "X"),          # sky blue
     "sgd_frozen": Look("SGD-F", "#8C6D31", "h"),  # brown
+    # replay, from Paul Tol's muted palette (the Okabe-Ito colours are taken above)
+    "er": Look("ER", "#882255", "<"),            # wine
+    "agem": Look("A-GEM", "#332288", ">"),       # indigo
+    "derpp": Look("DER++", "#44AA99", "p"),      # teal
 }
-_FALLBACK = ("#999999", "#F0E442", "#882255", "#44AA99")
+_FALLBACK = ("#999999", "#F0E442", "#DDCC77")  # colours no built-in method has
 STEP_LINES: dict[str, Any] = {"explicit": "-", "implicit": "--", "-": "-"}
 STEP_NAMES = {"explicit": "explicit step", "implicit": "implicit step"}
 

@@ -161,3 +161,14 @@ def test_titles_count_distinct_seeds_not_rows(tmp_path, monkeypatch):
     best = pd.DataFrame({"trial_id": [f"t{s}" for s in range(5)], "method": "spp", "config": "", "seed": range(5)})
     figures.running_accuracy(matrices, best, tmp_path)
     assert titles[-1] == "mean over 5 seeds; band: ± 1 std over seeds"
+
+
+def test_every_built_in_method_has_its_own_colour_and_name() -> None:
+    """One colour per method in every figure: each registered method has a look of its own (a
+    fallback by name gave ER and DER++ the same teal), and no two share a colour."""
+    from analysis.style import LOOKS
+    from spp_sweep.methods import METHODS
+
+    assert set(METHODS) <= set(LOOKS)
+    colours = [LOOKS[m].colour for m in METHODS]
+    assert len(set(colours)) == len(colours)
