@@ -5,14 +5,17 @@ Two measurements, each printed with what it measured:
 * ``sweep`` (default): a study run twice through Ray Tune, ``stack: auto`` then ``stack: off``
   (the main job by default), wall time of each, their ratio, and how far the two trials
   tables are apart per configuration (status and every metric).
-* ``engine``: one method's λ grid × seeds on a benchmark (split MNIST 512-256 by default) as
-  one stack, against the same configurations trained one after another in this process
+* ``engine``: one method's λ grid × seeds on a benchmark (split MNIST 512-256 by default), or
+  a replay method's buffer-size grid × seeds (``--method er``: ``memory`` per class), as one
+  stack, against the same configurations trained one after another in this process
   (``--separate N`` trains only the first N alone and scales their time to all of them,
   which the output says).
 
     python bench/stacked_sweep.py sweep --study studies/lambda_robustness.yaml
     SPP_DATA_ROOT=../shared/data python bench/stacked_sweep.py engine --benchmark split_mnist --epochs 1
     python bench/stacked_sweep.py engine --benchmark split_digits --epochs 5 --hidden 256,128 --separate 6
+    python bench/stacked_sweep.py engine --benchmark split_digits --method er --epochs 10   # a buffer-size grid
+    python bench/stacked_sweep.py sweep --study studies/replay_memory.yaml                 # the same through Ray
 
 * ``cnn``: the same for VGG-9 (or ResNet-18) on synthetic 3x32x32 tasks (no dataset needed), or
   the continual VAE on its digits (``--model vae``; ``--per-task 0`` keeps every image):
@@ -37,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LAMBDAS = [0.01, 0.03, 0.1, 0.3, 0.5, 1, 2, 4, 6, 8, 12, 30, 100, 300, 1000, 3000, 10000]
+MEMORIES = [1, 2, 5, 10, 20, 50, 100]  # a replay method's buffer sizes (studies/replay_memory.yaml's grid)
 KEY = ["phase", "method", "seed", "config", "penalty_step"]
 
 
@@ -76,15 +80,17 @@ def bench_engine(args: argparse.Namespace) -> None:
 
     from spp_sweep.config import RunConfig
     from spp_sweep.engine import run_experiment
-    from spp_sweep.stacked import run_stacked
+    from spp_sweep.methods import get_method
+    from spp_sweep.stacked import StackedExperiment, run_stacked
 
     torch.set_num_threads(args.threads)
     model = {"model_options": {"hidden": [int(h) for h in args.hidden.split(",")]}} if args.hidden else {}
+    replay = get_method(args.method).stores_examples
+    grid = [{"memory": m} for m in MEMORIES] if replay else \
+        [{"lam": float(lam), "penalty_step": args.penalty_step} for lam in LAMBDAS]
     configs = [RunConfig(method=args.method, benchmark=args.benchmark, epochs=args.epochs, seed=seed,
-                         threads=args.threads, device=args.device, **model,
-                         method_options={"lam": float(lam), "penalty_step": args.penalty_step})
-               for lam in LAMBDAS for seed in range(args.seeds)]
-    from spp_sweep.stacked import StackedExperiment
+                         threads=args.threads, device=args.device, **model, method_options=options)
+               for options in grid for seed in range(args.seeds)]
 
     parameters = sum(p.numel() for p in StackedExperiment(configs[:1]).model.parameters())
     start = time.perf_counter()
@@ -98,7 +104,7 @@ def bench_engine(args: argparse.Namespace) -> None:
     gap = max((abs(a - b) for s, r in zip(stacked, separate) for x, y in zip(s.accuracy_matrix, r.accuracy_matrix)
                for a, b in zip(x, y)), default=math.nan)
     print(f"{args.method} on {args.benchmark} ({parameters:,} parameters per member), "
-          f"{len(LAMBDAS)} λ x {args.seeds} seeds = {len(configs)} members, "
+          f"{len(grid)} {'buffer sizes' if replay else 'λ'} x {args.seeds} seeds = {len(configs)} members, "
           f"{args.epochs} epoch(s)/task, {args.threads} thread(s), {args.device}")
     print(f"stacked: {stacked_s:.1f} s ({len(configs) / stacked_s:.2f} members/s); "
           f"{sum(r.status == 'diverged' for r in stacked)} members diverged")
@@ -171,7 +177,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what")
     sweep = sub.add_parser("sweep", help="a study stacked and not, through Ray Tune")
     sweep.add_argument("--study", default="studies/lambda_robustness.yaml")
-    engine = sub.add_parser("engine", help="a λ grid x seeds as one stack vs one after another")
+    engine = sub.add_parser("engine", help="a λ (or buffer-size) grid x seeds as one stack vs one after another")
     engine.add_argument("--benchmark", default="split_mnist")
     engine.add_argument("--method", default="spp")
     engine.add_argument("--penalty-step", default="explicit")

@@ -27,7 +27,7 @@ from .benchmarks.streaming import ImageFiles, batch_loader
 from .config import ResolvedRunConfig, RunConfig
 from .errors import ConfigError
 from .methods import Method, Step, TaskView, get_method
-from .methods.base import Rows
+from .methods.base import Rows, trunk_features
 from .models import ContinualModel, build_model
 from .objectives import Forward, Objective, get_objective
 from .sgd import SGD
@@ -406,6 +406,7 @@ class TaskStream:
             if member.status != "running":
                 continue
             member.rows.append(rows[k])
+            member.stored_examples = self.method.stored_examples(k)
             if val_rows is not None:
                 member.val_rows.append(val_rows[k])
             if importances is not None:
@@ -630,15 +631,16 @@ class Experiment(TaskStream):
 
     def _step(self, optimizer: SGD | Adam, task: int, x: torch.Tensor,
               y: torch.Tensor, count: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One SGD step; returns (loss with any penalty, the objective's own loss alone:
+        """One optimiser step; returns (loss with any penalty, the objective's own loss alone:
         cross-entropy for classification, and with ``count`` the batch's correct predictions, else None)."""
         head = self.head_of(task)
+        self.method.heads_reached.clear()
         rows = self.method.extra_rows(task, head, len(y))
         if rows is None:
             forward = self.objective.training_forward(self.model, head, x, y)  # objectives.py
             loss = forward.loss
         else:
-            forward, loss = self._forward_with_rows(head, x, y, rows)
+            forward, loss = forward_with_rows(self.objective, self.method, head, x, y, rows)
         step = Step(task, head, x, y, forward.features, forward.outputs)
         penalty = self.method.penalty(step)
         if penalty is not None:
@@ -651,22 +653,6 @@ class Experiment(TaskStream):
         self.method.observe(step)
         right = self.objective.correct(forward.outputs.detach(), y) if count else None
         return loss.detach(), forward.loss.detach(), right
-
-    def _forward_with_rows(self, head: int, x: torch.Tensor, y: torch.Tensor,
-                           rows: Rows) -> tuple[Forward, torch.Tensor]:
-        """(the current task's rows' Forward: what penalties and the blow-up rule see; the mean
-        loss over every row of the mini-batch with a method's stored rows appended, experience
-        replay's). One trunk pass over all rows (batch norm sees them together), each row through
-        its own head."""
-        features = self.model.trunk(torch.cat([x, rows.x]))
-        n = len(y)
-        outputs = self.model.heads[head](features[:n])
-        current = self.objective.sample_losses(outputs, y)
-        total = current.sum()
-        for h in sorted(set(rows.heads.tolist())):
-            mine = rows.heads == h
-            total = total + self.objective.sample_losses(self.model.heads[h](features[n:][mine]), rows.y[mine]).sum()
-        return Forward(current.mean(), features[:n], outputs), total / (n + len(rows.y))
 
     def evaluate(self, split: str = "test") -> list[float]:
         """The objective's score (accuracy for classification) on every task's ``split`` (test
@@ -751,11 +737,12 @@ class RunRecord:
     parameters: list[dict[str, torch.Tensor]] = field(default_factory=list)
     probe_importances: list[dict[str, torch.Tensor]] = field(default_factory=list)
     pictures: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    stored_examples: int = 0  # the method's stored training examples after the last recorded task
 
     # What a checkpoint keeps of the record (the rest is the run's settings, rebuilt on resume).
     SAVED: ClassVar[tuple[str, ...]] = (
         "rows", "val_rows", "initial_accuracy", "initial_val_accuracy", "status", "diverged_task", "diverged_reason",
-        "seconds", "importances", "parameters", "probe_importances", "pictures")
+        "seconds", "importances", "parameters", "probe_importances", "pictures", "stored_examples")
 
     def report(self, task: int) -> TaskReport:
         return task_report(self, task)
@@ -840,8 +827,26 @@ def run_result(record: RunRecord) -> RunResult:
         validation_matrix=[list(r) for r in record.val_rows] if has_validation else None,
         initial_validation_accuracy=list(record.initial_val_accuracy) if has_validation else None,
         validation_metrics=validation,
-        stored_examples=record.method.stored_examples(),
+        stored_examples=record.stored_examples,
     )
+
+
+def forward_with_rows(objective: Objective, method: Method, head: int, x: torch.Tensor, y: torch.Tensor,
+                      rows: Rows) -> tuple[Forward, torch.Tensor]:
+    """(the current task's rows' Forward: what penalties and the blow-up rule see; the mean loss
+    over every row of the mini-batch with a method's stored rows appended: experience replay's).
+    One trunk pass over all rows (batch norm sees them together), each row through its own head;
+    for a stack, (K, B, ...) batches with (K, R, ...) rows give one mean per member over its real rows."""
+    n, batch_dim = y.shape[-1], y.dim() - 1
+    real_rows = None if rows.counts is None else rows.counts + n
+    features = trunk_features(method.model, torch.cat([x, rows.x], dim=batch_dim), real_rows)
+    current_features = features.narrow(batch_dim, 0, n)
+    outputs = method.model.heads[head](current_features)
+    current = objective.sample_losses(outputs, y)
+    total = current.sum(-1)
+    for _, logits, mine in method.head_outputs(features.narrow(batch_dim, n, rows.y.shape[-1]), rows):
+        total = total + (objective.sample_losses(logits, torch.where(mine, rows.y, 0)) * mine).sum(-1)
+    return Forward(current.mean(-1), current_features, outputs), total / (n + rows.real().sum(-1))
 
 
 def _progress_bar(experiment: TaskStream, enabled: bool):

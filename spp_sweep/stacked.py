@@ -46,10 +46,12 @@ from .engine import (
     RunResult,
     TaskReport,
     TaskStream,
+    forward_with_rows,
+    method_seed,
 )
 from .errors import ConfigError
 from .methods import Method, Step, get_method
-from .methods.base import along_members
+from .methods.base import PER_MEMBER, along_members
 from .models import ContinualModel, build_model
 from .models.stacked import StackedModel, stack_models
 
@@ -76,6 +78,9 @@ def stack_refusal(config: RunConfig) -> str | None:
         return f"{config.method}: {method.stack_refusal}"
     if config.model not in STACKABLE_MODELS:
         return f"only the {', '.join(STACKABLE_MODELS)} models are stacked, and this run trains a {config.model}"
+    if config.model != "mlp" and method.stores_examples:
+        # members draw different numbers of stored rows (padded): batch norm would count the padding
+        return f"{config.method} replays stored rows, which a stacked CNN (batch norm) cannot"
     if config.model != "mlp" and method.learns_all_tasks_at_once:
         # its steps mix several tasks' batches of different sizes (padded rows): batch norm would count the padding
         return f"{config.method} trains several tasks at once, which a stacked CNN (batch norm) cannot"
@@ -102,6 +107,7 @@ class StackedExperiment(TaskStream):
             models.append(build_model(config.model, self.benchmark.input_shape, self.head_sizes, config.model_options))
             self.all_dropout_rngs.append(torch.Generator().set_state(torch.get_rng_state()))
         self.all_shuffles = [torch.Generator().manual_seed(c.seed) for c in resolved]
+        self.all_method_rngs = [torch.Generator().manual_seed(method_seed(c.seed)) for c in resolved]
         self.configs = resolved
         self.repacks = repack
         self.in_model = list(range(len(resolved)))  # the members the model holds, by position in ``members``
@@ -131,6 +137,7 @@ class StackedExperiment(TaskStream):
         self.method.member_options = {name: [float(c.method_options[name]) for c in configs]
                                       for name in method_cls.stackable_options}
         self.method.record_importances = self.config.save_importances
+        self.method.generators = [self.all_method_rngs[k] for k in self.in_model]
         for member in getattr(self, "_members", []):  # records read only the method's class; drop the old model
             member.method = self.method
 
@@ -240,19 +247,27 @@ class StackedExperiment(TaskStream):
                      lr_on_device: torch.Tensor, mask: torch.Tensor, tasks: list[int], x: torch.Tensor,
                      y: torch.Tensor, rows: list[int] | None,
                      count: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One SGD step of every member; returns per member (loss with any penalty, the
+        """One optimiser step of every member (the engine's step: stored rows, penalty, projection,
+        observation); returns per member (loss with any penalty, the
         cross-entropy alone, each member's the mean over its own batch; its batch's correct
         predictions, None where members train on several heads at once)."""
         heads = [self.head_of(t) for t in tasks]
-        penalty = None
+        penalty = step = None
         used: dict[torch.nn.Parameter, torch.Tensor] = {}  # per head: which members' batches used it
         right = None
+        self.method.heads_reached.clear()
         if len(set(heads)) == 1 and rows is None:  # the engine's step (Experiment._step), per member
-            forward = self.objective.training_forward(self.model, heads[0], x, y)
+            stored = self.method.extra_rows(tasks[0], heads[0], y.shape[1]) if len(set(tasks)) == 1 else None
+            if stored is None:
+                forward = self.objective.training_forward(self.model, heads[0], x, y)
+                total = forward.loss
+            else:
+                forward, total = forward_with_rows(self.objective, self.method, heads[0], x, y, stored)
             features, logits, objective = forward.features, forward.outputs, forward.loss
             right = self.objective.correct(logits.detach(), y) if count else None
             if len(set(tasks)) == 1:
-                penalty = self.method.penalty(Step(tasks[0], heads[0], x, y, features, logits))
+                step = Step(tasks[0], heads[0], x, y, features, logits)
+                penalty = self.method.penalty(step)
         else:  # members on different tasks (joint): each member's loss from its own head, real rows only
             self.model.set_rows(rows)
             features = self.model.trunk(x)
@@ -271,12 +286,20 @@ class StackedExperiment(TaskStream):
                 logits = self.model.heads[head](features)
                 per_sample = self.objective.sample_losses(logits, torch.where(on_head, y, 0))
                 objective = objective + (per_sample * weights * on_head).sum(1)
-        loss = objective if penalty is None else objective + penalty
+            total = objective
+        loss = total if penalty is None else total + penalty
         for p in params:
             p.grad = None
         torch.where(mask, loss, torch.zeros_like(loss)).sum().backward()  # one term per member
+        self.method.before_update()
+        for head, reached in self.method.heads_reached.items():  # stored rows of another task's head
+            if head != heads[0]:
+                for p in self.model.heads[head].parameters():
+                    used[p] = reached
         self._sgd(params, velocity, lr_on_device, used, lr)
         self.method.after_step(lr)
+        if step is not None:
+            self.method.observe(step)
         return loss.detach(), objective.detach(), right
 
     @torch.no_grad()
@@ -332,6 +355,7 @@ class StackedExperiment(TaskStream):
             "tasks_done": self.tasks_done,
             "shuffles": [g.get_state() for g in self.all_shuffles],
             "dropout_rngs": [g.get_state() for g in self.all_dropout_rngs],
+            "method_rngs": [g.get_state() for g in self.all_method_rngs],
             "in_model": list(self.in_model),  # the model's tensors hold these members only (repack)
         }
 
@@ -349,6 +373,8 @@ class StackedExperiment(TaskStream):
             generator.set_state(saved)
         for generator, saved in zip(self.all_dropout_rngs, state["dropout_rngs"]):
             generator.set_state(saved)
+        for generator, saved in zip(self.all_method_rngs, state.get("method_rngs", [])):  # older: none drew
+            generator.set_state(saved)
         in_model = [int(k) for k in state.get("in_model", range(len(self.members)))]
         if in_model != self.in_model:  # saved after a repack: the engine loads the tensors into this model
             self._reassemble(in_model)
@@ -365,6 +391,8 @@ def _members_of(value: Any, index: torch.Tensor, size: int) -> Any:
         if value.dim() == 0 or value.shape[0] != size:
             raise _NoMemberDimension(f"a state tensor of shape {tuple(value.shape)} in a stack of {size}")
         return value[index.to(value.device)]  # a copy (advanced indexing)
+    if isinstance(value, Mapping) and set(value) == {PER_MEMBER}:  # one entry per member (methods/base.per_member)
+        return {PER_MEMBER: [value[PER_MEMBER][i] for i in index.tolist()]}
     if isinstance(value, Mapping):
         return {key: _members_of(v, index, size) for key, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -5,17 +5,19 @@ step, g is the gradient of the current mini-batch's loss and g_ref that of the m
 ``memory_batch`` rows drawn from the memory (each through its own task's head). Where the update
 would raise the memory's loss (g . g_ref < 0), g is projected (eq. 11):
   g~ = g - (g . g_ref / g_ref . g_ref) g_ref,
-else it is used as it is. The dot products run over every parameter the optimiser updates.
+else it is used as it is. The dot products run over every parameter with a gradient this step;
+in a stack, over each member's own slices (each member projects by its own inequality).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import torch
 
-from .base import Option, TaskView
-from .buffer import ReplayMethod, rows_loss
+from .base import Option, TaskView, along_members
+from .buffer import ReplayMethod
 
 
 class AGEM(ReplayMethod):
@@ -27,30 +29,27 @@ class AGEM(ReplayMethod):
     }
 
     def before_update(self) -> None:
-        if not len(self.buffer):
+        rows = self.draw(self.hparams["memory_batch"])
+        if rows is None:
             return
         params = [p for p in self.model.parameters() if p.grad is not None]
-        current = [cast(torch.Tensor, p.grad) for p in params]
-        rows, _ = self.buffer.draw(self.hparams["memory_batch"], self.generator)
-        reference = rows_loss(self.model, rows)
+        reference = self.rows_loss(rows).sum()  # a stack's members' terms are independent: each its own gradient
         grads = torch.autograd.grad(reference, params, allow_unused=True)
-        g = torch.cat([d.flatten() for d in current])
-        g_ref = torch.cat([(torch.zeros_like(p) if d is None else d).flatten() for p, d in zip(params, grads)])
-        corrected = project(g, g_ref)
-        if corrected is not g:
-            start = 0
-            for p, d in zip(params, current):
-                d.copy_(corrected[start:start + p.numel()].view_as(p))
-                start += p.numel()
+        g_ref = [torch.zeros_like(p) if d is None else d for p, d in zip(params, grads)]
+        current = [cast(torch.Tensor, p.grad) for p in params]
+        for d, corrected in zip(current, project(current, g_ref, self.member_sum)):
+            d.copy_(corrected)
 
     def after_task(self, view: TaskView) -> None:
-        self.buffer.add_class_balanced(view.x, view.y, view.head, self.generator)
+        self.store_task(view)
 
 
-def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
-    """Eq. 11: g where g . g_ref >= 0, else g minus its component along g_ref (``g`` itself is
-    returned where nothing changes)."""
-    dot = torch.dot(g, g_ref)
-    if dot >= 0:
-        return g
-    return g - (dot / torch.dot(g_ref, g_ref)) * g_ref
+def project(g: Sequence[torch.Tensor], g_ref: Sequence[torch.Tensor],
+            total: Callable[[torch.Tensor], torch.Tensor] = torch.sum) -> list[torch.Tensor]:
+    """Eq. 11 over a gradient given per parameter: g where g . g_ref >= 0, else g minus its
+    component along g_ref. ``total`` sums a product over one parameter (``Method.member_sum``:
+    per member in a stack, so each member's slices project by its own dot products)."""
+    dot = sum((total(a * b) for a, b in zip(g, g_ref)), torch.zeros(()))
+    norm = sum((total(b * b) for b in g_ref), torch.zeros(()))
+    factor = torch.where(dot < 0, dot / norm.clamp_min(torch.finfo(norm.dtype).tiny), torch.zeros_like(dot))
+    return [a - along_members(factor, a) * b for a, b in zip(g, g_ref)]

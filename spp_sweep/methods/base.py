@@ -5,7 +5,7 @@ The engine calls, for each task t of the sequence::
     tasks_to_train(t, T)          which tasks' data to train on now (joint: all at once)
     trainable_parameters(t)       what the optimiser may change (SGD-F: heads only after task 0)
     before_task(view)             snapshot what the method needs (LwF's old model, SI's start)
-    extra_rows(t, head)           stored samples to train on in the same mini-batch (replay)
+    extra_rows(t, head, size)     stored samples to train on in the same mini-batch (replay)
     penalty(step)                 extra loss term added to every mini-batch's task loss
     before_update()               the gradients, after the backward pass and before the update
                                   (A-GEM projects them)
@@ -17,7 +17,9 @@ The engine calls, for each task t of the sequence::
 
 A method draws whatever it draws (a buffer's samples) from ``self.generator``, which the engine
 seeds from the run's seed alone and keeps in its checkpoints, so two seeds draw differently and
-a resumed run draws as the uninterrupted one.
+a resumed run draws as the uninterrupted one. In a stack, ``self.generators`` holds each member's
+(its separate run's), and a state that differs in shape between members (a buffer of each
+member's own size) is kept under :func:`per_member`.
 
 plus ``check_training`` (refuse optimiser settings a method's options cannot work with, before
 any data is loaded) and ``state_dict``/``load_state_dict`` so a checkpoint taken between tasks continues
@@ -29,16 +31,20 @@ elementwise, reads a hyperparameter through :meth:`Method.option` (a number, or 
 member), sums a per-parameter quantity with :meth:`Method.member_sum`, and returns a penalty
 that is a scalar, or one value per member. ``stackable_options`` names the options whose values
 may differ between members; every other option is the same for the whole stack. In a stack,
-every tensor a method's ``state_dict`` holds has the member dimension first: a stack drops the
-members that ended by slicing it (``StackedExperiment.repack``).
+every tensor a method's ``state_dict`` holds has the member dimension first, or sits in a
+:func:`per_member` list: a stack drops the members that ended by slicing those
+(``StackedExperiment.repack``). Stored rows (:class:`Rows`) of a stack are padded to the widest
+member's, ``counts`` saying how many are real; :meth:`Method.head_outputs` passes them through
+their heads and records which members' rows reached each head (an optimiser steps a head only for
+the members whose loss reached it, as a separate run's skips a head without a gradient).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -46,6 +52,9 @@ from torch import nn
 from ..benchmarks.base import Inputs
 from ..errors import ConfigError
 from ..models import ContinualModel
+
+if TYPE_CHECKING:
+    from ..models.stacked import StackedModel
 
 
 @dataclass(frozen=True)
@@ -120,15 +129,51 @@ class TaskView:
     y: torch.Tensor
 
 
+PER_MEMBER = "per_member"
+
+
+def per_member(states: Sequence[Any]) -> dict[str, list[Any]]:
+    """A stacked method's state of one entry per member (any shapes: each member's buffer): a
+    stack that drops members keeps the entries of those it keeps (``StackedExperiment.repack``)."""
+    return {PER_MEMBER: list(states)}
+
+
 @dataclass(frozen=True)
 class Rows:
-    """Stored samples a method adds to a training mini-batch (``Method.extra_rows``): inputs,
-    labels as the heads know them, and the head of each row (a replayed task-incremental sample
-    goes through its own task's head)."""
+    """Stored samples a method adds to a training mini-batch (``Method.extra_rows``) or draws for
+    its own loss: inputs, labels as the heads know them, the head of each row (a replayed
+    task-incremental sample goes through its own task's head) and, where stored with them, the
+    network's outputs then (DER++). A stack's rows have the member dimension first, (K, R, ...),
+    padded to the widest member's draw: ``counts`` (K,) says how many of each member's are real."""
 
     x: torch.Tensor
     y: torch.Tensor
     heads: torch.Tensor
+    outputs: torch.Tensor | None = None
+    counts: torch.Tensor | None = None
+
+    def real(self) -> torch.Tensor:
+        """Which rows are real (not a stack's padding), shaped like ``y``."""
+        if self.counts is None:
+            return torch.ones_like(self.y, dtype=torch.bool)
+        return torch.arange(self.y.shape[-1], device=self.y.device) < self.counts.to(self.y.device)[:, None]
+
+    def count(self) -> torch.Tensor:
+        """The real rows: a number, or one per member (at least 1: a member that drew none divides 0 by 1)."""
+        return self.real().sum(-1).clamp_min(1)
+
+
+def trunk_features(model: ContinualModel, x: torch.Tensor, real_rows: torch.Tensor | None) -> torch.Tensor:
+    """The trunk's features of ``x``; in a stack with padded rows, member k's first
+    ``real_rows[k]`` rows are its real ones (its dropout masks are drawn for those alone)."""
+    if real_rows is None:
+        return model.trunk(x)
+    stacked = cast("StackedModel", model)
+    stacked.set_rows(real_rows.tolist())
+    try:
+        return model.trunk(x)
+    finally:
+        stacked.set_rows(None)
 
 
 @dataclass(frozen=True)
@@ -178,8 +223,16 @@ class Method:
         # Stacked runs only (set by stacked.py): each stackable option's value per member.
         self.member_options: dict[str, list[float]] | None = None
         self._option_tensors: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
-        # what the method draws from: set by the engine from the run's seed (checkpointed there)
-        self.generator = torch.Generator()
+        # what the method draws from, one per member (one for a single run): seeded by the engine
+        # from each run's seed and checkpointed there
+        self.generators = [torch.Generator()]
+        # the heads that stored rows reached in the current step, per head the members whose rows did
+        self.heads_reached: dict[int, torch.Tensor] = {}
+
+    @property
+    def generator(self) -> torch.Generator:
+        """A single run's generator (a stack's members each have theirs in ``generators``)."""
+        return self.generators[0]
 
     @property
     def stacked(self) -> bool:
@@ -203,6 +256,22 @@ class Method:
         """Whether the option is 0 (in a stacked run: for every member)."""
         values = self.member_options.get(name) if self.member_options else None
         return all(v == 0 for v in values) if values is not None else self.hparams[name] == 0
+
+    def member_values(self, name: str) -> list[Any]:
+        """An option's value for each member (one value for a single run)."""
+        if self.member_options is not None and name in self.member_options:
+            return list(self.member_options[name])
+        return [self.hparams[name]] * len(self.generators)
+
+    def head_outputs(self, features: torch.Tensor, rows: Rows) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(head, its outputs for every row's ``features``, which real rows are that head's) for
+        each head some real row belongs to; records the members that reached it (``heads_reached``)."""
+        real = rows.real()
+        for h in sorted(set(rows.heads[real].tolist())):
+            mine = (rows.heads == h) & real
+            reached = mine.any(-1)
+            self.heads_reached[h] = reached | self.heads_reached[h] if h in self.heads_reached else reached
+            yield h, self.model.heads[h](features), mine
 
     def member_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """The sum of a per-parameter tensor: a scalar, or one sum per member when stacked."""
@@ -259,8 +328,7 @@ class Method:
 
     def before_update(self) -> None:
         """After the backward pass, before the optimiser's update: a method may change the
-        gradients in ``p.grad`` (projection). Not called in a stacked run (such methods refuse
-        stacking)."""
+        gradients in ``p.grad`` (projection; in a stack, each member's slice by its own rule)."""
 
     def after_step(self, lr: float | torch.Tensor) -> None:
         """After each optimiser step; ``lr`` is the step size it used (the decayed learning rate;
@@ -268,14 +336,14 @@ class Method:
 
     def observe(self, step: Step) -> None:
         """After the update, the step's batch and what the network output for it before the
-        update. Not called in a stacked run (methods that store samples refuse stacking)."""
+        update (a stack's with the member dimension first)."""
 
     def after_task(self, view: TaskView) -> None:
         pass
 
-    def stored_examples(self) -> int:
-        """How many training examples the method keeps now (a replay buffer's rows): data a user
-        may not be allowed to keep. 0 for methods that keep none."""
+    def stored_examples(self, member: int = 0) -> int:
+        """How many training examples the method keeps now (a replay buffer's rows), for the
+        stack's ``member``-th member: data a user may not be allowed to keep. 0 for methods that keep none."""
         return 0
 
     def importances(self) -> dict[str, torch.Tensor] | None:

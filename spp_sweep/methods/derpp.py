@@ -5,6 +5,7 @@ the network's outputs (logits) when they were seen. Each step adds to the curren
   alpha * mean || h(x') - z' ||^2  +  beta * mean CE(h(x''), y''),
 where (x', z') and (x'', y'') are two independent draws of the step's size from the buffer (each
 row through its own task's head): logits matching (DER, eq. 4) and label replay (the ++ term).
+In a stack, each member's buffer, draws, α and β are its own (one penalty per member).
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError
 from .base import Option, Step
-from .buffer import ReplayMethod, outputs_of, rows_loss
+from .buffer import ReplayMethod
 
 
 class DERpp(ReplayMethod):
@@ -27,6 +27,7 @@ class DERpp(ReplayMethod):
         "alpha": Option(0.1, "weight of the logit-matching term (eq. 6)"),
         "beta": Option(0.5, "weight of the label-replay term (eq. 6)"),
     }
+    stackable_options = ("memory", "alpha", "beta")
 
     def __init__(self, model, **options: Any):
         super().__init__(model, **options)
@@ -35,13 +36,16 @@ class DERpp(ReplayMethod):
                               "use tasks of one size, or output=class_incremental")
 
     def penalty(self, step: Step) -> torch.Tensor | None:
-        if not len(self.buffer) or self.buffer.outputs is None:
+        size = step.y.shape[-1]
+        first = self.draw(size)
+        if first is None or first.outputs is None:
             return None
-        rows, index = self.buffer.draw(len(step.y), self.generator)
-        matching = F.mse_loss(outputs_of(self.model, rows), self.buffer.outputs[index])
-        labelled, _ = self.buffer.draw(len(step.y), self.generator)
-        replay = rows_loss(self.model, labelled)
-        return self.hparams["alpha"] * matching + self.hparams["beta"] * replay
+        error = (self.outputs_of(first) - first.outputs) ** 2  # a stack's padding rows: 0 - 0
+        matching = error.flatten(-2).sum(-1) / (first.count() * error.shape[-1])  # eq. 4's mean over rows and logits
+        second = self.draw(size)
+        assert second is not None
+        replay = self.rows_loss(second)
+        return self.option("alpha", like=matching) * matching + self.option("beta", like=replay) * replay
 
     def observe(self, step: Step) -> None:
-        self.buffer.add_reservoir(step.x, step.y, step.head, self.generator, outputs=step.outputs)
+        self.store_stream(step, outputs=True)

@@ -6,7 +6,8 @@ buffer of earlier samples, minimising the mean loss over the joint batch (their 
 each stored row through its own task's head (h'). The buffer is filled by reservoir sampling over
 the stream (``buffer: reservoir``, ``memory`` rows in total) or after each task with ``memory``
 rows of each of its classes (``buffer: class_balanced``, the default, as van de Ven et al.'s
-reference code). Draws use the run's own generator.
+reference code). Draws use the run's own generator; in a stack each member has its own buffer
+(``memory`` may differ between members) and draws as its separate run.
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ class ExperienceReplay(ReplayMethod):
     }
 
     def extra_rows(self, task: int, head: int, size: int) -> Rows | None:
-        if not len(self.buffer):
-            return None
-        return self.buffer.draw(self.hparams["replay_batch"] or size, self.generator)[0]
+        return self.draw(self.hparams["replay_batch"] or size)
 
     def observe(self, step: Step) -> None:
         if self.hparams["buffer"] == "reservoir":
-            self.buffer.add_reservoir(step.x, step.y, step.head, self.generator)
+            self.store_stream(step)
 
     def after_task(self, view: TaskView) -> None:
         if self.hparams["buffer"] == "class_balanced":
-            self.buffer.add_class_balanced(view.x, view.y, view.head, self.generator)
+            self.store_task(view)

@@ -89,7 +89,8 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
             continue
         key = stack_key(config)
         groups.setdefault(key, []).append(spec)
-        configs.setdefault(key, config)
+        if key not in configs or config.method_options.get("memory", 0) > configs[key].method_options.get("memory", 0):
+            configs[key] = config  # a buffer-size grid: the largest buffer sizes the members
     sizes = {key: member_size(config) for key, config in configs.items()}
     if setting == "auto" and study.gpu == 0:  # on a CPU, a large member or a CNN is compute-bound: stacking loses
         for key, (_, multiply_adds) in sizes.items():
@@ -148,6 +149,7 @@ def member_size(config: ResolvedRunConfig) -> tuple[float, int | None]:
     activations a training batch keeps for its backward pass (inputs and every layer's outputs),
     and an evaluation batch's input and largest layer (no gradients: one layer at a time), in
     float32. (NaN, None) where the benchmark cannot be built here (data only on the cluster's nodes)."""
+    from ..methods import get_method
     from ..models import build_model
 
     shape = _benchmark_shape(config.benchmark, json.dumps(config.benchmark_options, sort_keys=True, default=str))
@@ -160,6 +162,11 @@ def member_size(config: ResolvedRunConfig) -> tuple[float, int | None]:
     inputs = math.prod(input_shape)
     values = (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * config.batch_size * (inputs + cost.widths)
               + config.eval_batch_size * (inputs + 2 * cost.largest))
+    if get_method(config.method).stores_examples:
+        # its buffer (at most `memory` rows per class: class-balanced; a reservoir keeps `memory` in
+        # all) and two replayed draws of a batch's size (ER's joint batch, DER++'s two, A-GEM's reference)
+        values += int(config.method_options.get("memory", 0)) * sum(heads) * inputs
+        values += ACTIVATION_COPIES * 2 * config.batch_size * (inputs + cost.widths)
     return 4.0 * values, cost.multiply_adds
 
 
@@ -282,7 +289,9 @@ def optuna_batch(study: Study, method: MethodSearch, part: Mapping[str, Any], sl
     if apart:
         return 1, f"not batched: a stack's members may differ only in {', '.join(sorted(stackable))}, and " \
                   f"{', '.join(apart)} is searched"
-    config = RunConfig.from_dict(run_settings(part, study.trial_spec(method, {}, study.seeds[0]))).resolved()
+    memory = method.space.get("memory")  # a buffer-size grid: the largest buffer sizes the members
+    largest = {} if memory is None else {"memory": max(memory.values) if memory.kind == "values" else memory.high}
+    config = RunConfig.from_dict(run_settings(part, study.trial_spec(method, largest, study.seeds[0]))).resolved()
     refusal = stack_refusal(config)
     if refusal:
         return 1, f"not batched: {refusal}"

@@ -47,7 +47,7 @@ def separate_parameters(config: RunConfig) -> dict[str, torch.Tensor]:
     return experiment.model.state_dict()
 
 
-# the replay methods refuse, with their reason (methods/test_replay.py)
+# the replay methods too (buffers of different sizes, Adam, both output layouts: methods/test_replay.py)
 @pytest.mark.parametrize("method", sorted(m for m, cls in METHODS.items() if cls.stack_refusal is None))
 def test_every_member_matches_its_separate_run_after_two_tasks(method: str) -> None:
     configs = member_configs(method, first_tasks=2, model_options={"dropout": 0.2}, momentum=0.0)

@@ -1,7 +1,9 @@
 """The replay methods against hand computations: reservoir sampling keeps every sample seen with
 probability capacity / seen, a class-balanced memory keeps `memory` rows of each class, A-GEM's
-projection (eq. 11) in both directions of its inequality, DER++'s added loss (eq. 6), experience
-replay's joint-batch loss; and each run resumed from a checkpoint equals the uninterrupted one."""
+projection (eq. 11) in both directions of its inequality (each member of a stack by its own), DER++'s
+added loss (eq. 6), experience replay's joint-batch loss (a stack's padded rows carrying no weight);
+each run resumed from a checkpoint equals the uninterrupted one; and a stack of replay runs whose
+buffers differ in size equals its separate runs (tests/unit/test_stacked.py has the other methods)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from spp_sweep.config import RunConfig
-from spp_sweep.engine import Experiment
+from spp_sweep.engine import Experiment, forward_with_rows
 from spp_sweep.methods.agem import project
 from spp_sweep.methods.base import Rows, Step
 from spp_sweep.methods.buffer import Buffer
 from spp_sweep.methods.derpp import DERpp
-from spp_sweep.stacked import stack_refusal
+from spp_sweep.stacked import StackedExperiment, stack_refusal
 from tests.conftest import tiny_model
 
 
@@ -52,12 +54,23 @@ def test_a_class_balanced_memory_keeps_memory_rows_of_each_class() -> None:
 
 def test_agem_projects_only_when_the_update_would_raise_the_memorys_loss() -> None:
     g, g_ref = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])  # g . g_ref = -1 < 0
-    projected = project(g, g_ref)  # g - (-1 / 2) g_ref = (0.5, 0.5)
+    (projected,) = project([g], [g_ref])  # g - (-1 / 2) g_ref = (0.5, 0.5)
     assert torch.allclose(projected, torch.tensor([0.5, 0.5])) and torch.dot(projected, g_ref).abs() < 1e-7
     agreeing = torch.tensor([1.0, 1.0])  # . (1, 0) = 1 >= 0: unchanged
-    assert project(agreeing, torch.tensor([1.0, 0.0])) is agreeing
+    assert torch.equal(project([agreeing], [torch.tensor([1.0, 0.0])])[0], agreeing)
     orthogonal = torch.tensor([0.0, 2.0])  # dot 0: the inequality holds, unchanged
-    assert project(orthogonal, torch.tensor([1.0, 0.0])) is orthogonal
+    assert torch.equal(project([orthogonal], [torch.tensor([1.0, 0.0])])[0], orthogonal)
+
+
+def test_agem_projects_over_every_parameter_at_once_and_each_stack_member_by_its_own_dot_product() -> None:
+    # two parameters, one vector: g = (1, 0 | 0), g_ref = (-1, 0 | 1); g . g_ref = -1, |g_ref|^2 = 2
+    weight, bias = project([torch.tensor([1.0, 0.0]), torch.tensor([0.0])],
+                           [torch.tensor([-1.0, 0.0]), torch.tensor([1.0])])
+    assert torch.allclose(weight, torch.tensor([0.5, 0.0])) and torch.allclose(bias, torch.tensor([0.5]))
+    # a stack of two members (rows): member 0 conflicts with its memory and is projected, member 1 agrees
+    g, g_ref = torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[-1.0, 1.0], [1.0, 0.0]])
+    (stacked,) = project([g], [g_ref], lambda t: t.flatten(1).sum(1))  # Method.member_sum of a stack
+    assert torch.allclose(stacked, torch.tensor([[0.5, 0.5], [1.0, 1.0]]))
 
 
 def test_derpp_adds_alpha_logit_matching_and_beta_label_replay() -> None:
@@ -68,7 +81,7 @@ def test_derpp_adds_alpha_logit_matching_and_beta_label_replay() -> None:
     y = torch.tensor([0, 1, 1, 0])
     stored = torch.randn(4, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     method.observe(Step(0, 0, x, y, model.trunk(x), stored))
-    assert torch.equal(method.buffer.outputs, stored)
+    assert torch.equal(method.buffers[0].outputs, stored)
     draws = copy.deepcopy(method.generator)
     step_x = x[:3]
     penalty = method.penalty(Step(1, 1, step_x, y[:3], model.trunk(step_x), model.heads[1](model.trunk(step_x))))
@@ -87,12 +100,31 @@ def test_experience_replay_minimises_the_mean_loss_over_the_joint_batch() -> Non
     experiment = Experiment(RunConfig(method="er", benchmark="split_digits", threads=1, epochs=1))
     x, y = experiment.benchmark.tasks[1].x_train[:6], experiment._targets[1][0][:6]
     stored = Rows(experiment.benchmark.tasks[0].x_train[:4], experiment._targets[0][0][:4], torch.zeros(4).long())
-    forward, loss = experiment._forward_with_rows(1, x, y, stored)
+    forward, loss = forward_with_rows(experiment.objective, experiment.method, 1, x, y, stored)
     model = experiment.model
     by_hand = torch.cat([F.cross_entropy(model(x, 1), y, reduction="none"),
                          F.cross_entropy(model(stored.x, 0), stored.y, reduction="none")]).mean()
-    assert float(loss) == pytest.approx(float(by_hand), rel=1e-6)
-    assert float(forward.loss) == pytest.approx(float(F.cross_entropy(model(x, 1), y)), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(float(by_hand.detach()), rel=1e-6)
+    assert float(forward.loss.detach()) == pytest.approx(float(F.cross_entropy(model(x, 1), y).detach()), rel=1e-6)
+
+
+def test_a_stacks_padded_rows_carry_no_weight_and_each_member_divides_by_its_own_rows() -> None:
+    configs = [RunConfig(method="er", benchmark="split_digits", threads=1, epochs=1, seed=s) for s in (0, 1)]
+    stack = StackedExperiment(configs)
+    tasks = stack.benchmark.tasks
+    x = torch.stack([tasks[1].x_train[:6], tasks[1].x_train[6:12]])
+    y = torch.stack([stack._targets[1][0][:6], stack._targets[1][0][6:12]])
+    stored_x = torch.zeros(2, 4, tasks[0].x_train.shape[1])
+    stored_x[0, :4], stored_x[1, :1] = tasks[0].x_train[:4], tasks[0].x_train[4:5]  # member 1: one row, 3 padding
+    stored = Rows(stored_x, torch.stack([stack._targets[0][0][:4], stack._targets[0][0][4:8]]),
+                  torch.zeros(2, 4).long(), counts=torch.tensor([4, 1]))
+    _, loss = forward_with_rows(stack.objective, stack.method, 1, x, y, stored)
+    for k, n in enumerate((4, 1)):
+        model = Experiment(configs[k]).model  # member k's network, initialised as in the stack
+        by_hand = torch.cat([F.cross_entropy(model(x[k], 1), y[k], reduction="none"),
+                             F.cross_entropy(model(stored_x[k, :n], 0), stored.y[k, :n], reduction="none")]).mean()
+        assert float(loss[k].detach()) == pytest.approx(float(by_hand.detach()), rel=1e-5)
+    assert set(stack.method.heads_reached) == {0} and stack.method.heads_reached[0].tolist() == [True, True]
 
 
 @pytest.mark.parametrize("method, options", [("er", {"buffer": "reservoir", "memory": 50}), ("er", {}),
@@ -111,14 +143,66 @@ def test_a_replay_run_resumed_from_a_checkpoint_equals_the_uninterrupted_one(met
     assert resumed.run().accuracy_matrix == uninterrupted.accuracy_matrix  # buffer and draws restored
 
 
-def test_two_seeds_draw_different_buffers_and_replay_refuses_stacking_with_its_reason() -> None:
+def test_two_seeds_draw_different_buffers() -> None:
     buffers = []
     for seed in (0, 1):
         experiment = Experiment(RunConfig(method="er", benchmark="split_digits", threads=1, epochs=1, seed=seed,
                                           first_tasks=2, method_options={"memory": 5}))
         experiment.run()
-        buffers.append(experiment.method.buffer.x)
+        buffers.append(experiment.method.buffers[0].x)
     assert not torch.equal(buffers[0], buffers[1])
-    for method in ("er", "agem", "derpp"):
-        assert "own buffer" in stack_refusal(RunConfig(method=method).resolved()) or \
-            "own memory" in stack_refusal(RunConfig(method=method).resolved())
+
+
+# memory differs between members (a buffer-size grid as one stack), with the options each method stacks
+STACKS = {"er": [{"memory": 5}, {"memory": 20}, {"memory": 5}],
+          "er_reservoir": [{"memory": m, "buffer": "reservoir"} for m in (5, 40, 5)],
+          "agem": [{"memory": m, "memory_batch": 16} for m in (3, 10, 3)],
+          "derpp": [{"memory": 20, "alpha": 0.1}, {"memory": 60, "alpha": 1.0, "beta": 0.2}, {"memory": 20}]}
+
+
+def replay_stack(name: str, output: str, lrs: tuple[float, ...] = (0.05, 0.1, 0.05), **settings) -> list[RunConfig]:
+    return [RunConfig(method=name.split("_")[0], benchmark="split_digits", lr=lr, seed=seed, threads=1,
+                      method_options=options, output=output, **{"epochs": 1, "validation": 0.2, **settings})
+            for seed, (lr, options) in enumerate(zip(lrs, STACKS[name]))]
+
+
+@pytest.mark.parametrize("output", ["per_task", "class_incremental"])
+@pytest.mark.parametrize("name", sorted(STACKS))
+def test_each_member_of_a_replay_stack_equals_its_separate_run(name: str, output: str) -> None:
+    # dropout and Adam too: each member's masks and moments are its separate run's; buffers of different sizes
+    configs = replay_stack(name, output, first_tasks=3, model_options={"dropout": 0.2}, optimizer="adam",
+                           lrs=(0.001, 0.002, 0.001))
+    stack = StackedExperiment(configs)
+    results = stack.run()
+    for k, config in enumerate(configs):
+        separate = Experiment(config)
+        alone = separate.run()
+        assert results[k].stored_examples == alone.stored_examples > 0
+        member = stack.model.member_state(k)
+        for key, tensor in separate.model.state_dict().items():
+            assert torch.allclose(member[key], tensor, rtol=0, atol=1e-5), (name, k, key)
+        assert max(abs(a - b) for row, other in zip(results[k].accuracy_matrix, alone.accuracy_matrix)
+                   for a, b in zip(row, other)) <= 0.02
+
+
+def test_a_replay_stack_resumes_and_repacks_with_each_members_buffer() -> None:
+    configs = replay_stack("derpp", "per_task")
+    saved = {}
+
+    def keep(task: int, stack: StackedExperiment) -> None:
+        if task == 1:
+            stack.members[1].stop()  # an early-stopping decision: the member leaves before task 2
+            saved["state"] = copy.deepcopy(stack.state_dict())
+
+    uninterrupted = StackedExperiment(configs).run(on_task_end=keep)
+    resumed = StackedExperiment(configs)
+    resumed.load_state_dict(saved["state"])
+    results = resumed.run()
+    assert resumed.size == 2 and [len(b) for b in resumed.method.buffers] == [20, 20]  # member 1's buffer left
+    for a, b in zip(results, uninterrupted):
+        assert a.accuracy_matrix == b.accuracy_matrix and a.stored_examples == b.stored_examples
+
+
+def test_replay_on_a_stacked_cnn_is_refused_with_its_reason() -> None:
+    refusal = stack_refusal(RunConfig(method="er", benchmark="split_digits", model="vgg9").resolved())
+    assert refusal is not None and "batch norm" in refusal

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from spp_sweep.config import RunConfig
 from spp_sweep.models import build_model
 from spp_sweep.sweep import stacking
-from spp_sweep.sweep.stacking import forward_cost, plan_stacks
+from spp_sweep.sweep.stacking import forward_cost, member_size, plan_stacks
 from spp_sweep.sweep.study import parse_study
 
 CNN_STUDY = {"benchmark": "visual_sequence",
@@ -55,3 +56,13 @@ def test_a_cnns_forward_cost_counts_every_layers_output_and_multiply_adds() -> N
     # 3x3 convolutions: output values x C_in x 9; then 8x16, 16x16 and 16x2 matrices
     convolutions = (4 * 64 * 3 + 4 * 64 * 4 + 8 * 16 * 4 + 8 * 16 * 8 + 8 * 4 * 8 + 8 * 4 * 8) * 9
     assert cost.multiply_adds == convolutions + 8 * 16 + 16 * 16 + 16 * 2
+
+
+def test_a_buffer_size_grid_is_one_stack_sized_by_its_largest_buffer() -> None:
+    study = parse_study({"benchmark": "split_digits", "methods": {"er": {"space": {"memory": [10, 50, 200]}}}})
+    plan = plan_stacks(study, grid(study), study.study_part(), slots=1)
+    assert len(plan.specs) == 1, plan.summary
+    assert sorted(m["params"]["memory"] for m in plan.specs[0]["members"]) == [10, 50, 200]
+    small, large = (member_size(RunConfig(method="er", benchmark="split_digits",
+                                          method_options={"memory": m}).resolved())[0] for m in (10, 200))
+    assert large - small == 4 * 190 * 10 * 64  # 190 more rows of each of 10 classes, 64 pixels, float32
