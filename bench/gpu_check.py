@@ -1,5 +1,5 @@
 """The prepared GPU check: one short script, one JSON, no Ray or Optuna (the lent GPU machines
-have PyTorch, not Ray). Four measurements, each recorded with what it measured:
+have PyTorch, not Ray). Five measurements, each recorded with what it measured:
 
 1. ``equivalence``: a short SPP run (synthetic split tasks, 2 tasks) on the device and on the
    CPU, and the largest gap between their accuracy matrices (tolerance ``TOLERANCE``: kernels
@@ -12,7 +12,8 @@ have PyTorch, not Ray). Four measurements, each recorded with what it measured:
    models/stacked.py) as members/s, against 1, 4 and 8 separate processes as for the MLP;
 5. ``replay``: experience replay (under Adam), A-GEM and DER++ on the device and on the CPU (3
    synthetic tasks): each one's accuracy-matrix gap and seconds on both (their buffers are
-   drawn by CPU generators and indexed on the device).
+   drawn by CPU generators and indexed on the device); and ER's buffer-size grid stacked on the
+   device against its members alone there (speed-up, gap).
 
     python bench/gpu_check.py --device cuda --out gpu_check.json          # at most ~8 minutes on a GPU
     python bench/gpu_check.py --device cpu --quick --out /tmp/check.json  # the same code, seconds (a test)
@@ -41,6 +42,7 @@ from spp_sweep.stacked import StackedExperiment  # noqa: E402
 
 TOLERANCE = 0.02  # largest accuracy-matrix gap, device vs CPU, counted as equal
 LAMBDAS = [0.01, 0.03, 0.1, 0.3, 0.5, 1, 2, 4, 6, 8, 12, 30, 100, 300, 1000, 3000, 10000]
+MEMORIES = [1, 2, 5, 10, 20, 50, 100]  # ER's stored samples per class (studies/replay_memory.yaml's grid)
 
 
 def blobs(n_tasks: int, per_task: int, features: int = 64, seed: int = 0) -> Benchmark:
@@ -92,7 +94,29 @@ def replay(device: str, quick: bool) -> dict:
         gap = max(abs(a - b) for x, y in zip(matrices[device], matrices["cpu"]) for a, b in zip(x, y))
         found[method] = {"max_abs_gap": gap, "equal": gap <= TOLERANCE, "device_s": seconds[device],
                          "cpu_s": seconds["cpu"]}
+    found["stacked_er"] = stacked_buffer_sizes(device, data, quick)
     return found
+
+
+def stacked_buffer_sizes(device: str, data: Benchmark, quick: bool) -> dict:
+    """ER's buffer-size x seed grid as one stack on the device against its first 3 members trained
+    alone there (their time scaled to the grid), with the largest member-vs-alone accuracy gap."""
+    grid = [RunConfig(**{**config(device).to_dict(), "method": "er", "seed": seed, "method_options": {"memory": m}})
+            for m in MEMORIES for seed in range(1 if quick else 3)]
+    sync(device)
+    start = time.perf_counter()
+    stacked = StackedExperiment(grid, benchmark=data).run()
+    sync(device)
+    stacked_s = time.perf_counter() - start
+    start = time.perf_counter()
+    alone = [Experiment(run, benchmark=data).run() for run in grid[:3]]
+    sync(device)
+    alone_s = (time.perf_counter() - start) * len(grid) / 3
+    gap = max(abs(a - b) for s, r in zip(stacked, alone) for x, y in zip(s.accuracy_matrix, r.accuracy_matrix)
+              for a, b in zip(x, y))
+    return {"what": f"ER, {len(MEMORIES)} buffer sizes x seeds = {len(grid)} members stacked vs alone "
+                    "(3 measured, scaled)", "members": len(grid), "stacked_s": stacked_s, "alone_s_scaled": alone_s,
+            "speedup": alone_s / stacked_s, "max_abs_gap": gap, "equal": gap <= TOLERANCE}
 
 
 def stacked_mlp(device: str, quick: bool) -> dict:

@@ -25,3 +25,4 @@ def test_the_gpu_check_runs_on_cpu_and_writes_every_measurement(tmp_path: Path) 
     assert found["vgg9"]["engine_images_per_s"] > 0 and found["vgg9"]["ratio_engine_over_bare"] > 0
     for method in ("er", "agem", "derpp"):  # CPU against CPU: the same draws, the same matrices
         assert found["replay"][method]["max_abs_gap"] == 0.0 and found["replay"][method]["device_s"] > 0
+    assert found["replay"]["stacked_er"]["equal"] and found["replay"]["stacked_er"]["members"] == 7
