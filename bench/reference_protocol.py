@@ -18,8 +18,8 @@ Then, for the same MLP: K members of one method as one stack against the same K 
 (``--stack-method``, its study grid as members, ``--stack-iterations`` per task): on a CPU a
 784-400-400 member is compute-bound, and a stack cannot beat its members' arithmetic.
 
-    SPP_DATA_ROOT=../shared/data python bench/reference_protocol.py --scenario class --out docs/results/reference_protocol_class.csv
-    SPP_DATA_ROOT=../shared/data python bench/reference_protocol.py --iterations 50 --methods finetune,er   # a quick look
+    SPP_DATA_ROOT=../shared/data python bench/reference_protocol.py --scenario class --out speed.csv
+    SPP_DATA_ROOT=../shared/data python bench/reference_protocol.py --iterations 50 --methods finetune,er
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ def configs(study: Study, iterations: int, threads: int, seed: int = 0) -> dict[
     """Per method of the study, one configuration per point of its grid (the first is timed)."""
     found = {}
     for method in study.methods:
-        found[method.method] = [RunConfig.from_dict({**run_settings(study.study_part(), study.trial_spec(method, point, seed)),
-                                                     "iterations": iterations, "threads": threads})
-                                for point in method.grid_points()]
+        specs = [study.trial_spec(method, point, seed) for point in method.grid_points()]
+        found[method.method] = [RunConfig.from_dict({**run_settings(study.study_part(), spec),
+                                                     "iterations": iterations, "threads": threads}) for spec in specs]
     return found
 
 

@@ -371,29 +371,7 @@ def entry_point() -> None:
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
-    _exit(code)
-
-
-def _exit(code: int) -> None:
-    """End the process without the interpreter's teardown of every module it imported (torch,
-    Ray, pandas, matplotlib: 1.0 s after a sweep on a 2-core machine, spent after every clock
-    compute.csv keeps), once nothing is left to finish: the exit handlers run first (logging's,
-    trackers', coverage's), then the standard streams are flushed. Where another thread still
-    runs, the ordinary exit waits for it."""
-    import atexit
-    import os
-    import threading
-
-    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()
-           if thread is not threading.main_thread()):
-        sys.exit(code)
-    atexit._run_exitfuncs()  # what the interpreter's own exit would run, in the same order
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed or broken pipe: nothing more can reach it
-            pass
-    os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ def sweep_command(args: argparse.Namespace) -> int:
         settings=tuple(args.set), method_options=tuple(args.method_option),
         benchmark_options=tuple(args.benchmark_option),
         verbose=0 if args.quiet else 1, trackers=trackers_from(args),
-        preload=() if args.no_report else ("analysis.report",),
     )
     if args.resume and not args.no_report:  # a resumed sweep's report folder: one this tool wrote, or refused now
         from .sweep.runner import root_of

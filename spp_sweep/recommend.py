@@ -212,8 +212,8 @@ def recommend(options: RecommendOptions) -> Path:
     from analysis.selection import robust_choice, simplest_of_tied, tie_table
 
     from .results.load import load_trials
-    from .sweep.connection import connected
-    from .sweep.runner import SweepOptions, release_ray_beside, run_sweep, sweep_root
+    from .sweep.connection import connected, disconnect
+    from .sweep.runner import SweepOptions, run_sweep, sweep_root
 
     name = options.name if options.name is not None else _default_name(options.data)
     wrong = name_problem(name)
@@ -236,15 +236,17 @@ def recommend(options: RecommendOptions) -> Path:
     sweep_options = SweepOptions(started=options.started, address=options.address, storage=home, resume=options.resume,
                                  trust_state=options.trust_state, allow_code=True,
                                  max_concurrent=options.max_concurrent, verbose=options.verbose,
-                                 trackers=options.trackers, preload=("analysis.report", "analysis.recommendation"))
+                                 trackers=options.trackers)
 
-    owns_ray = not connected()  # Ray started here (the CLI) ends before the reports; a caller's session stays
+    owns_ray = not connected()  # Ray started here ends before the reports; a caller's stays
     ran: list[str] = []
+    since = [options.started]  # where the next sweep's start-up row begins: first the command's start
 
     def run(sweep: Study, folder: str) -> None:
         resume = options.resume and Path(home, folder, "study.yaml").exists()
         ran.append(folder)
-        run_sweep(sweep, dataclasses.replace(sweep_options, name=folder, resume=resume))
+        run_sweep(sweep, dataclasses.replace(sweep_options, name=folder, resume=resume, started=since[0]))
+        since[0] = time.time()
 
     run(study, "search")
     ranking = rank_methods(f"{home}/search")
@@ -266,14 +268,13 @@ def recommend(options: RecommendOptions) -> Path:
             run(point_study(study, winner["method"], chosen, options.seeds, "robust"), "robust")
     if reference is not None:
         run(reference, "reference")
-    reporting_since = time.time()  # compute.csv's last row: the reports' own time (and Ray's stop beside them)
-    ray_stopped = release_ray_beside() if owns_ray else None
+    reporting_since = time.time()  # compute.csv's last row: Ray's stop and the reports
+    if owns_ray:
+        disconnect()
     from analysis.recommendation import write_recommendation
     from analysis.report import write_report
 
     write_report(f"{home}/search", Path(home, "search", "report"))
-    if ray_stopped is not None:
-        ray_stopped()
     recommended = recommended_study(study, {**winner, "params": chosen}, name, options.seeds)
     return write_recommendation(home, ranking, winner, recommended, selected_on="val_acc", ties=ties, robust=robust,
                                 protocol=study.selection_dict(), tolerance=options.tolerance,

@@ -12,6 +12,16 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+# Containers whose forward only chains their children, adds residuals and flattens at the end
+# (torchvision's ResNet and its blocks): a stack stacks their children and runs their own code
+# unchanged (models/stacked.py). A model builder registers the ones it uses when it imports them.
+CHAIN_CONTAINERS: set[type[nn.Module]] = set()
+
+
+def register_chain_containers(*types: type[nn.Module]) -> None:
+    """Let stacks look inside these containers (``CHAIN_CONTAINERS``)."""
+    CHAIN_CONTAINERS.update(types)
+
 
 class ContinualModel(nn.Module):
     """``trunk`` maps inputs to features; ``heads[h]`` maps features to task h's logits."""

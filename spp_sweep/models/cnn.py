@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .base import ContinualModel
+from .base import ContinualModel, register_chain_containers
 
 
 class RandomHorizontalFlip(nn.Module):
@@ -97,6 +97,9 @@ def resnet18(
     (supplement, Caltech-101)."""
     from torchvision.models import ResNet18_Weights
     from torchvision.models import resnet18 as torchvision_resnet18
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+    register_chain_containers(ResNet, BasicBlock, Bottleneck)
 
     image_shape(input_shape, "resnet18")
     network = torchvision_resnet18(weights=ResNet18_Weights.DEFAULT if pretrained else None)

@@ -19,7 +19,6 @@ such runs train one configuration per trial. Module names are the unstacked mode
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import cast
 
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import ContinualModel
+from .base import CHAIN_CONTAINERS, ContinualModel
 from .cnn import RandomHorizontalFlip
 from .vae import VAE
 
@@ -319,20 +318,6 @@ MEMBERS, CHANNELS = "members (K, B, features)", "channels (B, K·C, H, W)"
 _PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
 
 
-def _containers() -> tuple[type, ...]:
-    """Containers whose forward only chains their children, adds residuals and flattens at the
-    end: their children are stacked and their own code runs unchanged.
-
-    None where torchvision's ResNet module was never imported: no model here can hold one then,
-    and importing it (with ``torch._dynamo``, which torchvision.ops loads) would cost every new
-    worker of an MLP sweep 1-2.5 s per phase (bench/phase_cost.py)."""
-    if "torchvision.models.resnet" not in sys.modules:
-        return ()
-    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
-    return (ResNet, BasicBlock, Bottleneck)
-
-
 def stack_trunk(trunks: Sequence[nn.Module], generators: list[torch.Generator], input_dims: int) -> nn.Module:
     """The members' trunks as one: an MLP trunk (it starts with Flatten) in the members layout,
     any other in the channel layout with hooks that convert its inputs and features."""
@@ -369,7 +354,7 @@ def _stack(modules: list[nn.Module], generators: list[torch.Generator], layout: 
     if isinstance(first, nn.Sequential):
         layers, layout = _stack_children(cast(list[nn.Sequential], modules), generators, layout)
         return nn.Sequential(*layers), layout
-    if isinstance(first, _containers()) and layout == CHANNELS:
+    if isinstance(first, tuple(CHAIN_CONTAINERS)) and layout == CHANNELS:
         if [*first.named_parameters(recurse=False), *first.named_buffers(recurse=False)]:
             raise ConfigError(f"cannot stack a {type(first).__name__} holding its own parameters")
         stacked = copy.deepcopy(first)

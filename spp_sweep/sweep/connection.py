@@ -10,21 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from ..errors import ConfigError
 
 AUTH_MODE = "RAY_AUTH_MODE"  # Ray's switch for token authentication (docs.ray.io: ray-security/token-auth)
 
 
-def connect(address: str | None, quiet: bool = False, preload: Iterable[str] = ()) -> None:
-    """Join the cluster at ``address``, or start Ray on this machine (reuses a running session),
-    importing the modules ``preload`` names while Ray starts (preload.py)."""
+def connect(address: str | None, quiet: bool = False) -> None:
+    """Join the cluster at ``address``, or start Ray on this machine (reuses a running session)."""
     import logging
 
     import ray
-
-    from .preload import importing_beside
 
     if ray.is_initialized():
         return
@@ -35,11 +32,10 @@ def connect(address: str | None, quiet: bool = False, preload: Iterable[str] = (
         _follow_local_cluster_mode()
     try:
         level = logging.WARNING if quiet else logging.INFO
-        with importing_beside(preload):
-            if address:
-                ray.init(address=address, log_to_driver=False, logging_level=level)
-            else:  # a new instance, never a stale one
-                ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=level)
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level=level)
+        else:  # a new instance, never a stale one
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=level)
     except ConnectionError as error:
         raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({error}); start it with `ray start --head` "
                           "or check --address") from None

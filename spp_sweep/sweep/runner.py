@@ -39,7 +39,7 @@ import yaml
 from .. import trial_files
 from ..errors import ConfigError, UserError
 from ..files import check_writable_folder
-from . import preload, provenance, rungs
+from . import provenance, rungs
 from .connection import connect
 from .lock import sweep_lock
 from .recovery import (
@@ -116,8 +116,6 @@ class SweepOptions:
     benchmark_options: tuple[tuple[str, Any], ...] = ()  # --benchmark-option KEY=VALUE
     verbose: int = 1
     trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B (trackers.py)
-    # modules the caller imports after the sweep (its reports): imported while Ray starts (preload.py)
-    preload: tuple[str, ...] = ()
 
 
 @dataclass
@@ -365,7 +363,7 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     options.trackers.check()
     if options.address is None:
         check_data(study)
-    connect(options.address, quiet=options.verbose == 0, preload=_imported_later(study, options))
+    connect(options.address, quiet=options.verbose == 0)
     check_resources(study)
     root = sweep_root(study)
     if not options.resume:
@@ -376,11 +374,10 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     if options.trackers.tensorboard and options.verbose:
         print(f"TensorBoard: tensorboard --logdir {options.trackers.tensorboard_folder(root, study.name)}  "
               "(one run per configuration; step = task; pip install 'spp-sweep[tensorboard]')", flush=True)
-    # the command's own start-up (its imports, checks, Ray's start) from its first line, or from the
-    # end of the phases of the sweep this process ran before (recommend runs several): no second twice
+    # the command's own start-up (its imports, checks, Ray's start) from its first line, or from
+    # where its caller says this sweep began (recommend runs several): no second twice
     if "://" not in root:
-        since = _ACCOUNTED_UNTIL[-1] if _ACCOUNTED_UNTIL else (options.started or entered)
-        trial_files.add_phase_time(Path(root), trial_files.STARTUP_PHASE, since, time.time())
+        trial_files.add_phase_time(Path(root), trial_files.STARTUP_PHASE, options.started or entered, time.time())
     extra = dict(extra_config or {})
     phases: list[str] = []
     grid_methods = [m for m in study.methods if not study.searched_by_optuna(m)]
@@ -398,49 +395,7 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
         phases += _run_grid(study, root, "final", points, extra, options, study.selection_part())
         if study.evaluates_apart:
             phases += _run_grid(study, root, "evaluate", points, extra, options, study.study_part())
-    _ACCOUNTED_UNTIL.append(time.time())
     return SweepOutcome(root=root, study=study, phases=phases)
-
-
-def _imported_later(study: Study, options: SweepOptions) -> list[str]:
-    """What this sweep's driver imports once Ray is up: imported while it starts (preload.py)."""
-    later = [*preload.RAY_TUNE_LATER]
-    if any(study.searched_by_optuna(m) for m in study.methods):
-        later += preload.OPTUNA_LATER
-    if study.final_seeds:
-        later += preload.FINAL_LATER
-    return later + list(options.preload)
-
-
-_ACCOUNTED_UNTIL: list[float] = []  # when this process's last sweep ended its phases (recommend runs several)
-
-
-def release_ray_beside() -> Callable[[], None]:
-    """Start ending the Ray session this command started in a thread of its own, so that what the
-    command writes next (``recommend``'s reports) need not wait for it: Ray's stop mostly waits on
-    its processes to exit (1.1-1.4 s on a 2-core machine). Returns the call that waits for it to
-    end (and raises what it raised). Its seconds lie inside the span of what ran beside it, so no
-    shut-down span is recorded: compute.csv counts no second twice."""
-    from .connection import disconnect
-
-    failed: list[BaseException] = []
-
-    def stop() -> None:
-        try:
-            disconnect()
-        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread, raised there
-            failed.append(error)
-
-    thread = threading.Thread(target=stop, name="spp-sweep-ray-stop")
-    thread.start()
-    _ACCOUNTED_UNTIL.append(time.time())
-
-    def wait() -> None:
-        thread.join()
-        if failed:
-            raise failed[0]
-
-    return wait
 
 
 def release_ray(root: str) -> None:
@@ -452,7 +407,6 @@ def release_ray(root: str) -> None:
     disconnect()
     if "://" not in root:
         trial_files.add_phase_time(Path(root), trial_files.SHUTDOWN_PHASE, started, time.time())
-    _ACCOUNTED_UNTIL.append(time.time())
 
 
 # -- phases -------------------------------------------------------------------------------------
