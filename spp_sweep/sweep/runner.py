@@ -116,6 +116,8 @@ class SweepOptions:
     benchmark_options: tuple[tuple[str, Any], ...] = ()  # --benchmark-option KEY=VALUE
     verbose: int = 1
     trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B (trackers.py)
+    # what each trial runs (None: trainable.train_continual); the tests' trainable injects faults
+    trainable: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -560,7 +562,7 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
     from .disk_full import DiskFull, DiskFullWatch
     from .trainable import train_continual
 
-    trainable = tune.with_resources(train_continual, {"cpu": study.cpu, "gpu": study.gpu})
+    trainable = tune.with_resources(options.trainable or train_continual, {"cpu": study.cpu, "gpu": study.gpu})
     path = f"{root}/{phase}"
     started = time.time()  # the phase's wall clock, its fixed costs included (compute.csv)
     if "://" not in root and Path(path).is_dir():  # what a full disk cut, mended before Ray Tune reads it

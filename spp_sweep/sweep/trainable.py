@@ -19,12 +19,10 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import pickle
-import signal
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +67,11 @@ def trial_run(config: Mapping[str, Any]) -> Experiment | StackedExperiment:
                               for member in config["trial"]["members"]])
 
 
-def train_continual(config: dict[str, Any]) -> None:
+def train_continual(config: dict[str, Any],
+                    task_ended: Callable[[int, Experiment | StackedExperiment], None] | None = None) -> None:
     """Function trainable: run (or continue) one configuration or a stack, reporting after each task.
+    ``task_ended(task, run)`` runs after each task's training, before its report (the tests'
+    trainable injects faults there: tests/faults.py).
 
     A stacked trial reports as a single one does, with ``members``: each member's values exactly
     as its separate trial would report them (analysis.load expands them into one row each); the
@@ -85,16 +86,12 @@ def train_continual(config: dict[str, Any]) -> None:
         results = restored["members"] if isinstance(run, StackedExperiment) else [restored]
         _report(run, [_final_metrics(result, metric, higher) for result in results], replayed=True)
         return
-    chaos = config.get("_chaos")
-    if chaos and chaos.get("method", run.config.method) != run.config.method:
-        chaos = None
-
     first = [True]  # this process's first report carries the rows so far (see _running_values)
     keys = [point_key(spec) for spec in config["trial"].get("members", [config["trial"]])]  # rungs.py's names
 
     def on_task_end(task: int) -> None:
-        if chaos:
-            _inject_fault(chaos, task)
+        if task_ended is not None:
+            task_ended(task, run)
         if task == run.benchmark.n_tasks - 1:  # the final report comes from the results, with the whole checkpoint
             return
         rows = first.pop() if first else False
@@ -217,19 +214,6 @@ def resume_from(folders: list[Path], experiment: Experiment | StackedExperiment)
     if folders:
         print("spp-sweep: no usable checkpoint; rerunning this trial from its first task", file=sys.stderr)
     return None
-
-
-def _inject_fault(chaos: Mapping[str, Any], task: int) -> None:
-    """Fault injection for the tests (config key ``_chaos``; never set by a study file).
-
-    ``kill_at_task``: SIGKILL this worker process once (a marker file remembers it), as a
-    crashed node would; ``raise_at_task``: raise every time, so the trial ends errored.
-    """
-    if task == chaos.get("raise_at_task"):
-        raise RuntimeError(f"injected failure at task {task + 1}")
-    if task == chaos.get("kill_at_task") and not Path(chaos["marker"]).exists():
-        Path(chaos["marker"]).write_text(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _final_metrics(result: Mapping[str, Any], metric: str, higher_is_better: bool = True) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from analysis.robustness import robustness_scores
 from analysis.tables import best_configs, summarize_configs
 from spp_sweep.sweep.runner import SweepOptions, run_sweep
 from spp_sweep.sweep.study import parse_study
+from tests.faults import with_faults
 
 
 def trial(method: str, lam: float | None, seed: int, acc: float, status: str = "finished") -> dict:
@@ -96,8 +97,8 @@ def test_report_of_a_real_sweep_with_diverged_and_errored_trials(tmp_path: Path,
         "seeds": 2, "resources": {"cpu": 1}, "max_failures": 0, "storage": str(tmp_path),
         "reproduces": ["table2", "figure4"],
     })
-    outcome = run_sweep(study, SweepOptions(verbose=0),
-                        extra_config={"_chaos": {"method": "finetune", "raise_at_task": 0}})
+    outcome = run_sweep(study, with_faults(SweepOptions(verbose=0)),
+                        extra_config={"faults": {"method": "finetune", "raise_at_task": 0}})
     trials = load_trials(outcome.root)
     assert len(trials) == 3 * 2 + 2 * 2 + 2 + 2  # nothing dropped
     counts = trials["status"].value_counts()

@@ -16,6 +16,7 @@ from spp_sweep.sweep.runner import concurrency, run_sweep
 from spp_sweep.sweep.stacking import plan_stacks
 from spp_sweep.sweep.study import load_study, parse_study
 from tests.conftest import REPO
+from tests.faults import with_faults
 from tests.unit.test_stacked import ACCURACY_TOLERANCE
 
 from .test_sweep import QUIET, fresh_reports, study_of
@@ -88,7 +89,7 @@ def test_a_stacked_sweep_has_the_rows_and_numbers_of_an_unstacked_one(tmp_path: 
 def test_a_killed_stacked_trial_and_an_unreadable_state_resume(tmp_path: Path, ray_local) -> None:
     marker = tmp_path / "killed"
     study = study_of(tmp_path, methods={"spp": {"space": {"lam": [0.5, 1.0, 2.0]}}}, stack=3, max_failures=2)
-    outcome = run_sweep(study, QUIET, extra_config={"_chaos": {"kill_at_task": 2, "marker": str(marker)}})
+    outcome = run_sweep(study, with_faults(QUIET), extra_config={"faults": {"kill_at_task": 2, "marker": str(marker)}})
     assert marker.exists()  # the stack's worker was killed after task 3
     trials = load_trials(outcome.root).sort_values("lam").reset_index(drop=True)
     assert list(trials["lam"]) == [0.5, 1.0, 2.0] and set(trials["status"]) == {"finished"}
@@ -130,11 +131,11 @@ def test_a_stack_killed_after_asha_narrowed_it_resumes_narrowed_with_the_same_nu
     matrices of the run that was not killed."""
     marker = tmp_path / "killed"
     matrices = {}
-    for name, extra in (("whole", None), ("killed", {"_chaos": {"kill_at_task": 2, "marker": str(marker)}})):
+    for name, extra in (("whole", None), ("killed", {"faults": {"kill_at_task": 2, "marker": str(marker)}})):
         study = study_of(tmp_path, name=name, methods={"spp": {"space": {"lr": [0.1, 1e-6, 0.05, 2e-6]}}},
                          stack="auto", max_failures=2,
                          scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2})
-        outcome = run_sweep(study, QUIET, extra_config=extra)
+        outcome = run_sweep(study, with_faults(QUIET) if extra else QUIET, extra_config=extra)
         trials = load_trials(outcome.root)
         assert len(trials) == 4 and set(trials[trials["lr"] < 1e-5]["status"]) == {"stopped"}
         folder = Path(trials.iloc[0]["path"]).parent

@@ -17,6 +17,7 @@ from spp_sweep.errors import ConfigError
 from spp_sweep.sweep.runner import SweepOptions, run_sweep
 from spp_sweep.sweep.study import load_study, parse_study
 from tests.conftest import REPO
+from tests.faults import with_faults
 
 QUIET = SweepOptions(verbose=0)
 
@@ -54,7 +55,7 @@ def test_lambda_robustness_study_gives_one_result_per_lambda_and_seed(tmp_path: 
 
 def test_diverged_and_errored_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path, ray_local) -> None:
     study = study_of(tmp_path, methods={"spp": {"space": {"lr": [1e4, 0.1]}}, "finetune": {}}, max_failures=0)
-    outcome = run_sweep(study, QUIET, extra_config={"_chaos": {"method": "finetune", "raise_at_task": 1}})
+    outcome = run_sweep(study, with_faults(QUIET), extra_config={"faults": {"method": "finetune", "raise_at_task": 1}})
     trials = load_trials(outcome.root).set_index(["method", "lr"], drop=False)
     diverged = trials.loc[("spp", 1e4)]
     assert diverged["status"] == "diverged" and diverged["score"] == -1.0
@@ -67,7 +68,7 @@ def test_diverged_and_errored_trials_are_recorded_and_the_sweep_goes_on(tmp_path
 def test_a_killed_trial_resumes_from_its_last_task_with_identical_numbers(tmp_path: Path, ray_local) -> None:
     marker = tmp_path / "killed"
     study = study_of(tmp_path, methods={"spp": {"space": {"lam": [4.0]}}}, fixed={"epochs": 3}, max_failures=2)
-    outcome = run_sweep(study, QUIET, extra_config={"_chaos": {"kill_at_task": 2, "marker": str(marker)}})
+    outcome = run_sweep(study, with_faults(QUIET), extra_config={"faults": {"kill_at_task": 2, "marker": str(marker)}})
     assert marker.exists()  # the worker process really was killed after task 3's training
     trial = load_trials(outcome.root).iloc[0]
     assert trial["status"] == "finished"
