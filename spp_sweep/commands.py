@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from . import trial_files
 from .errors import ConfigError
 from .files import atomic_write, check_output_folder
+from .sweep.storage import local_folder
 from .sweep.study import load_study
 
 STUDY_COPY = trial_files.STUDY
@@ -38,15 +39,15 @@ def sweep_command(args: argparse.Namespace) -> int:
     if args.resume and not args.no_report:  # a resumed sweep's report folder: one this tool wrote, or refused now
         from .sweep.runner import root_of
 
-        root = root_of(study, options)
-        if "://" not in root:
-            check_output_folder(Path(root) / "report", "the sweep's report folder")
+        folder = local_folder(root_of(study, options))
+        if folder is not None:
+            check_output_folder(folder / "report", "the sweep's report folder")
     owns_ray = not connected()
     outcome = run_sweep(study, options)
     if owns_ray:
         release_ray(outcome.root)
     print(f"\nsweep {outcome.study.name}: phases {', '.join(outcome.phases)}")
-    if "://" in outcome.root:
+    if local_folder(outcome.root) is None:
         print(f"results: {outcome.root} (`spp-sweep report {outcome.root}` writes its report here)")
         return 0
     print(best_summary(outcome.root, outcome.study.metric))
@@ -88,7 +89,7 @@ def best_summary(root: str, metric: str) -> str:
 def report_command(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
-    if "://" in args.results:  # a sweep on object storage: its files are read through a local copy
+    if local_folder(args.results) is None:  # a sweep on object storage: its files are read through a local copy
         out = Path(args.out or f"{args.results.rstrip('/').rsplit('/', 1)[-1]}-report")
         check_output_folder(out, "--out")
         with tempfile.TemporaryDirectory(prefix="spp-sweep-report-") as copy:
@@ -203,7 +204,7 @@ def check_table_file(path: Path, flag: str, header: str) -> None:
 def status_command(args: argparse.Namespace) -> int:
     from .sweep.status import status_text
 
-    if "://" in args.results:
+    if local_folder(args.results) is None:
         with tempfile.TemporaryDirectory(prefix="spp-sweep-status-") as copy:
             print(status_text(fetch_sweep(args.results, Path(copy))))
         return 0

@@ -214,6 +214,7 @@ def recommend(options: RecommendOptions) -> Path:
     from .results.load import load_trials
     from .sweep.connection import connected, disconnect
     from .sweep.runner import SweepOptions, run_sweep, sweep_root
+    from .sweep.storage import local_folder
 
     name = options.name if options.name is not None else _default_name(options.data)
     wrong = name_problem(name)
@@ -221,7 +222,7 @@ def recommend(options: RecommendOptions) -> Path:
         raise ConfigError(f"--name: {wrong}")
     study = search_study(options, "search")
     home = f"{sweep_root(dataclasses.replace(study, name=name))}"
-    if "://" in home:
+    if local_folder(home) is None:
         raise ConfigError("recommend writes its report next to the sweeps; give a local --storage folder "
                           "(every node must see it: a shared file system)")
     if Path(home).exists() and not options.resume:

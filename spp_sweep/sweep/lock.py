@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..files import check_writable_folder
+from .storage import local_folder
 
 LOCK_FILE = ".lock"
 LEASE_FILE = "lock.json"
@@ -64,11 +65,11 @@ def _read_holder(text: str) -> Any:
 def sweep_lock(root: str) -> Iterator[None]:
     """Hold ``root``'s lock for the block (one line naming the holder where another has it).
     A folder this call made and the block left empty (a study refused) is removed again."""
-    if "://" in root:
+    folder = local_folder(root)
+    if folder is None:
         with _lease(root):
             yield
         return
-    folder = Path(root)
     check_writable_folder(folder, "--storage")
     made = next((p for p in reversed([folder, *folder.parents]) if not p.exists()), None)
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .. import trial_files
+from .storage import local_folder
 
 
 def _ended(reports: list[dict[str, Any]]) -> bool:
@@ -151,9 +152,9 @@ def saved_state(path: str) -> str:
     """
     from ray import tune
 
-    if "://" in path:
+    folder = local_folder(path)
+    if folder is None:
         return "valid" if tune.Tuner.can_restore(path) else "none"
-    folder = Path(path)
     files = [f for f in folder.glob("*") if f.is_file() and RAY_STATE_FILES.match(f.name)]
     if not any(f.name.startswith("experiment_state") for f in files):
         return "corrupt" if (folder / "tuner.pkl").exists() else "none"
@@ -344,7 +345,8 @@ def done_trials(path: str, metric: str = "acc") -> list[EndedConfiguration]:
     from ..results.load import read_final_reports as read_reports
 
     done = []
-    for params in sorted(Path(path).glob("*/params.json")) if "://" not in path else []:
+    folder = local_folder(path)
+    for params in sorted(folder.glob("*/params.json")) if folder is not None else []:
         reports = read_reports(params.parent)
         if _ended(reports):
             spec = json.loads(params.read_text())["trial"]

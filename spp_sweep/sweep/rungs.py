@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import trial_files
+from .storage import local_folder
 
 NAMESPACE = "spp-sweep"  # the Ray namespace of the phases' rung keepers
 
@@ -111,7 +112,7 @@ def start_keeper(scheduler: Mapping[str, Any], max_t: int, phase_path: str) -> A
     phase's end. Its record is saved in the phase folder where that is on this file system."""
     import ray
 
-    folder = None if "://" in phase_path else phase_path
+    folder = None if local_folder(phase_path) is None else phase_path
     actor = ray.remote(RungKeeper).options(name=keeper_name(phase_path), namespace=NAMESPACE, num_cpus=0,
                                           get_if_exists=True)
     return actor.remote(int(scheduler.get("grace_period", 1)), max_t,

@@ -57,6 +57,7 @@ from .recovery import (
     stopped_for_want_of_space,
 )
 from .stacking import optuna_batch, plan_stacks
+from .storage import local_folder, read_text, state_files, storage_of, write_text
 from .study import MethodSearch, Study, fresh_seeds, name_problem, parse_study, read_yaml
 from .trackers import Trackers
 
@@ -129,14 +130,7 @@ class SweepOutcome:
 
 def sweep_root(study: Study) -> str:
     """STORAGE/NAME; a relative local storage path is made absolute (workers need one path)."""
-    if "://" in study.storage:
-        return f"{study.storage.rstrip('/')}/{study.name}"
-    try:
-        storage = str(Path(study.storage).expanduser().resolve())
-    except (RuntimeError, OSError) as error:  # a loop of symbolic links (RuntimeError before Python 3.13)
-        raise ConfigError(f"--storage {study.storage} cannot be resolved ({error}); give a folder path without a "
-                          "loop of links") from None
-    return f"{storage.rstrip('/')}/{study.name}"
+    return f"{storage_of(study.storage).absolute(study.storage).rstrip('/')}/{study.name}"
 
 
 def prepare_study(study: Study, options: SweepOptions) -> Study:
@@ -146,13 +140,14 @@ def prepare_study(study: Study, options: SweepOptions) -> Study:
     if wrong:
         raise ConfigError(f"--name: {wrong}")
     root = sweep_root(study)
-    if "://" not in root:
-        check_writable_folder(Path(root), "--storage")
-    saved = _read_text(f"{root}/{STUDY_COPY}")
+    folder = local_folder(root)
+    if folder is not None:
+        check_writable_folder(folder, "--storage")
+    saved = read_text(f"{root}/{STUDY_COPY}")
     if options.resume:
         if saved is None:
             raise ConfigError(f"--resume: no sweep at {root}; run it without --resume first (or fix --storage/--name)")
-        provenance.check(root, saved, _read_text, options.trust_state)
+        provenance.check(root, saved, read_text, options.trust_state)
         study = parse_study(read_yaml(saved), default_name=study.name)
         study = dataclasses.replace(study, storage=root.rsplit("/", 1)[0], name=root.rsplit("/", 1)[1])
     elif saved is not None:
@@ -370,16 +365,15 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     root = sweep_root(study)
     if not options.resume:
         text = yaml.safe_dump(study.to_dict(), sort_keys=False)
-        _write_text(f"{root}/{STUDY_COPY}", text)
-        provenance.mark(root, text, _write_text)
-    _write_text(f"{root}/{trial_files.PLAN}", json.dumps(study.plan(), indent=1))  # what analysis reads of it
+        write_text(f"{root}/{STUDY_COPY}", text)
+        provenance.mark(root, text, write_text)
+    write_text(f"{root}/{trial_files.PLAN}", json.dumps(study.plan(), indent=1))  # what analysis reads of it
     if options.trackers.tensorboard and options.verbose:
         print(f"TensorBoard: tensorboard --logdir {options.trackers.tensorboard_folder(root, study.name)}  "
               "(one run per configuration; step = task; pip install 'spp-sweep[tensorboard]')", flush=True)
     # the command's own start-up (its imports, checks, Ray's start) from its first line, or from
     # where its caller says this sweep began (recommend runs several): no second twice
-    if "://" not in root:
-        trial_files.add_phase_time(Path(root), trial_files.STARTUP_PHASE, options.started or entered, time.time())
+    _phase_time(root, trial_files.STARTUP_PHASE, options.started or entered)
     extra = dict(extra_config or {})
     phases: list[str] = []
     grid_methods = [m for m in study.methods if not study.searched_by_optuna(m)]
@@ -407,8 +401,7 @@ def release_ray(root: str) -> None:
 
     started = time.time()
     disconnect()
-    if "://" not in root:
-        trial_files.add_phase_time(Path(root), trial_files.SHUTDOWN_PHASE, started, time.time())
+    _phase_time(root, trial_files.SHUTDOWN_PHASE, started)
 
 
 # -- phases -------------------------------------------------------------------------------------
@@ -427,7 +420,7 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
             print(f"{phase}: {plan.summary}", flush=True)
         return plan.specs
 
-    if "://" in root:  # object stores: trust Ray Tune's restore (no cheap listing here)
+    if local_folder(root) is None:  # object stores: trust Ray Tune's restore (no cheap listing here)
         _run_phase(study, root, phase, lambda: _grid_space(study, stacked(points), extra, part), None, options)
         return [phase]
 
@@ -539,7 +532,7 @@ def _rungs_path(phase_path: str, method: str) -> str:
 def _optuna_storage(path: str) -> dict[str, Any]:
     """The studies' ``storage``: a journal file in the phase folder on local storage (an object
     store has no file to append to: there the studies stay in memory)."""
-    if "://" in path:
+    if local_folder(path) is None:
         return {}
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -564,11 +557,12 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
 
     trainable = tune.with_resources(options.trainable or train_continual, {"cpu": study.cpu, "gpu": study.gpu})
     path = f"{root}/{phase}"
+    on_disk = local_folder(path)  # None on an object store: no file to mend, no disk to fill
     started = time.time()  # the phase's wall clock, its fixed costs included (compute.csv)
-    if "://" not in root and Path(path).is_dir():  # what a full disk cut, mended before Ray Tune reads it
+    if on_disk is not None and on_disk.is_dir():  # what a full disk cut, mended before Ray Tune reads it
         mend_report_files(path)
     state = saved_state(path)
-    if state == "valid" and "://" not in root and stopped_for_want_of_space(path):
+    if state == "valid" and on_disk is not None and stopped_for_want_of_space(path):
         # Ray Tune recorded the trials the full disk stopped as ended (disk_full.py stops the
         # whole experiment): continue them from their folders, as for an unreadable state
         abandon(path, "the phase was stopped when its disk filled, or a trial's files were cut short")
@@ -576,8 +570,8 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
     elif state == "corrupt":
         abandon(path)
     if state == "valid" and not options.trust_state and not provenance.state_signed(path, _state_files(path),
-                                                                                     _read_text):
-        if "://" in root:
+                                                                                     read_text):
+        if on_disk is None:
             raise ConfigError(f"--resume: Ray Tune's saved state in {path} is not as this account signed it (a driver "
                               "killed before it signed, or a file replaced); restoring it unpickles it, which can run "
                               "code. Add --trust-state only if you trust every writer of that storage")
@@ -585,7 +579,7 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
                       "it is not unpickled")
         state = "corrupt"
     if state == "valid":
-        if "://" not in root:
+        if on_disk is not None:
             recreate_named_checkpoints(path)
             clear_damaged_checkpoints(path)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
@@ -625,16 +619,15 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
 
             for keeper in started_keepers:
                 ray.kill(keeper)
-        if "://" not in root:
-            trial_files.add_phase_time(Path(root), phase, started, time.time())
-        provenance.sign_state(path, _state_files(path), _write_text)  # what a --resume may restore (provenance.py)
+        _phase_time(root, phase, started)
+        provenance.sign_state(path, _state_files(path), write_text)  # what a --resume may restore (provenance.py)
     unfinished = len(results) - results.num_terminated - results.num_errors
-    if (unfinished or results.num_errors) and "://" not in root and stopped_for_want_of_space(path):
+    if (unfinished or results.num_errors) and on_disk is not None and stopped_for_want_of_space(path):
         raise DiskFull(path)  # one line (cli.py); --resume reruns what the full disk stopped
     if interrupted or unfinished > 0:  # Ray Tune stopped on Ctrl+C: do not start the next phase
         raise SweepInterrupted(f"the sweep stopped in phase {phase} before every trial ended; "
                                "continue it with --resume")
-    if searcher is None and "://" not in root:  # grid: trials started after the last snapshot
+    if searcher is None and on_disk is not None:  # grid: trials started after the last snapshot
         set_aside_strays(path, {Path(result.path).name for result in results})
 
 
@@ -765,44 +758,16 @@ def _final_points(study: Study, root: str, phases: list[str]) -> list[dict[str, 
     return points
 
 
-# -- files that may live on a URI (s3://, gs://) or a local path --------------------------------
-def _read_text(path: str) -> str | None:
-    if "://" not in path:
-        return Path(path).read_text() if Path(path).exists() else None
-    import pyarrow.fs
-
-    filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
-    if filesystem.get_file_info(inner).type == pyarrow.fs.FileType.NotFound:
-        return None
-    with filesystem.open_input_stream(inner) as stream:
-        return stream.read().decode()
-
-
+# -- files that may live on a URI (s3://, gs://) or a local path (storage.py) ------------------
 def _state_files(path: str) -> dict[str, bytes]:
     """Ray Tune's state files of the experiment folder ``path`` (recovery.RAY_STATE_FILES), by name."""
-    if "://" not in path:
-        folder = Path(path)
-        return {f.name: f.read_bytes() for f in sorted(folder.glob("*")) if f.is_file()
-                and RAY_STATE_FILES.match(f.name)} if folder.is_dir() else {}
-    import pyarrow.fs
-
-    filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
-    found = {}
-    for info in filesystem.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True)):
-        if info.type == pyarrow.fs.FileType.File and RAY_STATE_FILES.match(info.base_name):
-            with filesystem.open_input_stream(info.path) as stream:
-                found[info.base_name] = stream.read()
-    return found
+    return state_files(path, RAY_STATE_FILES)
 
 
-def _write_text(path: str, text: str) -> None:
-    if "://" not in path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
-        return
-    import pyarrow.fs
+def _phase_time(root: str, phase: str, started: float) -> None:
+    """Record ``phase``'s span from ``started`` to now for compute.csv (a local sweep folder only)."""
+    folder = local_folder(root)
+    if folder is not None:
+        trial_files.add_phase_time(folder, phase, started, time.time())
 
-    filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
-    filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
-    with filesystem.open_output_stream(inner) as stream:
-        stream.write(text.encode())
+

@@ -44,6 +44,7 @@ from ray.tune import Callback
 
 from .. import metrics, trial_files
 from ..errors import ConfigError
+from .storage import local_folder
 
 # Report fields that are lists or bookkeeping, not metrics to chart.
 NOT_METRICS = ("accuracy_matrix", "accuracy_row", "initial_accuracy", "validation_matrix", "validation_row",
@@ -86,7 +87,8 @@ class Trackers:
 
     def tensorboard_folder(self, root: str, sweep: str) -> Path:
         """Where the TensorBoard runs go: the sweep folder, or ./tensorboard/SWEEP for a URI storage."""
-        return Path("tensorboard", sweep) if "://" in root else Path(root, "tensorboard")
+        folder = local_folder(root)
+        return Path("tensorboard", sweep) if folder is None else folder / "tensorboard"
 
     def callbacks(self, sweep: str, phase: str, root: str) -> list[Callback]:
         """Ray Tune callbacks for one phase: the per-configuration tracker, if any tracker is on."""

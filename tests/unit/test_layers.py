@@ -123,3 +123,18 @@ def test_the_results_layer_needs_no_engine_ray_or_reports(name: str) -> None:
     allowed = {"spp_sweep", "spp_sweep.results", "spp_sweep.results.load", "spp_sweep.trial_files",
                "spp_sweep.metrics", "spp_sweep.files", "spp_sweep.errors"}
     assert {m for m in used if m in MODULES} <= allowed and not any(m.startswith(("ray", "torch")) for m in used)
+
+
+def uri_branches(source: str) -> list[int]:
+    """Lines of ``source`` that test a string for "://" (``"://" in x``, ``"://" not in x``)."""
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and node.left.value == "://"
+            and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)]
+
+
+def test_only_the_storage_module_tells_a_uri_from_a_folder() -> None:
+    """A path is a local folder or an object store's URI: sweep/storage.py says which, once."""
+    assert uri_branches('if "://" in root:\n    pass\nok = "://" not in path\n') == [1, 3]  # what it finds
+    branching = [f"{path.relative_to(REPO)}:{line}" for package in PACKAGES for path in (REPO / package).rglob("*.py")
+                 for line in uri_branches(path.read_text())]
+    assert branching == []  # storage.storage_of tests its URI_SCHEME, and every other module asks it
