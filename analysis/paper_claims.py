@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spp_sweep import trial_files
 from spp_sweep.results.tables import best_configs
 
 from .claims import _same_lr, figure4_claims
@@ -136,7 +137,7 @@ def _level(item: Mapping[str, Any], trials: pd.DataFrame, results: Path, margin:
 
 
 def _figure4(item: Mapping[str, Any], trials: pd.DataFrame, results: Path, margin: float) -> list[dict[str, Any]]:
-    searched = trials[~trials["phase"].isin(["final", "evaluate"])]
+    searched = trials[~trials["phase"].isin(trial_files.SELECTED_PHASES)]
     table = figure4_claims(searched, "spp", None, margin)
     row = table[table["claim (paper, Figure 4)"].str.contains(item["row"], regex=False)]
     seeds = int(searched[searched["method"] == "spp"]["seed"].nunique())

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from spp_sweep import trial_files
 from spp_sweep.results.load import load_trials
 
 from . import figures
@@ -105,7 +106,7 @@ def _write(home: Path, out: Path, ranking: list[dict[str, Any]], winner: dict[st
     curve_root = home / "curve"
     if curve_root.is_dir():
         curve = load_trials(curve_root)
-        reference = search[(search["phase"] == "final") & search["method"].isin(["joint", "finetune"])]
+        reference = search[(search["phase"] == trial_files.FINAL_PHASE) & search["method"].isin(["joint", "finetune"])]
         panels = [("val_acc", "validation ACC"), ("acc", "test ACC"), ("bwt", "test BWT")]
         robust = context["robust"]
         path = figures.lambda_curve(
@@ -206,12 +207,12 @@ def _evaluation_lines(home: Path, search: pd.DataFrame, protocol: dict[str, Any]
     def summary(trials: pd.DataFrame) -> pd.DataFrame:
         return summarize_configs(trials, metric="val_acc").set_index("method") if len(trials) else pd.DataFrame()
 
-    selected = summary(search[search["phase"] == "final"])
-    evaluated = summary(search[search["phase"] == "evaluate"])
+    selected = summary(search[search["phase"] == trial_files.FINAL_PHASE])
+    evaluated = summary(search[search["phase"] == trial_files.EVALUATE_PHASE])
     reference = pd.DataFrame()
     if (home / "reference").is_dir():
         ref = load_trials(home / "reference")
-        reference = summary(ref[ref["phase"] == "final"])
+        reference = summary(ref[ref["phase"] == trial_files.FINAL_PHASE])
     seen = ("the first {} tasks".format(protocol.get("tasks")) if protocol["protocol"] == "first_tasks"
             else (protocol.get("tune_on") or {}).get("benchmark", "the tuning benchmark"))
     rows = []

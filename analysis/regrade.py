@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from spp_sweep import trial_files
 from spp_sweep.results.tables import best_configs, config_label, one_per_seed
 
 from .claims import figure4_claims, versus_finetune, versus_method
@@ -42,8 +43,8 @@ def regrade(folders: list[Path], out: Path, margin: float = MARGIN) -> list[Path
     if "higher_is_better" in trials and not trials["higher_is_better"].astype(bool).all():
         raise ValueError(f"{', '.join(f.name for f in folders)}: a loss (−ELBO), not an accuracy: its comparisons "
                          "are graded by python -m analysis.paper_claims (in nats)")
-    final = trials[trials["phase"] == "final"]
-    compared = final if len(final) else trials[trials["phase"] != "evaluate"]
+    final = trials[trials["phase"] == trial_files.FINAL_PHASE]
+    compared = final if len(final) else trials[trials["phase"] != trial_files.EVALUATE_PHASE]
     metric = "val_acc" if "val_acc" in trials and trials["val_acc"].notna().any() else "acc"
     best = best_configs(compared, metric)
     written = []
@@ -55,7 +56,7 @@ def regrade(folders: list[Path], out: Path, margin: float = MARGIN) -> list[Path
     if len(ranked):
         ranked.to_csv(out / "versus_spp.csv", index=False)
         written.append(out / "versus_spp.csv")
-    searched = trials[~trials["phase"].isin(["final", "evaluate"])]
+    searched = trials[~trials["phase"].isin(trial_files.SELECTED_PHASES)]
     steps = sorted(searched.loc[searched["method"] == "spp", "penalty_step"].dropna().unique()) \
         if "penalty_step" in searched else []
     for step in steps or [None]:

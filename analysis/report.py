@@ -70,14 +70,14 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     # Under first_tasks/transfer selection, phase `evaluate` holds the chosen configurations on the
     # data they are meant for; every other phase saw only what the protocol allows (a prefix of the
     # stream, another benchmark), so curves and robustness come from those, the table from evaluate.
-    evaluated = (trials["phase"] == "evaluate").any()
+    evaluated = (trials["phase"] == trial_files.EVALUATE_PHASE).any()
     # the λ curve and robustness: the search phases only (the final phase adds seeds at one
     # configuration per method, which would weigh that point differently from its neighbours)
-    searched = ~trials["phase"].isin(["evaluate", "final"])
-    chosen_on = trials[searched] if searched.any() else trials[trials["phase"] != "evaluate"]
+    searched = ~trials["phase"].isin(trial_files.SELECTED_PHASES)
+    chosen_on = trials[searched] if searched.any() else trials[trials["phase"] != trial_files.EVALUATE_PHASE]
     margin = float(plan.get("equivalence_margin", MARGIN)) if plan else MARGIN
-    compared = trials[trials["phase"] == ("evaluate" if evaluated else "final")] \
-        if (trials["phase"] == "final").any() else trials
+    compared = trials[trials["phase"] == (trial_files.EVALUATE_PHASE if evaluated else trial_files.FINAL_PHASE)] \
+        if (trials["phase"] == trial_files.FINAL_PHASE).any() else trials
     fwt_column = "fwt_paper" if trials["fwt_reference"].notna().any() else "fwt"
     best = best_configs(compared, metric=metric)
     table = format_best_table(best, fwt_column)
@@ -138,7 +138,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
                         ("Importance distributions (Figure 6)", importance)]:
         if path is not None:
             lines += [f"## {title}", "", f"![{title}]({path.name}) ([PDF]({path.with_suffix('.pdf').name}))", ""]
-    searched = (trials["phase"].str.startswith("optuna")).any()
+    searched = (trials["phase"].str.startswith(trial_files.OPTUNA_PHASE)).any()
     importances = hyperparameter_importances(root, trials, plan or {"metric": metric, "spaces": {}}) if searched \
         else pd.DataFrame()
     if len(importances) and importances["importance"].notna().any():
@@ -269,7 +269,8 @@ def _versus_lines(compared: pd.DataFrame, best: pd.DataFrame, chosen_on: pd.Data
                   "SPP's selected configuration minus each other regulariser's, in points, seeds paired (each seed "
                   "once): the 95% interval after Holm's correction over the methods, worded as above.", "",
                   ranked.to_markdown(index=False), ""]
-    grid = chosen_on[chosen_on["phase"] == "grid"] if (chosen_on["phase"] == "grid").any() else chosen_on
+    on_grid = chosen_on["phase"] == trial_files.GRID_PHASE
+    grid = chosen_on[on_grid] if on_grid.any() else chosen_on
     steps = [None] if "penalty_step" not in grid else \
         sorted(grid.loc[grid["method"] == "spp", "penalty_step"].dropna().unique()) or [None]
     for step in steps:

@@ -14,6 +14,9 @@ commit's.
     python bench/recommend_speed.py --case mnist --commits 6299b3c HEAD      # MNIST as an .npz
     python bench/recommend_speed.py --out recommend_speed.json ...          # the rows as JSON
 
+``--case main`` times README's main job instead (``spp-sweep sweep studies/lambda_robustness.yaml``,
+its report included): wall time, trials and the best SPP configuration's validation ACC.
+
 ``--case digits`` is README's example (``examples/make_my_digits.py``: 1300 training images of
 8x8 digits, ``--tasks 5 --budget 8 --set epochs=10``). ``--case mnist`` writes real MNIST (from
 ``SPP_DATA_ROOT``, torchvision's files) as an ``.npz`` a user would bring and runs it with the
@@ -120,11 +123,28 @@ def run_once(tree: Path, data: Path, arguments: list[str], storage: Path) -> dic
             "to_first_trial_s": phase_start_ups(home)}
 
 
+def run_main_job(tree: Path, storage: Path) -> dict[str, Any]:
+    """README's main job from ``tree``'s package, timed from outside, with what its report says."""
+    environment = {**os.environ, "PYTHONPATH": str(tree), "RAY_DEDUP_LOGS": "0"}
+    command = [sys.executable, "-m", "spp_sweep", "sweep", "studies/lambda_robustness.yaml", "--storage", str(storage),
+               "--name", "bench", "--quiet"]
+    start = time.perf_counter()
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=tree)
+    wall = time.perf_counter() - start
+    if finished.returncode != 0:
+        raise SystemExit(f"the main job failed in {tree}:\n{finished.stdout[-3000:]}\n{finished.stderr[-3000:]}")
+    trials = pd.read_csv(storage / "bench" / "report" / "trials.csv")
+    spp = trials[(trials["method"] == "spp") & (trials["status"] == "finished")]
+    return {"wall_s": round(wall, 1), "trials": len(trials), "recommended": "best spp",
+            "values": {"val_acc": round(float(spp["val_acc"].max()), 4)}, "leader": "spp",
+            "leader_val_acc": round(float(spp["val_acc"].max()), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commits", nargs="+", default=["6299b3c", "HEAD"],
                         help="commits to compare, the first is the baseline of the ratios")
-    parser.add_argument("--case", choices=["digits", "mnist"], default="digits")
+    parser.add_argument("--case", choices=["digits", "mnist", "main"], default="digits")
     parser.add_argument("--mnist-epochs", type=int, default=1, help="--case mnist: epochs per task")
     parser.add_argument("--rounds", type=int, default=2, help="runs of every commit, alternating")
     parser.add_argument("--work", type=Path, help="worktrees, data and results (default: a temporary folder)")
@@ -133,16 +153,19 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="recommend_speed_"))
     work.mkdir(parents=True, exist_ok=True)
     trees = [worktree(commit, work) for commit in args.commits]
-    data, arguments = make_data(args.case, work)
+    main_job = (Path("studies/lambda_robustness.yaml"), [])
+    data, arguments = make_data(args.case, work) if args.case != "main" else main_job
     if args.case == "mnist":
         arguments += ["--set", f"epochs={args.mnist_epochs}", "--set",
                       "model_options={hidden: [64, 32]}"]
-    print(f"case {args.case}: recommend {data.name} {' '.join(arguments)}; {os.cpu_count()} CPUs")
+    what = "spp-sweep sweep" if args.case == "main" else "recommend"
+    print(f"case {args.case}: {what} {data.name} {' '.join(arguments)}; {os.cpu_count()} CPUs")
     rows: list[dict[str, Any]] = []
     for round_ in range(args.rounds):
         for short, tree in trees:
+            out = work / f"out-{args.case}-{short}-{round_}"
             row = {"commit": short, "round": round_,
-                   **run_once(tree, data, arguments, work / f"out-{short}-{round_}")}
+                   **(run_main_job(tree, out) if args.case == "main" else run_once(tree, data, arguments, out))}
             rows.append(row)
             print(json.dumps(row), flush=True)
     base = statistics.median(r["wall_s"] for r in rows if r["commit"] == trees[0][0])

@@ -72,8 +72,8 @@ def best_summary(root: str, metric: str) -> str:
     from .results.tables import best_configs, higher_is_better
 
     trials = load_trials(root)
-    if (trials["phase"] == "final").any():
-        trials = trials[trials["phase"] == "final"]
+    if (trials["phase"] == trial_files.FINAL_PHASE).any():
+        trials = trials[trials["phase"] == trial_files.FINAL_PHASE]
     best = best_configs(trials, metric=metric)
     loss = not higher_is_better(trials)
     lines = [f"best configuration per method (by mean {metric} over seeds, " + (

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from . import trial_files
 from .benchmarks import BENCHMARKS
 from .errors import ConfigError, UserError
 from .files import check_output_folder
@@ -255,7 +256,8 @@ def recommend(options: RecommendOptions) -> Path:
     if not continual:
         raise UserError(f"no continual method finished in {home}/search; see its trials' error.txt, then --resume")
     search_trials = load_trials(f"{home}/search")
-    ties = tie_table(search_trials[search_trials["phase"] == "final"], [row["method"] for row in continual])
+    final = search_trials[search_trials["phase"] == trial_files.FINAL_PHASE]
+    ties = tie_table(final, [row["method"] for row in continual])
     winner = next(row for row in continual if row["method"] == simplest_of_tied(ties))
     curve = curve_study(study, winner, options.curve_points, options.seeds)
     robust = None
@@ -282,7 +284,7 @@ def recommend(options: RecommendOptions) -> Path:
                                 reporting_since=reporting_since)
 
 
-def rank_methods(search_root: str, phase: str = "final") -> list[dict[str, Any]]:
+def rank_methods(search_root: str, phase: str = trial_files.FINAL_PHASE) -> list[dict[str, Any]]:
     """Each method's best configuration in ``phase``, best validation ACC first."""
     from .results.load import load_trials
     from .results.tables import best_configs, params_of

@@ -47,7 +47,17 @@ SHUTDOWN_PHASE = "shut-down"
 RUNGS = "rungs.json"
 # How a run's report may end: it trained every task, its loss blew up, or a scheduler stopped it.
 ENDED_STATUSES = ("finished", "diverged", "stopped")
-OPTUNA_PHASE = "optuna"  # the folder of a sweep's Optuna phase: every method searched by Optuna (runner.py)
+# A sweep's phases, each a folder of its root and the ``phase`` column of its trials (sweep/runner.py
+# declares what each runs): the search over a grid, or by Optuna (every method it searches); then each
+# method's selected configuration over new seeds, and where selection and evaluation data differ,
+# the same configurations on the evaluation data. A grid phase whose points lost their trials
+# continues in PHASE-rest, -rest2... (the same phase).
+GRID_PHASE = "grid"
+OPTUNA_PHASE = "optuna"
+FINAL_PHASE = "final"
+EVALUATE_PHASE = "evaluate"
+SEARCH_PHASES = (GRID_PHASE, OPTUNA_PHASE)  # the phases whose results choose the final configurations
+SELECTED_PHASES = (FINAL_PHASE, EVALUATE_PHASE)  # the phases of the configurations chosen
 OPTUNA_JOURNAL = "optuna.journal"  # there: each method's Optuna study, optuna-METHOD (optuna-dashboard)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from .. import trial_files
 from .load import METRIC_COLUMNS, VALIDATION_COLUMNS
 
 DIVERGED_VALUE = -1.0
@@ -43,10 +44,10 @@ def one_per_seed(trials: pd.DataFrame) -> pd.DataFrame:
     labels = trials["config"] if "config" in trials else trials.apply(config_label, axis=1)
     phase = trials["phase"] if "phase" in trials else pd.Series("", index=trials.index)
     key = pd.DataFrame({"method": trials["method"], "config": labels, "seed": trials["seed"],
-                        "evaluate": phase == "evaluate",
+                        "evaluate": phase == trial_files.EVALUATE_PHASE,
                         "benchmark": trials.get("benchmark", pd.Series("", index=trials.index)).fillna(""),
                         "step": trials.get("penalty_step", pd.Series("", index=trials.index)).fillna("")})
-    later = (phase == "final").astype(int)  # on a tie of key, the final phase's row wins
+    later = (phase == trial_files.FINAL_PHASE).astype(int)  # on a tie of key, the final phase's row wins
     order = later.sort_values(kind="mergesort").index
     kept = ~key.loc[order].duplicated(keep="last")
     return trials.loc[order[kept.to_numpy()]].sort_index()

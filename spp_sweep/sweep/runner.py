@@ -82,7 +82,6 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # Keeping two means a driver killed in that window restores from a checkpoint that exists.
 KEEP_CHECKPOINTS = 2
 MAX_REST_EXPERIMENTS = 3  # follow-up experiments for grid points a killed driver's restore lost
-OPTUNA_PHASE = trial_files.OPTUNA_PHASE
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -376,21 +375,18 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
     _phase_time(root, trial_files.STARTUP_PHASE, options.started or entered)
     extra = dict(extra_config or {})
     phases: list[str] = []
-    grid_methods = [m for m in study.methods if not study.searched_by_optuna(m)]
-    if grid_methods:
-        points = [study.trial_spec(m, p, s) for m in grid_methods for p in m.grid_points() for s in study.seeds]
-        phases += _run_grid(study, root, "grid", points, extra, options, study.selection_part())
-    searched = [m for m in study.methods if study.searched_by_optuna(m)]
-    if searched:
-        _run_phase(study, root, OPTUNA_PHASE, functools.partial(_optuna_space, study, extra),
-                   _optuna_searcher(study, searched, f"{root}/{OPTUNA_PHASE}", options.verbose > 0), options,
-                   keepers=[_rungs_path(f"{root}/{OPTUNA_PHASE}", m.method) for m in searched])
-        phases.append(OPTUNA_PHASE)
-    if study.final_seeds:
-        points = _final_points(study, root, phases)
-        phases += _run_grid(study, root, "final", points, extra, options, study.selection_part())
-        if study.evaluates_apart:
-            phases += _run_grid(study, root, "evaluate", points, extra, options, study.study_part())
+    searched: list[str] = []  # the search phases' experiments: where the final configurations are chosen
+    for phase in sweep_phases(study, root, extra, options):
+        if phase.searcher is not None:
+            _run_phase(study, root, phase.name, functools.partial(_optuna_space, study, extra), phase.searcher,
+                       options, keepers=phase.keepers)
+            names = [phase.name]
+        else:
+            assert phase.points is not None
+            names = _run_grid(study, root, phase.name, phase.points(searched), extra, options, phase.part)
+        phases += names
+        if phase.name in trial_files.SEARCH_PHASES:
+            searched += names
     return SweepOutcome(root=root, study=study, phases=phases)
 
 
@@ -405,6 +401,43 @@ def release_ray(root: str) -> None:
 
 
 # -- phases -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a sweep, as data: its name (``trial_files``), the data its trials see
+    (``Study.selection_part`` or ``study_part``), and what it runs: grid points (built when it
+    starts, from the search phases run before it: the final phase's are their best
+    configurations) or a searcher with its rung keepers."""
+
+    name: str
+    part: dict[str, Any]
+    points: Callable[[list[str]], list[dict[str, Any]]] | None = None
+    searcher: Callable[[], tuple[Any, int]] | None = None
+    keepers: list[str] | None = None
+
+
+def sweep_phases(study: Study, root: str, extra: dict[str, Any], options: SweepOptions) -> list[Phase]:
+    """The phases ``study`` runs, in order: the grid search and the Optuna search (each where a
+    method is searched so), then the final seeds of each method's best configuration, and their
+    evaluation where the study evaluates on other data than it selects on."""
+    phases = []
+    grid = [m for m in study.methods if not study.searched_by_optuna(m)]
+    if grid:
+        points = [study.trial_spec(m, p, s) for m in grid for p in m.grid_points() for s in study.seeds]
+        phases.append(Phase(trial_files.GRID_PHASE, study.selection_part(), points=lambda searched: points))
+    optuna = [m for m in study.methods if study.searched_by_optuna(m)]
+    if optuna:
+        path = f"{root}/{trial_files.OPTUNA_PHASE}"
+        phases.append(Phase(trial_files.OPTUNA_PHASE, study.selection_part(),
+                            searcher=_optuna_searcher(study, optuna, path, options.verbose > 0),
+                            keepers=[_rungs_path(path, m.method) for m in optuna]))
+    if study.final_seeds:
+        final = functools.partial(_final_points, study, root)
+        phases.append(Phase(trial_files.FINAL_PHASE, study.selection_part(), points=final))
+        if study.evaluates_apart:
+            phases.append(Phase(trial_files.EVALUATE_PHASE, study.study_part(), points=final))
+    return phases
+
+
 def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]], extra: dict[str, Any],
               options: SweepOptions, part: dict[str, Any]) -> list[str]:
     """A grid phase, then a check that every point has a trial.

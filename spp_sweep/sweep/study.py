@@ -152,8 +152,8 @@ class Study:
             if self.searched_by_optuna(method):
                 planned[(trial_files.OPTUNA_PHASE, method.method)] = self.num_samples
             else:
-                planned[("grid", method.method)] = len(method.grid_points()) * len(self.seeds)
-            for phase in ("final", "evaluate") if self.evaluates_apart else ("final",):
+                planned[(trial_files.GRID_PHASE, method.method)] = len(method.grid_points()) * len(self.seeds)
+            for phase in trial_files.SELECTED_PHASES if self.evaluates_apart else (trial_files.FINAL_PHASE,):
                 if self.final_seeds:
                     planned[(phase, method.method)] = len(self.final_seeds)
         return planned
