@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from spp_sweep.files import OUTPUT_MARK, check_output_folder, publish
+from spp_sweep.atomic_files import OUTPUT_MARK, check_output_folder, publish
 
 
 def replace_folder(out: Path, write: Callable[[Path], None], keep: tuple[Path, ...] = ()) -> None:

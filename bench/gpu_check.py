@@ -9,7 +9,7 @@ have PyTorch, not Ray). Five measurements, each recorded with what it measured:
    at a time (what fractional-GPU Ray trials do);
 3. ``vgg9``: VGG-9 images/s through the engine and through a bare PyTorch loop (ratio);
 4. ``stacked_vgg9``: a λ grid of K stacked VGG-9 members (K = 1, 8, 27; grouped convolutions,
-   models/stacked.py) as members/s, against 1, 4 and 8 separate processes as for the MLP;
+   models/batched.py) as members/s, against 1, 4 and 8 separate processes as for the MLP;
 5. ``replay``: experience replay (under Adam), A-GEM and DER++ on the device and on the CPU (3
    synthetic tasks): each one's accuracy-matrix gap and seconds on both (their buffers are
    drawn by CPU generators and indexed on the device); and ER's buffer-size grid stacked on the

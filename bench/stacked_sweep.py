@@ -19,7 +19,7 @@ Two measurements, each printed with what it measured:
 
 * ``cnn``: the same for VGG-9 (or ResNet-18) on synthetic 3x32x32 tasks (no dataset needed), or
   the continual VAE on its digits (``--model vae``; ``--per-task 0`` keeps every image):
-  K members as one stack (grouped convolutions, models/stacked.py) against the same K trained one
+  K members as one stack (grouped convolutions, models/batched.py) against the same K trained one
   after another, and the largest parameter gap between each member and its separate run.
 
     python bench/stacked_sweep.py cnn --members 8 --channels 8,16,16 --fc 32 --per-task 256

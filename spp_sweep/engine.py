@@ -151,7 +151,7 @@ PROBE_METHOD = "spp"
 
 
 class Stepper(Protocol):
-    """What differs between training one model and a stack inside :meth:`TaskStream.train_task`:
+    """What differs between training one model and a stack inside :meth:`RunLoop.train_task`:
     the learning rate of an epoch, the mini-batches, and one update. Values are per member: (K,)
     tensors, K = 1 for one model."""
 
@@ -169,7 +169,7 @@ class Stepper(Protocol):
         ...
 
 
-class TaskStream:
+class RunLoop:
     """What every run of the sequential-task loop shares, one configuration (:class:`Experiment`)
     or a stack of them (stacked.StackedExperiment): the settings, the device, the tasks on it with
     the validation split held out, the objective and output layers, the data views, the method's
@@ -563,7 +563,7 @@ class TaskStream:
 
 
 
-class Experiment(TaskStream):
+class Experiment(RunLoop):
     """One method on one benchmark, from a random initialisation to the last task."""
 
     def __init__(
@@ -849,7 +849,7 @@ def forward_with_rows(objective: Objective, method: Method, head: int, x: torch.
     return Forward(current.mean(-1), current_features, outputs), total / (n + rows.real().sum(-1))
 
 
-def _progress_bar(experiment: TaskStream, enabled: bool):
+def _progress_bar(experiment: RunLoop, enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm

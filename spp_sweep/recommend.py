@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from . import trial_files
+from .atomic_files import check_output_folder
 from .benchmarks import BENCHMARKS
 from .errors import ConfigError, UserError
-from .files import check_output_folder
 from .methods import METHODS
 from .sweep.study import PROTOCOLS, RUN_KEYS, Study, name_problem, parse_study
 from .sweep.trackers import Trackers

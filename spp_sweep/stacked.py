@@ -2,7 +2,7 @@
 
 A λ-robustness sweep is many small runs of the same shape. Trained alone, each uses a sliver
 of the hardware (per-operation overhead on a CPU, idle SMs on a GPU). A stack trains K
-*members* at once: every weight has a leading member dimension (models/stacked.py), every
+*members* at once: every weight has a leading member dimension (models/batched.py), every
 matmul is batched, and each member keeps its own learning rate, seed (initialisation, data
 order, dropout masks) and stackable method options (``Method.stackable_options``: λ, SI's ξ).
 Everything else (method, its other options, benchmark, model, epochs, batch size, momentum,
@@ -18,7 +18,7 @@ learning rate becomes 0 and its loss leaves the sum; the others go on. Before th
 members that ended (diverged, or stopped by early stopping) leave the batched model
 (:meth:`StackedExperiment.repack`), so their compute is freed.
 
-Both this and :class:`spp_sweep.engine.Experiment` are an ``engine.TaskStream`` (data views,
+Both this and :class:`spp_sweep.engine.Experiment` are an ``engine.RunLoop`` (data views,
 task preparation, schedule, blow-up rules) and keep one ``engine.RunRecord`` per configuration,
 from which every report and result is computed. The loop is the engine's with a member
 dimension: the same hooks, the same schedule of data (each member's generator draws exactly as
@@ -42,10 +42,10 @@ from .benchmarks import Benchmark
 from .benchmarks.streaming import ImageFiles
 from .config import RunConfig
 from .engine import (
+    RunLoop,
     RunRecord,
     RunResult,
     TaskReport,
-    TaskStream,
     forward_with_rows,
     method_seed,
 )
@@ -53,11 +53,11 @@ from .errors import ConfigError
 from .methods import Method, Step, get_method
 from .methods.base import PER_MEMBER, along_members
 from .models import ContinualModel, build_model
-from .models.stacked import StackedModel, stack_models
+from .models.batched import StackedModel, stack_models
 
 # Settings that may differ between members, besides the method's stackable options.
 MEMBER_SETTINGS = ("lr", "seed")
-STACKABLE_MODELS = ("mlp", "vgg9", "resnet18", "vae")  # models/stacked.py checks the built network's layers too
+STACKABLE_MODELS = ("mlp", "vgg9", "resnet18", "vae")  # models/batched.py checks the built network's layers too
 
 
 def stack_key(config: RunConfig) -> str:
@@ -87,7 +87,7 @@ def stack_refusal(config: RunConfig) -> str | None:
     return None
 
 
-class StackedExperiment(TaskStream):
+class StackedExperiment(RunLoop):
     """K configurations (:func:`stack_key`-compatible) on one benchmark, as one batched model."""
 
     model: StackedModel
@@ -197,7 +197,7 @@ class StackedExperiment(TaskStream):
     def next_task(self) -> int:
         return self.tasks_done
 
-    # -- the loop (engine.TaskStream._run_tasks) ------------------------------------------
+    # -- the loop (engine.RunLoop._run_tasks) ------------------------------------------
     def run(self, on_task_end: Callable[[int, StackedExperiment], None] | None = None,
             progress: bool = False) -> list[RunResult]:
         """Train the remaining tasks; ``on_task_end(task, stack)`` runs after each (reports, checkpoint)."""
@@ -339,14 +339,14 @@ class StackedExperiment(TaskStream):
             p.addcmul_(rate, step, value=-1.0)
 
     def evaluate(self, split: str = "test") -> list[list[float]]:
-        """Per member, the objective's score on every task's ``split`` (engine.TaskStream._scores)."""
+        """Per member, the objective's score on every task's ``split`` (engine.RunLoop._scores)."""
         return self._scores(split)
 
     def report(self, task: int) -> list[TaskReport | None]:
         """Each member's report after ``task`` (None for a member that diverged before it)."""
         return [m.report(task) if len(m.rows) > task else None for m in self.members]
 
-    # -- checkpoints (engine.TaskStream.state_dict: model, method, time, statistics) ---------
+    # -- checkpoints (engine.RunLoop.state_dict: model, method, time, statistics) ---------
     def _own_state(self) -> dict[str, Any]:
         return {
             "stacked": True,

@@ -1,7 +1,7 @@
 """The files of a run's folder (``spp-sweep run --out``), of a sweep trial's checkpoint, and the
 sweep's plan (``plan.json``).
 
-This module owns their names and the format of their arrays, so the writers (``run_command``,
+This module owns their names and the format of their arrays, so the writers (``cli.run``,
 ``sweep/trainable``) and the reader (``analysis/load``) cannot disagree. Arrays are NumPy
 ``.npz`` files of plain arrays, one key per task and tensor (``task0/trunk.0.weight``), read with
 ``allow_pickle=False``: a folder from elsewhere cannot run code. NumPy and the standard library
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .files import atomic_write
+from .atomic_files import atomic_write
 
 RESULT = "result.json"  # RunResult.to_json(): config, status, matrices, metrics
 ACCURACY_CSV = "accuracy_matrix.csv"  # `run` only: the test matrix for pandas

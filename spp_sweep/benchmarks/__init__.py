@@ -10,8 +10,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..entry_points import BENCHMARK_GROUP, Registry
 from ..errors import ConfigError
-from ..plugins import BENCHMARK_GROUP, Registry
 from .base import Benchmark, BenchmarkSpec, Task
 from .custom import arrays, image_folder, python
 from .digits import digit_domains, permuted_digits, split_digits
@@ -149,7 +149,7 @@ def _valid_benchmark(name: str, loaded: object) -> str | None:
 
 
 # and on first use, the benchmarks of other installed packages (entry points "spp_sweep.benchmarks",
-# spp_sweep/plugins.py)
+# spp_sweep/entry_points.py)
 BENCHMARKS = Registry(BENCHMARKS, BENCHMARK_GROUP, _valid_benchmark)
 
 

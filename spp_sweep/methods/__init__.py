@@ -3,8 +3,8 @@ protocol of :mod:`spp_sweep.methods.base`."""
 
 from __future__ import annotations
 
+from ..entry_points import METHOD_GROUP, Registry
 from ..errors import ConfigError
-from ..plugins import METHOD_GROUP, Registry
 from .agem import AGEM
 from .base import Method, Option, Step, TaskView
 from .derpp import DERpp
@@ -15,7 +15,7 @@ from .frozen import FrozenSGD
 from .joint import Joint
 from .lwf import LwF
 from .mas import MAS
-from .sgd import SGD
+from .sgd import SingleHeadSGD
 from .si import SI
 from .spp import SPP
 
@@ -27,9 +27,9 @@ def _valid_method(name: str, loaded: object) -> str | None:
 
 
 # the built-in methods, and on first use those of other installed packages (entry points
-# "spp_sweep.methods", spp_sweep/plugins.py)
+# "spp_sweep.methods", spp_sweep/entry_points.py)
 METHODS: dict[str, type[Method]] = Registry(
-    {cls.name: cls for cls in [SPP, EWC, SI, MAS, LwF, SGD, FrozenSGD, FineTune, Joint,
+    {cls.name: cls for cls in [SPP, EWC, SI, MAS, LwF, SingleHeadSGD, FrozenSGD, FineTune, Joint,
                                     ExperienceReplay, AGEM, DERpp]}, METHOD_GROUP, _valid_method)
 
 

@@ -54,7 +54,7 @@ from ..errors import ConfigError
 from ..models import ContinualModel
 
 if TYPE_CHECKING:
-    from ..models.stacked import StackedModel
+    from ..models.batched import StackedModel
 
 
 @dataclass(frozen=True)

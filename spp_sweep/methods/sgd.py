@@ -11,7 +11,7 @@ from __future__ import annotations
 from .base import Method
 
 
-class SGD(Method):
+class SingleHeadSGD(Method):
     name = "sgd"
     summary = "plain SGD with one output layer shared by all tasks (single-head, the task's size)"
     default_output = "shared"

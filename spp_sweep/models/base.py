@@ -14,7 +14,7 @@ from torch import nn
 
 # Containers whose forward only chains their children, adds residuals and flattens at the end
 # (torchvision's ResNet and its blocks): a stack stacks their children and runs their own code
-# unchanged (models/stacked.py). A model builder registers the ones it uses when it imports them.
+# unchanged (models/batched.py). A model builder registers the ones it uses when it imports them.
 CHAIN_CONTAINERS: set[type[nn.Module]] = set()
 
 
@@ -98,7 +98,7 @@ class ContinualModel(nn.Module):
 def linear_input_rank(module: nn.Module) -> int | None:
     """The rank of the inputs a linear layer takes, or None for any other module: 2 for
     ``nn.Linear`` ((batch, features)); a layer that is linear in another layout says so with a
-    class attribute ``linear_input_rank`` (models/stacked.py's StackedLinear: 3, (members, batch,
+    class attribute ``linear_input_rank`` (models/batched.py's StackedLinear: 3, (members, batch,
     features)). The vectorised importance passes (methods/gradients.py) ask this, not the class."""
     if isinstance(module, nn.Linear):
         return 2

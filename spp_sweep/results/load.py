@@ -103,7 +103,7 @@ def load_trials(root: str | Path) -> pd.DataFrame:
 
 
 def _trial_rows(root: Path, folder: Path) -> list[dict[str, Any]]:
-    """A trial folder's rows: one, or one per member of a stacked trial (spp_sweep/sweep/stacking.py),
+    """A trial folder's rows: one, or one per member of a stacked trial (spp_sweep/sweep/stack_plan.py),
     each as if that configuration had run alone (``stack`` names the trial it shared)."""
     config = json.loads(trial_files.read_text(folder / trial_files.PARAMS) or "")
     trial = config.get("trial", {})

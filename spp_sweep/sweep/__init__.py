@@ -12,5 +12,5 @@ classes Ray Tune calls); the rest inside the functions that need it. ``study``, 
 a second; ``tests/unit/test_layers.py`` keeps it so. Nothing here imports the reports
 (``analysis/``): what the driver reads of a sweep's results (the trial table, each method's best
 configuration) comes from ``spp_sweep.results``; the commands that run a sweep and then write a
-report (``spp_sweep.commands``, ``spp_sweep.recommend``) sit above both.
+report (``spp_sweep.cli.commands``, ``spp_sweep.recommend``) sit above both.
 """

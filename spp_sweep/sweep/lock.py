@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..atomic_files import check_writable_folder
 from ..errors import ConfigError
-from ..files import check_writable_folder
 from .storage import local_folder
 
 LOCK_FILE = ".lock"

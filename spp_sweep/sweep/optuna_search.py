@@ -12,7 +12,7 @@ no method's search waits for another's to end.
 For each Ray trial it asks one method's sampler for K configurations through Optuna's
 ask-and-tell interface (TPE with ``constant_liar`` where K > 1, so that configurations asked but
 not yet told count as poor and a batch spreads out instead of repeating one point), returns them
-as one stacked trial (``stacking.stacked_spec``; K = 1: the configuration alone), reports each
+as one stacked trial (``stack_plan.stacked_spec``; K = 1: the configuration alone), reports each
 member's score after every task as an intermediate value, and tells each member's own final
 score back when the trial ends. Each method's study is ``optuna-METHOD`` in ``PHASE/optuna.journal``
 (Optuna's journal storage), so ``optuna-dashboard`` sees one Optuna trial per configuration.
@@ -35,7 +35,7 @@ import optuna
 from ray.tune.search import Searcher
 
 from .recovery import EndedConfiguration
-from .stacking import stacked_spec
+from .stack_plan import stacked_spec
 
 PREFIX = "trial/params/"  # how a searched value is named in Optuna (optuna-dashboard shows these names)
 

@@ -92,7 +92,7 @@ def resumable(points: list[dict[str, Any]], root: str, names: list[str]) -> list
 
 
 def point_key(spec: dict[str, Any]) -> str:
-    """A grid point's identity (a stacked trial's: its members', stacking.py)."""
+    """A grid point's identity (a stacked trial's: its members', stack_plan.py)."""
     if "members" in spec:
         return json.dumps([point_key(member) for member in spec["members"]])
     # a whole number and its float are one value (a sweep from before grids of float settings
@@ -303,7 +303,7 @@ def mend_report_files(path: str) -> int:
     driver) lost its final report to a full disk, though its final checkpoint holds the result,
     gets that report written back (marked ``recovered_from``); returns how many. Readers rebuild
     it anyway (analysis.load.read_final_reports); this keeps the folder saying what it holds."""
-    from ..files import atomic_write
+    from ..atomic_files import atomic_write
     from ..results.load import final_from_checkpoint, read_reports
 
     mended = 0

@@ -1,7 +1,7 @@
 """Early stopping per configuration, inside stacks too: asynchronous successive halving (ASHA)
 on the task index, decided for each member of a trial rather than for the trial.
 
-Ray Tune's ``ASHAScheduler`` stops whole trials, and a stacked trial (stacking.py) holds many
+Ray Tune's ``ASHAScheduler`` stops whole trials, and a stacked trial (stack_plan.py) holds many
 configurations: stopped by its best member's score, it would keep every weak member or lose
 every strong one. So a study with ``scheduler: {type: asha}`` keeps the rungs itself, in one Ray
 actor per phase (per method in the Optuna phase, where every searched method trains: runner.py;

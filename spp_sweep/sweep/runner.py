@@ -37,8 +37,8 @@ from typing import Any
 import yaml
 
 from .. import trial_files
+from ..atomic_files import check_writable_folder
 from ..errors import ConfigError, UserError
-from ..files import check_writable_folder
 from . import provenance, rungs
 from .connection import connect
 from .lock import sweep_lock
@@ -56,7 +56,7 @@ from .recovery import (
     set_aside_strays,
     stopped_for_want_of_space,
 )
-from .stacking import optuna_batch, plan_stacks
+from .stack_plan import optuna_batch, plan_stacks
 from .storage import local_folder, read_text, state_files, storage_of, write_text
 from .study import MethodSearch, Study, fresh_seeds, name_problem, parse_study, read_yaml
 from .trackers import Trackers
@@ -302,7 +302,7 @@ class _SearcherStateRace(logging.Filter):
 
 class _StackMembersValue(logging.Filter):
     """Drops TensorBoard's "invalid value" warning for a stacked trial's ``members`` (a list of
-    every member's values, stacking.py): it reprints the whole list after every task, while the
+    every member's values, stack_plan.py): it reprints the whole list after every task, while the
     scalars TensorBoard can show are logged as usual."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -447,7 +447,7 @@ def _run_grid(study: Study, root: str, phase: str, points: list[dict[str, Any]],
     a follow-up experiment ``PHASE-rest`` (``-rest2``...), so no configuration is ever lost.
     """
     def stacked(left: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Grid points into stacked trials (stacking.py), saying how once per phase."""
+        """Grid points into stacked trials (stack_plan.py), saying how once per phase."""
         plan = plan_stacks(study, left, part, _slots(study))
         if plan.summary and options.verbose:
             print(f"{phase}: {plan.summary}", flush=True)
@@ -656,7 +656,7 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
         provenance.sign_state(path, _state_files(path), write_text)  # what a --resume may restore (provenance.py)
     unfinished = len(results) - results.num_terminated - results.num_errors
     if (unfinished or results.num_errors) and on_disk is not None and stopped_for_want_of_space(path):
-        raise DiskFull(path)  # one line (cli.py); --resume reruns what the full disk stopped
+        raise DiskFull(path)  # one line (spp_sweep/cli); --resume reruns what the full disk stopped
     if interrupted or unfinished > 0:  # Ray Tune stopped on Ctrl+C: do not start the next phase
         raise SweepInterrupted(f"the sweep stopped in phase {phase} before every trial ended; "
                                "continue it with --resume")

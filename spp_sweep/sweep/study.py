@@ -106,7 +106,7 @@ class Study:
     gpu: float = 0.0
     max_concurrent: int | None = None
     max_failures: int = 2
-    # Grid points trained as one batched model per trial (sweep/stacking.py): "auto", "off" or
+    # Grid points trained as one batched model per trial (sweep/stack_plan.py): "auto", "off" or
     # the most members per trial.
     stack: str | int = "auto"
     storage: str = "results/sweeps"

@@ -1,5 +1,5 @@
 """The Ray Tune trainable: one trial = the engine's whole sequential-task loop for one
-configuration, or for a stack of them trained as one batched model (sweep/stacking.py).
+configuration, or for a stack of them trained as one batched model (sweep/stack_plan.py).
 
 After every task it reports the running accuracy row (a stack: every member's) and a checkpoint
 holding everything needed to continue (model, method state, RNG states, the finished rows of
@@ -56,7 +56,7 @@ def trial_run_config(config: Mapping[str, Any]) -> RunConfig:
 
 
 def trial_run(config: Mapping[str, Any]) -> Experiment | StackedExperiment:
-    """The trial's run: one configuration, or a stack of them (sweep/stacking.py) sharing the
+    """The trial's run: one configuration, or a stack of them (sweep/stack_plan.py) sharing the
     worker's threads and device."""
     assigned = trial_run_config(config if "members" not in config["trial"]
                                 else {**config, "trial": config["trial"]["members"][0]})

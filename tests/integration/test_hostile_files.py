@@ -362,12 +362,12 @@ def test_a_method_listed_twice_is_refused() -> None:
 def test_a_full_disk_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     import errno
 
-    import spp_sweep.run_command
+    import spp_sweep.cli.run
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "/data/out/result.json")
 
-    monkeypatch.setattr(spp_sweep.run_command, "run_command", full)
+    monkeypatch.setattr(spp_sweep.cli.run, "run_command", full)
     assert main(["run", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "disk is full writing /data/out/result.json" in err and "--resume" in err

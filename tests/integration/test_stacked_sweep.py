@@ -1,4 +1,4 @@
-"""Stacked trials in sweeps (spp_sweep/sweep/stacking.py): one row per configuration as
+"""Stacked trials in sweeps (spp_sweep/sweep/stack_plan.py): one row per configuration as
 unstacked, the same numbers, and resume after a killed worker or an unreadable sweep state."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from analysis.load import load_matrices, load_trials, read_reports
 from spp_sweep.config import RunConfig
 from spp_sweep.engine import run_experiment
 from spp_sweep.sweep.runner import concurrency, run_sweep
-from spp_sweep.sweep.stacking import plan_stacks
+from spp_sweep.sweep.stack_plan import plan_stacks
 from spp_sweep.sweep.study import load_study, parse_study
 from tests.conftest import REPO
 from tests.faults import with_faults

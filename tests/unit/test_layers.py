@@ -17,7 +17,7 @@ RAY_MODULES = {"spp_sweep.sweep.connection", "spp_sweep.sweep.recovery", "spp_sw
                "spp_sweep.sweep.optuna_search", "spp_sweep.sweep.rungs"}
 # What analysis/ may import of spp_sweep: file formats, errors and pure formulas, never the engine
 # or the sweep code (what it needs of a study, it reads from the sweep's plan.json).
-ANALYSIS_MAY_IMPORT = {"spp_sweep.files", "spp_sweep.errors", "spp_sweep.metrics", "spp_sweep.trial_files",
+ANALYSIS_MAY_IMPORT = {"spp_sweep.atomic_files", "spp_sweep.errors", "spp_sweep.metrics", "spp_sweep.trial_files",
                        "spp_sweep.safe_yaml", "spp_sweep.results", "spp_sweep.results.load",
                        "spp_sweep.results.tables"}  # file formats, the trial table and formulas: no engine, no Ray
 
@@ -109,7 +109,7 @@ def test_models_import_nothing_above_them(name):
 
 def test_the_sweep_driver_imports_nothing_of_the_reports() -> None:
     """spp_sweep/sweep/ reads results through spp_sweep.results; only the commands above it
-    (spp_sweep.commands, spp_sweep.recommend) write reports."""
+    (spp_sweep.cli.commands, spp_sweep.recommend) write reports."""
     driver = {name: path for name, path in MODULES.items() if name.startswith("spp_sweep.sweep")}
     assert driver
     for name, path in driver.items():
@@ -121,7 +121,7 @@ def test_the_sweep_driver_imports_nothing_of_the_reports() -> None:
 def test_the_results_layer_needs_no_engine_ray_or_reports(name: str) -> None:
     used = _imports(name, MODULES[name], top_level_only=False)
     allowed = {"spp_sweep", "spp_sweep.results", "spp_sweep.results.load", "spp_sweep.trial_files",
-               "spp_sweep.metrics", "spp_sweep.files", "spp_sweep.errors"}
+               "spp_sweep.metrics", "spp_sweep.atomic_files", "spp_sweep.errors"}
     assert {m for m in used if m in MODULES} <= allowed and not any(m.startswith(("ray", "torch")) for m in used)
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from analysis.folders import replace_folder
+from spp_sweep.atomic_files import OUTPUT_MARK, check_output_folder
 from spp_sweep.cli import main
 from spp_sweep.errors import ConfigError
-from spp_sweep.files import OUTPUT_MARK, check_output_folder
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Stacked convolutional networks (models/stacked.py's channel layout): VGG-9, ResNet-18 and the
+"""Stacked convolutional networks (models/batched.py's channel layout): VGG-9, ResNet-18 and the
 continual VAE's members agree with their separate runs, batch-norm statistics, Figure 5's
 pictures and the VAE's reparameterisation noise included.
 

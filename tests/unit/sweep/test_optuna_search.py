@@ -9,7 +9,7 @@ import pytest
 
 from spp_sweep.sweep.optuna_search import BatchedOptunaSearch, method_study, tell_ended
 from spp_sweep.sweep.recovery import EndedConfiguration, done_trials
-from spp_sweep.sweep.stacking import optuna_batch
+from spp_sweep.sweep.stack_plan import optuna_batch
 from spp_sweep.sweep.study import parse_study
 
 SPACE = {"lam": {"loguniform": [0.1, 100.0]}, "lr": {"loguniform": [0.001, 0.1]}}

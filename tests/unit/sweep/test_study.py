@@ -209,7 +209,7 @@ def test_a_studys_plan_is_what_analysis_reads_without_the_study_parser(tmp_path)
     from optuna.distributions import FloatDistribution, json_to_distribution
 
     from spp_sweep import trial_files
-    from spp_sweep.commands import _older_plan
+    from spp_sweep.cli.commands import _older_plan
     from spp_sweep.sweep.study import parse_study
 
     data = {"benchmark": "split_digits", "fixed": {"validation": 0.2},

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from spp_sweep import run_command
+from spp_sweep.cli import run as run_command
 
 
 @pytest.mark.parametrize("load,expected", [(0.0, 2), (0.4, 2), (0.6, 1), (1.9, 1), (7.5, 1)])

@@ -8,22 +8,22 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import trial_files
-from .errors import ConfigError
-from .files import atomic_write, check_output_folder
-from .sweep.storage import local_folder
-from .sweep.study import load_study
+from .. import trial_files
+from ..atomic_files import atomic_write, check_output_folder
+from ..errors import ConfigError
+from ..sweep.storage import local_folder
+from ..sweep.study import load_study
 
 STUDY_COPY = trial_files.STUDY
 
 if TYPE_CHECKING:
-    from .sweep.trackers import Trackers
+    from ..sweep.trackers import Trackers
 
 
 def sweep_command(args: argparse.Namespace) -> int:
     study = load_study(args.study)  # a bad file fails here, before Ray is imported
-    from .sweep.connection import connected
-    from .sweep.runner import SweepOptions, release_ray, run_sweep
+    from ..sweep.connection import connected
+    from ..sweep.runner import SweepOptions, release_ray, run_sweep
 
     options = SweepOptions(
         started=getattr(args, "started", None), address=args.address, storage=args.storage, name=args.name,
@@ -37,7 +37,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1, trackers=trackers_from(args),
     )
     if args.resume and not args.no_report:  # a resumed sweep's report folder: one this tool wrote, or refused now
-        from .sweep.runner import root_of
+        from ..sweep.runner import root_of
 
         folder = local_folder(root_of(study, options))
         if folder is not None:
@@ -61,15 +61,15 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 
 def trackers_from(args: argparse.Namespace) -> Trackers:
-    from .sweep.trackers import Trackers
+    from ..sweep.trackers import Trackers
 
     return Trackers(tensorboard=args.tensorboard, mlflow=args.mlflow, wandb=args.wandb, quiet=bool(args.quiet))
 
 
 def best_summary(root: str, metric: str) -> str:
     """Each method's best configuration (final phase when there is one) as printable lines."""
-    from .results.load import load_trials
-    from .results.tables import best_configs, higher_is_better
+    from ..results.load import load_trials
+    from ..results.tables import best_configs, higher_is_better
 
     trials = load_trials(root)
     if (trials["phase"] == trial_files.FINAL_PHASE).any():
@@ -137,7 +137,7 @@ def fetch_sweep(uri: str, into: Path) -> Path:
 
 
 def recommend_command(args: argparse.Namespace) -> int:
-    from .recommend import DEFAULT_METHODS, REPLAY_METHODS, RecommendOptions, recommend
+    from ..recommend import DEFAULT_METHODS, REPLAY_METHODS, RecommendOptions, recommend
 
     benchmark_options = dict(args.benchmark_option)
     for key, value in [("n_tasks", args.tasks), ("groups", args.groups), ("order", args.order),
@@ -202,7 +202,7 @@ def check_table_file(path: Path, flag: str, header: str) -> None:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from .sweep.status import status_text
+    from ..sweep.status import status_text
 
     if local_folder(args.results) is None:
         with tempfile.TemporaryDirectory(prefix="spp-sweep-status-") as copy:

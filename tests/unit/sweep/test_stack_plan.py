@@ -1,4 +1,4 @@
-"""stack: auto for convolutional members (spp_sweep/sweep/stacking.py): on a CPU only those of
+"""stack: auto for convolutional members (spp_sweep/sweep/stack_plan.py): on a CPU only those of
 few multiply-adds per sample stack (grouped convolutions lose there, bench/stacked_sweep.py cnn),
 on a GPU every one, and a CNN's estimates count its convolutions' outputs and arithmetic."""
 
@@ -8,8 +8,8 @@ import dataclasses
 
 from spp_sweep.config import RunConfig
 from spp_sweep.models import build_model
-from spp_sweep.sweep import stacking
-from spp_sweep.sweep.stacking import forward_cost, member_size, plan_stacks
+from spp_sweep.sweep import stack_plan
+from spp_sweep.sweep.stack_plan import forward_cost, member_size, plan_stacks
 from spp_sweep.sweep.study import parse_study
 
 CNN_STUDY = {"benchmark": "visual_sequence",
@@ -27,7 +27,7 @@ def test_auto_trains_cnns_alone_on_a_cpu_says_why_and_a_number_forces_a_stack(mo
     unknown = plan_stacks(study, points, study.study_part(), slots=1)  # no visual-sequence data here
     assert unknown.specs == points and "only where its cost per sample is known" in unknown.summary
     # the visual sequence's real shapes, as on a machine that has its files: VGG-9's cost is counted
-    monkeypatch.setattr(stacking, "_benchmark_shape", lambda name, options: ((3, 32, 32), [10] * 5))
+    monkeypatch.setattr(stack_plan, "_benchmark_shape", lambda name, options: ((3, 32, 32), [10] * 5))
     plan = plan_stacks(study, points, study.study_part(), slots=1)
     assert plan.specs == points and "multiply-adds per sample and this model needs" in plan.summary
     forced = plan_stacks(dataclasses.replace(study, stack=3), points, study.study_part(), slots=1)

@@ -12,13 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import trial_files
-from .benchmarks import BENCHMARKS, benchmark_option_names
-from .config import RunConfig
-from .engine import Experiment, RunResult
-from .errors import ConfigError, DataError
-from .files import atomic_write
-from .methods import METHODS
+from .. import trial_files
+from ..atomic_files import atomic_write
+from ..benchmarks import BENCHMARKS, benchmark_option_names
+from ..config import RunConfig
+from ..engine import Experiment, RunResult
+from ..errors import ConfigError, DataError
+from ..methods import METHODS
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

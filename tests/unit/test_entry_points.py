@@ -1,4 +1,4 @@
-"""Methods and benchmarks from another installed package (entry points, spp_sweep/plugins.py):
+"""Methods and benchmarks from another installed package (entry points, spp_sweep/entry_points.py):
 found by the CLI, by a study file and by every Ray worker. The package is a real distribution on
 disk (its dist-info with entry_points.txt) put on PYTHONPATH, as `pip install` would leave it."""
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from . import __version__
-from .errors import UserError
+from .. import __version__
+from ..errors import UserError
 
 # The command's first line: compute.csv's start-up row begins here (the first command of this
 # process; a later in-process call of main() begins at its own call).
@@ -314,15 +314,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.started = started
     try:
         if args.command == "run":
-            from .run_command import run_command
+            from .run import run_command
 
             return run_command(args)
         if args.command == "methods":
-            from .run_command import list_methods
+            from .run import list_methods
 
             return list_methods(verbose=args.verbose)
         if args.command == "benchmarks":
-            from .run_command import list_benchmarks
+            from .run import list_benchmarks
 
             return list_benchmarks()
         if args.command == "sweep":
