@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -82,8 +83,34 @@ def resumed_after_task(config, task):
     return resumed.run()
 
 
+def spawning_tests(source: str) -> set[str]:
+    """The test functions of a module's ``source`` that start a process (``subprocess.``), by
+    themselves or through the module's own helper functions they call."""
+    tree = ast.parse(source)
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+    def spawns(name: str, seen: frozenset[str]) -> bool:
+        node = functions[name]
+        if "subprocess." in (ast.get_source_segment(source, node) or ""):
+            return True
+        called = {c.func.id for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+        return any(spawns(c, seen | {name}) for c in called & set(functions) - seen - {name})
+
+    return {name for name in functions if name.startswith("test_") and spawns(name, frozenset())}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that start Ray in this process (``-m "not ray"`` runs the rest)."""
+    """The tiers (pyproject's markers): ``ray`` for the tests that start Ray in this process,
+    ``subprocess`` for those that start another process (the CLI, a script, a cluster), ``slow``
+    for tests/integration and the unit tests marked so; ``-m "not slow"`` is the quick tier."""
+    spawning: dict[str, set[str]] = {}
     for item in items:
         if {"ray_local", "finished_sweep"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.ray)
+        path = str(item.path)
+        if path not in spawning:
+            spawning[path] = spawning_tests(item.path.read_text())
+        if getattr(item, "originalname", item.name) in spawning[path]:
+            item.add_marker(pytest.mark.subprocess)
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.slow)

@@ -101,6 +101,7 @@ def test_lower_is_better_ranks_the_smallest_loss_first() -> None:
     assert scores.loc["spp", "best_score"] == pytest.approx(25.0)
 
 
+@pytest.mark.slow  # a sweep or a script end to end: 10 s or more
 def test_the_continual_vae_study_writes_figure_5(tmp_path, ray_local) -> None:
     import dataclasses
 
@@ -122,6 +123,7 @@ def test_the_continual_vae_study_writes_figure_5(tmp_path, ray_local) -> None:
     assert not trials["higher_is_better"].any() and set(trials["method"]) == {"finetune", "spp", "mas"}
 
 
+@pytest.mark.slow  # a sweep or a script end to end: 10 s or more
 def test_a_stacked_vae_sweep_writes_each_members_pictures(tmp_path, ray_local) -> None:
     """Two λ of SPP train as one stacked trial (the VAE on 8×8 digits stacks on a CPU; `stack: 2`
     keeps auto from splitting the pair over this machine's two slots); each member's Figure-5

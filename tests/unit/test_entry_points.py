@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
 PLUGIN = '''
@@ -56,6 +57,7 @@ def cli(env: dict, *args: str, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow  # a sweep or a script end to end: 10 s or more
 def test_a_plugin_method_and_benchmark_work_in_the_cli_a_study_and_ray_workers(tmp_path: Path) -> None:
     env = install(tmp_path / "site")
     listed = cli(env, "methods", cwd=tmp_path)

@@ -100,6 +100,7 @@ def test_saved_parameters_are_the_models_after_each_task_and_survive_a_resume() 
             torch.testing.assert_close(before[name], after[name])
 
 
+@pytest.mark.slow  # a sweep or a script end to end: 10 s or more
 def test_the_parameter_analysis_study_draws_figures_7b_7c_and_8(tmp_path, ray_local) -> None:
     import dataclasses
 

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
+@pytest.mark.slow  # a sweep or a script end to end: 10 s or more
 def test_the_gpu_check_runs_on_cpu_and_writes_every_measurement(tmp_path: Path) -> None:
     out = tmp_path / "check.json"
     done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--device", "cpu", "--quick",

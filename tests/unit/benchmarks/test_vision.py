@@ -194,6 +194,7 @@ def test_spp_runs_with_resnet18_on_tiny_caltech(image_root: Path) -> None:
     assert all(0.0 <= a <= 1.0 for row in result.accuracy_matrix for a in row)
 
 
+@pytest.mark.slow  # a sweep or a script end to end: 10 s or more
 @pytest.mark.parametrize("name", ["visual_sequence", "split_cifar100", "caltech101"])
 def test_the_image_studies_run_on_files_in_the_real_formats(name: str, image_root: Path, tmp_path: Path,
                                                              ray_local) -> None:
