@@ -85,7 +85,7 @@ def resumed_after_task(config, task):
 
 def spawning_tests(source: str) -> set[str]:
     """The test functions of a module's ``source`` that start a process (``subprocess.``), by
-    themselves or through the module's own helper functions they call."""
+    themselves or through the module's own helper functions they call or fixtures they take."""
     tree = ast.parse(source)
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
 
@@ -94,6 +94,7 @@ def spawning_tests(source: str) -> set[str]:
         if "subprocess." in (ast.get_source_segment(source, node) or ""):
             return True
         called = {c.func.id for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+        called |= {argument.arg for argument in node.args.args}  # a fixture of the module, by its name
         return any(spawns(c, seen | {name}) for c in called & set(functions) - seen - {name})
 
     return {name for name in functions if name.startswith("test_") and spawns(name, frozenset())}

@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,38 +26,57 @@ CONFIGURATIONS = {(1.0, 0), (1.0, 1), (4.0, 0), (4.0, 1)}  # (λ, seed)
 FINAL = ("acc", "bwt", "fwt", "val_acc", "val_bwt", "val_fwt")
 
 
-@pytest.mark.parametrize("stack", ["auto", "off"])
-def test_a_sweep_logs_one_run_per_configuration_to_tensorboard_mlflow_and_wandb(tmp_path: Path, stack: str) -> None:
+@dataclass(frozen=True)
+class TrackedSweep:
+    """One sweep logged to all three trackers, read back by the tests below."""
+
+    folder: Path  # where the study, the sweep, the MLflow store and W&B's offline files are
+    stack: str
+    stdout: str
+    truth: dict[tuple[float, int], Any]  # (λ, seed) -> its row of the sweep's own trials table
+
+
+@pytest.fixture(scope="module", params=["auto", "off"])
+def tracked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> TrackedSweep:
+    """The sweep, stacked (``auto``) and not (``off``), each run once for the module's tests."""
+    stack, tmp_path = request.param, tmp_path_factory.mktemp(f"tracked-{request.param}")
     study = {"name": "tracked", "benchmark": "split_digits", "fixed": {"epochs": 1, "validation": 0.2},
              "methods": {"spp": {"space": {"lam": [1.0, 4.0]}}}, "seeds": 2, "resources": {"cpu": 1},
              "storage": str(tmp_path / "sweeps")}
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb"), "WANDB_SILENT": "true"}
     done = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", str(tmp_path / "study.yaml"), "--no-report",
-                           "--stack", stack, "--tensorboard", "--mlflow", store, "--wandb", "spp-sweep-test"],
-                          capture_output=True, text=True, env=env, timeout=600)
+                           "--stack", stack, "--tensorboard", "--mlflow", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                           "--wandb", "spp-sweep-test"], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "logging failed" not in done.stderr
-    root = tmp_path / "sweeps" / "tracked"
-    assert f"tensorboard --logdir {root / 'tensorboard'}" in done.stdout
-    trials = load_trials(root)
-    assert ("stack_members" in trials and (trials["stack_members"].fillna(1) > 1).any()) == (stack == "auto")
-    truth = {(row.lam, row.seed): row for row in trials.itertuples()}
-    assert set(truth) == CONFIGURATIONS
+    trials = load_trials(tmp_path / "sweeps" / "tracked")
+    return TrackedSweep(tmp_path, stack, done.stdout, {(row.lam, row.seed): row for row in trials.itertuples()})
 
+
+def test_the_tracked_sweep_is_one_configuration_per_lambda_and_seed_stacked_or_not(tracked: TrackedSweep) -> None:
+    trials = load_trials(tracked.folder / "sweeps" / "tracked")
+    assert ("stack_members" in trials and (trials["stack_members"].fillna(1) > 1).any()) == (tracked.stack == "auto")
+    assert set(tracked.truth) == CONFIGURATIONS
+
+
+def test_tensorboard_has_a_run_per_configuration_a_step_per_task_and_the_final_values(tracked: TrackedSweep) -> None:
+    root = tracked.folder / "sweeps" / "tracked"
+    assert f"tensorboard --logdir {root / 'tensorboard'}" in tracked.stdout
     tensorboard = [tensorboard_run(folder) for folder in sorted((root / "tensorboard" / "grid").iterdir())]
     assert {(run["hparams"]["lam"], int(run["hparams"]["seed"])) for run in tensorboard} == CONFIGURATIONS
     for run in tensorboard:
         assert [step for step, _ in run["scalars"]["running_acc"]] == [1, 2, 3, 4, 5]
         assert [step for step, _ in run["scalars"]["val_running_acc"]] == [1, 2, 3, 4, 5]
-        expected = truth[(run["hparams"]["lam"], int(run["hparams"]["seed"]))]
+        expected = tracked.truth[(run["hparams"]["lam"], int(run["hparams"]["seed"]))]
         for name in FINAL:  # float32 in event files
             assert run["scalars"][name][0] == (5, pytest.approx(getattr(expected, name), abs=1e-6))
 
+
+def test_mlflow_has_a_finished_run_per_configuration_with_its_values_as_parameters(tracked: TrackedSweep) -> None:
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=store)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tracked.folder / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
     assert {(float(r.data.params["lam"]), int(r.data.params["seed"])) for r in runs} == CONFIGURATIONS
     assert len(runs) == 4 and len({r.info.run_name for r in runs}) == 4
@@ -63,16 +84,19 @@ def test_a_sweep_logs_one_run_per_configuration_to_tensorboard_mlflow_and_wandb(
         assert run.info.status == "FINISHED" and run.data.tags["phase"] == "grid"
         assert run.data.params["method"] == "spp" and run.data.params["penalty_step"] == "explicit"
         assert [m.step for m in client.get_metric_history(run.info.run_id, "running_acc")] == [1, 2, 3, 4, 5]
-        expected = truth[(float(run.data.params["lam"]), int(run.data.params["seed"]))]
+        expected = tracked.truth[(float(run.data.params["lam"]), int(run.data.params["seed"]))]
         assert all(run.data.metrics[name] == pytest.approx(getattr(expected, name)) for name in FINAL)
         assert "lam" not in run.data.metrics and "accuracy_matrix" not in run.data.metrics
 
-    offline = [wandb_run(path) for path in sorted((tmp_path / "wandb" / "wandb").glob("offline-run-*/run-*.wandb"))]
+
+def test_wandb_has_an_offline_run_per_configuration_in_the_phases_group(tracked: TrackedSweep) -> None:
+    files = sorted((tracked.folder / "wandb" / "wandb").glob("offline-run-*/run-*.wandb"))
+    offline = [wandb_run(path) for path in files]
     assert {(run["config"]["lam"], run["config"]["seed"]) for run in offline} == CONFIGURATIONS
     for run in offline:
         assert run["group"] == "tracked/grid" and sorted(run["history"]) == [1, 2, 3, 4, 5]
         assert run["summary"]["status"] == "finished"
-        expected = truth[(run["config"]["lam"], run["config"]["seed"])]
+        expected = tracked.truth[(run["config"]["lam"], run["config"]["seed"])]
         assert all(run["history"][5][name] == pytest.approx(getattr(expected, name)) for name in FINAL)
 
 

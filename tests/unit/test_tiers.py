@@ -24,11 +24,17 @@ def test_through_helpers():
 
 def test_alone():
     assert True
+
+def swept():  # a fixture
+    return helper()
+
+def test_through_a_fixture(swept):
+    assert swept
 '''
 
 
 def test_a_test_starting_a_process_itself_or_through_its_modules_helpers_is_found() -> None:
-    assert spawning_tests(SOURCE) == {"test_direct", "test_through_helpers"}
+    assert spawning_tests(SOURCE) == {"test_direct", "test_through_helpers", "test_through_a_fixture"}
 
 
 def test_this_file_is_in_the_quick_tier(request: pytest.FixtureRequest) -> None:
