@@ -64,7 +64,7 @@ def _series_points(group: pd.DataFrame, parameter: str, column: str) -> pd.DataF
 def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", parameter: str = "lam",
                  panels: list[tuple[str, str]] | None = None, stem: str = "lambda_robustness",
                  band: tuple[float, float, str] | None = None, mark: tuple[float, str] | None = None,
-                 heading: str = "λ robustness") -> Path | None:
+                 heading: str = "λ robustness", axis: str = "λ") -> Path | None:
     """Figure 4: ACC, FWT and BWT against λ (log axis), mean ± std over seeds, per method
     (and per penalty step, dashed for the implicit one, where a sweep ran both).
 
@@ -77,7 +77,8 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     point where some seeds diverged is hollow (its mean is
     over the survivors, "k/n" in the strip below, and no line passes through it); λ values where
     every seed diverged sit in the strip under each panel, never among the data; fine-tuning (and
-    joint, on ACC) are the dotted reference lines. ``panels`` (column, title) replaces the three.
+    joint, on ACC) are the dotted reference lines. ``panels`` (column, title) replaces the three;
+    ``parameter`` is the swept column (a replay buffer's ``memory`` too), ``axis`` its name on the x axis.
     ``band`` (low, high, label) shades a λ range in every panel (a stable region, a claimed one)
     and ``mark`` (λ, label) draws a vertical line at a chosen value; both go in the legend.
     """
@@ -153,7 +154,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
             ax.set_ylim(low - pad, high + pad)
         else:  # nothing finished on every seed: no axis values that could be read as data
             ax.set_yticks([])
-            ax.text(0.5, 0.5, "no λ where every seed finished", transform=ax.transAxes, ha="center",
+            ax.text(0.5, 0.5, f"no {axis} where every seed finished", transform=ax.transAxes, ha="center",
                     va="center", color="grey")
         ax.set_xscale("log")
         ax.set_title(title)
@@ -165,7 +166,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
         strip.set_yticklabels([label(m, s) for m, s in series] if p == 0 else [], fontsize=7)
         strip.tick_params(axis="y", length=0)
         strip.set_xlim(xs[0] / 1.6, xs[-1] * 1.6)
-        strip.set_xlabel("λ")
+        strip.set_xlabel(axis)
         if p == 0:
             strip.set_ylabel("diverged", fontsize=8)
         for spine in ("top", "right"):
@@ -186,7 +187,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - 2.3 / width, 0.55), fontsize=8, frameon=False,
                handlelength=3.2)
     fig.suptitle(f"{heading}: mean ± std over {n_seeds} seeds" if n_seeds > 1 else
-                 f"{heading}: one seed per λ (no spread shown)", y=0.99)
+                 f"{heading}: one seed per {axis} (no spread shown)", y=0.99)
     return save(fig, out, stem)
 
 

@@ -102,6 +102,9 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
                                  band=figure4_band() if "figure4" in reproduces and on_paper_benchmark else None,
                                  heading="λ robustness" if higher else
                                  "λ robustness (negative ELBO per image: lower is better)")
+    memory = figures.lambda_curve(chosen_on, out, fwt_column=fwt_column, parameter="memory", stem="memory_curve",
+                                  heading="Replay buffer size", axis="memory (the buffer size option)") \
+        if "memory" in chosen_on else None
     heatmaps = figures.accuracy_heatmaps(matrices, best_trials, out, scale=None if higher else "loss")
     running = figures.running_accuracy(matrices, best_trials.assign(config=best_trials.apply(config_label, axis=1))
                                        if len(best_trials) else best_trials, out, higher_is_better=higher)
@@ -133,7 +136,9 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
                   "a λ with a diverged seed never counts. Limited by the grid. `best_acc` is the test ACC at the "
                   "best λ.", "",
                   shown.to_markdown(index=False, floatfmt=".4g"), ""]
-    for title, path in [("λ-robustness curve (Figure 4)", curve), ("Accuracy matrices of the best configurations",
+    for title, path in [("λ-robustness curve (Figure 4)", curve), ("ACC, FWT and BWT against the replay buffer's size",
+                                                                   memory),
+                        ("Accuracy matrices of the best configurations",
                         heatmaps), ("Average accuracy as tasks are added (Figure 7a)", running),
                         ("Importance distributions (Figure 6)", importance)]:
         if path is not None:

@@ -172,3 +172,16 @@ def test_every_built_in_method_has_its_own_colour_and_name() -> None:
     assert set(METHODS) <= set(LOOKS)
     colours = [LOOKS[m].colour for m in METHODS]
     assert len(set(colours)) == len(colours)
+
+
+def test_a_buffer_size_sweep_is_drawn_against_memory_with_its_own_axis_name(tmp_path, monkeypatch):
+    rows = [{"method": "er", "memory": memory, "seed": seed, "status": "finished", "searched": "memory",
+             "acc": 0.8 + 0.01 * i, "fwt": 0.0, "bwt": -0.05 + 0.01 * i}
+            for i, memory in enumerate((1, 10, 100)) for seed in range(2)]
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, out, stem: drawn.append(
+        (stem, fig.axes[1].get_xlabel(), fig._suptitle.get_text())) or plt.close(fig))
+    figures.lambda_curve(pd.DataFrame(rows), tmp_path, parameter="memory", stem="memory_curve",
+                         heading="Replay buffer size", axis="memory")
+    assert drawn == [("memory_curve", "memory", "Replay buffer size: mean ± std over 2 seeds")]
+    assert figures.lambda_curve(pd.DataFrame(rows), tmp_path) is None  # no λ swept: no λ curve
