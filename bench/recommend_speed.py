@@ -95,16 +95,21 @@ def phase_start_ups(home: Path) -> dict[str, float]:
     return start_ups
 
 
-def run_once(tree: Path, data: Path, arguments: list[str], storage: Path) -> dict[str, Any]:
-    """One ``recommend`` from ``tree``'s package, timed from outside; what it wrote, read back."""
+def timed_command(tree: Path, arguments: list[str], storage: Path) -> float:
+    """Seconds of ``spp-sweep ARGUMENTS --storage STORAGE --name bench --quiet`` run from ``tree``'s
+    package, timed from outside (a failure stops the bench with the command's output)."""
     environment = {**os.environ, "PYTHONPATH": str(tree), "RAY_DEDUP_LOGS": "0"}
-    command = [sys.executable, "-m", "spp_sweep", "recommend", str(data), *arguments, "--storage", str(storage),
-               "--name", "bench", "--quiet"]
+    command = [sys.executable, "-m", "spp_sweep", *arguments, "--storage", str(storage), "--name", "bench", "--quiet"]
     start = time.perf_counter()
     finished = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=tree)
-    wall = time.perf_counter() - start
     if finished.returncode != 0:
-        raise SystemExit(f"recommend failed in {tree}:\n{finished.stdout[-3000:]}\n{finished.stderr[-3000:]}")
+        raise SystemExit(f"{arguments[0]} failed in {tree}:\n{finished.stdout[-3000:]}\n{finished.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def run_once(tree: Path, data: Path, arguments: list[str], storage: Path) -> dict[str, Any]:
+    """One ``recommend`` from ``tree``'s package, timed from outside; what it wrote, read back."""
+    wall = timed_command(tree, ["recommend", str(data), *arguments], storage)
     home = storage / "bench"
     out = home / "recommendation"
     compute = pd.read_csv(out / "compute.csv")
@@ -125,14 +130,7 @@ def run_once(tree: Path, data: Path, arguments: list[str], storage: Path) -> dic
 
 def run_main_job(tree: Path, storage: Path) -> dict[str, Any]:
     """README's main job from ``tree``'s package, timed from outside, with what its report says."""
-    environment = {**os.environ, "PYTHONPATH": str(tree), "RAY_DEDUP_LOGS": "0"}
-    command = [sys.executable, "-m", "spp_sweep", "sweep", "studies/lambda_robustness.yaml", "--storage", str(storage),
-               "--name", "bench", "--quiet"]
-    start = time.perf_counter()
-    finished = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=tree)
-    wall = time.perf_counter() - start
-    if finished.returncode != 0:
-        raise SystemExit(f"the main job failed in {tree}:\n{finished.stdout[-3000:]}\n{finished.stderr[-3000:]}")
+    wall = timed_command(tree, ["sweep", "studies/lambda_robustness.yaml"], storage)
     trials = pd.read_csv(storage / "bench" / "report" / "trials.csv")
     spp = trials[(trials["method"] == "spp") & (trials["status"] == "finished")]
     return {"wall_s": round(wall, 1), "trials": len(trials), "recommended": "best spp",

@@ -111,6 +111,14 @@ def test_readme_is_a_front_door():
     assert "docs/developing.md" in (REPO / "README.md").read_text()  # how to add a method: one click
 
 
+def test_readme_says_how_to_start_before_what_it_found():
+    """What it is, two commands, a first sweep and the data format recommend reads, then the results."""
+    text = (REPO / "README.md").read_text()
+    order = [text.index(marker) for marker in ("## Two commands", "**A first sweep**", "numpy.savez(\"my_data.npz\"",
+                                                "## What the paper's claims come to here", "## Speed")]
+    assert order == sorted(order), order
+
+
 def test_documents_are_found():
     names = {p.relative_to(REPO).as_posix() for p in documents()}
     assert {"README.md", "docs/developing.md", "docs/guide/sweeps.md", "docs/reference/study-file.md"} <= names
