@@ -11,7 +11,7 @@ import errno
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -26,7 +26,7 @@ _FIRST_LINE = [time.time()]
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the problem and where to look), exit 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
 
