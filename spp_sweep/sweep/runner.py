@@ -431,7 +431,13 @@ def sweep_phases(study: Study, root: str, extra: dict[str, Any], options: SweepO
                             searcher=_optuna_searcher(study, optuna, path, options.verbose > 0),
                             keepers=[_rungs_path(path, m.method) for m in optuna]))
     if study.final_seeds:
-        final = functools.partial(_final_points, study, root)
+        chosen: list[list[dict[str, Any]]] = []  # read from the search phases once, for final and evaluate
+
+        def final(searched: list[str]) -> list[dict[str, Any]]:
+            if not chosen:
+                chosen.append(_final_points(study, root, searched))
+            return chosen[0]
+
         phases.append(Phase(trial_files.FINAL_PHASE, study.selection_part(), points=final))
         if study.evaluates_apart:
             phases.append(Phase(trial_files.EVALUATE_PHASE, study.study_part(), points=final))
