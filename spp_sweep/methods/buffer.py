@@ -34,6 +34,7 @@ class Buffer:
         self.heads = torch.zeros(0, dtype=torch.long)
         self.outputs: torch.Tensor | None = None
         self.seen = 0  # samples the reservoir has been offered
+        self.version = 0  # counts changes to the rows: a stack's joined copy is rebuilt when it moves
 
     def __len__(self) -> int:
         return len(self.y)
@@ -60,6 +61,7 @@ class Buffer:
             self.x[slots], self.y[slots], self.heads[slots] = x[source], y[source].to(self.y.dtype), head
             if outputs is not None and self.outputs is not None:
                 self.outputs[slots] = outputs[source]
+            self.version += 1
         self.seen += len(y)
 
     def add_class_balanced(self, x: Inputs, y: torch.Tensor, head: int, generator: torch.Generator) -> None:
@@ -72,11 +74,14 @@ class Buffer:
         index = torch.cat(chosen)
         self._append(x[index].detach(), y[index].detach(), head, None)
 
+    def choose(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """Which ``count`` stored rows to draw (all of them where fewer): uniform without replacement."""
+        return torch.randperm(len(self), generator=generator)[:count].to(self.y.device)
+
     def draw(self, count: int, generator: torch.Generator) -> Rows:
-        """``count`` stored rows (all of them where fewer), uniform without replacement, with
-        the outputs stored with them."""
+        """``count`` stored rows (``choose``), with the outputs stored with them."""
         assert self.x is not None
-        chosen = torch.randperm(len(self), generator=generator)[:count].to(self.y.device)
+        chosen = self.choose(count, generator)
         return Rows(self.x[chosen], self.y[chosen], self.heads[chosen],
                     None if self.outputs is None else self.outputs[chosen])
 
@@ -90,6 +95,7 @@ class Buffer:
         self.heads = torch.cat([self.heads, torch.full((len(y),), head, device=self.heads.device)])
         if outputs is not None and self.outputs is not None:
             self.outputs = torch.cat([self.outputs, outputs])
+        self.version += 1
 
     def state_dict(self) -> dict[str, Any]:
         return {"x": self.x, "y": self.y, "heads": self.heads, "outputs": self.outputs,
@@ -98,6 +104,7 @@ class Buffer:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.x, self.y, self.heads, self.outputs = state["x"], state["y"], state["heads"], state["outputs"]
         self.seen = int(state["seen"])
+        self.version += 1
 
 
 
@@ -114,6 +121,7 @@ class ReplayMethod(Method):
     def __init__(self, model: ContinualModel, **options: Any):
         super().__init__(model, **options)
         self._buffers: list[Buffer] | None = None
+        self._joined: tuple[tuple[int, ...], Rows] | None = None  # the buffers' versions, their rows joined
 
     @property
     def buffers(self) -> list[Buffer]:
@@ -123,27 +131,53 @@ class ReplayMethod(Method):
         return self._buffers
 
     def draw(self, count: int) -> Rows | None:
-        """``count`` rows of each member's buffer (Buffer.draw), drawn with its own generator; a
-        stack's joined and padded (``Rows.counts``); None while every buffer is empty."""
-        drawn = [buffer.draw(count, generator) if len(buffer) else None
-                 for buffer, generator in zip(self.buffers, self.generators)]
+        """``count`` rows of each member's buffer (``Buffer.choose``), drawn with its own
+        generator; a stack's gathered at once from its buffers joined (member first, padded,
+        rebuilt only when a buffer changed), padding rows zero (``Rows.counts``); None while
+        every buffer is empty."""
         if not self.stacked:
-            return drawn[0]
-        present = [rows for rows in drawn if rows is not None]
-        if not present:
+            return self.buffers[0].draw(count, self.generators[0]) if len(self.buffers[0]) else None
+        joined = self._joined_buffers()
+        if joined is None:
             return None
-        like, width = present[0], max(len(rows.y) for rows in present)
-        x = like.x.new_zeros((len(drawn), width, *like.x.shape[1:]))
-        y, heads = like.y.new_zeros((len(drawn), width)), like.heads.new_zeros((len(drawn), width))
-        outputs = None if like.outputs is None else like.outputs.new_zeros((len(drawn), width, *like.outputs.shape[1:]))
-        for k, rows in enumerate(drawn):
-            if rows is not None:
-                n = len(rows.y)
-                x[k, :n], y[k, :n], heads[k, :n] = rows.x, rows.y, rows.heads
-                if outputs is not None and rows.outputs is not None:
-                    outputs[k, :n] = rows.outputs
-        counts = torch.tensor([0 if rows is None else len(rows.y) for rows in drawn], device=y.device)
-        return Rows(x, y, heads, outputs, counts)
+        chosen = [buffer.choose(count, generator) if len(buffer) else joined.y.new_zeros(0)
+                  for buffer, generator in zip(self.buffers, self.generators)]
+        slots = joined.y.shape[1]  # each member's last slot is a zero row: the padding draws it
+        index = torch.nn.utils.rnn.pad_sequence(chosen, batch_first=True, padding_value=slots - 1)
+        flat = (index + slots * torch.arange(len(chosen), device=index.device)[:, None]).flatten()
+
+        def gather(stored: torch.Tensor) -> torch.Tensor:
+            return stored.flatten(0, 1).index_select(0, flat).view(*index.shape, *stored.shape[2:])
+
+        return Rows(gather(joined.x), gather(joined.y), gather(joined.heads),
+                    None if joined.outputs is None else gather(joined.outputs),
+                    torch.tensor([len(c) for c in chosen], device=index.device))
+
+    def _joined_buffers(self) -> Rows | None:
+        """Every member's buffer as one (K, largest + 1, ...) set of rows, zero-padded (at least
+        one zero row each); None while all are empty."""
+        versions = tuple(buffer.version for buffer in self.buffers)
+        if self._joined is None or self._joined[0] != versions:
+            present = [buffer for buffer in self.buffers if len(buffer)]
+            if not present:
+                return None
+            like = present[0]
+            assert like.x is not None
+            width = max(len(buffer) for buffer in present) + 1
+
+            def join(parts: list[torch.Tensor | None], empty: torch.Tensor) -> torch.Tensor:
+                out = empty.new_zeros((len(parts), width, *empty.shape[1:]))
+                for k, part in enumerate(parts):
+                    if part is not None and len(part):
+                        out[k, :len(part)] = part
+                return out
+
+            x = join([b.x for b in self.buffers], like.x)
+            y = join([b.y for b in self.buffers], like.y)
+            heads = join([b.heads for b in self.buffers], like.heads)
+            outputs = None if like.outputs is None else join([b.outputs for b in self.buffers], like.outputs)
+            self._joined = (versions, Rows(x, y, heads, outputs))
+        return self._joined[1]
 
     def store_stream(self, step: Step, outputs: bool = False) -> None:
         """Offer each member's batch of ``step`` to its reservoir (with the outputs, for DER++)."""
@@ -186,7 +220,7 @@ class ReplayMethod(Method):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         saved = state["buffers"][PER_MEMBER] if "buffers" in state else [state["buffer"]]  # older: one buffer
-        self._buffers = [Buffer(0) for _ in saved]
+        self._buffers, self._joined = [Buffer(0) for _ in saved], None
         for buffer, size, part in zip(self._buffers, self.member_values("memory"), saved):
             buffer.capacity = int(size)
             buffer.load_state_dict(part)

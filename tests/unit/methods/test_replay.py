@@ -185,6 +185,32 @@ def test_each_member_of_a_replay_stack_equals_its_separate_run(name: str, output
                    for a, b in zip(row, other)) <= 0.02
 
 
+def test_a_stack_draws_each_members_rows_as_its_buffer_alone_would_with_zero_padding() -> None:
+    configs = replay_stack("derpp", "per_task", first_tasks=2)  # buffers of 20, 60 and 20 rows, with outputs
+    stack = StackedExperiment(configs)
+    stack.run()
+    method = stack.method
+    for count in (8, 50):  # 50: the small buffers give all their 20 rows, the large one 50
+        alone = [buffer.draw(count, copy.deepcopy(generator))
+                 for buffer, generator in zip(method.buffers, method.generators)]
+        rows = method.draw(count)
+        assert rows is not None and rows.counts is not None and rows.outputs is not None
+        assert rows.counts.tolist() == [len(r.y) for r in alone] == [min(count, len(b)) for b in method.buffers]
+        for k, mine in enumerate(alone):
+            n = len(mine.y)
+            assert torch.equal(rows.x[k, :n], mine.x) and torch.equal(rows.y[k, :n], mine.y)
+            assert torch.equal(rows.heads[k, :n], mine.heads) and torch.equal(rows.outputs[k, :n], mine.outputs)
+            assert not rows.x[k, n:].any() and not rows.y[k, n:].any() and not rows.outputs[k, n:].any()
+    stack = StackedExperiment(replay_stack("er", "per_task", first_tasks=1))  # class-balanced: 5, 20, 5 per class
+    stack.run()
+    before = stack.method.draw(1000)
+    stack.method.buffers[1].add_class_balanced(torch.ones(3, rows.x.shape[-1]), torch.zeros(3).long(), 0,
+                                               torch.Generator())
+    after = stack.method.draw(1000)  # a change to one buffer reaches the next draw
+    assert before is not None and after is not None and after.counts is not None and before.counts is not None
+    assert (after.counts - before.counts).tolist() == [0, 3, 0] and (after.x[1] == 1).all(-1).sum() == 3
+
+
 def test_a_replay_stack_resumes_and_repacks_with_each_members_buffer() -> None:
     configs = replay_stack("derpp", "per_task")
     saved = {}
