@@ -45,9 +45,10 @@ def tiny():
     return tiny_model()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_local():
-    """One local Ray instance shared by the sweep tests (started on first use, 2 CPUs)."""
+    """One local Ray instance shared by the sweep tests (started on first use, 2 CPUs); module
+    scoped, so that a module's shared sweep (a module fixture) can take it too."""
     import ray
 
     if not ray.is_initialized():
@@ -95,6 +96,8 @@ def spawning_tests(source: str) -> set[str]:
             return True
         called = {c.func.id for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
         called |= {argument.arg for argument in node.args.args}  # a fixture of the module, by its name
+        called |= {c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+        # (or a string naming it: a parametrised fixture name, taken with request.getfixturevalue)
         return any(spawns(c, seen | {name}) for c in called & set(functions) - seen - {name})
 
     return {name for name in functions if name.startswith("test_") and spawns(name, frozenset())}
@@ -106,7 +109,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for tests/integration and the unit tests marked so; ``-m "not slow"`` is the quick tier."""
     spawning: dict[str, set[str]] = {}
     for item in items:
-        if {"ray_local", "finished_sweep"} & set(getattr(item, "fixturenames", ())):
+        if "ray_local" in getattr(item, "fixturenames", ()):  # directly or through a module's shared sweep
             item.add_marker(pytest.mark.ray)
         path = str(item.path)
         if path not in spawning:

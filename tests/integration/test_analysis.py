@@ -89,68 +89,66 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_report_of_a_real_sweep_with_diverged_and_errored_trials(tmp_path: Path, ray_local) -> None:
+@pytest.fixture(scope="module")
+def faulty_sweep(tmp_path_factory: pytest.TempPathFactory, ray_local) -> tuple[Path, Path]:
+    """A real sweep where fine-tuning raises on every seed and SPP at λ = 10⁵ diverges, with its
+    report: (sweep folder, report page)."""
+    storage = tmp_path_factory.mktemp("faulty")
     study = parse_study({
         "name": "r", "benchmark": "split_digits", "fixed": {"epochs": 2, "save_importances": True},
         "methods": {"spp": {"space": {"lam": [0.5, 4.0, 1e5]}}, "ewc": {"space": {"lam": [1.0, 10.0]}},
                     "joint": {}, "finetune": {}},
-        "seeds": 2, "resources": {"cpu": 1}, "max_failures": 0, "storage": str(tmp_path),
+        "seeds": 2, "resources": {"cpu": 1}, "max_failures": 0, "storage": str(storage),
         "reproduces": ["table2", "figure4"],
     })
     outcome = run_sweep(study, with_faults(SweepOptions(verbose=0)),
                         extra_config={"faults": {"method": "finetune", "raise_at_task": 0}})
-    trials = load_trials(outcome.root)
+    return Path(outcome.root), write_report(outcome.root, storage / "report")
+
+
+def test_a_sweep_with_diverged_and_errored_trials_keeps_every_trial(faulty_sweep: tuple[Path, Path]) -> None:
+    trials = load_trials(faulty_sweep[0])
     assert len(trials) == 3 * 2 + 2 * 2 + 2 + 2  # nothing dropped
     counts = trials["status"].value_counts()
     assert counts["errored"] == 2 and counts["diverged"] == 2 and counts["finished"] == 10
-    matrices = load_matrices(outcome.root)
-    assert set(matrices["after_task"]) == {1, 2, 3, 4, 5}
+    assert set(load_matrices(faulty_sweep[0])["after_task"]) == {1, 2, 3, 4, 5}
 
-    report = write_report(outcome.root, tmp_path / "report")
+
+def test_the_report_counts_failures_and_shows_each_figure(faulty_sweep: tuple[Path, Path]) -> None:
+    report = faulty_sweep[1]
     text = report.read_text()
     assert "2 errored" in text and "2 diverged" in text and "injected failure" in text
     assert "FWT (paper eq. 7, vs joint)" in text  # the study has a joint run
     for name in ["lambda_robustness", "accuracy_matrices", "running_accuracy", "importance"]:
-        width, height = png_size(tmp_path / "report" / f"{name}.png")
+        width, height = png_size(report.parent / f"{name}.png")
         assert 300 < width < 4000 and 200 < height < 3000, (name, width, height)
-        assert (tmp_path / "report" / f"{name}.pdf").stat().st_size > 1000
+        assert (report.parent / f"{name}.pdf").stat().st_size > 1000
         assert f"({name}.png)" in text
-    table = pd.read_csv(tmp_path / "report" / "best_configs.csv")
+
+
+def test_the_reports_tables_are_files_for_pandas_and_latex(faulty_sweep: tuple[Path, Path]) -> None:
+    folder = faulty_sweep[1].parent
+    table = pd.read_csv(folder / "best_configs.csv")
     assert set(table["method"]) == {"spp", "ewc", "joint"}  # finetune errored on every seed
-    assert "\\begin{tabular}" in (tmp_path / "report" / "best_configs.tex").read_text()
-    assert len(pd.read_parquet(tmp_path / "report" / "trials.parquet")) == len(trials)
-    exported = pd.read_csv(tmp_path / "report" / "trials.csv")  # a reader sees the values, not just names
+    assert "\\begin{tabular}" in (folder / "best_configs.tex").read_text()
+    assert len(pd.read_parquet(folder / "trials.parquet")) == len(load_trials(faulty_sweep[0]))
+    exported = pd.read_csv(folder / "trials.csv")  # a reader sees the values, not just names
     assert {"lam=0.5", "lam=4", "lam=1e+05"} <= set(exported["config"].dropna()) and "params" not in exported
     assert set(exported["searched"].dropna()) == {"lam"}
-    assert "The paper beside ours: Table 2" in text and "This sweep ran split_digits, not split_mnist" in text
-    paper = pd.read_csv(tmp_path / "report" / "paper_table2.csv", dtype=str, keep_default_na=False).set_index("method")
-    assert paper.loc["SPP", "paper ACC"] == "98.31" and paper.loc["SGD", "ours ACC"] == "n/a"
-    assert "stable for λ in 0.5–4" in text and "Selection protocol: end of training" in text
-    assert "**Warning**: this sweep selected on the test set" in text  # metric acc, the default
-    concentration_table = pd.read_csv(tmp_path / "report" / "importance_concentration.csv")
+    concentration_table = pd.read_csv(folder / "importance_concentration.csv")
     assert set(concentration_table["method"]) == {"spp", "ewc"}
     assert concentration_table["gini"].between(0, 1).all()
 
 
-def test_paper_fwt_uses_the_best_joint_configuration_of_the_same_seed() -> None:
-    from analysis.load import add_paper_fwt
-
-    def matrix_rows(trial_id: str, rows: list[list[float]]) -> list[dict]:
-        return [{"trial_id": trial_id, "after_task": j + 1, "task": i + 1, "accuracy": a}
-                for j, row in enumerate(rows) for i, a in enumerate(row)]
-
-    trials = pd.DataFrame([
-        {**trial("joint", None, 0, 0.85), "trial_id": "j1", "phase": "grid", "searched": "lr", "lr": 0.1},
-        {**trial("joint", None, 0, 0.50), "trial_id": "j2", "phase": "grid", "searched": "lr", "lr": 0.001},
-        {**trial("spp", 4, 0, 0.875), "trial_id": "s", "phase": "grid"},
-    ])
-    matrices = pd.DataFrame(matrix_rows("j1", [[0.9, 0.8], [0.9, 0.8]]) + matrix_rows("j2", [[0.5, 0.5], [0.5, 0.5]])
-                            + matrix_rows("s", [[0.95, 0.5], [0.9, 0.85]]))
-    result = add_paper_fwt(trials, matrices).set_index("trial_id")
-    # eq. 7 with T = 2: P[1,1] - m_1 = 0.95 - 0.9 (m from joint lr=0.1, the better joint config)
-    assert result.loc["s", "fwt_paper"] == pytest.approx(0.05)
-    assert result.loc["j1", "fwt_paper"] == pytest.approx(0.0)
-    assert result.loc["s", "fwt_reference"] == "joint, same seed"
+def test_the_report_sets_the_paper_beside_the_sweep_and_warns_of_test_set_selection(
+        faulty_sweep: tuple[Path, Path]) -> None:
+    text = faulty_sweep[1].read_text()
+    assert "The paper beside ours: Table 2" in text and "This sweep ran split_digits, not split_mnist" in text
+    paper = pd.read_csv(faulty_sweep[1].parent / "paper_table2.csv", dtype=str, keep_default_na=False)
+    paper = paper.set_index("method")
+    assert paper.loc["SPP", "paper ACC"] == "98.31" and paper.loc["SGD", "ours ACC"] == "n/a"
+    assert "stable for λ in 0.5–4" in text and "Selection protocol: end of training" in text
+    assert "**Warning**: this sweep selected on the test set" in text  # metric acc, the default
 
 
 def test_a_report_of_a_sweep_whose_every_trial_diverged(tmp_path: Path, ray_local) -> None:

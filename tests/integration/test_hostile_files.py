@@ -374,15 +374,11 @@ def test_a_full_disk_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest
 
 
 @pytest.fixture(scope="module")
-def finished_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finished_sweep(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Path:
     """One small finished sweep (6 trials, importances saved), copied by each test that damages it."""
-    import ray
-
     from spp_sweep.sweep.runner import SweepOptions, run_sweep
     from spp_sweep.sweep.study import parse_study
 
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     storage = tmp_path_factory.mktemp("finished")
     study = parse_study({"name": "clean", "benchmark": "split_digits", "storage": str(storage), "stack": "off",
                          "fixed": {"epochs": 1, "save_importances": True, "first_tasks": 2},
@@ -400,13 +396,12 @@ def _tamper_last_report(folder: Path, change) -> None:
         (checkpoint / "result.json").unlink(missing_ok=True)
 
 
-def test_report_and_status_read_a_tampered_sweep_without_a_traceback(finished_sweep: Path, tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture) -> None:
+@pytest.fixture(scope="module")
+def tampered_sweep(finished_sweep: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The finished sweep with five trials damaged in five ways and a plan that is not one."""
     import shutil
 
-    from analysis.load import load_importances, load_trials
-
-    root = tmp_path / "clean"
+    root = tmp_path_factory.mktemp("tampered") / "clean"
     shutil.copytree(finished_sweep, root)
     folders = sorted(p.parent for p in (root / "grid").glob("*/params.json"))
     assert len(folders) == 6
@@ -430,10 +425,20 @@ def test_report_and_status_read_a_tampered_sweep_without_a_traceback(finished_sw
     with zipfile.ZipFile(checkpoint / "importances.npz", "w") as archive:
         archive.writestr("task0/w.npy", buffer.getvalue() + np.zeros(1).tobytes())
     (root / "plan.json").write_text('["not", "a", "plan"]')
-    trials = load_trials(root)
+    return root
+
+
+def test_a_tampered_sweep_loads_its_one_sound_trial_and_names_five_damaged(tampered_sweep: Path) -> None:
+    from analysis.load import load_importances, load_trials
+
+    trials = load_trials(tampered_sweep)
     assert len(trials) == 1 and len(trials.attrs["damaged"]) == 5
-    assert load_importances(folders[5]) is None
-    assert main(["report", str(root), "--out", str(tmp_path / "report")]) == 0
+    huge_header = sorted(p.parent for p in (tampered_sweep / "grid").glob("*/params.json"))[5]
+    assert load_importances(huge_header) is None
+
+
+def test_the_report_of_a_tampered_sweep_says_why_each_trial_is_left_out(tampered_sweep: Path, tmp_path: Path) -> None:
+    assert main(["report", str(tampered_sweep), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert text.count("damaged, left out of every table") == 5
     shown = [line for line in text.splitlines() if not line.startswith("- damaged")]
@@ -442,8 +447,12 @@ def test_report_and_status_read_a_tampered_sweep_without_a_traceback(finished_sw
     for why in ("acc is str", "acc is inf", "accuracy_matrix is not one row", "holds 1 members and its params.json 2",
                 "is not a regular file"):
         assert why in text, why
-    assert main(["status", str(root)]) == 0
-    assert main(["compare", f"a={root}", f"b={root}", "--method", "spp"]) == 0
+
+
+def test_status_and_compare_read_a_tampered_sweep_without_a_traceback(tampered_sweep: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    assert main(["status", str(tampered_sweep)]) == 0
+    assert main(["compare", f"a={tampered_sweep}", f"b={tampered_sweep}", "--method", "spp"]) == 0
     assert "Traceback" not in capsys.readouterr().err
 
 

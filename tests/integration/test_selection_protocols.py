@@ -188,30 +188,38 @@ def test_only_methods_equivalent_to_the_leader_may_replace_it_by_the_simplest_ch
     assert not alone.loc[1, "equivalent_to_leader"]  # one seed: no interval, nothing shown equivalent
 
 
-def test_recommend_first_tasks_and_transfer_from_the_command_line(tmp_path: Path, ray_local) -> None:
-    """Both protocols end to end on an .npz; the report names the protocol and shows the robust
-    choice, the importances (one row per searched hyperparameter) and the compute spent."""
-    for name, seed in (("mine", 0), ("other", 5)):  # overlapping blobs: the trials' scores differ
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mine.npz and other.npz: overlapping blobs of 6 classes, so that the trials' scores differ."""
+    folder = tmp_path_factory.mktemp("data")
+    for name, seed in (("mine", 0), ("other", 5)):
         data, rng = blobs(n_classes=6, per_class=30, seed=seed), np.random.default_rng(seed)
-        np.savez(tmp_path / f"{name}.npz", **{k: v + rng.normal(0, 3, v.shape).astype(np.float32) if k[0] == "x"
-                                              else v for k, v in data.items()})
+        np.savez(folder / f"{name}.npz", **{k: v + rng.normal(0, 3, v.shape).astype(np.float32) if k[0] == "x"
+                                            else v for k, v in data.items()})
+    return folder
 
-    def recommend(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "spp_sweep", "recommend", str(tmp_path / "mine.npz"),
-                               "--tasks", "3", "--methods", "spp,finetune", "--budget", "3", "--seeds", "2",
-                               "--curve-points", "3", "--set", "epochs=2", "--storage", str(tmp_path / "rec"),
-                               "--quiet", *args], capture_output=True, text=True)
 
-    done = recommend("--protocol", "first_tasks", "--first-tasks", "2", "--name", "first")
+def recommend(data: Path, storage: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spp_sweep", "recommend", str(data / "mine.npz"),
+                           "--tasks", "3", "--methods", "spp,finetune", "--budget", "3", "--seeds", "2",
+                           "--curve-points", "3", "--set", "epochs=2", "--storage", str(storage),
+                           "--quiet", *args], capture_output=True, text=True)
+
+
+def test_recommend_with_first_tasks_selection_from_the_command_line(two_datasets: Path, tmp_path: Path,
+                                                                    ray_local) -> None:
+    """The report names the protocol and shows the importances (one row per searched
+    hyperparameter) and the compute spent; the search saw 2 tasks, the evaluation all 3."""
+    done = recommend(two_datasets, tmp_path, "--protocol", "first_tasks", "--first-tasks", "2", "--name", "first")
     assert done.returncode == 0, done.stderr[-3000:]
-    out = tmp_path / "rec" / "first" / "recommendation"
+    out = tmp_path / "first" / "recommendation"
     text = (out / "recommendation.md").read_text()
     assert "first-tasks selection" in text and "## Compute spent" in text and "## Which hyperparameters matter" in text
     importance = pd.read_csv(out / "hyperparameter_importance.csv")
     assert sorted(zip(importance["method"], importance["hyperparameter"])) == \
         [("finetune", "lr"), ("spp", "lam"), ("spp", "lr")]
     assert (out / "hyperparameter_importance.png").read_bytes()[:4] == b"\x89PNG"
-    search = load_trials(tmp_path / "rec" / "first" / "search")
+    search = load_trials(tmp_path / "first" / "search")
     assert set(search.loc[search["phase"].str.startswith("optuna"), "tasks_done"]) == {2}
     assert set(search.loc[search["phase"] == "evaluate", "tasks_done"]) == {3}
     evaluation = pd.read_csv(out / "evaluation.csv")
@@ -219,24 +227,32 @@ def test_recommend_first_tasks_and_transfer_from_the_command_line(tmp_path: Path
     compute = pd.read_csv(out / "compute.csv")
     assert compute.loc[compute["phase"] == "optuna", "trial_tasks"].item() == 2 * 3 * 2  # 2 methods, 3 each, 2 tasks
 
-    done = recommend("--protocol", "transfer", "--tune-on", str(tmp_path / "other.npz"), "--tune-on-option",
-                     "n_tasks=3", "--name", "transfer", "--curve-points", "0")
+
+def test_recommend_with_transfer_selection_from_the_command_line(two_datasets: Path, tmp_path: Path,
+                                                                 ray_local) -> None:
+    done = recommend(two_datasets, tmp_path, "--protocol", "transfer", "--tune-on", str(two_datasets / "other.npz"),
+                     "--tune-on-option", "n_tasks=3", "--name", "transfer", "--curve-points", "0")
     assert done.returncode == 0, done.stderr[-3000:]
-    text = (tmp_path / "rec" / "transfer" / "recommendation" / "recommendation.md").read_text()
+    text = (tmp_path / "transfer" / "recommendation" / "recommendation.md").read_text()
     assert "transfer selection" in text and "drop (val ACC)" in text
 
-    for args, message in [(("--protocol", "transfer"), "--tune-on OTHER"),
-                          (("--tune-on", str(tmp_path / "other.npz")), "add --protocol transfer"),
-                          (("--protocol", "first_tasks", "--first-tasks", "1"), "at least 2 tasks"),
-                          (("--protocol", "first_tasks", "--first-tasks", "3", "--name", "k3"), "has 3 tasks"),
-                          (("--protocol", "transfer", "--tune-on", str(tmp_path / "other.npz"), "--name", "bare"),
-                           "the benchmark to tune on (arrays): say how classes form tasks"),
-                          (("--protocol", "transfer", "--tune-on", str(tmp_path / "other.npz"), "--tune-on-option",
-                            "n_tasks=2", "--name", "shape"), "same scenario")]:
-        bad = recommend(*args)
-        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
-        assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
-    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == ["first", "transfer"]  # nothing half-written
+
+@pytest.mark.parametrize("args, message", [
+    (("--protocol", "transfer"), "--tune-on OTHER"),
+    (("--tune-on", "{data}/other.npz"), "add --protocol transfer"),
+    (("--protocol", "first_tasks", "--first-tasks", "1"), "at least 2 tasks"),
+    (("--protocol", "first_tasks", "--first-tasks", "3", "--name", "k3"), "has 3 tasks"),
+    (("--protocol", "transfer", "--tune-on", "{data}/other.npz", "--name", "bare"),
+     "the benchmark to tune on (arrays): say how classes form tasks"),
+    (("--protocol", "transfer", "--tune-on", "{data}/other.npz", "--tune-on-option", "n_tasks=2", "--name", "shape"),
+     "same scenario"),
+])
+def test_a_protocol_recommend_cannot_follow_is_one_line_and_writes_nothing(args: tuple[str, ...], message: str,
+                                                                          two_datasets: Path, tmp_path: Path) -> None:
+    bad = recommend(two_datasets, tmp_path / "rec", *(a.format(data=two_datasets) for a in args))
+    assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
+    assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    assert not (tmp_path / "rec").exists() or not any((tmp_path / "rec").iterdir())  # nothing half-written
 
 
 def test_importances_need_the_searched_space_and_enough_trials(tmp_path: Path) -> None:

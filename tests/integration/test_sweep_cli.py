@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,62 +36,100 @@ def trained_tasks(folder: Path) -> list[int]:
     return earlier + [r["task"] for r in read_reports(folder) if not r.get("replayed")]
 
 
-@pytest.mark.parametrize("sampler", ["grid", "tpe"])
-def test_a_killed_driver_resumes_without_losing_or_rerunning_trials(tmp_path: Path, sampler: str) -> None:
-    lams = [0.5, 1.0, 2.0, 4.0, 6.0, 8.0]
-    space = {"lam": lams} if sampler == "grid" else {"lam": {"loguniform": [0.5, 8.0]}}
-    # one configuration per trial: the test counts and cuts trial folders one configuration at a
+LAMS = [0.5, 1.0, 2.0, 4.0, 6.0, 8.0]
+
+
+@dataclass(frozen=True)
+class KilledSweep:
+    """A sweep whose driver was killed (SIGKILL) after two finished trials, then resumed."""
+
+    sampler: str
+    root: Path
+    command: list[str]
+    resumed: subprocess.CompletedProcess
+
+
+def kill_and_resume(storage: Path, sampler: str) -> KilledSweep:
+    space = {"lam": LAMS} if sampler == "grid" else {"lam": {"loguniform": [0.5, 8.0]}}
+    # one configuration per trial: the tests count and cut trial folders one configuration at a
     # time (stacked trials are killed and cut in tests/integration/test_stacked_sweep.py)
     study = {"name": "killed", "benchmark": "split_digits", "fixed": {"epochs": 4}, "stack": "off",
              "methods": {"spp": {"space": space}}, "seeds": 1, "max_concurrent": 1,
-             "search": {"sampler": sampler, "seed": 1, "num_samples": len(lams)},
-             "resources": {"cpu": 1}, "storage": str(tmp_path / "sweeps")}
-    path = tmp_path / "study.yaml"
+             "search": {"sampler": sampler, "seed": 1, "num_samples": len(LAMS)},
+             "resources": {"cpu": 1}, "storage": str(storage / "sweeps")}
+    path = storage / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     command = [sys.executable, "-m", "spp_sweep", "sweep", str(path), "--quiet"]
     driver = subprocess.Popen([*command, "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    root = tmp_path / "sweeps" / "killed"
+    root = storage / "sweeps" / "killed"
     deadline = time.time() + 240
     while finished_trials(root) < 2 and time.time() < deadline and driver.poll() is None:
         time.sleep(0.2)
     assert driver.poll() is None, "the sweep ended before it could be interrupted"
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    done_before = finished_trials(root)
-    assert 2 <= done_before < len(lams)
-
+    assert 2 <= finished_trials(root) < len(LAMS)
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    trials = load_trials(root)
-    assert len(trials) == len(lams) and trials["trial_id"].is_unique  # every trial exactly once
-    if sampler == "grid":
-        assert sorted(trials["lam"]) == lams
+    return KilledSweep(sampler, root, command, resumed)
+
+
+@pytest.fixture(scope="module")
+def killed_grid(tmp_path_factory: pytest.TempPathFactory) -> KilledSweep:
+    return kill_and_resume(tmp_path_factory.mktemp("grid"), "grid")
+
+
+@pytest.fixture(scope="module")
+def killed_tpe(tmp_path_factory: pytest.TempPathFactory) -> KilledSweep:
+    return kill_and_resume(tmp_path_factory.mktemp("tpe"), "tpe")
+
+
+@pytest.mark.parametrize("killed", ["killed_grid", "killed_tpe"])
+def test_a_killed_driver_resumes_with_every_trial_exactly_once(killed: str, request: pytest.FixtureRequest) -> None:
+    sweep: KilledSweep = request.getfixturevalue(killed)
+    trials = load_trials(sweep.root)
+    assert len(trials) == len(LAMS) and trials["trial_id"].is_unique
+    if sweep.sampler == "grid":
+        assert sorted(trials["lam"]) == LAMS
     assert set(trials["status"]) == {"finished"}, trials[["status", "error"]].to_string()
-    for trial_path in trials["path"]:
+
+
+@pytest.mark.parametrize("killed", ["killed_grid", "killed_tpe"])
+def test_no_task_of_a_resumed_trial_is_trained_twice(killed: str, request: pytest.FixtureRequest) -> None:
+    sweep: KilledSweep = request.getfixturevalue(killed)
+    for trial_path in load_trials(sweep.root)["path"]:
         tasks = trained_tasks(Path(trial_path))
         last = read_reports(Path(trial_path))[-1]
-        # no task of any trial trained twice (a task whose report the killed driver never logged
-        # but whose checkpoint it wrote is not retrained, so its line may be missing); the last
-        # task was reached: trained here, or trained before the kill and its finished result
-        # replayed from the checkpoint (grid phases snapshot Ray's state every few seconds, so a
-        # trial that finished just before the kill is restored as running and replays)
+        # a task whose report the killed driver never logged but whose checkpoint it wrote is not
+        # retrained, so its line may be missing; the last task was reached: trained here, or
+        # trained before the kill and its finished result replayed from the checkpoint (grid
+        # phases snapshot Ray's state every few seconds, so a trial that finished just before the
+        # kill is restored as running and replays)
         reached = tasks + ([last["task"]] if last.get("replayed") and last.get("status") == "finished" else [])
         assert tasks == sorted(set(tasks)) and reached[-1] == 5, (trial_path, tasks)
         assert len(last["accuracy_matrix"]) == 5
-    assert "best configuration per method" in resumed.stdout
-    chatter = resumed.stdout + resumed.stderr  # --quiet: no Tune boxes, no INFO lines from Ray or Optuna
+
+
+@pytest.mark.parametrize("killed", ["killed_grid", "killed_tpe"])
+def test_a_resumed_sweep_is_quiet_and_ends_with_its_report(killed: str, request: pytest.FixtureRequest) -> None:
+    sweep: KilledSweep = request.getfixturevalue(killed)
+    assert "best configuration per method" in sweep.resumed.stdout
+    chatter = sweep.resumed.stdout + sweep.resumed.stderr  # --quiet: no Tune boxes, no INFO lines from Ray or Optuna
     assert "Configuration for experiment" not in chatter and " INFO " not in chatter and "[I " not in chatter
     assert "Token authentication" not in chatter and "Failed to fetch metrics" not in chatter
-    report = root / "report" / "report.md"
+    report = sweep.root / "report" / "report.md"
     assert report.exists() and "lambda_robustness.png" in report.read_text()
-    assert (root / "report" / "lambda_robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if sampler == "grid":  # the files, not only the metrics: each trial's records as an uninterrupted sweep's
-        undisturbed = subprocess.run([*command, "--no-report", "--name", "undisturbed"], capture_output=True,
-                                     text=True, timeout=600)
-        assert undisturbed.returncode == 0, undisturbed.stderr[-2000:]
-        resumed_records = final_records(root)
-        assert resumed_records == final_records(tmp_path / "sweeps" / "undisturbed")
-        assert sorted(resumed_records) == [(lam, 0) for lam in lams]
+    assert (sweep.root / "report" / "lambda_robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_resumed_sweep_writes_the_records_of_an_uninterrupted_one(killed_grid: KilledSweep) -> None:
+    # the files, not only the metrics: each trial's records as an uninterrupted sweep's
+    undisturbed = subprocess.run([*killed_grid.command, "--no-report", "--name", "undisturbed"],
+                                 capture_output=True, text=True, timeout=600)
+    assert undisturbed.returncode == 0, undisturbed.stderr[-2000:]
+    resumed_records = final_records(killed_grid.root)
+    assert resumed_records == final_records(killed_grid.root.parent / "undisturbed")
+    assert sorted(resumed_records) == [(lam, 0) for lam in LAMS]
 
 
 def final_records(root: Path) -> dict[tuple[float, int], dict]:

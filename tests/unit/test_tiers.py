@@ -30,11 +30,15 @@ def swept():  # a fixture
 
 def test_through_a_fixture(swept):
     assert swept
+
+def test_through_a_fixture_named(name, request):  # parametrised with fixture names
+    assert request.getfixturevalue("swept")
 '''
 
 
 def test_a_test_starting_a_process_itself_or_through_its_modules_helpers_is_found() -> None:
-    assert spawning_tests(SOURCE) == {"test_direct", "test_through_helpers", "test_through_a_fixture"}
+    assert spawning_tests(SOURCE) == {"test_direct", "test_through_helpers", "test_through_a_fixture",
+                                     "test_through_a_fixture_named"}
 
 
 def test_this_file_is_in_the_quick_tier(request: pytest.FixtureRequest) -> None:
