@@ -145,17 +145,21 @@ def test_the_robust_choice_is_inside_the_stable_range_not_at_the_edge() -> None:
     assert picked["robust"] == 10.0 and picked["at_edge"]
 
 
-def test_only_methods_equivalent_to_the_leader_may_replace_it_by_the_simplest_cheapest() -> None:
-    def rows(method: str, values: list[float], seconds: float, params: str) -> list[dict]:
-        return [{"method": method, "seed": s, "status": "finished", "val_acc": v, "searched": params,
-                 "time_total_s": seconds} for s, v in enumerate(values)]
+def seeded_rows(method: str, values: list[float], seconds: float, params: str) -> list[dict]:
+    """One finished trial per seed of ``method`` with these validation ACCs."""
+    return [{"method": method, "seed": s, "status": "finished", "val_acc": v, "searched": params,
+             "time_total_s": seconds} for s, v in enumerate(values)]
 
-    # SPP 0.9825 ± 0.0035, EWC 0.9821 ± 0.0030, fine-tuning 0.9817 ± 0.0035, LwF 0.905
-    trials = pd.DataFrame(rows("spp", [0.9790, 0.9825, 0.9860], 20.0, "lam,lr")
-                          + rows("ewc", [0.9791, 0.9821, 0.9851], 25.0, "lam,lr")
-                          + rows("finetune", [0.9782, 0.9817, 0.9852], 10.0, "lr")
-                          + rows("lwf", [0.90, 0.905, 0.91], 12.0, "lam,lr"))
-    ties = tie_table(trials, ["spp", "ewc", "finetune", "lwf"])
+
+# SPP 0.9825 ± 0.0035, EWC 0.9821 ± 0.0030, fine-tuning 0.9817 ± 0.0035, LwF 0.905
+FOUR = pd.DataFrame(seeded_rows("spp", [0.9790, 0.9825, 0.9860], 20.0, "lam,lr")
+                    + seeded_rows("ewc", [0.9791, 0.9821, 0.9851], 25.0, "lam,lr")
+                    + seeded_rows("finetune", [0.9782, 0.9817, 0.9852], 10.0, "lr")
+                    + seeded_rows("lwf", [0.90, 0.905, 0.91], 12.0, "lam,lr"))
+
+
+def test_only_methods_equivalent_to_the_leader_may_replace_it_by_the_simplest_cheapest() -> None:
+    ties = tie_table(FOUR, ["spp", "ewc", "finetune", "lwf"])
     # by hand, seeds paired: EWC − SPP = +0.0001, −0.0004, −0.0009 (mean −0.0004, std 0.0005; 95%
     # interval ±4.303·0.0005/√3 = ±0.00124, inside ±0.01); fine-tuning is 0.0008 behind on every
     # seed (consistently below, and inside the margin); LwF 0.0775 behind
@@ -164,8 +168,11 @@ def test_only_methods_equivalent_to_the_leader_may_replace_it_by_the_simplest_ch
     assert ties.loc[2, "vs_leader"] == "below" and ties.loc[3, "vs_leader"] == "below"
     assert ties.loc[0, "std"] == pytest.approx(0.0035) and ties.loc[3, "mean"] == pytest.approx(0.905)
     assert simplest_of_tied(ties) == "finetune"  # one hyperparameter, the shortest runs
-    # among equally simple ones, times within 25% are noise: the better ranked wins, whichever
-    # happened to run faster (run-to-run jitter must not flip a recommendation) ...
+
+
+def test_among_equally_simple_methods_times_within_a_quarter_are_noise() -> None:
+    # the better ranked wins, whichever happened to run faster (run-to-run jitter must not flip a
+    # recommendation) ...
     noisy = pd.DataFrame([
         {"method": "lwf", "equivalent_to_leader": True, "parameters": 2, "seconds": 0.24},
         {"method": "mas", "equivalent_to_leader": True, "parameters": 2, "seconds": 0.21},
@@ -174,18 +181,24 @@ def test_only_methods_equivalent_to_the_leader_may_replace_it_by_the_simplest_ch
     assert simplest_of_tied(noisy.iloc[:2]) == "lwf"  # 0.24 <= 1.25 * 0.21: tied in time too
     assert simplest_of_tied(noisy) == "ewc"  # ... a clearly cheaper one still wins (0.24, 0.21 > 0.125)
     assert simplest_of_tied(noisy.assign(seconds=math.nan)) == "lwf"  # no times: the ranking
-    # a rival 3.6 points behind a leader whose seeds agree: at 3 seeds not separated (paired t,
-    # p 0.069), and not equivalent either: the leader keeps its place, the words say "not separated"
-    close = pd.DataFrame(rows("lwf", [0.9910, 0.9934, 0.9958], 12.0, "lam,lr")
-                         + rows("finetune", [0.9377, 0.9574, 0.9771], 10.0, "lr"))
+
+
+def test_a_rival_not_separated_and_not_equivalent_leaves_the_leader_in_place() -> None:
+    # 3.6 points behind a leader whose seeds agree: at 3 seeds not separated (paired t, p 0.069),
+    # and not equivalent either: the words say "not separated"
+    close = pd.DataFrame(seeded_rows("lwf", [0.9910, 0.9934, 0.9958], 12.0, "lam,lr")
+                         + seeded_rows("finetune", [0.9377, 0.9574, 0.9771], 10.0, "lr"))
     parted = tie_table(close, ["lwf", "finetune"])
     from scipy import stats  # an independent computation of the reported p-value
     expected = stats.ttest_rel([0.9377, 0.9574, 0.9771], [0.9910, 0.9934, 0.9958]).pvalue
     assert parted.loc[1, "p_holm"] == pytest.approx(expected) and expected > 0.05
     assert parted.loc[1, "vs_leader"].startswith("not separated [") and not parted.loc[1, "equivalent_to_leader"]
     assert simplest_of_tied(parted) == "lwf"
-    alone = tie_table(trials[trials["seed"] == 0], ["spp", "ewc"])
-    assert not alone.loc[1, "equivalent_to_leader"]  # one seed: no interval, nothing shown equivalent
+
+
+def test_one_seed_shows_nothing_equivalent() -> None:
+    alone = tie_table(FOUR[FOUR["seed"] == 0], ["spp", "ewc"])
+    assert not alone.loc[1, "equivalent_to_leader"]  # no interval
 
 
 @pytest.fixture(scope="module")
