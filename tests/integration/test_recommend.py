@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,41 +44,70 @@ def test_selection_follows_validation_where_test_disagrees(tmp_path: Path, ray_l
     assert final["val_acc"].min() > 0.9 and final["acc"].max() < 0.2
 
 
-def test_recommend_end_to_end_and_resume(tmp_path: Path, ray_local) -> None:
-    np.savez(tmp_path / "mine.npz", **blobs(n_classes=4, per_class=30))
-    options = RecommendOptions(data=str(tmp_path / "mine.npz"), methods=("spp", "er", "finetune"), budget=2, seeds=2,
+@dataclass(frozen=True)
+class Recommended:
+    """``recommend`` run once on 4 classes of blobs in 2 tasks, inside the tests' Ray session."""
+
+    options: RecommendOptions
+    report: Path
+    ranking: pd.DataFrame
+
+    @property
+    def home(self) -> Path:
+        return Path(self.options.storage) / "mine"
+
+
+@pytest.fixture(scope="module")
+def recommended(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Recommended:
+    folder = tmp_path_factory.mktemp("recommend")
+    np.savez(folder / "mine.npz", **blobs(n_classes=4, per_class=30))
+    options = RecommendOptions(data=str(folder / "mine.npz"), methods=("spp", "er", "finetune"), budget=2, seeds=2,
                                curve_points=3, benchmark_options=(("n_tasks", 2),), settings=(("epochs", 2),),
-                               storage=str(tmp_path / "rec"), verbose=0)
+                               storage=str(folder / "rec"), verbose=0)
     report = recommend(options)
     assert ray_local.is_initialized()  # the caller's Ray session: recommend ends only one it started itself
-    home = tmp_path / "rec" / "mine"
-    assert report == home / "recommendation" / "recommendation.md" and "**Use " in report.read_text()
-    ranking = pd.read_csv(report.parent / "ranking.csv")
-    assert list(ranking["method"]) and set(ranking["method"]) == {"spp", "er", "finetune"}
-    stored = dict(zip(ranking["method"], ranking["stored examples"]))  # replay ranked beside, with its memory
+    return Recommended(options, report, pd.read_csv(report.parent / "ranking.csv"))
+
+
+def test_recommend_ranks_replay_beside_the_regularisers_with_its_memory(recommended: Recommended) -> None:
+    ranking = recommended.ranking
+    assert recommended.report == recommended.home / "recommendation" / "recommendation.md"
+    assert "**Use " in recommended.report.read_text()
+    assert set(ranking["method"]) == {"spp", "er", "finetune"}
+    stored = dict(zip(ranking["method"], ranking["stored examples"]))
     # er keeps up to 100 per class: every training example of the 4 classes (80% of 30 each, validation aside)
     assert stored["spp"] == stored["finetune"] == 0 and 0 < stored["er"] <= 4 * 24
+
+
+def test_recommend_ranks_on_validation_and_picks_the_simplest_equivalent_of_the_leader(
+        recommended: Recommended) -> None:
+    ranking, folder = recommended.ranking, recommended.report.parent
     values = ranking["validation ACC"].str.split(" ± ").str[0].astype(float)
-    assert list(values) == sorted(values, reverse=True)  # ranked on validation ACC
-    recommended = load_study(report.parent / "recommended.yaml")
-    ties = pd.read_csv(report.parent / "ties.csv")  # the simplest of the leader's equivalents wins
-    assert recommended.methods[0].method in set(ties[ties["equivalent_to_leader"]]["method"])
+    assert list(values) == sorted(values, reverse=True)
     assert ranking["vs #1 (seeds paired)"].iloc[0] == "leader"
-    assert "end-of-training selection" in report.read_text() and (report.parent / "compute.csv").exists()
-    assert recommended.fixed["validation"] == 0.2 and recommended.benchmark == "arrays"
-    search = load_trials(home / "search")
-    assert search.groupby(["phase", "method"]).size().to_dict() == {  # the methods' searches in one phase
+    chosen = load_study(folder / "recommended.yaml")
+    ties = pd.read_csv(folder / "ties.csv")
+    assert chosen.methods[0].method in set(ties[ties["equivalent_to_leader"]]["method"])
+    assert chosen.fixed["validation"] == 0.2 and chosen.benchmark == "arrays"
+    assert "end-of-training selection" in recommended.report.read_text() and (folder / "compute.csv").exists()
+
+
+def test_recommend_searches_every_method_in_one_phase_and_reports_each_sweep(recommended: Recommended) -> None:
+    search = load_trials(recommended.home / "search")
+    assert search.groupby(["phase", "method"]).size().to_dict() == {
         ("final", "er"): 2, ("final", "finetune"): 2, ("final", "spp"): 2, ("optuna", "er"): 2,
         ("optuna", "finetune"): 2, ("optuna", "spp"): 2}
-    if ranking["method"].iloc[0] == "spp":  # the winner's strength swept around its best value
-        curve = load_trials(home / "curve")
+    if recommended.ranking["method"].iloc[0] == "spp":  # the winner's strength swept around its best value
+        curve = load_trials(recommended.home / "curve")
         assert curve["lam"].nunique() == 3 and len(curve) == 6
-        assert (report.parent / "lambda_robustness.png").read_bytes()[:4] == b"\x89PNG"
-    assert (home / "search" / "report" / "report.md").exists()
+        assert (recommended.report.parent / "lambda_robustness.png").read_bytes()[:4] == b"\x89PNG"
+    assert (recommended.home / "search" / "report" / "report.md").exists()
 
-    before = sorted(p.parent.name for p in home.rglob("params.json"))
-    recommend(dataclasses.replace(options, resume=True))  # finished: nothing reruns
-    assert sorted(p.parent.name for p in home.rglob("params.json")) == before
+
+def test_a_finished_recommend_resumed_reruns_nothing(recommended: Recommended) -> None:
+    before = sorted(p.parent.name for p in recommended.home.rglob("params.json"))
+    recommend(dataclasses.replace(recommended.options, resume=True))
+    assert sorted(p.parent.name for p in recommended.home.rglob("params.json")) == before
 
 
 def test_recommend_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
