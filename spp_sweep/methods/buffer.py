@@ -24,6 +24,12 @@ from .base import PER_MEMBER, Method, Rows, Step, TaskView, per_member, trunk_fe
 BUFFERS = ("class_balanced", "reservoir")
 
 
+def choose(stored: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """Which ``count`` of ``stored`` rows to draw (all of them where fewer): uniform without
+    replacement, on the CPU (where the generator is)."""
+    return torch.randperm(stored, generator=generator)[:count]
+
+
 class Buffer:
     """Rows of (input, label as its head knows it, head, and optionally the outputs then)."""
 
@@ -37,7 +43,7 @@ class Buffer:
         self.version = 0  # counts changes to the rows: a stack's joined copy is rebuilt when it moves
 
     def __len__(self) -> int:
-        return len(self.y)
+        return self.y.shape[0]
 
     def add_reservoir(self, x: torch.Tensor, y: torch.Tensor, head: int, generator: torch.Generator,
                       outputs: torch.Tensor | None = None) -> None:
@@ -74,14 +80,10 @@ class Buffer:
         index = torch.cat(chosen)
         self._append(x[index].detach(), y[index].detach(), head, None)
 
-    def choose(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        """Which ``count`` stored rows to draw (all of them where fewer): uniform without replacement."""
-        return torch.randperm(len(self), generator=generator)[:count].to(self.y.device)
-
     def draw(self, count: int, generator: torch.Generator) -> Rows:
         """``count`` stored rows (``choose``), with the outputs stored with them."""
         assert self.x is not None
-        chosen = self.choose(count, generator)
+        chosen = choose(len(self), count, generator).to(self.y.device)
         return Rows(self.x[chosen], self.y[chosen], self.heads[chosen],
                     None if self.outputs is None else self.outputs[chosen])
 
@@ -131,7 +133,7 @@ class ReplayMethod(Method):
         return self._buffers
 
     def draw(self, count: int) -> Rows | None:
-        """``count`` rows of each member's buffer (``Buffer.choose``), drawn with its own
+        """``count`` rows of each member's buffer (``choose``), drawn with its own
         generator; a stack's gathered at once from its buffers joined (member first, padded,
         rebuilt only when a buffer changed), padding rows zero (``Rows.counts``); None while
         every buffer is empty."""
@@ -140,18 +142,19 @@ class ReplayMethod(Method):
         joined = self._joined_buffers()
         if joined is None:
             return None
-        chosen = [buffer.choose(count, generator) if len(buffer) else joined.y.new_zeros(0)
-                  for buffer, generator in zip(self.buffers, self.generators)]
+        sizes = [len(buffer) for buffer in self.buffers]
+        chosen = [choose(size, count, generator) if size else torch.zeros(0, dtype=torch.long)  # no draw, as alone
+                  for size, generator in zip(sizes, self.generators)]
         slots = joined.y.shape[1]  # each member's last slot is a zero row: the padding draws it
         index = torch.nn.utils.rnn.pad_sequence(chosen, batch_first=True, padding_value=slots - 1)
-        flat = (index + slots * torch.arange(len(chosen), device=index.device)[:, None]).flatten()
+        flat = (index + slots * torch.arange(len(chosen))[:, None]).flatten().to(joined.y.device)
 
         def gather(stored: torch.Tensor) -> torch.Tensor:
             return stored.flatten(0, 1).index_select(0, flat).view(*index.shape, *stored.shape[2:])
 
         return Rows(gather(joined.x), gather(joined.y), gather(joined.heads),
                     None if joined.outputs is None else gather(joined.outputs),
-                    torch.tensor([len(c) for c in chosen], device=index.device))
+                    torch.tensor([min(size, count) for size in sizes], device=joined.y.device))
 
     def _joined_buffers(self) -> Rows | None:
         """Every member's buffer as one (K, largest + 1, ...) set of rows, zero-padded (at least
