@@ -4,10 +4,8 @@ A grid phase's points that differ only in learning rate, seed and their method's
 options (λ; SI's ξ) become one Ray trial each holding up to N members (spp_sweep/stacked.py).
 The study's ``stack`` says N: ``auto`` (the default) takes whole groups, capped so the stack
 fits the trial's memory, and splits them while there are fewer trials than the cluster has
-slots for or a stack holds more than its slot's share of the configurations (one large stack
-beside a small one would leave a worker idle), largest first, and on a CPU leaves members above
-CPU_STACK_MAX_MULTIPLY_ADDS per sample alone (compute-bound, they gain nothing); a number caps the
-members per trial; ``off`` trains one configuration per trial.
+slots for, and on a CPU leaves members above CPU_STACK_MAX_MULTIPLY_ADDS per sample alone
+(compute-bound, they gain nothing); a number caps the members per trial; ``off`` trains one configuration per trial.
 Configurations that cannot stack (joint training on a CNN or the VAE; ``stacked.stack_refusal``)
 stay single.
 Each stacked trial reports every member's results, and ``analysis.load`` expands it into one
@@ -107,15 +105,12 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
     if isinstance(setting, int):
         cap, why = min(cap, setting), f"stack: {setting} in the study" if setting <= cap else why
     chunks = [group[i:i + cap] for group in groups.values() for i in range(0, len(group), cap)]
-    if setting == "auto":  # every worker busy, and no stack above its slot's share of the members
-        share = math.ceil(len(points) / max(1, slots))
-        while max(len(c) for c in chunks) > 1 and (len(chunks) + len(singles) < slots
-                                                   or max(len(c) for c in chunks) > share):
+    if setting == "auto":  # more trials than slots keeps every worker busy
+        while len(chunks) + len(singles) < slots and max(len(c) for c in chunks) > 1:
             largest = max(range(len(chunks)), key=lambda i: len(chunks[i]))
             chunk = chunks.pop(largest)
             half = (len(chunk) + 1) // 2
             chunks += [chunk[:half], chunk[half:]]
-        chunks.sort(key=len, reverse=True)  # the largest first: the small ones fill in beside them
     specs = [stacked_spec(chunk) if len(chunk) > 1 else chunk[0] for chunk in chunks] + singles
     members = [len(c) for c in chunks]
     size = f"; about {per_member / 2**20:.1f} MiB per member" if math.isfinite(per_member) else ""

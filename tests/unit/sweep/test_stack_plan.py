@@ -66,15 +66,3 @@ def test_a_buffer_size_grid_is_one_stack_sized_by_its_largest_buffer() -> None:
     small, large = (member_size(RunConfig(method="er", benchmark="split_digits",
                                           method_options={"memory": m}).resolved())[0] for m in (10, 200))
     assert large - small == 4 * 190 * 10 * 64  # 190 more rows of each of 10 classes, 64 pixels, float32
-
-
-def test_auto_splits_a_stack_above_its_slots_share_and_starts_the_largest_first() -> None:
-    # 12 λ x 5 seeds of SPP and 5 seeds of fine-tuning on 2 slots: one stack of 60 beside one of 5
-    # would leave a worker idle for most of the phase; 65 configurations give each slot 33
-    study = parse_study({"benchmark": "split_digits", "seeds": 5, "methods": {
-        "spp": {"space": {"lam": [0.01, 0.1, 0.5, 1, 2, 4, 6, 8, 12, 100, 1000, 10000]}}, "finetune": {}}})
-    plan = plan_stacks(study, grid(study), study.study_part(), slots=2)
-    assert [len(spec["members"]) for spec in plan.specs] == [30, 30, 5], plan.summary
-    one_slot = plan_stacks(study, grid(study), study.study_part(), slots=1)
-    assert [len(spec["members"]) for spec in one_slot.specs] == [60, 5]
-
