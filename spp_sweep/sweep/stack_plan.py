@@ -3,9 +3,11 @@
 A grid phase's points that differ only in learning rate, seed and their method's stackable
 options (λ; SI's ξ) become one Ray trial each holding up to N members (spp_sweep/stacked.py).
 The study's ``stack`` says N: ``auto`` (the default) takes whole groups, capped so the stack
-fits the trial's memory, and splits them while there are fewer trials than the cluster has
-slots for, and on a CPU leaves members above CPU_STACK_MAX_MULTIPLY_ADDS per sample alone
-(compute-bound, they gain nothing); a number caps the members per trial; ``off`` trains one configuration per trial.
+fits the trial's memory, splits the costliest where that shortens the phase's estimated wall
+time on the cluster's slots (``balance``: one 60-member stack beside a 5-member one on two slots
+leaves a worker idle) and starts the costliest first, and on a CPU leaves members above
+CPU_STACK_MAX_MULTIPLY_ADDS per sample alone (compute-bound, they gain nothing); a number caps
+the members per trial; ``off`` trains one configuration per trial.
 Configurations that cannot stack (joint training on a CNN or the VAE; ``stacked.stack_refusal``)
 stay single.
 Each stacked trial reports every member's results, and ``analysis.load`` expands it into one
@@ -15,6 +17,7 @@ row per configuration, so trials.csv, the report and resume see exactly what the
 from __future__ import annotations
 
 import functools
+import heapq
 import json
 import math
 import os
@@ -45,6 +48,11 @@ ASSUMED_GPU_BYTES = 16 * 2**30  # a GPU's memory where the driver has none to as
 # 95k) 2.1x, on 28x28 MNIST (about 1.5M) 0.77x; VGG-9 at 32x32 (millions; grouped convolutions)
 # 0.70-0.85x. So on a CPU `auto` stacks members of at most this many; on a GPU, every one.
 CPU_STACK_MAX_MULTIPLY_ADDS = 100_000
+# What one more member adds to a stack's time, in lone runs, for balancing stacks over slots:
+# the members auto stacks on a CPU cost 0.11 (9.2x faster stacked, 6.6k multiply-adds) to 0.56
+# (1.8x, 51k) each (docs/results/speed.md); the dearer end, so a large stack is split rather
+# than left to keep one worker busy alone.
+STACKED_MEMBER_COST = 0.5
 
 
 def cpu_refusal(multiply_adds: int | None, model: str) -> str | None:
@@ -105,12 +113,8 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
     if isinstance(setting, int):
         cap, why = min(cap, setting), f"stack: {setting} in the study" if setting <= cap else why
     chunks = [group[i:i + cap] for group in groups.values() for i in range(0, len(group), cap)]
-    if setting == "auto":  # more trials than slots keeps every worker busy
-        while len(chunks) + len(singles) < slots and max(len(c) for c in chunks) > 1:
-            largest = max(range(len(chunks)), key=lambda i: len(chunks[i]))
-            chunk = chunks.pop(largest)
-            half = (len(chunk) + 1) // 2
-            chunks += [chunk[:half], chunk[half:]]
+    if setting == "auto":
+        chunks = balance(chunks, len(singles), slots)
     specs = [stacked_spec(chunk) if len(chunk) > 1 else chunk[0] for chunk in chunks] + singles
     members = [len(c) for c in chunks]
     size = f"; about {per_member / 2**20:.1f} MiB per member" if math.isfinite(per_member) else ""
@@ -123,6 +127,40 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
     if refusals:
         summary += f"; not stacked: {'; '.join(sorted(refusals))}"
     return Plan(specs, summary)
+
+
+def stack_cost(members: int) -> float:
+    """A trial of ``members`` stacked configurations' time, in lone runs (STACKED_MEMBER_COST)."""
+    return 1.0 + STACKED_MEMBER_COST * (members - 1)
+
+
+def makespan(costs: list[float], slots: int) -> float:
+    """The estimated wall time of trials of ``costs`` on ``slots`` workers, each trial started,
+    costliest first, on the worker that frees first (longest processing time first)."""
+    loads = [0.0] * max(1, slots)
+    for cost in sorted(costs, reverse=True):
+        heapq.heappush(loads, heapq.heappop(loads) + cost)
+    return max(loads)
+
+
+def balance(chunks: list[list[dict[str, Any]]], singles: int, slots: int) -> list[list[dict[str, Any]]]:
+    """The stacks after halving the costliest one step at a time (up to ``slots`` more trials),
+    at the step of the shortest estimated wall time (``makespan``, beside ``singles`` lone
+    trials; the fewest trials among equals), costliest first, the order workers take them: idle
+    slots get work, and small stacks are not split for nothing."""
+    def span(parts: list[list[dict[str, Any]]]) -> float:
+        return makespan([stack_cost(len(c)) for c in parts] + [1.0] * singles, slots)
+
+    best, shortest = chunks, span(chunks)
+    for _ in range(slots):
+        if max(len(c) for c in chunks) < 2:
+            break
+        largest = max(range(len(chunks)), key=lambda i: len(chunks[i]))
+        half = (len(chunks[largest]) + 1) // 2
+        chunks = chunks[:largest] + chunks[largest + 1:] + [chunks[largest][:half], chunks[largest][half:]]
+        if span(chunks) < shortest - 1e-9:
+            best, shortest = chunks, span(chunks)
+    return sorted(best, key=len, reverse=True)
 
 
 def stacked_spec(members: list[dict[str, Any]]) -> dict[str, Any]:

@@ -66,3 +66,31 @@ def test_a_buffer_size_grid_is_one_stack_sized_by_its_largest_buffer() -> None:
     small, large = (member_size(RunConfig(method="er", benchmark="split_digits",
                                           method_options={"memory": m}).resolved())[0] for m in (10, 200))
     assert large - small == 4 * 190 * 10 * 64  # 190 more rows of each of 10 classes, 64 pixels, float32
+
+
+def test_auto_splits_a_stack_only_where_that_shortens_the_phase_and_starts_the_costliest_first() -> None:
+    # 12 λ x 5 seeds of SPP and 5 seeds of fine-tuning on 2 slots: one stack of 60 beside one of 5
+    # keeps one worker busy while the other idles. By hand, a member costing 0.5 of a lone run in
+    # a stack: 60 | 5 take 30.5; 30 + 5 | 30 take 18.5; 30 | 15 + 15 + 5 also 18.5 (no gain: stop)
+    study = parse_study({"benchmark": "split_digits", "seeds": 5, "methods": {
+        "spp": {"space": {"lam": [0.01, 0.1, 0.5, 1, 2, 4, 6, 8, 12, 100, 1000, 10000]}}, "finetune": {}}})
+    plan = plan_stacks(study, grid(study), study.study_part(), slots=2)
+    assert [len(spec["members"]) for spec in plan.specs] == [30, 30, 5], plan.summary
+    one_slot = plan_stacks(study, grid(study), study.study_part(), slots=1)  # splitting only adds work
+    assert [len(spec["members"]) for spec in one_slot.specs] == [60, 5]
+    # 3 λ of SPP beside one fine-tuning run on 2 slots: 3 | 1 take 2.0 lone runs, and 2 | 1 + 1 also
+    # 2.0, so the small stack stays whole; alone on 2 slots, a stack of 2 is halved (1.5 -> 1)
+    small = parse_study({"benchmark": "split_digits", "methods": {
+        "spp": {"space": {"lam": [1, 2, 3]}}, "finetune": {}}})
+    assert [len(spec.get("members", [spec])) for spec in
+            plan_stacks(small, grid(small), small.study_part(), slots=2).specs] == [3, 1]
+    pair = parse_study({"benchmark": "split_digits", "methods": {"spp": {"space": {"lam": [1, 2]}}}})
+    assert len(plan_stacks(pair, grid(pair), pair.study_part(), slots=2).specs) == 2
+
+
+def test_makespan_is_longest_processing_time_first_by_hand() -> None:
+    # 5, 4, 3, 3, 2 on 2 workers, each to the one that frees first: 5 | 4; 5 | 4 + 3 = 7;
+    # 5 + 3 = 8 | 7; 8 | 7 + 2 = 9: the phase ends at 9
+    assert stack_plan.makespan([3, 5, 2, 4, 3], 2) == 9
+    assert stack_plan.makespan([3, 5, 2, 4, 3], 1) == 17
+    assert stack_plan.makespan([1, 1], 4) == 1
