@@ -280,6 +280,11 @@ def _luminance(rgba: tuple[float, ...]) -> float:
     return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
 
 
+# Two running-accuracy curves closer than this share of the axis' span at every task are one
+# line to the eye (0.5% of a 4-inch axis: a fiftieth of an inch)
+HIDDEN_SHARE = 0.005
+
+
 def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Path,
                      higher_is_better: bool = True) -> Path | None:
     """Figure 7a: the average score over the tasks seen so far, as tasks are added, per method
@@ -299,14 +304,26 @@ def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pat
     data = data[data["method"] != "joint"]
     labels = {m: display_name(m) + (f" ({c})" if c else "") for m, c in
               data.groupby("method", sort=False)["config"].first().items()}
-    # a method whose every value equals an earlier one's (SGD is fine-tuning in some presets) would
-    # hide that one's line under its own: its legend entry says so
+    # a method whose every value equals an earlier one's (SGD is fine-tuning in some presets), or
+    # whose mean lies within HIDDEN_SHARE of the axis' span of it at every task (regularisers at
+    # a learning rate that barely moves the network), hides that one's line under its own: its
+    # legend entry says so
     curves: dict[tuple[float, ...], str] = {}
+    means: dict[str, pd.Series] = {}
+    span = float(data["accuracy"].max() - data["accuracy"].min()) if len(data) else 0.0
     for method, values in data.groupby("method", sort=False):
         key = tuple(values.sort_values(["after_task", "accuracy"])["accuracy"].round(12))
+        mean = values.groupby("after_task")["accuracy"].mean()
+        under = [m for m, other in means.items() if other.index.equals(mean.index)
+                 and float((other - mean).abs().max()) <= HIDDEN_SHARE * span]
         if key in curves:
-            labels[method] += f" (the same values as {labels[curves[key]]}, drawn over it)"
+            labels[method] += f" (the same values as {display_name(curves[key])}, drawn over it)"
+        elif under:
+            gap = float((means[under[0]] - mean).abs().max())
+            gap_text = f"{max(100 * gap, 0.01):.2f} points" if higher_is_better else f"{max(gap, 0.01):.2f} nats"
+            labels[method] += f" (≤ {gap_text} from {display_name(under[0])} at every task, drawn over it)"
         curves.setdefault(key, method)
+        means.setdefault(method, mean)
     methods = list(labels)
     data = data.assign(method=data["method"].map(labels))
     fig, ax = plt.subplots(figsize=(6.6, 4))

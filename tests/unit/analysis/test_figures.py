@@ -185,3 +185,22 @@ def test_a_buffer_size_sweep_is_drawn_against_memory_with_its_own_axis_name(tmp_
                          heading="Replay buffer size", axis="memory")
     assert drawn == [("memory_curve", "memory", "Replay buffer size: mean ± std over 2 seeds")]
     assert figures.lambda_curve(pd.DataFrame(rows), tmp_path) is None  # no λ swept: no λ curve
+
+
+def test_a_method_whose_mean_lies_on_anothers_says_so_in_the_legend(tmp_path, monkeypatch):
+    """Regularisers at an lr that barely moves the network end 0.01 points from fine-tuning (split
+    MNIST, one shared head, one epoch): not the same values, yet one line to the eye. A curve
+    within 0.5% of the axis' span of an earlier one at every task names it; one further apart
+    does not."""
+    levels = {"ft": 0.0, "ewc": 0.0001, "si": 0.05}  # si: 5 points above, on an axis of 0.15
+    cells = [(trial, after, task, 0.9 - 0.1 * (after - 1) + shift)
+             for trial, shift in levels.items() for after in (1, 2) for task in (1, 2) if task <= after]
+    matrices = pd.DataFrame(cells, columns=["trial_id", "after_task", "task", "accuracy"])
+    best = pd.DataFrame({"trial_id": list(levels), "method": ["finetune", "ewc", "si"],
+                         "config": ["", "lam=1", "lam=2"]})
+    legends = []
+    monkeypatch.setattr(figures, "save", lambda fig, out, stem: legends.append(
+        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or plt.close(fig))
+    figures.running_accuracy(matrices, best, tmp_path)
+    assert set(legends[0]) == {"EWC (lam=1)", "Fine-tuning (≤ 0.01 points from EWC at every task, drawn over it)",
+                               "SI (lam=2)"}
