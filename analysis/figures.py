@@ -342,7 +342,8 @@ def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pat
     seeds = best_trials.groupby("method")["seed"].nunique() if "seed" in best_trials else pd.Series(dtype=int)
     n = f"{seeds.min()}" if len(seeds) and seeds.min() == seeds.max() else \
         (f"{seeds.min()}–{seeds.max()}" if len(seeds) else "the")
-    ax.set_title(f"mean over {n} seeds; band: ± 1 std over seeds", fontsize=9)
+    ax.set_title("one seed (no spread shown)" if n == "1" else f"mean over {n} seeds; band: ± 1 std over seeds",
+                 fontsize=9)
     ax.set_xticks(sorted(seen["after_task"].unique()))
     if len(methods) + len(joint.index[:1]) > 6:  # many curves: the legend beside the axes, never over a curve
         ax.legend(fontsize=7.5, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))

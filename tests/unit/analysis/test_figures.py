@@ -204,3 +204,15 @@ def test_a_method_whose_mean_lies_on_anothers_says_so_in_the_legend(tmp_path, mo
     figures.running_accuracy(matrices, best, tmp_path)
     assert set(legends[0]) == {"EWC (lam=1)", "Fine-tuning (≤ 0.01 points from EWC at every task, drawn over it)",
                                "SI (lam=2)"}
+
+
+def test_one_seeds_running_accuracy_claims_no_mean_or_band(tmp_path, monkeypatch):
+    """A 1-seed sweep (the penalty-step grids) has no mean over seeds and no spread to draw."""
+    matrices = pd.DataFrame([("ft", 1, 1, 0.9), ("ft", 2, 1, 0.8), ("ft", 2, 2, 0.9)],
+                            columns=["trial_id", "after_task", "task", "accuracy"])
+    titles = []
+    monkeypatch.setattr(figures, "save",
+                        lambda fig, out, stem: titles.append(fig.axes[0].get_title()) or plt.close(fig))
+    best = pd.DataFrame({"trial_id": ["ft"], "method": ["finetune"], "seed": [0]})
+    figures.running_accuracy(matrices, best, tmp_path)
+    assert titles == ["one seed (no spread shown)"]
