@@ -243,9 +243,11 @@ def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pa
     fig.tight_layout()
     mappable = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(low, high), cmap=cmap)
     fig.colorbar(mappable, ax=list(axes.flat)[:len(methods)], shrink=0.8, pad=0.02,
-                 label=("test accuracy (mean over seeds)" if scale is None else
-                        "test negative ELBO per image, nats (mean over seeds; lower is better)")
-                 + "\ngrey cells: tasks not trained yet (numbers in grey)")
+                 label="test accuracy (mean over seeds)" if scale is None else
+                 "test negative ELBO per image, nats\n(mean over seeds; lower is better)")
+    # below the panels, not on the colour bar: one row of panels is shorter than the sentence
+    fig.text(0.5, 0.0, "grey cells: tasks not trained yet (their numbers in grey)", ha="center", va="top",
+             fontsize=8, color=".3")
     return save(fig, out, "accuracy_matrices")
 
 
