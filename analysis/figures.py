@@ -85,7 +85,9 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     from .robustness import VARIANT, swept_over
 
     swept = swept_over(trials, parameter)
-    if swept.empty or swept[parameter].nunique() < 2:
+    # a curve needs a method (and step) run at two values at least: methods each at one chosen
+    # λ (a final study) are points with no curve between them, and their bands have no width
+    if swept.empty or swept.groupby(["method", VARIANT])[parameter].nunique().max() < 2:
         return None
     series = list(dict.fromkeys(zip(swept["method"], swept[VARIANT])))
     two_steps = len({step for _, step in series if step != "-"}) > 1

@@ -216,3 +216,14 @@ def test_one_seeds_running_accuracy_claims_no_mean_or_band(tmp_path, monkeypatch
     best = pd.DataFrame({"trial_id": ["ft"], "method": ["finetune"], "seed": [0]})
     figures.running_accuracy(matrices, best, tmp_path)
     assert titles == ["one seed (no spread shown)"]
+
+
+def test_methods_each_at_one_lambda_draw_no_curve(tmp_path):
+    """A final study runs each method at its chosen λ (SPP at 1, MAS at 0.01): two λ in the
+    sweep, yet no method has a curve, and a ± std band at one point has no width to show."""
+    rows = [{"method": method, "lam": lam, "seed": seed, "status": "finished", "searched": "lam",
+             "acc": 0.8 + 0.01 * seed, "fwt": 0.0, "bwt": -0.1}
+            for method, lam in (("spp", 1.0), ("mas", 0.01)) for seed in range(3)]
+    assert figures.lambda_curve(pd.DataFrame(rows), tmp_path) is None
+    rows += [{**rows[0], "lam": 2.0}]  # SPP at a second λ: now a curve
+    assert figures.lambda_curve(pd.DataFrame(rows), tmp_path) is not None
