@@ -21,7 +21,7 @@ import heapq
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +49,12 @@ ASSUMED_GPU_BYTES = 16 * 2**30  # a GPU's memory where the driver has none to as
 # 0.70-0.85x. So on a CPU `auto` stacks members of at most this many; on a GPU, every one.
 CPU_STACK_MAX_MULTIPLY_ADDS = 100_000
 # What one more member adds to a stack's time, in lone runs, for balancing stacks over slots:
-# the members auto stacks on a CPU cost 0.11 (9.2x faster stacked, 6.6k multiply-adds) to 0.56
-# (1.8x, 51k) each (docs/results/speed.md); the dearer end, so a large stack is split rather
-# than left to keep one worker busy alone.
-STACKED_MEMBER_COST = 0.5
+# on a CPU, 51-member MLP stacks took 0.11, 0.56 and 0.96 of their members' time alone at 6.6k,
+# 51k and 167k multiply-adds per sample (docs/results/speed.md); between, interpolated on a log
+# scale. On a GPU (not measured here) and for a member of unknown cost, the values below.
+MEMBER_COST_POINTS = ((6_570, 0.11), (50_826, 0.56), (167_178, 0.96))
+GPU_MEMBER_COST = 0.11  # a GPU stacks at least as cheaply as a CPU's smallest members
+UNKNOWN_MEMBER_COST = 0.5
 
 
 def cpu_refusal(multiply_adds: int | None, model: str) -> str | None:
@@ -114,7 +116,8 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
         cap, why = min(cap, setting), f"stack: {setting} in the study" if setting <= cap else why
     chunks = [group[i:i + cap] for group in groups.values() for i in range(0, len(group), cap)]
     if setting == "auto":
-        chunks = balance(chunks, len(singles), slots)
+        costs = {id(m): member_cost(sizes[key][1], study.gpu > 0) for key, group in groups.items() for m in group}
+        chunks = balance(chunks, len(singles), slots, lambda chunk: costs[id(chunk[0])])
     specs = [stacked_spec(chunk) if len(chunk) > 1 else chunk[0] for chunk in chunks] + singles
     members = [len(c) for c in chunks]
     size = f"; about {per_member / 2**20:.1f} MiB per member" if math.isfinite(per_member) else ""
@@ -129,9 +132,20 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
     return Plan(specs, summary)
 
 
-def stack_cost(members: int) -> float:
-    """A trial of ``members`` stacked configurations' time, in lone runs (STACKED_MEMBER_COST)."""
-    return 1.0 + STACKED_MEMBER_COST * (members - 1)
+def member_cost(multiply_adds: int | None, gpu: bool) -> float:
+    """What one more stacked member of ``multiply_adds`` per sample adds to a trial's time, in
+    lone runs (MEMBER_COST_POINTS)."""
+    if gpu:
+        return GPU_MEMBER_COST
+    if multiply_adds is None:
+        return UNKNOWN_MEMBER_COST
+    sizes, costs = zip(*MEMBER_COST_POINTS, strict=True)
+    position = min(max(math.log(multiply_adds), math.log(sizes[0])), math.log(sizes[-1]))
+    for (low, low_cost), (high, high_cost) in zip(MEMBER_COST_POINTS, MEMBER_COST_POINTS[1:]):
+        if position <= math.log(high):
+            share = (position - math.log(low)) / (math.log(high) - math.log(low))
+            return low_cost + share * (high_cost - low_cost)
+    return costs[-1]
 
 
 def makespan(costs: list[float], slots: int) -> float:
@@ -143,24 +157,31 @@ def makespan(costs: list[float], slots: int) -> float:
     return max(loads)
 
 
-def balance(chunks: list[list[dict[str, Any]]], singles: int, slots: int) -> list[list[dict[str, Any]]]:
+def balance(chunks: list[list[dict[str, Any]]], singles: int, slots: int,
+            member: Callable[[list[dict[str, Any]]], float]) -> list[list[dict[str, Any]]]:
     """The stacks after halving the costliest one step at a time (up to ``slots`` more trials),
     at the step of the shortest estimated wall time (``makespan``, beside ``singles`` lone
     trials; the fewest trials among equals), costliest first, the order workers take them: idle
-    slots get work, and small stacks are not split for nothing."""
+    slots get work, and small stacks are not split for nothing. A stack of k costs
+    1 + (k - 1) x ``member(stack)`` lone runs."""
+    def cost(chunk: list[dict[str, Any]]) -> float:
+        return 1.0 + member(chunk) * (len(chunk) - 1)
+
     def span(parts: list[list[dict[str, Any]]]) -> float:
-        return makespan([stack_cost(len(c)) for c in parts] + [1.0] * singles, slots)
+        return makespan([cost(c) for c in parts] + [1.0] * singles, slots)
 
     best, shortest = chunks, span(chunks)
     for _ in range(slots):
         if max(len(c) for c in chunks) < 2:
             break
-        largest = max(range(len(chunks)), key=lambda i: len(chunks[i]))
-        half = (len(chunks[largest]) + 1) // 2
-        chunks = chunks[:largest] + chunks[largest + 1:] + [chunks[largest][:half], chunks[largest][half:]]
+        costliest = max(range(len(chunks)), key=lambda i: cost(chunks[i]))
+        if len(chunks[costliest]) < 2:
+            break
+        half = (len(chunks[costliest]) + 1) // 2
+        chunks = chunks[:costliest] + chunks[costliest + 1:] + [chunks[costliest][:half], chunks[costliest][half:]]
         if span(chunks) < shortest - 1e-9:
             best, shortest = chunks, span(chunks)
-    return sorted(best, key=len, reverse=True)
+    return sorted(best, key=cost, reverse=True)
 
 
 def stacked_spec(members: list[dict[str, Any]]) -> dict[str, Any]:

@@ -70,22 +70,32 @@ def test_a_buffer_size_grid_is_one_stack_sized_by_its_largest_buffer() -> None:
 
 def test_auto_splits_a_stack_only_where_that_shortens_the_phase_and_starts_the_costliest_first() -> None:
     # 12 λ x 5 seeds of SPP and 5 seeds of fine-tuning on 2 slots: one stack of 60 beside one of 5
-    # keeps one worker busy while the other idles. By hand, a member costing 0.5 of a lone run in
-    # a stack: 60 | 5 take 30.5; 30 + 5 | 30 take 18.5; 30 | 15 + 15 + 5 also 18.5 (no gain: stop)
+    # keeps one worker busy while the other idles. By hand, split digits' MLP members costing 0.11
+    # of a lone run each in a stack: 60 | 5 take 1 + 59 x 0.11 = 7.49; 30 + 5 | 30 take 5.63;
+    # 30 + 5 | 15 + 15 also 5.63 (no gain), 15 + 15 + 5 | 15 + 15 6.52: stop at 30, 30, 5
     study = parse_study({"benchmark": "split_digits", "seeds": 5, "methods": {
         "spp": {"space": {"lam": [0.01, 0.1, 0.5, 1, 2, 4, 6, 8, 12, 100, 1000, 10000]}}, "finetune": {}}})
     plan = plan_stacks(study, grid(study), study.study_part(), slots=2)
     assert [len(spec["members"]) for spec in plan.specs] == [30, 30, 5], plan.summary
     one_slot = plan_stacks(study, grid(study), study.study_part(), slots=1)  # splitting only adds work
     assert [len(spec["members"]) for spec in one_slot.specs] == [60, 5]
-    # 3 λ of SPP beside one fine-tuning run on 2 slots: 3 | 1 take 2.0 lone runs, and 2 | 1 + 1 also
-    # 2.0, so the small stack stays whole; alone on 2 slots, a stack of 2 is halved (1.5 -> 1)
-    small = parse_study({"benchmark": "split_digits", "methods": {
+    # 3 λ x 2 seeds of SPP beside 2 fine-tuning runs on 2 slots: 6 | 2 take 1.55 lone runs; 3 + 2 | 3
+    # would take 2.33: the small stacks stay whole. Alone on 2 slots, a stack of 2 is halved (1.11 -> 1)
+    small = parse_study({"benchmark": "split_digits", "seeds": 2, "methods": {
         "spp": {"space": {"lam": [1, 2, 3]}}, "finetune": {}}})
     assert [len(spec.get("members", [spec])) for spec in
-            plan_stacks(small, grid(small), small.study_part(), slots=2).specs] == [3, 1]
+            plan_stacks(small, grid(small), small.study_part(), slots=2).specs] == [6, 2]
     pair = parse_study({"benchmark": "split_digits", "methods": {"spp": {"space": {"lam": [1, 2]}}}})
     assert len(plan_stacks(pair, grid(pair), pair.study_part(), slots=2).specs) == 2
+
+
+def test_a_members_cost_follows_the_measured_stacks_by_its_multiply_adds() -> None:
+    # the measured points, halfway between two on a log scale, the ends held, GPU and unknown
+    assert stack_plan.member_cost(6_570, gpu=False) == 0.11
+    assert abs(stack_plan.member_cost(50_826, gpu=False) - 0.56) < 1e-12
+    assert abs(stack_plan.member_cost(round((6_570 * 50_826) ** 0.5), gpu=False) - 0.335) < 1e-4
+    assert stack_plan.member_cost(100, gpu=False) == 0.11 and stack_plan.member_cost(10**7, gpu=False) == 0.96
+    assert stack_plan.member_cost(10**7, gpu=True) == 0.11 and stack_plan.member_cost(None, gpu=False) == 0.5
 
 
 def test_makespan_is_longest_processing_time_first_by_hand() -> None:
