@@ -139,13 +139,10 @@ def member_cost(multiply_adds: int | None, gpu: bool) -> float:
         return GPU_MEMBER_COST
     if multiply_adds is None:
         return UNKNOWN_MEMBER_COST
+    import numpy as np
+
     sizes, costs = zip(*MEMBER_COST_POINTS, strict=True)
-    position = min(max(math.log(multiply_adds), math.log(sizes[0])), math.log(sizes[-1]))
-    for (low, low_cost), (high, high_cost) in zip(MEMBER_COST_POINTS, MEMBER_COST_POINTS[1:]):
-        if position <= math.log(high):
-            share = (position - math.log(low)) / (math.log(high) - math.log(low))
-            return low_cost + share * (high_cost - low_cost)
-    return costs[-1]
+    return float(np.interp(math.log(multiply_adds), [math.log(n) for n in sizes], costs))  # ends held
 
 
 def makespan(costs: list[float], slots: int) -> float:
@@ -172,10 +169,8 @@ def balance(chunks: list[list[dict[str, Any]]], singles: int, slots: int,
 
     best, shortest = chunks, span(chunks)
     for _ in range(slots):
-        if max(len(c) for c in chunks) < 2:
-            break
         costliest = max(range(len(chunks)), key=lambda i: cost(chunks[i]))
-        if len(chunks[costliest]) < 2:
+        if len(chunks[costliest]) < 2:  # a stack of 2 or more always costs more than a lone run
             break
         half = (len(chunks[costliest]) + 1) // 2
         chunks = chunks[:costliest] + chunks[costliest + 1:] + [chunks[costliest][:half], chunks[costliest][half:]]
