@@ -308,27 +308,26 @@ def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pat
     data = data[data["method"] != "joint"]
     labels = {m: display_name(m) + (f" ({c})" if c else "") for m, c in
               data.groupby("method", sort=False)["config"].first().items()}
-    # a method whose every value equals an earlier one's (SGD is fine-tuning in some presets), or
-    # whose mean lies within HIDDEN_SHARE of the axis' span of it at every task (regularisers at
-    # a learning rate that barely moves the network), hides that one's line under its own: its
-    # legend entry says so
-    curves: dict[tuple[float, ...], str] = {}
+    # a method whose mean lies within HIDDEN_SHARE of the axis' span of an earlier one's at every
+    # task (SGD is fine-tuning in some presets; regularisers at a learning rate that barely moves
+    # the network) hides that one's line under its own: its legend entry says so
+    values_of: dict[str, tuple[float, ...]] = {}
     means: dict[str, pd.Series] = {}
     drawn = pd.concat([data["accuracy"], joint.loc[joint["after_task"] == joint["after_task"].max(), "accuracy"]])
     span = float(drawn.max() - drawn.min()) if len(drawn) else 0.0  # the axis holds joint's line too
     for method, values in data.groupby("method", sort=False):
-        key = tuple(values.sort_values(["after_task", "accuracy"])["accuracy"].round(12))
-        mean = values.groupby("after_task")["accuracy"].mean()
-        under = [m for m, other in means.items() if other.index.equals(mean.index)
-                 and float((other - mean).abs().max()) <= HIDDEN_SHARE * span]
-        if key in curves:
-            labels[method] += f" (the same values as {display_name(curves[key])}, drawn over it)"
-        elif under:
-            gap = float((means[under[0]] - mean).abs().max())
-            gap_text = f"{max(100 * gap, 0.01):.2f} points" if higher_is_better else f"{max(gap, 0.01):.2f} nats"
-            labels[method] += f" (≤ {gap_text} from {display_name(under[0])} at every task, drawn over it)"
-        curves.setdefault(key, method)
-        means.setdefault(method, mean)
+        values_of[method] = tuple(values.sort_values(["after_task", "accuracy"])["accuracy"].round(12))
+        means[method] = values.groupby("after_task")["accuracy"].mean()
+        under = [m for m, other in means.items() if m != method and other.index.equals(means[method].index)
+                 and float((other - means[method]).abs().max()) <= HIDDEN_SHARE * span]
+        if not under:
+            continue
+        if values_of[under[0]] == values_of[method]:
+            labels[method] += f" (the same values as {display_name(under[0])}, drawn over it)"
+            continue
+        gap = float((means[under[0]] - means[method]).abs().max())
+        gap_text = f"{max(100 * gap, 0.01):.2f} points" if higher_is_better else f"{max(gap, 0.01):.2f} nats"
+        labels[method] += f" (≤ {gap_text} from {display_name(under[0])} at every task, drawn over it)"
     methods = list(labels)
     data = data.assign(method=data["method"].map(labels))
     fig, ax = plt.subplots(figsize=(6.6, 4))

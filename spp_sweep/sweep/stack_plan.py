@@ -21,7 +21,7 @@ import heapq
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,10 +114,11 @@ def plan_stacks(study: Study, points: list[dict[str, Any]], part: Mapping[str, A
     cap, why = member_cap(per_member, study)
     if isinstance(setting, int):
         cap, why = min(cap, setting), f"stack: {setting} in the study" if setting <= cap else why
-    chunks = [group[i:i + cap] for group in groups.values() for i in range(0, len(group), cap)]
+    priced = [(member_cost(sizes[key][1], study.gpu > 0), group[i:i + cap])
+              for key, group in groups.items() for i in range(0, len(group), cap)]
     if setting == "auto":
-        costs = {id(m): member_cost(sizes[key][1], study.gpu > 0) for key, group in groups.items() for m in group}
-        chunks = balance(chunks, len(singles), slots, lambda chunk: costs[id(chunk[0])])
+        priced = balance(priced, len(singles), slots)
+    chunks = [chunk for _, chunk in priced]
     specs = [stacked_spec(chunk) if len(chunk) > 1 else chunk[0] for chunk in chunks] + singles
     members = [len(c) for c in chunks]
     size = f"; about {per_member / 2**20:.1f} MiB per member" if math.isfinite(per_member) else ""
@@ -154,26 +155,29 @@ def makespan(costs: list[float], slots: int) -> float:
     return max(loads)
 
 
-def balance(chunks: list[list[dict[str, Any]]], singles: int, slots: int,
-            member: Callable[[list[dict[str, Any]]], float]) -> list[list[dict[str, Any]]]:
+Priced = tuple[float, list[dict[str, Any]]]  # (one member's cost in lone runs, the stack's members)
+
+
+def balance(chunks: list[Priced], singles: int, slots: int) -> list[Priced]:
     """The stacks after halving the costliest one step at a time (up to ``slots`` more trials),
     at the step of the shortest estimated wall time (``makespan``, beside ``singles`` lone
     trials; the fewest trials among equals), costliest first, the order workers take them: idle
-    slots get work, and small stacks are not split for nothing. A stack of k costs
-    1 + (k - 1) x ``member(stack)`` lone runs."""
-    def cost(chunk: list[dict[str, Any]]) -> float:
-        return 1.0 + member(chunk) * (len(chunk) - 1)
+    slots get work, and small stacks are not split for nothing. A stack of k members of cost c
+    costs 1 + (k - 1) x c lone runs."""
+    def cost(chunk: Priced) -> float:
+        return 1.0 + chunk[0] * (len(chunk[1]) - 1)
 
-    def span(parts: list[list[dict[str, Any]]]) -> float:
+    def span(parts: list[Priced]) -> float:
         return makespan([cost(c) for c in parts] + [1.0] * singles, slots)
 
     best, shortest = chunks, span(chunks)
     for _ in range(slots):
         costliest = max(range(len(chunks)), key=lambda i: cost(chunks[i]))
-        if len(chunks[costliest]) < 2:  # a stack of 2 or more always costs more than a lone run
+        member, stack = chunks[costliest]
+        if len(stack) < 2:  # a stack of 2 or more always costs more than a lone run
             break
-        half = (len(chunks[costliest]) + 1) // 2
-        chunks = chunks[:costliest] + chunks[costliest + 1:] + [chunks[costliest][:half], chunks[costliest][half:]]
+        half = (len(stack) + 1) // 2
+        chunks = chunks[:costliest] + chunks[costliest + 1:] + [(member, stack[:half]), (member, stack[half:])]
         if span(chunks) < shortest - 1e-9:
             best, shortest = chunks, span(chunks)
     return sorted(best, key=cost, reverse=True)
