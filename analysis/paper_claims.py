@@ -26,6 +26,7 @@ from spp_sweep.results.tables import best_configs
 
 from .claims import _same_lr, figure4_claims
 from .inference import MARGIN, Difference, claim, difference, holm, interval_text, paired, per_seed
+from .load import add_paper_fwt
 from .paper import paper_claims
 from .regrade import pooled_trials
 
@@ -61,14 +62,33 @@ def grade_all(results: Path = RESULTS, margin: float = MARGIN) -> pd.DataFrame:
             trials = trials[trials["phase"] == item["phase"]]
         if "step" in item:  # one penalty step of a sweep that ran both (fine-tuning has none)
             trials = trials[trials["penalty_step"].isna() | (trials["penalty_step"] == item["step"])]
+        if "joint_from" in item:
+            trials = joint_fwt(trials, folders, [results / name for name in item["joint_from"]])
         rows += [{**base, **graded} for graded in grader(item, trials, results, margin)]
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["seeds"] = pd.to_numeric(table["seeds"], errors="coerce").astype("Int64")  # blank: nothing paired
     return table
 
 
+def joint_fwt(trials: pd.DataFrame, folders: list[Path], joint_folders: list[Path]) -> pd.DataFrame:
+    """``trials`` with the paper's FWT (eq. 7) from the joint runs of ``joint_folders`` (the same
+    preset and seeds, run in another sweep), for a study that ran no joint model of its own.
+    A paired difference of eq. 7 between two methods does not depend on m_i: the joint runs set
+    the level shown, not the verdict."""
+    joint = pooled_trials(joint_folders)
+    joint = joint[joint["method"] == "joint"]
+    matrices = pd.concat([pd.read_csv(f / "accuracy_matrices.csv") for f in folders] +
+                         [pd.read_csv(f / "accuracy_matrices.csv").pipe(lambda m: m[m["trial_id"].isin(
+                             joint["trial_id"])]) for f in joint_folders], ignore_index=True)
+    clash = set(joint["trial_id"]) & set(trials["trial_id"])
+    if clash:
+        raise ValueError(f"joint_from: trial ids {sorted(clash)[:3]} name runs of both folders; give other folders")
+    with_joint = add_paper_fwt(pd.concat([trials, joint], ignore_index=True), matrices)
+    return with_joint[with_joint["trial_id"].isin(trials["trial_id"])].reset_index(drop=True)
+
+
 def _tables(item: Mapping[str, Any]) -> str:
-    folders = [*item.get("folders", []), *item.get("against", [])]
+    folders = [*item.get("folders", []), *item.get("against", []), *item.get("joint_from", [])]
     return ", ".join(f"[{name}]({name}/report.md)" for name in folders)
 
 

@@ -33,7 +33,7 @@ def pooled_trials(folders: list[Path]) -> pd.DataFrame:
             raise FileNotFoundError(f"{path}: no trials.csv; give a report folder (docs/results/NAME)")
         frames.append(pd.read_csv(path).assign(source=folder.name))
     trials = pd.concat(frames, ignore_index=True)
-    trials["searched"] = trials["searched"].fillna("")  # a CSV reads "nothing searched" as NaN
+    trials["searched"] = trials["searched"].astype(object).fillna("")  # a CSV reads "nothing searched" as NaN
     return one_per_seed(trials.assign(config=trials.apply(config_label, axis=1)))
 
 

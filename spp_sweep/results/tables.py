@@ -45,8 +45,8 @@ def one_per_seed(trials: pd.DataFrame) -> pd.DataFrame:
     phase = trials["phase"] if "phase" in trials else pd.Series("", index=trials.index)
     key = pd.DataFrame({"method": trials["method"], "config": labels, "seed": trials["seed"],
                         "evaluate": phase == trial_files.EVALUATE_PHASE,
-                        "benchmark": trials.get("benchmark", pd.Series("", index=trials.index)).fillna(""),
-                        "step": trials.get("penalty_step", pd.Series("", index=trials.index)).fillna("")})
+                        "benchmark": trials.get("benchmark", pd.Series("", index=trials.index)).astype(object).fillna(""),
+                        "step": trials.get("penalty_step", pd.Series("", index=trials.index)).astype(object).fillna("")})
     later = (phase == trial_files.FINAL_PHASE).astype(int)  # on a tie of key, the final phase's row wins
     order = later.sort_values(kind="mergesort").index
     kept = ~key.loc[order].duplicated(keep="last")

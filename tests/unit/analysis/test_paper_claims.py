@@ -96,3 +96,34 @@ def test_a_claim_may_keep_one_phase_or_one_penalty_step(tmp_path: Path, monkeypa
     assert final.loc[0, "verdict"] == "confirmed"
     whole = grade(monkeypatch, tmp_path, [claim])  # the search's lucky seed-0 trial would be selected
     assert whole.loc[0, "measured (points; 95% interval)"].startswith("spp lam=1 − finetune")
+
+
+def test_eq7_fwt_may_take_its_joint_runs_from_another_folder(tmp_path: Path, monkeypatch) -> None:
+    """A matched-grid study without a joint model of its own, its FWT (eq. 7: P[i, i] − m_i, here
+    one term of two tasks) from the joint runs of the same seeds in another sweep's folder."""
+    # P[1, 1] per seed; the joint runs' m_1 (their final accuracy on task 1)
+    first = {"spp": [0.95, 0.96, 0.97], "ewc": [0.90, 0.92, 0.93], "joint": [0.99, 0.98, 0.97]}
+    rows, cells = {"matched": [], "final": []}, {"matched": [], "final": []}
+    for method, accs in first.items():
+        where = "final" if method == "joint" else "matched"
+        for seed, acc in enumerate(accs):
+            tid = f"{method}_{seed}"
+            rows[where].append({**trial(method, 4.0 if method == "spp" else 1.0 if method == "ewc" else None,
+                                        seed, acc), "trial_id": tid, "fwt_paper": float("nan")})
+            forgot = 0.0 if method == "joint" else 0.1
+            cells[where] += [(tid, 1, 1, acc), (tid, 2, 1, acc - forgot), (tid, 2, 2, 0.9)]
+    for name in rows:
+        folder(tmp_path, name, rows[name])
+        pd.DataFrame(cells[name], columns=["trial_id", "after_task", "task", "accuracy"]).to_csv(
+            tmp_path / name / "accuracy_matrices.csv", index=False)
+    trials = paper_claims.pooled_trials([tmp_path / "matched"])
+    filled = paper_claims.joint_fwt(trials, [tmp_path / "matched"], [tmp_path / "final"])
+    spp = filled[filled["method"] == "spp"].sort_values("seed")["fwt_paper"]
+    assert list(spp) == pytest.approx([-0.04, -0.02, 0.0])  # 0.95 − 0.99, 0.96 − 0.98, 0.97 − 0.97
+    assert set(filled["method"]) == {"spp", "ewc"}  # the joint runs lend m_i, not rows
+    claim = {"id": "g", "claim": "FWT above EWC's", "source": "T", "kind": "versus", "folders": ["matched"],
+             "joint_from": ["final"], "ours": "spp", "reference": ["ewc"], "metric": "fwt_paper", "side": "above"}
+    table = grade(monkeypatch, tmp_path, [claim])
+    # SPP − EWC per seed: +5, +4, +4 points, whatever m_i
+    assert table.loc[0, "measured (points; 95% interval)"].startswith("spp lam=4 − ewc lam=1, fwt_paper: +4.33 [")
+    assert "[final](final/report.md)" in table.loc[0, "table"]
