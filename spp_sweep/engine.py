@@ -142,6 +142,9 @@ PEAK_FACTOR = 10.0
 CHANCE_FRACTION = 0.9
 # ...and its training batches, in the last epoch, are classified no better than this above chance (1/C)
 ACCURACY_MARGIN = 0.1
+# A collapse (see _collapsed) loses tasks the network had learned: at least this share of the
+# way from chance to perfect accuracy (0.9 on a 2-way head), not a slow learner's first gains
+LEARNED_SHARE = 0.8
 # The rise is judged only where the last epoch has this many batches (fewer: too noisy to call;
 # a peak and NaN/inf still count): a 6-image test task's two batches can differ by 60% with
 # nothing wrong, but not by a factor of ten on top of ending at chance.
@@ -389,6 +392,10 @@ class RunLoop:
             for member in self.members:
                 if member.status == "running":
                     member.status = "finished"
+                    collapse = self._collapsed(member.val_rows)
+                    if collapse is not None:  # diverged there: it keeps the rows before, like a blow-up
+                        member.keep_tasks(collapse[0])
+                        member.diverge(*collapse)
         finally:
             if bar is not None:
                 bar.close()
@@ -524,6 +531,35 @@ class RunLoop:
                     f"ended at {last:.4g} (last epoch), no better than chance (log {round(math.exp(chance))} = "
                     f"{chance:.3g})")
         return None
+
+    def _collapsed(self, val_rows: list[list[float]]) -> tuple[int, str] | None:
+        """The task at which a finished run had in fact died, and why, or None.
+
+        The quiet death: the loss exploded in a term the task's own loss does not show (LwF's
+        distillation past its λ edge), the network died, and each task's loss then sat at chance
+        with no rise or peak. On held-out validation data every task seen is within
+        ACCURACY_MARGIN of chance from that task to the end, new tasks included, where the row
+        before had learned one (LEARNED_SHARE of the way from chance to perfect). A network
+        frozen by its penalty keeps its old tasks; one that forgets them learns the new ones; one
+        that wanders through chance and learns again later is alive; a slow learner never
+        learned any: none of them is caught. Validation, never the test split, decides, since a
+        diverged run is never chosen; without it the rule is off."""
+        scores = [self.objective.chance_score(self.head_sizes[self.head_of(i)]) for i in range(len(val_rows))]
+        chances = [c for c in scores if c is not None]
+        if len(chances) < len(scores) or len(val_rows) < 2:
+            return None
+        at_chance = [all(row[i] <= chances[i] + ACCURACY_MARGIN for i in range(seen + 1))
+                     for seen, row in enumerate(val_rows)]
+        task = next((t for t in range(1, len(val_rows)) if all(at_chance[t:])), None)
+        if task is None:
+            return None
+        before = val_rows[task - 1]
+        learned = [i for i in range(task) if before[i] >= chances[i] + LEARNED_SHARE * (1 - chances[i])]
+        if not learned:
+            return None
+        lost = ", ".join(f"task {i + 1} {before[i]:.3f} -> {val_rows[task][i]:.3f}" for i in learned)
+        return task, (f"collapse to chance: from task {task + 1} on, validation accuracy at chance on every task "
+                      f"seen ({lost}), every loss finite (a dead network)")
 
     def _schedule(self, tasks: list[int], shuffle: torch.Generator) -> list[tuple[int, torch.Tensor]]:
         """Shuffled mini-batch index tensors; with several tasks (joint), batches interleaved.
@@ -754,6 +790,11 @@ class RunRecord:
 
     def diverge(self, task: int, reason: str) -> None:
         self.status, self.diverged_task, self.diverged_reason = "diverged", task, reason
+
+    def keep_tasks(self, count: int) -> None:
+        """Forget what was recorded after the first ``count`` tasks (a collapse found at the end)."""
+        for name in ("rows", "val_rows", "importances", "parameters", "probe_importances", "pictures"):
+            setattr(self, name, getattr(self, name)[:count])
 
     def stop(self) -> None:
         """End the run after the tasks it has recorded (an early-stopping scheduler's decision,

@@ -8,8 +8,8 @@ objective says them:
   with what a method's penalty sees of the step (features and outputs, ``methods.Step``);
 * the score of a task, summed over its samples, that fills the matrix P[j, i] and from which
   ACC/BWT/FWT are computed (accuracy; negative ELBO per image), and whether higher is better;
-* the loss of a network that has learned nothing, for the finite blow-up rule (log of the
-  number of classes; none for a VAE, whose loss has no fixed scale).
+* the loss and the score of a network that has learned nothing, for the divergence rules (log
+  of the number of classes, and accuracy 1/classes; none for a VAE, whose loss has no fixed scale).
 
 A benchmark names its objective (``Benchmark.objective``); a new kind of task is one class
 here and one registry entry, not a fork of the engine.
@@ -73,6 +73,11 @@ class Objective:
         """The loss of uniform guessing over ``outputs`` classes: log(outputs)."""
         return math.log(outputs)
 
+    def chance_score(self, outputs: int) -> float | None:
+        """The score of guessing over ``outputs`` classes (accuracy 1/outputs), or None where
+        the score has no chance level: the collapse rule reads it (engine._collapsed)."""
+        return 1.0 / outputs
+
     def correct(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
         """How many of a training batch's predictions are right (over the last dimension's
         classes; a leading member dimension is kept), or None where the objective has no
@@ -109,6 +114,9 @@ class NegativeELBO(Objective):
         return negative_elbo(_vae(model).decode(mu), x, mu, logvar).sum(-1)
 
     def untrained_loss(self, outputs: int) -> float | None:
+        return None
+
+    def chance_score(self, outputs: int) -> float | None:
         return None
 
     def correct(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:

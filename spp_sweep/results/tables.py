@@ -43,10 +43,11 @@ def one_per_seed(trials: pd.DataFrame) -> pd.DataFrame:
         return trials
     labels = trials["config"] if "config" in trials else trials.apply(config_label, axis=1)
     phase = trials["phase"] if "phase" in trials else pd.Series("", index=trials.index)
+    blank = pd.Series("", index=trials.index)
     key = pd.DataFrame({"method": trials["method"], "config": labels, "seed": trials["seed"],
                         "evaluate": phase == trial_files.EVALUATE_PHASE,
-                        "benchmark": trials.get("benchmark", pd.Series("", index=trials.index)).astype(object).fillna(""),
-                        "step": trials.get("penalty_step", pd.Series("", index=trials.index)).astype(object).fillna("")})
+                        "benchmark": trials.get("benchmark", blank).astype(object).fillna(""),
+                        "step": trials.get("penalty_step", blank).astype(object).fillna("")})
     later = (phase == trial_files.FINAL_PHASE).astype(int)  # on a tie of key, the final phase's row wins
     order = later.sort_values(kind="mergesort").index
     kept = ~key.loc[order].duplicated(keep="last")

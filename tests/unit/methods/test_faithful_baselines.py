@@ -87,3 +87,36 @@ def test_lwf_distils_like_for_like_so_nothing_changed_means_no_gradient() -> Non
     penalty = experiment.method.penalty(step)
     grads = torch.autograd.grad(penalty, [p for p in experiment.model.parameters()], allow_unused=True)
     assert max(float(g.abs().max()) for g in grads if g is not None) > 1e-4
+
+
+def test_a_network_that_dies_without_a_loss_spike_is_a_collapse_by_hand() -> None:
+    """The quiet death (split MNIST, authors' preset with a head per task, LwF λ = 300, seed 0:
+    task 1 at 0.999, then every task at its class share, 0.46-0.52, to the end, the task's own
+    loss never spiking): by hand on 2-way heads, chance 0.5, "learned" from 0.9, "at chance" to
+    0.6, validation rows after each of three tasks."""
+    experiment = Experiment(RunConfig(method="finetune", epochs=1, validation=0.2))
+    dead = [[0.999, 0.50, 0.52], [0.463, 0.495, 0.524], [0.463, 0.495, 0.51]]
+    task, reason = experiment._collapsed(dead)
+    assert task == 1 and reason.startswith("collapse to chance: from task 2 on") and "task 1 0.999 -> 0.463" in reason
+    assert experiment._collapsed([[0.999, 0.5, 0.5], [0.99, 0.52, 0.5], [0.99, 0.5, 0.5]]) is None  # frozen
+    assert experiment._collapsed([[0.999, 0.5, 0.5], [0.50, 0.98, 0.5], [0.5, 0.5, 0.97]]) is None  # forgets, learns
+    # at chance after task 2, then learns task 3 (DER++ at lr 0.05, one epoch, split digits): alive
+    assert experiment._collapsed([[0.95, 0.47, 0.5], [0.52, 0.51, 0.5], [0.5, 0.51, 1.0]]) is None
+    assert experiment._collapsed([[0.78, 0.47, 0.5], [0.52, 0.51, 0.5], [0.5, 0.51, 0.5]]) is None  # 0.78: unlearned
+    assert experiment._collapsed([[0.999, 0.95, 0.5], [0.999, 0.7, 0.5], [0.5, 0.5, 0.5]])[0] == 2  # died at task 3
+
+
+def test_lwf_past_its_edge_on_split_digits_is_recorded_as_a_collapse_with_validation_only() -> None:
+    """LwF λ = 30 at split digits' lr 0.1, seed 0: task 1 learned (validation 1.0), then from
+    task 2 on every head at chance with no loss spike. With validation data the run is diverged at
+    task 2, keeping task 1's row; without validation data the rule is off (the test split never
+    decides): the same death, on all the training data, ends `finished` at chance."""
+    config = RunConfig(method="lwf", seed=0, validation=0.2, method_options={"lam": 30})
+    experiment = Experiment(config)
+    dead = experiment.run()
+    assert dead.status == "diverged" and dead.diverged_task == 1
+    assert dead.diverged_reason.startswith("collapse to chance") and math.isnan(dead.metrics["acc"])
+    assert len(experiment.record.rows) == 1 and experiment.record.val_rows[0][0] >= 0.9
+    assert dead.accuracy_matrix == experiment.record.rows
+    unseen = Experiment(RunConfig(method="lwf", seed=0, method_options={"lam": 30})).run()
+    assert unseen.status == "finished" and unseen.metrics["acc"] < 0.55
