@@ -75,7 +75,8 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     difference between the means (a metric that is noise on this sweep): there every band is
     shown, not a fill that covers the panel as if it were a region; a
     point where some seeds diverged is hollow (its mean is
-    over the survivors, "k/n" in the strip below, and no line passes through it); λ values where
+    over the survivors, "k/n" in the strip below, and no line passes through it; beyond the
+    limits, it sits at the edge, pointing past it, with its value); λ values where
     every seed diverged sit in the strip under each panel, never among the data; fine-tuning (and
     joint, on ACC) are the dotted reference lines. ``panels`` (column, title) replaces the three;
     ``parameter`` is the swept column (a replay buffer's ``memory`` too), ``axis`` its name on the x axis.
@@ -109,6 +110,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
         ax = fig.add_subplot(grid[0, p])
         strip = fig.add_subplot(grid[1, p], sharex=ax)
         full_values, widest, spreads, bands = [], 0.0, [], []
+        survivors: list[tuple[float, float, str]] = []  # (λ, mean of survivors, colour) of hollow points
         for row, (method, step) in enumerate(series):
             style = look(method)
             points = _series_points(swept[(swept["method"] == method) & (swept[VARIANT] == step)], parameter, column)
@@ -123,6 +125,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
             partial = alive[alive["k"] < alive["n"]]
             ax.scatter(partial[parameter], partial["mean"], facecolors="white", edgecolors=style.colour,
                        marker=style.marker, s=30, linewidths=1.3, zorder=5)
+            survivors += [(x, y, style.colour) for x, y in zip(partial[parameter], partial["mean"], strict=True)]
             full_values += list(full["mean"])
             widest = max([widest, *full["std"].dropna()])
             spreads += list(full["std"].dropna())
@@ -154,6 +157,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
             # every mean equal (a metric no setting changes): show the spread, not a sliver of it
             pad = 0.08 * (high - low) if high - low > 1e-9 * max(1.0, abs(high)) else max(0.01, 1.2 * widest)
             ax.set_ylim(low - pad, high + pad)
+            _mark_outside(ax, survivors)
         else:  # nothing finished on every seed: no axis values that could be read as data
             ax.set_yticks([])
             ax.text(0.5, 0.5, f"no {axis} where every seed finished", transform=ax.transAxes, ha="center",
@@ -191,6 +195,21 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     fig.suptitle(f"{heading}: mean ± std over {n_seeds} seeds" if n_seeds > 1 else
                  f"{heading}: one seed per {axis} (no spread shown)", y=0.99)
     return save(fig, out, stem)
+
+
+def _mark_outside(ax: plt.Axes, points: list[tuple[float, float, str]]) -> None:
+    """Survivors' means beyond the y-limits (seeds that ended at chance beside ones that
+    diverged) drawn at the edge they lie past, hollow, pointing there, with their value: the
+    limits stay the curves', and no point is silently off the panel."""
+    bottom, top = ax.get_ylim()
+    for x, y, colour in points:
+        if bottom <= y <= top or not np.isfinite(y):
+            continue
+        edge, marker, va = (bottom, "v", "bottom") if y < bottom else (top, "^", "top")
+        ax.scatter([x], [edge], marker=marker, facecolors="white", edgecolors=colour, s=34, linewidths=1.3,
+                   zorder=5, clip_on=False)
+        ax.annotate(f"{y:.3g}", (x, edge), xytext=(0, 6 if va == "bottom" else -6), textcoords="offset points",
+                    ha="center", va=va, fontsize=6.5, color=colour)
 
 
 def accuracy_heatmaps(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Path,

@@ -227,3 +227,28 @@ def test_methods_each_at_one_lambda_draw_no_curve(tmp_path):
     assert figures.lambda_curve(pd.DataFrame(rows), tmp_path) is None
     rows += [{**rows[0], "lam": 2.0}]  # SPP at a second λ: now a curve
     assert figures.lambda_curve(pd.DataFrame(rows), tmp_path) is not None
+
+
+def test_a_survivors_mean_beyond_the_limits_sits_at_the_edge_with_its_value(tmp_path, monkeypatch):
+    """One seed of λ = 300 diverged and two ended at chance (0.50) while the curve runs 0.94-0.98:
+    the limits stay the curve's, and the hollow point is drawn at the bottom edge with its value,
+    not left off the panel."""
+    accs = {1.0: 0.98, 10.0: 0.97, 100.0: 0.94, 300.0: 0.50}
+    rows = [{"method": "lwf", "lam": lam, "seed": seed, "searched": "lam", "penalty_step": None,
+             "status": "diverged" if lam == 300.0 and seed == 1 else "finished",
+             "acc": float("nan") if lam == 300.0 and seed == 1 else acc + 0.002 * seed,
+             "fwt": 0.0, "bwt": -0.01}
+            for lam, acc in accs.items() for seed in range(3)]
+    drawn = []
+
+    def keep(fig, out, stem):
+        ax = fig.axes[0]
+        drawn.append((ax.get_ylim(), [t.get_text() for t in ax.texts],
+                      [c.get_offsets().tolist() for c in ax.collections if len(c.get_offsets())]))
+        plt.close(fig)
+
+    monkeypatch.setattr(figures, "save", keep)
+    figures.lambda_curve(pd.DataFrame(rows), tmp_path)
+    (bottom, top), texts, offsets = drawn[0]
+    assert bottom > 0.9 and texts == ["0.502"]  # seeds 0 and 2: 0.500 and 0.504
+    assert [[300.0, bottom]] in offsets  # the hollow marker, at the edge
