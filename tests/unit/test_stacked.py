@@ -101,6 +101,20 @@ def test_a_diverging_member_is_recorded_and_the_others_go_on() -> None:
                for a, b in zip(r, s)) <= ACCURACY_TOLERANCE
 
 
+def test_a_member_that_collapses_to_chance_is_recorded_as_its_separate_run_is() -> None:
+    """LwF λ = 30 (seed 0) dies at task 2 without a loss spike (engine._collapsed); beside it
+    λ = 0.5 finishes: the stack records each as its separate run does."""
+    configs = [RunConfig(method="lwf", benchmark="split_digits", seed=0, threads=1, validation=0.2,
+                         method_options={"lam": lam}) for lam in (30.0, 0.5)]
+    stacked = run_stacked(configs)
+    for result, config in zip(stacked, configs, strict=True):
+        separate = run_experiment(config)
+        assert (result.status, result.diverged_task, result.diverged_reason) == \
+            (separate.status, separate.diverged_task, separate.diverged_reason)
+        assert len(result.accuracy_matrix) == len(separate.accuracy_matrix)
+    assert [r.status for r in stacked] == ["diverged", "finished"] and stacked[0].diverged_task == 1
+
+
 def test_a_stack_resumes_from_a_checkpoint_with_identical_numbers() -> None:
     configs = member_configs("si", epochs=1)
     saved = {}
