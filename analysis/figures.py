@@ -23,9 +23,11 @@ _PANELS = [("acc", "ACC"), ("fwt", "FWT"), ("bwt", "BWT")]
 
 
 def save(fig: plt.Figure, out: Path, stem: str) -> Path:
+    """The figure as PNG and PDF; the PDF without its creation date, so that a report drawn again
+    from the same results leaves committed files unchanged."""
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / f"{stem}.png", dpi=130, bbox_inches="tight")
-    fig.savefig(out / f"{stem}.pdf", bbox_inches="tight")
+    fig.savefig(out / f"{stem}.pdf", bbox_inches="tight", metadata={"CreationDate": None})
     plt.close(fig)
     return out / f"{stem}.png"
 

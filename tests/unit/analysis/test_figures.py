@@ -252,3 +252,14 @@ def test_a_survivors_mean_beyond_the_limits_sits_at_the_edge_with_its_value(tmp_
     (bottom, top), texts, offsets = drawn[0]
     assert bottom > 0.9 and texts == ["0.502"]  # seeds 0 and 2: 0.500 and 0.504
     assert [[300.0, bottom]] in offsets  # the hollow marker, at the edge
+
+
+def test_a_figure_drawn_twice_gives_the_same_files(tmp_path):
+    """A report redrawn from the same results leaves its committed PNG and PDF byte for byte."""
+    drawn = []
+    for folder in ("a", "b"):
+        fig, ax = plt.subplots()
+        ax.plot([1, 2, 3], [0.9, 0.8, 0.85])
+        figures.save(fig, tmp_path / folder, "curve")
+        drawn.append([(tmp_path / folder / f"curve.{ext}").read_bytes() for ext in ("png", "pdf")])
+    assert drawn[0] == drawn[1] and b"/CreationDate" not in drawn[0][1]  # a date would differ by the second
