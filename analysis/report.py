@@ -301,8 +301,8 @@ def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]
         lines.append(f"- errored: {row['method']} {config_label(row)} seed {row['seed']}: {row['error']}")
     diverged = trials[trials["status"] == "diverged"]
     if len(diverged):
-        lines.append("- diverged (NaN/inf loss or a finite blow-up, see `diverged_reason`; no metrics), "
-                     "one line per method:")
+        lines.append("- diverged (NaN/inf loss, a finite blow-up or a collapse to chance, see `diverged_reason`; "
+                     "no metrics), one line per method:")
         for method, group in diverged.groupby("method"):
             names = [n for n in str(group["searched"].iloc[0] or "").split(",") if n]
             group = group.sort_values(names) if names else group

@@ -61,7 +61,7 @@ class RunResult:
     seconds: float
     task_names: list[str]
     diverged_task: int | None = None  # index (from 0) of the task whose training diverged; files print it from 1
-    diverged_reason: str | None = None  # loss not finite, or a finite blow-up (Experiment._blown_up)
+    diverged_reason: str | None = None  # loss not finite, a finite blow-up (_blown_up) or a collapse (_collapsed)
     importances: list[dict[str, torch.Tensor]] = field(default_factory=list, repr=False)
     # What the matrix holds (objectives.py): accuracy (higher is better) or, for a VAE, the
     # negative ELBO per image (lower is better); ACC/BWT/FWT are computed on it either way.

@@ -181,7 +181,7 @@ def _trial_row(root: Path, folder: Path, config: dict[str, Any], trial: dict[str
         "tasks_done": int(last.get("task", 0) or 0),
         "n_tasks": last.get("n_tasks"),
         "diverged_at_task": last.get("diverged_at_task"),
-        "diverged_reason": last.get("diverged_reason"),  # NaN/inf, or a finite blow-up
+        "diverged_reason": last.get("diverged_reason"),  # NaN/inf, a finite blow-up or a collapse to chance
         **{m: _number(last.get(m)) if status == "finished" else math.nan for m in METRIC_COLUMNS + VALIDATION_COLUMNS},
         "score": _number(last.get("score")),
         "seconds": _number(last.get("seconds")),
