@@ -337,18 +337,19 @@ def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pat
     drawn = pd.concat([data["accuracy"], joint.loc[joint["after_task"] == joint["after_task"].max(), "accuracy"]])
     span = float(drawn.max() - drawn.min()) if len(drawn) else 0.0  # the axis holds joint's line too
     for method, values in data.groupby("method", sort=False):
-        values_of[method] = tuple(values.sort_values(["after_task", "accuracy"])["accuracy"].round(12))
-        means[method] = values.groupby("after_task")["accuracy"].mean()
-        under = [m for m, other in means.items() if m != method and other.index.equals(means[method].index)
-                 and float((other - means[method]).abs().max()) <= HIDDEN_SHARE * span]
-        if not under:
+        own = tuple(values.sort_values(["after_task", "accuracy"])["accuracy"].round(12))
+        mean = values.groupby("after_task")["accuracy"].mean()
+        under = next((m for m, other in means.items() if other.index.equals(mean.index)
+                      and float((other - mean).abs().max()) <= HIDDEN_SHARE * span), None)
+        values_of[method], means[method] = own, mean
+        if under is None:
             continue
-        if values_of[under[0]] == values_of[method]:
-            labels[method] += f" (the same values as {display_name(under[0])}, drawn over it)"
+        if values_of[under] == own:
+            labels[method] += f" (the same values as {display_name(under)}, drawn over it)"
             continue
-        gap = float((means[under[0]] - means[method]).abs().max())
+        gap = float((means[under] - mean).abs().max())
         gap_text = f"{max(100 * gap, 0.01):.2f} points" if higher_is_better else f"{max(gap, 0.01):.2f} nats"
-        labels[method] += f" (≤ {gap_text} from {display_name(under[0])} at every task, drawn over it)"
+        labels[method] += f" (≤ {gap_text} from {display_name(under)} at every task, drawn over it)"
     methods = list(labels)
     data = data.assign(method=data["method"].map(labels))
     fig, ax = plt.subplots(figsize=(6.6, 4))
