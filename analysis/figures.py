@@ -79,7 +79,8 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     point where some seeds diverged is hollow (its mean is
     over the survivors, "k/n" in the strip below, and no line passes through it; beyond the
     limits, it sits at the edge, pointing past it, with its value); λ values where
-    every seed diverged sit in the strip under each panel, never among the data; fine-tuning (and
+    every seed diverged sit in the strip under each panel, never among the data (where none
+    diverged the strip says so, and the legend has no keys for such marks); fine-tuning (and
     joint, on ACC) are the dotted reference lines. ``panels`` (column, title) replaces the three;
     ``parameter`` is the swept column (a replay buffer's ``memory`` too), ``axis`` its name on the x axis.
     ``band`` (low, high, label) shades a λ range in every panel (a stable region, a claimed one)
@@ -108,6 +109,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
     grid = fig.add_gridspec(2, len(panels), height_ratios=[3.9, strip_height], hspace=0.05, wspace=0.3,
                             left=0.9 / width, right=1 - 2.4 / width)
     xs = np.sort(swept[parameter].unique().astype(float))
+    any_diverged = False
     for p, (column, title) in enumerate(panels):
         ax = fig.add_subplot(grid[0, p])
         strip = fig.add_subplot(grid[1, p], sharex=ax)
@@ -133,6 +135,7 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
             spreads += list(full["std"].dropna())
             bands += list(zip(full["mean"], full["std"].fillna(0)))
             dead = points[points["k"] == 0][parameter]
+            any_diverged = any_diverged or bool((points["k"] < points["n"]).any())
             strip.scatter(dead, [row] * len(dead), marker="x", color=style.colour, s=30, linewidths=1.4)
             for _, point in partial.iterrows():
                 # the strip counts what it is named for: diverged seeds of all seeds run
@@ -177,6 +180,9 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
         strip.set_xlabel(axis)
         if p == 0:
             strip.set_ylabel("diverged", fontsize=8)
+        if not any_diverged:  # an empty strip would read as missing data: say what it holds
+            strip.text(0.5, 0.5, "no seed diverged", transform=strip.transAxes, ha="center", va="center",
+                       color="grey", fontsize=8)
         for spine in ("top", "right"):
             strip.spines[spine].set_visible(False)
     handles: list[Artist] = [Line2D([], [], color=look(m).colour, marker=look(m).marker,
@@ -188,10 +194,11 @@ def lambda_curve(trials: pd.DataFrame, out: Path, fwt_column: str = "fwt", param
         handles.append(Patch(facecolor="#bbbbbb", alpha=0.5, label=band[2]))
     if mark is not None:
         handles.append(Line2D([], [], color="#333333", linestyle="--", label=mark[1]))
-    handles += [Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="",
-                       label="some seeds diverged\n(mean of survivors)"),
-                Line2D([], [], color="grey", marker="x", linestyle="", label="all seeds diverged"),
-                Line2D([], [], color="none", label="k/n in the strip: k of n\nseeds diverged")]
+    if any_diverged:  # the keys of marks that are drawn, only
+        handles += [Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="",
+                           label="some seeds diverged\n(mean of survivors)"),
+                    Line2D([], [], color="grey", marker="x", linestyle="", label="all seeds diverged"),
+                    Line2D([], [], color="none", label="k/n in the strip: k of n\nseeds diverged")]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - 2.3 / width, 0.55), fontsize=8, frameon=False,
                handlelength=3.2)
     fig.suptitle(f"{heading}: mean ± std over {n_seeds} seeds" if n_seeds > 1 else

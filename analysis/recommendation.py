@@ -58,7 +58,7 @@ def write_recommendation(home: str | Path, ranking: list[dict[str, Any]], winner
                          protocol: dict[str, Any] | None = None, tolerance: float = 0.01,
                          reporting_since: float | None = None) -> Path:
     """Write ``home/recommendation/`` and return its recommendation.md. ``reporting_since`` (a
-    ``time.time()``): when the command stopped training and began its reports, so that
+    ``time.monotonic()`` of this process): when the command stopped training and began its reports, so that
     compute.csv counts the reports' wall time too and adds up to the command's."""
     home = Path(home)
     out = home / "recommendation"
@@ -279,7 +279,7 @@ def _compute_lines(home: Path, protocol: dict[str, Any], out: Path, reporting_si
         return []
     if reporting_since is not None:
         rows.append({"sweep": "recommendation", "phase": "reports", "trials": 0, "trial_tasks": 0,
-                     "trial_seconds": 0.0, "wall_seconds": max(0.0, time.time() - reporting_since),
+                     "trial_seconds": 0.0, "wall_seconds": max(0.0, time.monotonic() - reporting_since),
                      "wall_from": "driver"})
     table = pd.DataFrame(rows)
     table.to_csv(out / "compute.csv", index=False)

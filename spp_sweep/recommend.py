@@ -41,6 +41,7 @@ from .errors import ConfigError, UserError
 from .methods import METHODS
 from .sweep.study import PROTOCOLS, RUN_KEYS, Study, name_problem, parse_study
 from .sweep.trackers import Trackers
+from .trial_files import Instant
 
 # replay (er) is considered unless the user forbids keeping examples (--no-replay)
 DEFAULT_METHODS = ("spp", "ewc", "si", "mas", "lwf", "er", "finetune")
@@ -78,7 +79,7 @@ class RecommendOptions:
     max_concurrent: int | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
-    started: float | None = None  # when the command began (its first line): compute.csv's start-up row starts there
+    started: Instant | None = None  # when the command began (its first line): compute.csv's start-up row starts there
     verbose: int = 1
     trackers: Trackers = Trackers()  # TensorBoard / MLflow / W&B for both sweeps
     stack: str | int = "auto"  # configurations per trial as one batched model (a study's stack:)
@@ -248,7 +249,7 @@ def recommend(options: RecommendOptions) -> Path:
         resume = options.resume and Path(home, folder, "study.yaml").exists()
         ran.append(folder)
         run_sweep(sweep, dataclasses.replace(sweep_options, name=folder, resume=resume, started=since[0]))
-        since[0] = time.time()
+        since[0] = Instant.now()
 
     run(study, "search")
     ranking = rank_methods(f"{home}/search")
@@ -271,7 +272,7 @@ def recommend(options: RecommendOptions) -> Path:
             run(point_study(study, winner["method"], chosen, options.seeds, "robust"), "robust")
     if reference is not None:
         run(reference, "reference")
-    reporting_since = time.time()  # compute.csv's last row: Ray's stop and the reports
+    reporting_since = time.monotonic()  # compute.csv's last row: Ray's stop and the reports
     if owns_ray:
         disconnect()
     from analysis.recommendation import write_recommendation

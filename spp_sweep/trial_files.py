@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,8 +34,9 @@ ERROR = "error.txt"  # Ray Tune's own: why a trial raised, one "Failure # N" blo
 # {"planned_trials": N, "metric": "val_acc", "spaces": {method: {name: Optuna distribution JSON}}}
 PLAN = "plan.json"
 STUDY = "study.yaml"  # a sweep's root: the study as it was started (--resume reuses it)
-# A sweep's root: per phase, the driver's wall clock around each Ray Tune experiment it ran for
-# it (a resumed phase adds a span): {phase: [[started, ended], ...]} in seconds since the epoch.
+# A sweep's root: per phase, the driver's clock around each Ray Tune experiment it ran for it (a
+# resumed phase adds a span): {phase: [[started, ended], ...]} in seconds since the epoch, where
+# ended is started plus the seconds the monotonic clock counted (Instant.span).
 PHASE_TIMES = "phase_times.json"
 # its span for what each sweep command spent before its first phase: the interpreter, imports,
 # checks and Ray's start (one span per command, so a resumed sweep adds its own)
@@ -198,8 +201,25 @@ def read_phase_times(root: Path) -> dict[str, list[list[float]]]:
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in span) for span in spans)}
 
 
+@dataclass(frozen=True)
+class Instant:
+    """When a span of phase_times.json began: the wall clock, to place it, and the monotonic
+    clock, to measure it, so that a clock set back or forward meanwhile changes no duration."""
+
+    wall: float
+    monotonic: float
+
+    @classmethod
+    def now(cls) -> Instant:
+        return cls(time.time(), time.monotonic())
+
+    def span(self) -> tuple[float, float]:
+        """From this instant to now: (its wall time, that plus the monotonic seconds since)."""
+        return self.wall, self.wall + max(0.0, time.monotonic() - self.monotonic)
+
+
 def add_phase_time(root: Path, phase: str, started: float, ended: float) -> None:
-    """Add one span of the driver's wall clock to a phase (written whole or not at all)."""
+    """Add one span of the driver's clock to a phase (written whole or not at all)."""
     times = read_phase_times(root)
     times.setdefault(phase, []).append([started, ended])
     atomic_write(Path(root) / PHASE_TIMES, json.dumps(times, indent=1).encode())

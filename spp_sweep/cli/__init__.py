@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -17,10 +16,11 @@ import yaml
 
 from .. import __version__
 from ..errors import UserError
+from ..trial_files import Instant
 
 # The command's first line: compute.csv's start-up row begins here (the first command of this
 # process; a later in-process call of main() begins at its own call).
-_FIRST_LINE = [time.time()]
+_FIRST_LINE = [Instant.now()]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -309,7 +309,7 @@ def _add_recommend(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    started = _FIRST_LINE.pop() if _FIRST_LINE else time.time()
+    started = _FIRST_LINE.pop() if _FIRST_LINE else Instant.now()
     args = build_parser().parse_args(argv)
     args.started = started
     try:

@@ -60,8 +60,8 @@ def test_a_worker_node_removed_mid_sweep_loses_nothing_and_its_trials_continue_o
         sweep = threading.Thread(target=lambda: outcome.update(
             result=run_sweep(parse_study(spec), SweepOptions(address=cluster.address, verbose=0))))
         sweep.start()
-        deadline = time.time() + 300
-        while time.time() < deadline and not _checkpointed_on(root, worker_id):
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not _checkpointed_on(root, worker_id):
             time.sleep(0.1)
         assert _checkpointed_on(root, worker_id), "no trial reached a checkpoint on the worker node"
         cluster.remove_node(worker)

@@ -60,15 +60,18 @@ def kill_and_resume(storage: Path, sampler: str) -> KilledSweep:
     path = storage / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     command = [sys.executable, "-m", "spp_sweep", "sweep", str(path), "--quiet"]
-    driver = subprocess.Popen([*command, "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = storage / "driver.log"  # the killed driver's stderr, shown where the kill came at the wrong time
+    with log.open("w") as stderr:
+        driver = subprocess.Popen([*command, "--no-report"], stdout=subprocess.DEVNULL, stderr=stderr)
     root = storage / "sweeps" / "killed"
-    deadline = time.time() + 240
-    while finished_trials(root) < 2 and time.time() < deadline and driver.poll() is None:
+    deadline = time.monotonic() + 240
+    while finished_trials(root) < 2 and time.monotonic() < deadline and driver.poll() is None:
         time.sleep(0.2)
-    assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    assert driver.poll() is None, f"the sweep ended before it could be interrupted: {log.read_text()[-2000:]}"
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    assert 2 <= finished_trials(root) < len(LAMS)
+    finished = finished_trials(root)
+    assert 2 <= finished < len(LAMS), f"killed after {finished} finished trials: {log.read_text()[-2000:]}"
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     return KilledSweep(sampler, root, command, resumed)
@@ -159,8 +162,8 @@ def test_ctrl_c_stops_the_sweep_without_starting_more_and_resume_finishes_it(tmp
     command = [sys.executable, "-m", "spp_sweep", "sweep", str(path), "--quiet", "--no-report"]
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     root = tmp_path / "ctrlc"
-    deadline = time.time() + 240
-    while finished_trials(root) < 1 and time.time() < deadline and driver.poll() is None:
+    deadline = time.monotonic() + 240
+    while finished_trials(root) < 1 and time.monotonic() < deadline and driver.poll() is None:
         time.sleep(0.2)
     driver.send_signal(signal.SIGINT)
     _, stderr = driver.communicate(timeout=120)
@@ -266,8 +269,9 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_finishes_it_once_the
 def test_compute_spent_counts_the_command_from_its_first_line(tmp_path: Path) -> None:
     """compute.csv's rows: the command's start-up, each phase, Ray's shut-down, all from the
     driver's own clock; the start-up span begins inside the command (at its first line, not at the
-    process's creation time, which Linux rounds through a boot time in whole seconds), and every
-    span ends before the command returned. Orderings on one clock: no duration is asserted."""
+    process's creation time, which Linux rounds through a boot time in whole seconds), and the
+    spans together last no longer than the command did as this test measured it. Durations on the
+    monotonic clock (a wall clock set meanwhile changes neither side); no duration is asserted."""
     import json
 
     from analysis.selection import compute_spent
@@ -277,26 +281,25 @@ def test_compute_spent_counts_the_command_from_its_first_line(tmp_path: Path) ->
              "seeds": 1, "resources": {"cpu": 1}, "storage": str(tmp_path)}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
-    launched = time.time()
+    launched = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "spp_sweep", "sweep", str(path), "--quiet", "--no-report"],
                           capture_output=True, text=True, timeout=600)
-    returned = time.time()
+    took = time.monotonic() - launched
     assert done.returncode == 0, done.stderr[-2000:]
     spent = compute_spent(load_trials(tmp_path / "clocked"), tmp_path / "clocked")
     assert list(spent["phase"]) == ["start-up", "grid", "final", "shut-down"] and set(spent["wall_from"]) == {"driver"}
     assert spent.loc[0, "trials"] == 0 and (spent["wall_seconds"] > 0).all()
     spans = [span for phase in json.loads((tmp_path / "clocked" / "phase_times.json").read_text()).values()
              for span in phase]
-    (first_start, _), = json.loads((tmp_path / "clocked" / "phase_times.json").read_text())["start-up"]
-    assert launched <= first_start  # from the command's first line, after the process was launched
-    assert all(start <= end <= returned for start, end in spans)
+    assert len(json.loads((tmp_path / "clocked" / "phase_times.json").read_text())["start-up"]) == 1
+    assert all(start <= end for start, end in spans) and sum(end - start for start, end in spans) <= took
 
 
 def test_recommends_compute_counts_its_sweeps_and_reports_from_its_first_line(tmp_path: Path) -> None:
     """compute.csv of `spp-sweep recommend`: every sweep's start-up and phases, then the reports
     written after training; Ray's session ends beside the reports, inside their row (no shut-down
-    row counts it twice). The search's start-up begins inside the command and every span ends
-    before it returned: orderings on one clock, no duration asserted."""
+    row counts it twice). The rows together last no longer than the command did as this test
+    measured it (monotonic clocks on both sides); no duration is asserted."""
     import json
 
     import numpy as np
@@ -305,18 +308,16 @@ def test_recommends_compute_counts_its_sweeps_and_reports_from_its_first_line(tm
     from tests.unit.benchmarks.test_custom_data import blobs
 
     np.savez(tmp_path / "mine.npz", **blobs(n_classes=4, per_class=30))
-    launched = time.time()
+    launched = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "spp_sweep", "recommend", str(tmp_path / "mine.npz"), "--tasks", "2",
                            "--methods", "spp,finetune", "--budget", "2", "--seeds", "2", "--curve-points", "3",
                            "--set", "epochs=2", "--storage", str(tmp_path / "rec"), "--quiet"],
                           capture_output=True, text=True, timeout=600)
-    returned = time.time()
+    took = time.monotonic() - launched
     assert done.returncode == 0, done.stderr[-2000:]
     spent = pd.read_csv(tmp_path / "rec" / "mine" / "recommendation" / "compute.csv")
     assert spent.iloc[-1][["sweep", "phase"]].tolist() == ["recommendation", "reports"]
     assert (spent["wall_seconds"] > 0).all() and set(spent["wall_from"]) == {"driver"}
     assert "shut-down" not in set(spent["phase"])  # Ray's stop ran beside the reports, counted in their row
-    times = [json.loads(path.read_text()) for path in sorted((tmp_path / "rec" / "mine").glob("*/phase_times.json"))]
-    (first_start, _), = json.loads((tmp_path / "rec" / "mine" / "search" / "phase_times.json").read_text())["start-up"]
-    assert launched <= first_start  # from the command's first line, after the process was launched
-    assert all(start <= end <= returned for phases in times for spans in phases.values() for start, end in spans)
+    assert len(json.loads((tmp_path / "rec" / "mine" / "search" / "phase_times.json").read_text())["start-up"]) == 1
+    assert spent["wall_seconds"].sum() <= took  # every sweep's rows and the reports' inside the command's run

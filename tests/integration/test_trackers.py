@@ -120,8 +120,8 @@ def test_an_interrupted_and_resumed_sweep_continues_each_configurations_run_with
     command = [sys.executable, "-m", "spp_sweep", "sweep", str(tmp_path / "study.yaml"), "--no-report",
                "--stack", "off", "--tensorboard", "--mlflow", store]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not list((tmp_path / "sweeps").glob("tracked/grid/*/checkpoint_000001")):
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((tmp_path / "sweeps").glob("tracked/grid/*/checkpoint_000001")):
         time.sleep(0.2)
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=300)

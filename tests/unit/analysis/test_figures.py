@@ -254,6 +254,24 @@ def test_a_survivors_mean_beyond_the_limits_sits_at_the_edge_with_its_value(tmp_
     assert [[300.0, bottom]] in offsets  # the hollow marker, at the edge
 
 
+def test_a_sweep_where_nothing_diverged_says_so_in_the_strip_and_keys_no_divergence_marks(tmp_path, monkeypatch):
+    """An empty "diverged" strip reads as missing data: it says no seed diverged, and the legend
+    keys only marks that are drawn; one diverged seed brings the keys back and the note goes."""
+    def rows(one_dies: bool) -> list[dict]:
+        return [{"method": "spp", "lam": lam, "seed": seed, "searched": "lam", "penalty_step": "explicit",
+                 "status": "diverged" if one_dies and lam == 10.0 and seed == 0 else "finished",
+                 "acc": 0.9 - 0.01 * i + 0.002 * seed, "fwt": 0.0, "bwt": -0.01}
+                for i, lam in enumerate((0.1, 1.0, 10.0)) for seed in range(3)]
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, out, stem: drawn.append((
+        [t.get_text() for t in fig.axes[1].texts], [t.get_text() for t in fig.legends[0].get_texts()])) or plt.close(fig))
+    figures.lambda_curve(pd.DataFrame(rows(one_dies=False)), tmp_path)
+    figures.lambda_curve(pd.DataFrame(rows(one_dies=True)), tmp_path)
+    (calm_strip, calm_keys), (strip, keys) = drawn
+    assert calm_strip == ["no seed diverged"] and not any("diverged" in key for key in calm_keys)
+    assert strip == ["1/3"] and "all seeds diverged" in keys
+
+
 def test_a_figure_drawn_twice_gives_the_same_files(tmp_path):
     """A report redrawn from the same results leaves its committed PNG and PDF byte for byte."""
     drawn = []
