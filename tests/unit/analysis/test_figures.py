@@ -264,7 +264,8 @@ def test_a_sweep_where_nothing_diverged_says_so_in_the_strip_and_keys_no_diverge
                 for i, lam in enumerate((0.1, 1.0, 10.0)) for seed in range(3)]
     drawn = []
     monkeypatch.setattr(figures, "save", lambda fig, out, stem: drawn.append((
-        [t.get_text() for t in fig.axes[1].texts], [t.get_text() for t in fig.legends[0].get_texts()])) or plt.close(fig))
+        [t.get_text() for t in fig.axes[1].texts],
+        [t.get_text() for t in fig.legends[0].get_texts()])) or plt.close(fig))
     figures.lambda_curve(pd.DataFrame(rows(one_dies=False)), tmp_path)
     figures.lambda_curve(pd.DataFrame(rows(one_dies=True)), tmp_path)
     (calm_strip, calm_keys), (strip, keys) = drawn
