@@ -159,7 +159,7 @@ def saved_state(path: str) -> str:
     if not any(f.name.startswith("experiment_state") for f in files):
         return "corrupt" if (folder / "tuner.pkl").exists() else "none"
     newest: dict[str, Path] = {}
-    for file in sorted(files, key=lambda f: f.stat().st_mtime):
+    for file in sorted(files, key=lambda f: f.name):  # Ray's own choice: the greatest name (its session's start)
         newest[re.sub(r"-?\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d.*$", "", file.stem)] = file
     return "valid" if all(_readable(file) for file in newest.values()) else "corrupt"
 
@@ -248,7 +248,7 @@ def recreate_named_checkpoints(path: str) -> int:
     (trainable.newest_first): an empty placeholder, tried last, satisfies Ray and changes nothing.
     """
     folder = Path(path)
-    states = sorted(folder.glob("experiment_state-*.json"), key=lambda f: f.stat().st_mtime)
+    states = sorted(folder.glob("experiment_state-*.json"), key=lambda f: f.name)  # the one Ray restores: last
     try:
         trials = json.loads(states[-1].read_bytes())["trial_data"] if states else []
     except (OSError, ValueError, KeyError):

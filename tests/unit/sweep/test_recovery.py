@@ -4,6 +4,7 @@ its own (spp_sweep/sweep/recovery.py), on folders written by hand."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -12,6 +13,7 @@ from spp_sweep.sweep.recovery import (
     _done,
     clear_damaged_checkpoints,
     failed_for_want_of_space,
+    saved_state,
     stopped_for_want_of_space,
 )
 
@@ -90,3 +92,17 @@ def test_a_finished_trial_whose_report_file_the_disk_emptied_gets_its_final_repo
     assert [r["status"] for r in read_reports(folder)] == ["finished"] and read_reports(folder)[0]["acc"] == 0.9
     assert [r["status"] for r in read_reports(running)] == ["running"]  # nothing to recover: left alone
     assert mend_report_files(str(tmp_path)) == 0
+
+
+def test_the_state_file_judged_is_the_one_ray_restores_by_its_name_whatever_the_clock_did(tmp_path: Path) -> None:
+    """Ray Tune restores the greatest name of each kind (names carry their session's start); a
+    clock set back makes the newer session's file the older by modification time. The file judged
+    is Ray's, so a cut one there reads corrupt and a cut older one is not held against a whole newer one."""
+    for whole_newer in (False, True):
+        folder = tmp_path / f"whole_newer_{whole_newer}"
+        folder.mkdir()
+        older, newer = (folder / f"experiment_state-2026-12-0{day}_10-00-00.json" for day in (1, 7))
+        older.write_text("{}" if not whole_newer else "{")
+        newer.write_text("{}" if whole_newer else "{")
+        os.utime(newer, (1_000_000, 1_000_000))  # written after the clock was set back by decades
+        assert saved_state(str(folder)) == ("valid" if whole_newer else "corrupt")
