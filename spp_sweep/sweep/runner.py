@@ -39,6 +39,7 @@ import yaml
 from .. import trial_files
 from ..atomic_files import check_writable_folder
 from ..errors import ConfigError, UserError
+from ..trial_files import Instant
 from . import provenance, rungs
 from .connection import connect
 from .lock import sweep_lock
@@ -105,7 +106,7 @@ class SweepOptions:
     cpus_per_trial: float | None = None
     num_samples: int | None = None
     # when the command began (its first line): compute.csv's start-up row starts there; None: at run_sweep
-    started: trial_files.Instant | None = None
+    started: Instant | None = None
     seeds: int | None = None  # --seeds N: the search runs seeds 0..N-1
     final_seeds: int | None = None  # --final-seeds N: the final phase runs the N smallest seeds the search did not
     stack: str | int | None = None  # --stack auto|off|N: the study's `stack`
@@ -353,7 +354,7 @@ def _library_output(quiet: bool) -> Iterator[None]:
 
 def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any] | None) -> SweepOutcome:
     """run_sweep's body: check, connect, then each phase in order."""
-    entered = trial_files.Instant.now()
+    entered = Instant.now()
     study = prepare_study(study, options)
     check_environment(study, options)
     options.trackers.check()
@@ -395,7 +396,7 @@ def release_ray(root: str) -> None:
     record its seconds as the sweep's shut-down span (phase_times.json), so compute.csv adds up."""
     from .connection import disconnect
 
-    started = trial_files.Instant.now()
+    started = Instant.now()
     disconnect()
     _phase_time(root, trial_files.SHUTDOWN_PHASE, started)
 
@@ -597,7 +598,7 @@ def _run_phase(study: Study, root: str, phase: str, space: Callable[[], dict[str
     trainable = tune.with_resources(options.trainable or train_continual, {"cpu": study.cpu, "gpu": study.gpu})
     path = f"{root}/{phase}"
     on_disk = local_folder(path)  # None on an object store: no file to mend, no disk to fill
-    started = trial_files.Instant.now()  # the phase's clock, its fixed costs included (compute.csv)
+    started = Instant.now()  # the phase's clock, its fixed costs included (compute.csv)
     if on_disk is not None and on_disk.is_dir():  # what a full disk cut, mended before Ray Tune reads it
         mend_report_files(path)
     state = saved_state(path)
@@ -803,7 +804,7 @@ def _state_files(path: str) -> dict[str, bytes]:
     return state_files(path, RAY_STATE_FILES)
 
 
-def _phase_time(root: str, phase: str, started: trial_files.Instant) -> None:
+def _phase_time(root: str, phase: str, started: Instant) -> None:
     """Record ``phase``'s span from ``started`` to now for compute.csv (a local sweep folder only)."""
     folder = local_folder(root)
     if folder is not None:
