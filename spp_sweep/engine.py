@@ -143,8 +143,10 @@ CHANCE_FRACTION = 0.9
 # ...and its training batches, in the last epoch, are classified no better than this above chance (1/C)
 ACCURACY_MARGIN = 0.1
 # A collapse (see _collapsed) loses tasks the network had learned: at least this share of the
-# way from chance to perfect accuracy (0.9 on a 2-way head), not a slow learner's first gains
+# way from chance to perfect accuracy (0.9 on a 2-way head), not a slow learner's first gains...
 LEARNED_SHARE = 0.8
+# ...and leaves every task at most this share of that way (0.6 on a 2-way head, 0.28 on a 10-way one)
+CHANCE_SHARE = 0.2
 # The rise is judged only where the last epoch has this many batches (fewer: too noisy to call;
 # a peak and NaN/inf still count): a 6-image test task's two batches can differ by 60% with
 # nothing wrong, but not by a factor of ten on top of ending at chance.
@@ -537,9 +539,9 @@ class RunLoop:
 
         The quiet death: the loss exploded in a term the task's own loss does not show (LwF's
         distillation past its λ edge), the network died, and each task's loss then sat at chance
-        with no rise or peak. On held-out validation data every task seen is within
-        ACCURACY_MARGIN of chance from that task to the end, new tasks included, where the row
-        before had learned one (LEARNED_SHARE of the way from chance to perfect). A network
+        with no rise or peak. On held-out validation data every task seen is at most
+        CHANCE_SHARE of the way from chance to perfect from that task to the end, new tasks
+        included, where the row before had learned one (LEARNED_SHARE of that way). A network
         frozen by its penalty keeps its old tasks; one that forgets them learns the new ones; one
         that wanders through chance and learns again later is alive; a slow learner never
         learned any: none of them is caught. Validation, never the test split, decides, since a
@@ -548,7 +550,7 @@ class RunLoop:
         chances = [c for c in scores if c is not None]
         if len(chances) < len(scores) or len(val_rows) < 2:
             return None
-        at_chance = [all(row[i] <= chances[i] + ACCURACY_MARGIN for i in range(seen + 1))
+        at_chance = [all(row[i] <= chances[i] + CHANCE_SHARE * (1 - chances[i]) for i in range(seen + 1))
                      for seen, row in enumerate(val_rows)]
         task = next((t for t in range(1, len(val_rows)) if all(at_chance[t:])), None)
         if task is None:

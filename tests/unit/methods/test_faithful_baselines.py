@@ -106,6 +106,21 @@ def test_a_network_that_dies_without_a_loss_spike_is_a_collapse_by_hand() -> Non
     assert experiment._collapsed([[0.999, 0.95, 0.5], [0.999, 0.7, 0.5], [0.5, 0.5, 0.5]])[0] == 2  # died at task 3
 
 
+def test_a_collapse_on_ten_way_heads_is_judged_on_the_same_share_of_the_way_from_chance() -> None:
+    """The quiet death of permuted MNIST (MAS λ = 1 at lr 0.1, seed 1: nine tasks learned to
+    0.67-0.84, then after task 10 every task at 0.09-0.21 and the new one at 0.10): by hand on
+    10-way heads, chance 0.1, "learned" from 0.1 + 0.8·0.9 = 0.82, "at chance" to 0.1 + 0.2·0.9 =
+    0.28, the share a 2-way head's 0.6 is of its way."""
+    experiment = Experiment(RunConfig(method="finetune", benchmark="permuted_digits", epochs=1, validation=0.2,
+                                      benchmark_options={"n_tasks": 3}))
+    assert experiment.head_sizes == [10, 10, 10]  # a 10-way head per task
+    dead = [[0.84, 0.12, 0.10], [0.839, 0.808, 0.09], [0.174, 0.206, 0.098]]
+    task, reason = experiment._collapsed(dead)
+    assert task == 2 and "task 1 0.839 -> 0.174" in reason and "task 2" not in reason  # 0.808 < 0.82: not learned
+    assert experiment._collapsed([[0.84, 0.1, 0.1], [0.839, 0.808, 0.1], [0.174, 0.29, 0.098]]) is None  # 0.29 > 0.28
+    assert experiment._collapsed([[0.84, 0.1, 0.1], [0.2, 0.808, 0.1], [0.1, 0.1, 0.75]]) is None  # forgets, learns
+
+
 def test_lwf_past_its_edge_on_split_digits_is_recorded_as_a_collapse_with_validation_only() -> None:
     """LwF λ = 30 at split digits' lr 0.1, seed 0: task 1 learned (validation 1.0), then from
     task 2 on every head at chance with no loss spike. With validation data the run is diverged at
