@@ -268,10 +268,10 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_finishes_it_once_the
 
 def test_compute_spent_counts_the_command_from_its_first_line(tmp_path: Path) -> None:
     """compute.csv's rows: the command's start-up, each phase, Ray's shut-down, all from the
-    driver's own clock; the start-up span begins inside the command (at its first line, not at the
-    process's creation time, which Linux rounds through a boot time in whole seconds), and the
-    spans together last no longer than the command did as this test measured it. Durations on the
-    monotonic clock (a wall clock set meanwhile changes neither side); no duration is asserted."""
+    driver's own clock, one start-up span per command; the spans together last no longer than the
+    command did as this test measured it, which a start-up span from the process's creation time
+    (Linux rounds it through a boot time in whole seconds) would break. Durations on the monotonic
+    clock (a wall clock set meanwhile changes neither side); no duration is asserted."""
     import json
 
     from analysis.selection import compute_spent

@@ -110,7 +110,7 @@ def test_a_collapse_on_ten_way_heads_is_judged_on_the_same_share_of_the_way_from
     """The quiet death of permuted MNIST (MAS λ = 1 at lr 0.1, seed 1: nine tasks learned to
     0.67-0.84, then after task 10 every task at 0.09-0.21 and the new one at 0.10): by hand on
     10-way heads, chance 0.1, "learned" from 0.1 + 0.8·0.9 = 0.82, "at chance" to 0.1 + 0.2·0.9 =
-    0.28, the share a 2-way head's 0.6 is of its way."""
+    0.28: the same shares of the way from chance to perfect as a 2-way head's 0.9 and 0.6."""
     experiment = Experiment(RunConfig(method="finetune", benchmark="permuted_digits", epochs=1, validation=0.2,
                                       benchmark_options={"n_tasks": 3}))
     assert experiment.head_sizes == [10, 10, 10]  # a 10-way head per task
