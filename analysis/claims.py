@@ -22,6 +22,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from spp_sweep import trial_files
+from spp_sweep.results.tables import config_label
+
 from .inference import (
     ALPHA,
     MARGIN,
@@ -36,7 +39,8 @@ from .inference import (
     verdict,
 )
 
-__all__ = ["ALPHA", "BAND", "LITTLE_FORGETTING", "compare_sweeps", "figure4_claims", "versus_finetune", "versus_method"]
+__all__ = ["ALPHA", "BAND", "LITTLE_FORGETTING", "compare_sweeps", "comparing_tables", "figure4_claims",
+           "report_phases", "versus_finetune", "versus_method"]
 
 LITTLE_FORGETTING = 0.01  # |BWT| of fine-tuning below one point: no forgetting for a method to prevent
 BAND = (0.5, 4.0)  # the paper's stable λ band (Figure 4)
@@ -189,18 +193,27 @@ def _stability_row(band: pd.DataFrame, margin: float) -> dict[str, str]:
     plain = [at_level(d, 1 - ALPHA) for d in diffs]
     # "a λ more than the margin below the best" is m tests, one per λ: Bonferroni's 1 − α/m
     corrected = [replace(at_level(d, 1 - ALPHA / len(diffs)), correction="Bonferroni") for d in diffs]
-    widest = max(corrected, key=lambda d: max(abs(d.low), abs(d.high)))
-    measured = (f"mean ACC {100 * means.min():.2f}–{100 * means.max():.2f} over {len(means)} values "
-                f"(best λ = {top:g}); the farthest λ minus the best: {_diff_text(widest)} points; "
-                f"{diverged} diverged runs")
+    # the page shows the interval its verdict rests on: every plain 95% interval inside the margin
+    # confirms; a Bonferroni interval wholly below it refutes; otherwise the interval that crosses it
+    farthest = max(range(len(diffs)), key=lambda i: max(abs(plain[i].low), abs(plain[i].high)))
+    below = [d for d in corrected if d.high <= -margin]
     if diverged:
-        result = f"refuted: {diverged} runs diverged inside the band"
+        shown, result = corrected[farthest], f"refuted: {diverged} run{'s' * (diverged != 1)} diverged inside the band"
     elif all(-margin < d.low and d.high < margin for d in plain):
-        result = f"confirmed: every λ within ±{100 * margin:.2g} point of the best"
-    elif any(d.high <= -margin for d in corrected):
+        shown, result = plain[farthest], f"confirmed: every λ within ±{100 * margin:.2g} point of the best"
+    elif below:
+        shown = max(below, key=lambda d: d.high)
         result = f"refuted: a λ lies more than {100 * margin:.2g} point below the best"
     else:
-        result = f"not settled at {widest.n} seeds; {power_note(widest)}"
+        shown = plain[farthest]
+        result = f"not settled at {shown.n} seeds; {power_note(shown)}" if shown.n > 1 else \
+            "not settled (1 seed: no interval)"
+    # several λ and no correction shown: say why (each must pass alone, an intersection of tests)
+    how = " (95% for each λ: every one must lie inside the margin)" \
+        if len(diffs) > 1 and shown.correction != "Bonferroni" and shown.n > 1 else ""
+    measured = (f"mean ACC {100 * means.min():.2f}–{100 * means.max():.2f} over {len(means)} values "
+                f"(best λ = {top:g}); the farthest λ minus the best: {_diff_text(shown)}{how} points; "
+                f"{diverged} diverged run{'s' * (diverged != 1)}")
     return {"claim (paper, Figure 4)": text, "measured here": measured, "verdict": result}
 
 
@@ -319,3 +332,45 @@ def versus_method(trials: pd.DataFrame, best: pd.DataFrame, reference: str = "sp
                     f"{reference} vs method (BWT)": verdict(bwt, margin),
                     "smallest detectable ΔACC": _points(acc.detectable())})
     return pd.DataFrame(out)
+
+
+def report_phases(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(compared, searched): the trials a report's tables compare and those its search ran.
+
+    Compared: phase ``evaluate`` where the selection protocol has one (the chosen configurations
+    on the data they are meant for), else the final re-runs, else the whole sweep. Searched: every
+    phase but the selected ones (the final phase adds seeds at one configuration per method, which
+    would weigh that point differently from its neighbours on a λ curve)."""
+    phase = trials["phase"]
+    evaluated = (phase == trial_files.EVALUATE_PHASE).any()
+    compared = trials[phase == (trial_files.EVALUATE_PHASE if evaluated else trial_files.FINAL_PHASE)] \
+        if (phase == trial_files.FINAL_PHASE).any() else trials
+    search = ~phase.isin(trial_files.SELECTED_PHASES)
+    searched = trials[search] if search.any() else trials[phase != trial_files.EVALUATE_PHASE]
+    return compared, searched
+
+
+def comparing_tables(compared: pd.DataFrame, best: pd.DataFrame, searched: pd.DataFrame,
+                     margin: float = MARGIN) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Every table of a report that compares, by file stem, and the notes under vs_finetune.
+
+    ``vs_finetune`` and ``versus_spp`` compare the selected configurations (``compared``,
+    ``best``); ``figure4_claims[_step]`` grade SPP's λ grid: the grid phase where there is one (a
+    Bayesian phase mixes learning rates along λ), else every searched trial."""
+    with_config = compared.assign(config=compared.apply(config_label, axis=1))
+    tables: dict[str, pd.DataFrame] = {}
+    table, notes = versus_finetune(with_config, best, margin)
+    if len(table):
+        tables["vs_finetune"] = table
+    ranked = versus_method(with_config, best, "spp", margin)
+    if len(ranked):
+        tables["versus_spp"] = ranked
+    on_grid = searched["phase"] == trial_files.GRID_PHASE
+    grid = searched[on_grid] if on_grid.any() else searched
+    steps = [None] if "penalty_step" not in grid else \
+        sorted(grid.loc[grid["method"] == "spp", "penalty_step"].dropna().unique()) or [None]
+    for step in steps:
+        claims = figure4_claims(grid, "spp", step, margin)
+        if len(claims):
+            tables[f"figure4_claims{'_' + step if step and len(steps) > 1 else ''}"] = claims
+    return tables, notes

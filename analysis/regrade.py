@@ -7,6 +7,11 @@ rules of :mod:`analysis.inference`, so that a verdict on a page always has its t
 command, and a change of the rules reaches every committed result. Several folders given
 together (the same benchmark, the same seeds) are pooled first: a study that added methods or
 seeds beside an earlier one, run alike, compares with it seed by seed.
+
+Where one folder's report.md shows these tables as they stand in its CSV files (a report of the
+present form), each is replaced where it stands, so the page and its tables agree. Otherwise (a
+report written under an earlier rule, or tables pooled from several folders) the tables go to
+``verdicts.md`` beside it, and report.md gets one line pointing there.
 """
 
 from __future__ import annotations
@@ -17,10 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from spp_sweep import trial_files
 from spp_sweep.results.tables import best_configs, config_label, one_per_seed
 
-from .claims import figure4_claims, versus_finetune, versus_method
+from .claims import comparing_tables, report_phases
 from .inference import MARGIN
 
 
@@ -43,44 +47,46 @@ def regrade(folders: list[Path], out: Path, margin: float = MARGIN) -> list[Path
     if "higher_is_better" in trials and not trials["higher_is_better"].astype(bool).all():
         raise ValueError(f"{', '.join(f.name for f in folders)}: a loss (−ELBO), not an accuracy: its comparisons "
                          "are graded by python -m analysis.paper_claims (in nats)")
-    final = trials[trials["phase"] == trial_files.FINAL_PHASE]
-    compared = final if len(final) else trials[trials["phase"] != trial_files.EVALUATE_PHASE]
+    compared, searched = report_phases(trials)
     metric = "val_acc" if "val_acc" in trials and trials["val_acc"].notna().any() else "acc"
-    best = best_configs(compared, metric)
+    tables, notes = comparing_tables(compared, best_configs(compared, metric), searched, margin)
+    if not tables:
+        return []
+    report = out / "report.md"
+    # the report's own tables, as it rendered them from these files, before they are rewritten
+    shown = {name: _markdown(out / f"{name}.csv") for name in tables if (out / f"{name}.csv").is_file()}
+    text = report.read_text(encoding="utf-8") if report.is_file() else ""
+    in_place = folders == [out] and all(name in shown and shown[name] in text for name in tables)
     written = []
-    table, notes = versus_finetune(compared, best, margin)
-    if len(table):
-        table.to_csv(out / "vs_finetune.csv", index=False)
-        written.append(out / "vs_finetune.csv")
-    ranked = versus_method(compared, best, "spp", margin)
-    if len(ranked):
-        ranked.to_csv(out / "versus_spp.csv", index=False)
-        written.append(out / "versus_spp.csv")
-    searched = trials[~trials["phase"].isin(trial_files.SELECTED_PHASES)]
-    steps = sorted(searched.loc[searched["method"] == "spp", "penalty_step"].dropna().unique()) \
-        if "penalty_step" in searched else []
-    for step in steps or [None]:
-        claims = figure4_claims(searched, "spp", step, margin)
-        if len(claims):
-            name = f"figure4_claims{'_' + step if step and len(steps) > 1 else ''}.csv"
-            claims.to_csv(out / name, index=False)
-            written.append(out / name)
-    if written:
-        sources = ", ".join(f.name for f in folders)
-        lines = [f"# Verdicts: {sources}", "",
-                 f"Regraded from `trials.csv` by `python -m analysis.regrade {' '.join(str(f) for f in folders)}` "
-                 "under the rules of [Verdicts](../../guide/reports.md#verdicts): seeds paired and each counted "
-                 f"once, 95% t intervals, Holm's correction within each table, equivalence margin ±{100 * margin:.2g} "
-                 "point(s). These tables supersede the comparing tables of this folder's report.md where the two "
-                 "differ (that page was written under an earlier rule: 'tied' where p ≥ 0.05).", ""]
-        if notes:
-            lines += [*notes, ""]
-        for path in written:
-            lines += [f"## {path.stem}", "", pd.read_csv(path).to_markdown(index=False), ""]
-        (out / "verdicts.md").write_text("\n".join(lines))
-        written.append(out / "verdicts.md")
-        _point_report_at_verdicts(out / "report.md")
+    for name, frame in tables.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+        written.append(out / f"{name}.csv")
+    if in_place:
+        # a report of these trials under the present rules: its tables are replaced where they stand
+        for name in tables:
+            text = text.replace(shown[name], _markdown(out / f"{name}.csv"))
+        report.write_text(text, encoding="utf-8")
+        return [*written, report]
+    sources = ", ".join(f.name for f in folders)
+    lines = [f"# Verdicts: {sources}", "",
+             f"Regraded from `trials.csv` by `python -m analysis.regrade {' '.join(str(f) for f in folders)}` "
+             "under the rules of [Verdicts](../../guide/reports.md#verdicts): seeds paired and each counted "
+             f"once, 95% t intervals, Holm's correction within each table, equivalence margin ±{100 * margin:.2g} "
+             "point(s). These tables supersede the comparing tables of this folder's report.md where the two "
+             "differ (that page was written under an earlier rule: 'tied' where p ≥ 0.05).", ""]
+    if notes:
+        lines += [*notes, ""]
+    for path in written:
+        lines += [f"## {path.stem}", "", pd.read_csv(path).to_markdown(index=False), ""]
+    (out / "verdicts.md").write_text("\n".join(lines))
+    written.append(out / "verdicts.md")
+    _point_report_at_verdicts(report)
     return written
+
+
+def _markdown(table: Path) -> str:
+    """A comparing table as ``spp-sweep report`` renders it into report.md (every cell as written)."""
+    return pd.read_csv(table, dtype=str, keep_default_na=False).to_markdown(index=False)
 
 
 POINTER = ("> The comparing tables below were worded under an earlier rule ('tied' where p ≥ 0.05); "

@@ -24,7 +24,7 @@ from spp_sweep.results.tables import best_configs, config_label, higher_is_bette
 from spp_sweep.safe_yaml import read_yaml
 
 from . import figures
-from .claims import figure4_claims, versus_finetune, versus_method
+from .claims import comparing_tables, report_phases
 from .folders import replace_folder
 from .generative import SCORE_NOTE, generative_lines
 from .importance import concentration_table, importance_table, placement
@@ -71,13 +71,8 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     # data they are meant for; every other phase saw only what the protocol allows (a prefix of the
     # stream, another benchmark), so curves and robustness come from those, the table from evaluate.
     evaluated = (trials["phase"] == trial_files.EVALUATE_PHASE).any()
-    # the λ curve and robustness: the search phases only (the final phase adds seeds at one
-    # configuration per method, which would weigh that point differently from its neighbours)
-    searched = ~trials["phase"].isin(trial_files.SELECTED_PHASES)
-    chosen_on = trials[searched] if searched.any() else trials[trials["phase"] != trial_files.EVALUATE_PHASE]
+    compared, chosen_on = report_phases(trials)
     margin = float(plan.get("equivalence_margin", MARGIN)) if plan else MARGIN
-    compared = trials[trials["phase"] == (trial_files.EVALUATE_PHASE if evaluated else trial_files.FINAL_PHASE)] \
-        if (trials["phase"] == trial_files.FINAL_PHASE).any() else trials
     fwt_column = "fwt_paper" if trials["fwt_reference"].notna().any() else "fwt"
     best = best_configs(compared, metric=metric)
     table = format_best_table(best, fwt_column)
@@ -249,15 +244,15 @@ def _placement_lines(trials: pd.DataFrame, out: Path) -> list[str]:
 
 def _versus_lines(compared: pd.DataFrame, best: pd.DataFrame, chosen_on: pd.DataFrame, higher: bool,
                   out: Path, margin: float = MARGIN) -> list[str]:
-    """Each selected regulariser against fine-tuning at its learning rate (seeds paired), and
-    Figure 4's claims measured on the λ grid (analysis/claims.py)."""
+    """Each selected regulariser against fine-tuning at its learning rate and against SPP (seeds
+    paired), and Figure 4's claims measured on the λ grid (analysis/claims.py)."""
     if not higher or "finetune" not in set(compared["method"]):
         return []
-    with_config = compared.assign(config=compared.apply(config_label, axis=1))
-    table, notes = versus_finetune(with_config, best, margin)
+    tables, notes = comparing_tables(compared, best, chosen_on, margin)
+    for name, table in tables.items():
+        table.to_csv(out / f"{name}.csv", index=False)
     lines: list[str] = []
-    if len(table):
-        table.to_csv(out / "vs_finetune.csv", index=False)
+    if "vs_finetune" in tables:
         lines += ["## Against fine-tuning at the same learning rate", "",
                   "Each selected configuration minus fine-tuning trained alike (same learning rate, seeds paired: "
                   "same initialisation and data order; each seed once), in points of test ACC and BWT: the mean "
@@ -265,24 +260,16 @@ def _versus_lines(compared: pd.DataFrame, best: pd.DataFrame, chosen_on: pd.Data
                   f"to match). **above/below**: the interval excludes 0; **equivalent within ±{100 * margin:.2g}**: "
                   "the whole interval shown lies inside that margin; otherwise **not separated**, with the interval "
                   "(a difference smaller than the last column could not have been detected at these seeds, 80% "
-                  "power).", "", table.to_markdown(index=False), ""]
+                  "power).", "", tables["vs_finetune"].to_markdown(index=False), ""]
     lines += [*notes, ""] if notes else []
-    ranked = versus_method(with_config, best, "spp", margin)
-    if len(ranked):
-        ranked.to_csv(out / "versus_spp.csv", index=False)
+    if "versus_spp" in tables:
         lines += ["## SPP against each regulariser (the ranking of Tables 2/3)", "",
                   "SPP's selected configuration minus each other regulariser's, in points, seeds paired (each seed "
                   "once): the 95% interval after Holm's correction over the methods, worded as above.", "",
-                  ranked.to_markdown(index=False), ""]
-    on_grid = chosen_on["phase"] == trial_files.GRID_PHASE
-    grid = chosen_on[on_grid] if on_grid.any() else chosen_on
-    steps = [None] if "penalty_step" not in grid else \
-        sorted(grid.loc[grid["method"] == "spp", "penalty_step"].dropna().unique()) or [None]
-    for step in steps:
-        claims = figure4_claims(grid, "spp", step, margin)
-        if len(claims):
-            name = f"figure4_claims{'_' + step if step and len(steps) > 1 else ''}"
-            claims.to_csv(out / f"{name}.csv", index=False)
+                  tables["versus_spp"].to_markdown(index=False), ""]
+    for name, claims in tables.items():
+        if name.startswith("figure4_claims"):
+            step = name.removeprefix("figure4_claims").lstrip("_")
             lines += [f"## Figure 4's claims, measured here (SPP{', ' + step + ' step' if step else ''})", "",
                       "Each claim of the paper's Figure 4 (section 4.2.3) graded on this sweep's λ grid against "
                       "fine-tuning of the same phase, seeds paired, by its 95% interval: **confirmed** where the "

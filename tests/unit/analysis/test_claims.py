@@ -122,7 +122,31 @@ def test_a_diverged_lambda_inside_the_band_refutes_stability() -> None:
     trials = frame(rows("finetune", None, [0.70, 0.71, 0.72]),
                    *[rows("spp", lam, [0.80, 0.81, 0.82]) for lam in (0.5, 1.0, 4.0)])
     trials.loc[(trials["lam"] == 4.0) & (trials["seed"] == 2), "status"] = "diverged"
-    assert verdicts(trials)[STABLE] == "refuted: 1 runs diverged inside the band"
+    assert verdicts(trials)[STABLE] == "refuted: 1 run diverged inside the band"
+
+
+def test_a_confirmed_band_shows_the_intervals_it_rests_on() -> None:
+    """Every λ's own 95% interval inside ±1 point confirms (an intersection of tests needs no
+    correction); the page shows that interval, not the Bonferroni one, which here crosses −1.
+
+    By hand, the farthest λ's differences from the best, in points: −0.8, +0.1, −0.5, +0.2, −0.5;
+    mean −0.30, std 0.4301; 95% at 4 df: ±2.7764·0.4301/√5 = ±0.534 → [−0.83, +0.23]; Bonferroni
+    over the 3 other λ (t 3.9608 at 1 − 0.05/6): ±0.762 → [−1.06, +0.46], past −1."""
+    best = [0.900, 0.900, 0.900, 0.900, 0.900]
+    far = [0.892, 0.901, 0.895, 0.902, 0.895]
+    trials = frame(rows("finetune", None, [0.70] * 5),
+                   rows("spp", 2.0, best), rows("spp", 0.5, far),
+                   rows("spp", 1.0, [0.899, 0.900, 0.899, 0.901, 0.899]),
+                   rows("spp", 4.0, [0.898, 0.899, 0.900, 0.899, 0.898]))
+    row = figure4_claims(trials).set_index("claim (paper, Figure 4)").loc[STABLE]
+    assert row["verdict"] == "confirmed: every λ within ±1 point of the best"
+    assert "-0.30 [-0.83, +0.23] (95% for each λ" in row["measured here"] and "Bonferroni" not in row["measured here"]
+    drop = frame(rows("finetune", None, [0.70] * 5), rows("spp", 2.0, best),
+                 rows("spp", 0.5, [0.850, 0.861, 0.855, 0.862, 0.855]),  # 4.7 points below, tight
+                 rows("spp", 1.0, [0.899, 0.900, 0.899, 0.901, 0.899]))
+    row = figure4_claims(drop).set_index("claim (paper, Figure 4)").loc[STABLE]
+    assert row["verdict"] == "refuted: a λ lies more than 1 point below the best"
+    assert "(Bonferroni, 2 tests)" in row["measured here"]
 
 
 def test_each_seed_counts_once_where_two_phases_trained_it() -> None:
