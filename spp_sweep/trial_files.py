@@ -28,6 +28,7 @@ IMPORTANCES = "importances.npz"  # save_importances: task{t}/NAME, each method's
 PICTURES = "pictures.npz"  # a VAE's task{t}/originals|reconstructions|samples|task1_samples (Figure 5)
 PARAMETERS = "parameters.npz"  # save_parameters: task{t}/NAME parameters, importance{t}/NAME SPP's probe
 STATE = "state.pt"  # a trial checkpoint's Experiment.state_dict() (tensors and plain values only)
+PROGRESS = "progress.json"  # beside STATE: {"tasks_done": N}, summed over a stack's members
 PARAMS = "params.json"  # Ray Tune's own: the trial's configuration
 ERROR = "error.txt"  # Ray Tune's own: why a trial raised, one "Failure # N" block per failure
 # A sweep's root: what analysis needs of its study without parsing the study file (Study.plan):

@@ -177,13 +177,27 @@ def _own_folder() -> Path | None:
 
 
 def newest_first(trial_folder: Path, known: Path | None = None) -> list[Path]:
-    """A trial folder's checkpoints, a finished run's first, then newest state first."""
-    def age(folder: Path) -> tuple[bool, float]:
+    """A trial folder's checkpoints, a finished run's first, then the most tasks done first.
+
+    Progress is read from each checkpoint's own record (``trial_files.PROGRESS``), not from file
+    times, which a clock set back reorders; modification time only breaks ties (and orders
+    checkpoints written before the record existed)."""
+    def rank(folder: Path) -> tuple[bool, int, float]:
         files = [f for f in (folder / RESULT_FILE, folder / STATE_FILE) if f.exists()]
-        return (folder / RESULT_FILE).exists(), max((f.stat().st_mtime for f in files), default=-math.inf)
+        return ((folder / RESULT_FILE).exists(), _tasks_done(folder),
+                max((f.stat().st_mtime for f in files), default=-math.inf))
 
     folders = set(trial_folder.glob("checkpoint_*")) | ({known} if known is not None else set())
-    return sorted(folders, key=age, reverse=True)
+    return sorted(folders, key=rank, reverse=True)
+
+
+def _tasks_done(folder: Path) -> int:
+    """A checkpoint's recorded progress; -1 where it has none or it is unreadable."""
+    try:
+        done = json.loads((folder / trial_files.PROGRESS).read_text())["tasks_done"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+    return done if isinstance(done, int) else -1
 
 
 def resume_from(folders: list[Path], experiment: Experiment | StackedExperiment) -> dict[str, Any] | None:
@@ -272,6 +286,8 @@ def _report(run: Experiment | StackedExperiment, members: list[dict[str, Any]],
         return
     with tempfile.TemporaryDirectory(prefix="spp-ckpt-") as folder:
         torch.save(run.state_dict(), Path(folder) / STATE_FILE)
+        progress = {"tasks_done": sum(int(m["task"]) for m in members)}
+        (Path(folder) / trial_files.PROGRESS).write_text(json.dumps(progress))
         if results is not None:
             trial_files.write_results(Path(folder), [r.to_json() for r in results], results, stacked)
         tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -170,6 +170,10 @@ def test_asha_stops_each_configuration_that_falls_behind_stacked_or_alone_as_ray
         state = torch.load(max(folder.glob("checkpoint_*")) / trial_files.STATE, weights_only=True)
         running = [k for k, record in enumerate(state["members"]) if record["status"] != "stopped"]
         assert state["in_model"] == running and len(running) <= 2
+        # each checkpoint records the stack's progress (tasks summed over members), rising
+        done = [json.loads((c / trial_files.PROGRESS).read_text())["tasks_done"]
+                for c in sorted(folder.glob("checkpoint_*"))]
+        assert done and all(a < b for a, b in zip(done, done[1:], strict=False))
 
 
 def test_the_optuna_phase_searches_every_method_in_one_experiment_with_asha_rungs_per_method(
@@ -228,6 +232,26 @@ def test_a_restored_trial_continues_from_its_newest_readable_checkpoint(tmp_path
     fresh = Experiment(config)
     assert resume_from(newest_first(tmp_path), fresh) is None and fresh.next_task == 0  # starts over
     assert "rerunning this trial from its first task" in capsys.readouterr().err
+
+
+def test_checkpoints_are_ordered_by_their_recorded_progress_not_by_the_clock(tmp_path: Path) -> None:
+    """A clock set back between two checkpoints gives the later one the older file times; the
+    progress each checkpoint records still puts it first."""
+    import os
+
+    from spp_sweep import trial_files
+    from spp_sweep.sweep.trainable import STATE_FILE, newest_first
+
+    for index, done in enumerate([1, 2]):
+        folder = tmp_path / f"checkpoint_00000{index}"
+        folder.mkdir()
+        (folder / STATE_FILE).write_bytes(b"state")
+        (folder / trial_files.PROGRESS).write_text(json.dumps({"tasks_done": done}))
+    later = tmp_path / "checkpoint_000001" / STATE_FILE
+    os.utime(later, (1_000_000, 1_000_000))  # written "in 1970": after the clock was set back
+    assert [f.name for f in newest_first(tmp_path)] == ["checkpoint_000001", "checkpoint_000000"]
+    (tmp_path / "checkpoint_000001" / trial_files.PROGRESS).write_text("{cut")  # unreadable: ranks last
+    assert [f.name for f in newest_first(tmp_path)] == ["checkpoint_000000", "checkpoint_000001"]
 
 
 def test_an_unreadable_sweep_state_resumes_from_the_trial_folders(tmp_path: Path, ray_local) -> None:
