@@ -383,8 +383,9 @@ def running_accuracy(matrices: pd.DataFrame, best_trials: pd.DataFrame, out: Pat
     return save(fig, out, "running_accuracy")
 
 
-def importance_densities(long: pd.DataFrame, out: Path, per_layer: bool = False) -> Path | None:
-    """Figure 6: density of log10(importance / max) per method (optionally one panel per layer)."""
+def importance_densities(long: pd.DataFrame, out: Path, per_layer: bool = False, drawn: str = "") -> Path | None:
+    """Figure 6: density of log10(importance / max) per method (optionally one panel per layer);
+    ``drawn`` says in the title which seed of how many the densities are."""
     if long.empty:
         return None
     data = long.copy()
@@ -398,7 +399,8 @@ def importance_densities(long: pd.DataFrame, out: Path, per_layer: bool = False)
                        kind="kde", common_norm=False, fill=True, alpha=0.25, height=3.5, aspect=1.4,
                        col_wrap=3 if per_layer else None, facet_kws={"sharey": False}, warn_singular=False)
     _mark_single_values(grid, data, column, per_layer, _palette(methods))
-    grid.figure.suptitle("importance after the last task (normalised per method)", y=1.03)
+    title = "importance after the last task (normalised per method)"
+    grid.figure.suptitle(f"{title}\n{drawn}" if drawn else title, y=1.03 if not drawn else 1.08)
     return save(grid.figure, out, "importance_by_layer" if per_layer else "importance")
 
 

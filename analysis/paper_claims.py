@@ -56,7 +56,7 @@ def grade_all(results: Path = RESULTS, margin: float = MARGIN) -> pd.DataFrame:
                          "verdict": "not tested yet"})
             continue
         grader = {"versus": _versus, "level": _level, "figure4": _figure4, "sensitivity": _sensitivity,
-                  "gain": _gain, "parameter": _parameter}[kind]
+                  "gain": _gain, "parameter": _parameter, "concentration": _concentration}[kind]
         trials = pooled_trials(folders)
         if "phase" in item:  # e.g. a TPE study's final phase: the chosen configurations over new seeds
             trials = trials[trials["phase"] == item["phase"]]
@@ -226,6 +226,20 @@ def _parameter(item: Mapping[str, Any], trials: pd.DataFrame, results: Path, mar
     return _in_own_units(item, [(f"{layer}, {item['column']}, {item['ours']} vs {item['reference']}",
                                  values(item["ours"], layer), values(item["reference"], layer))
                                 for layer in dict.fromkeys(table["layer"])], "")
+
+
+def _concentration(item: Mapping[str, Any], trials: pd.DataFrame, results: Path,
+                   margin: float) -> list[dict[str, Any]]:
+    """A per-seed measure of the importance distribution (``importance_concentration_by_seed.csv``:
+    Gini, top-1% share, share near zero), ours − each reference per seed, Holm over the references."""
+    table = pd.concat([pd.read_csv(results / name / "importance_concentration_by_seed.csv")
+                       for name in item["folders"]])
+
+    def values(method: str) -> pd.Series:
+        return table[table["method"] == method].groupby("seed")[item["column"]].mean()
+
+    return _in_own_units(item, [(f"{item['column']}, {item['ours']} vs {name}", values(item["ours"]), values(name))
+                                for name in item["reference"]], "")
 
 
 def _in_own_units(item: Mapping[str, Any], pairs: list[tuple[str, pd.Series, pd.Series]],

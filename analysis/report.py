@@ -27,7 +27,7 @@ from . import figures
 from .claims import comparing_tables, report_phases
 from .folders import replace_folder
 from .generative import SCORE_NOTE, generative_lines
-from .importance import concentration_table, importance_table, placement
+from .importance import concentration, concentration_table, importance_table, placement
 from .inference import MARGIN
 from .paper import comparison_table, figure4_band, paper_results
 from .parameter_report import parameter_lines
@@ -154,7 +154,8 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
     lines += parameter_lines(compared, out)
     lines += generative_lines(best_trials, out)
     if concentration is not None:
-        lines += ["Concentration of the importances (normalised by their maximum):", "",
+        lines += ["Concentration of the importances (normalised by their maximum; the seed drawn above, every "
+                  "seed in `importance_concentration_by_seed.csv`):", "",
                   concentration.to_markdown(index=False, floatfmt=".3f"), ""]
     lines += ["## Files", "", "trials.csv / trials.parquet (one row per trial), accuracy_matrices.csv (long: "
               "trial_id, after_task, task, accuracy), best_configs.{md,csv,tex}, robustness.csv.", ""]
@@ -202,19 +203,35 @@ def _trials_of(trials: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
 
 
 def _importance(best_trials: pd.DataFrame, out: Path) -> tuple[Path | None, pd.DataFrame | None]:
-    frames = []
+    """Figure 6: each selected configuration's importance densities and concentration from its
+    first seed, and the concentration of every seed (``importance_concentration_by_seed.csv``,
+    what a paired comparison of methods needs)."""
+    frames, seeds = [], []
     for method, group in best_trials.groupby("method", sort=False):
-        arrays = load_importances(group.sort_values("seed")["path"].iloc[0])
-        if arrays:
-            frames.append(importance_table(arrays, method))
+        for rank, (_, trial) in enumerate(group.sort_values("seed").iterrows()):
+            arrays = load_importances(trial["path"])  # best_trials: finished ones only
+            if not arrays:
+                continue
+            values = importance_table(arrays, method)
+            if rank == 0:
+                frames.append(values)
+            seeds.append({"method": method, "configuration": config_label(trial), "seed": trial["seed"],
+                          "n": len(values), **concentration(values["value"].to_numpy())})
     if not frames:
         return None, None
+    by_seed = pd.DataFrame(seeds)
+    by_seed.to_csv(out / "importance_concentration_by_seed.csv", index=False)
     long = pd.concat(frames, ignore_index=True)
     table = concentration_table(long)
     table.to_csv(out / "importance_concentration.csv", index=False)
     concentration_table(long, per_layer=True).to_csv(out / "importance_concentration_by_layer.csv", index=False)
-    figures.importance_densities(long, out, per_layer=True)
-    return figures.importance_densities(long, out), table
+    first = by_seed.groupby("method", sort=False)["seed"].min()
+    counts = by_seed.groupby("method", sort=False)["seed"].nunique()
+    alike = first.nunique() == 1 and counts.nunique() == 1
+    drawn = f"seed {first.iloc[0]}, one of {counts.iloc[0]} per method" if alike else \
+        f"each method's first seed (of {', '.join(str(c) for c in counts)} seeds run)"
+    figures.importance_densities(long, out, per_layer=True, drawn=drawn)
+    return figures.importance_densities(long, out, drawn=drawn), table
 
 
 def _placement_lines(trials: pd.DataFrame, out: Path) -> list[str]:

@@ -138,6 +138,10 @@ def test_the_reports_tables_are_files_for_pandas_and_latex(faulty_sweep: tuple[P
     concentration_table = pd.read_csv(folder / "importance_concentration.csv")
     assert set(concentration_table["method"]) == {"spp", "ewc"}
     assert concentration_table["gini"].between(0, 1).all()
+    by_seed = pd.read_csv(folder / "importance_concentration_by_seed.csv")  # every seed, for paired tests
+    assert by_seed.groupby("method")["seed"].nunique().to_dict() == {"ewc": 2, "spp": 2}
+    drawn = by_seed.sort_values("seed").groupby("method").first()  # the seed the figure draws
+    assert drawn.loc[concentration_table["method"], "gini"].to_numpy() == pytest.approx(concentration_table["gini"])
 
 
 def test_the_report_sets_the_paper_beside_the_sweep_and_warns_of_test_set_selection(

@@ -127,3 +127,23 @@ def test_eq7_fwt_may_take_its_joint_runs_from_another_folder(tmp_path: Path, mon
     # SPP − EWC per seed: +5, +4, +4 points, whatever m_i
     assert table.loc[0, "measured (points; 95% interval)"].startswith("spp lam=4 − ewc lam=1, fwt_paper: +4.33 [")
     assert "[final](final/report.md)" in table.loc[0, "table"]
+
+
+def test_concentration_pairs_each_seeds_gini_by_hand(tmp_path: Path, monkeypatch) -> None:
+    """SPP's Gini minus EWC's and MAS's per seed, Holm over the two: +0.10, +0.12, +0.11 against
+    EWC (t = 19.05 at 2 df, p = 0.0027; Holm ×2 = 0.0055: above) and −0.02, +0.03, −0.01 against
+    MAS (mean 0, not settled)."""
+    rows = [trial(m, None if m == "finetune" else 1.0, s, 0.8) for m in ("finetune", "spp", "ewc", "mas")
+            for s in range(3)]
+    folder(tmp_path, "imp", rows)
+    gini = {"spp": [0.90, 0.92, 0.91], "ewc": [0.80, 0.80, 0.80], "mas": [0.92, 0.89, 0.92]}
+    pd.DataFrame([{"method": m, "configuration": "lam=1", "seed": s, "n": 10, "gini": g, "top1_share": 0.1,
+                   "near_zero": 0.5} for m, values in gini.items() for s, g in enumerate(values)]).to_csv(
+        tmp_path / "imp" / "importance_concentration_by_seed.csv", index=False)
+    table = grade(monkeypatch, tmp_path, [{"id": "f6", "claim": "concentrated", "source": "F6",
+                                           "kind": "concentration", "folders": ["imp"], "ours": "spp",
+                                           "reference": ["ewc", "mas"], "column": "gini", "side": "above"}])
+    assert table.loc[0, "verdict"] == "confirmed" and table.loc[0, "seeds"] == 3
+    assert table.loc[0, "measured (points; 95% interval)"].startswith("gini, spp vs ewc: 0.91 against 0.8; "
+                                                                     "difference +0.11")
+    assert table.loc[1, "verdict"].startswith("not settled at 3 seeds")
