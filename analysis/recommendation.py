@@ -148,7 +148,7 @@ def _tie_lines(ties: pd.DataFrame | None, chosen: str) -> list[str]:
     leader = ties.iloc[0]
     test = ("each method minus the leader, seeds paired, with its 95% interval after Holm's correction over the "
             "methods; *equivalent* only where the whole interval lies inside the margin, *not separated* where it "
-            "holds 0 but not only small gaps; intervals and p-values in `ties.csv`")
+            "contains 0 and reaches past the margin; intervals and p-values in `ties.csv`")
     if len(ties) > 1 and int(leader["seeds"]) < 2:
         return [f"**Ties**: not tested ({int(leader['seeds'])} seed; an interval needs 2 or more).", ""]
     equivalent = ties[ties["equivalent_to_leader"]].iloc[1:]

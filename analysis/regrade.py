@@ -11,7 +11,9 @@ seeds beside an earlier one, run alike, compares with it seed by seed.
 Where one folder's report.md shows these tables as they stand in its CSV files (a report of the
 present form), each is replaced where it stands, so the page and its tables agree. Otherwise (a
 report written under an earlier rule, or tables pooled from several folders) the tables go to
-``verdicts.md`` beside it, and report.md gets one line pointing there.
+``verdicts.md`` beside it, and report.md gets one line pointing there. One folder also gets
+``choice_stability.csv``: how often each grid's choice stands when its seeds are drawn again
+(:func:`analysis.selection.choice_stability`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from spp_sweep.results.tables import best_configs, config_label, one_per_seed
 
 from .claims import comparing_tables, report_phases
 from .inference import MARGIN
+from .selection import choice_stability
 
 
 def pooled_trials(folders: list[Path]) -> pd.DataFrame:
@@ -50,8 +53,11 @@ def regrade(folders: list[Path], out: Path, margin: float = MARGIN) -> list[Path
     compared, searched = report_phases(trials)
     metric = "val_acc" if "val_acc" in trials and trials["val_acc"].notna().any() else "acc"
     tables, notes = comparing_tables(compared, best_configs(compared, metric), searched, margin)
+    stability = choice_stability(searched, metric) if folders == [out] else pd.DataFrame()
+    if len(stability):  # how sure each grid's choice is: a file beside the report, no table of it to replace
+        stability.to_csv(out / "choice_stability.csv", index=False)
     if not tables:
-        return []
+        return [out / "choice_stability.csv"] if len(stability) else []
     report = out / "report.md"
     # the report's own tables, as it rendered them from these files, before they are rewritten
     shown = {name: _markdown(out / f"{name}.csv") for name in tables if (out / f"{name}.csv").is_file()}
@@ -66,7 +72,7 @@ def regrade(folders: list[Path], out: Path, margin: float = MARGIN) -> list[Path
         for name in tables:
             text = text.replace(shown[name], _markdown(out / f"{name}.csv"))
         report.write_text(text, encoding="utf-8")
-        return [*written, report]
+        return [*written, report, *([out / "choice_stability.csv"] if len(stability) else [])]
     sources = ", ".join(f.name for f in folders)
     lines = [f"# Verdicts: {sources}", "",
              f"Regraded from `trials.csv` by `python -m analysis.regrade {' '.join(str(f) for f in folders)}` "
@@ -79,7 +85,7 @@ def regrade(folders: list[Path], out: Path, margin: float = MARGIN) -> list[Path
     for path in written:
         lines += [f"## {path.stem}", "", pd.read_csv(path).to_markdown(index=False), ""]
     (out / "verdicts.md").write_text("\n".join(lines))
-    written.append(out / "verdicts.md")
+    written += [out / "verdicts.md", *([out / "choice_stability.csv"] if len(stability) else [])]
     _point_report_at_verdicts(report)
     return written
 

@@ -32,7 +32,7 @@ from .inference import MARGIN
 from .paper import comparison_table, figure4_band, paper_results
 from .parameter_report import parameter_lines
 from .robustness import robustness_scores
-from .selection import hyperparameter_importances
+from .selection import ALSO_CHOSEN, CHOICE_RESAMPLES, choice_stability, hyperparameter_importances
 from .style import display_name
 
 FWT_NAMES = {"fwt_paper": "FWT (paper eq. 7, vs joint)", "fwt": "FWT (standard, vs untrained)"}
@@ -117,6 +117,15 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
         lines += [SCORE_NOTE, ""]
     lines += _protocol_lines(root, evaluated)
     lines += [table.to_markdown(index=False), ""]
+    stability = choice_stability(chosen_on, metric)
+    if len(stability):
+        stability.to_csv(out / "choice_stability.csv", index=False)
+        lines += ["### How sure each grid's choice is", "",
+                  f"The grid's seeds drawn again with replacement ({CHOICE_RESAMPLES} draws), each draw choosing as "
+                  "the sweep does: `share` is how often the configuration chosen on all seeds is chosen again, `also "
+                  f"chosen` names any other chosen in at least {ALSO_CHOSEN:.0%} of the draws. A low share means "
+                  "the choice rests on one seed; more seeds in the grid, not a finer grid, would settle it.", "",
+                  stability.to_markdown(index=False), ""]
     if metric in ("acc", "bwt", "fwt", "smt"):
         lines += [f"**Warning**: this sweep selected on the test set (metric `{metric}`), so the table's test "
                   "numbers are optimistic; hold out a validation split (`fixed.validation: 0.2`) and select on "

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from spp_sweep import trial_files
-from spp_sweep.results.tables import DIVERGED_VALUE
+from spp_sweep.results.tables import DIVERGED_VALUE, config_label
 
 from .inference import MARGIN, equivalent, holm, paired, verdict
 
@@ -128,6 +128,53 @@ def simplest_of_tied(ties: pd.DataFrame) -> str:
     fastest = float(seconds.min())
     quick = simplest[seconds <= fastest * (1 + SECONDS_TOLERANCE)] if math.isfinite(fastest) else simplest
     return str(quick.iloc[0]["method"])  # ties come in ranking order
+
+
+# -- how sure a grid's choice is ------------------------------------------------------------------
+CHOICE_RESAMPLES = 2000  # bootstrap draws of the seeds; the shares move by about ±0.01 at this many
+ALSO_CHOSEN = 0.05  # a configuration chosen in at least this share of the draws is named beside the choice
+
+
+def choice_stability(trials: pd.DataFrame, metric: str = "val_acc",
+                     resamples: int = CHOICE_RESAMPLES) -> pd.DataFrame:
+    """How often each method's grid choice would stand if its seeds were drawn again.
+
+    The seeds of a grid phase are resampled with replacement (a fixed generator: the same table
+    every time) and each draw chooses as the sweep does (mean of ``metric`` over the drawn seeds,
+    a diverged seed at DIVERGED_VALUE, ties to the smaller searched values). ``share``: the
+    draws that choose the configuration all seeds chose; ``also chosen``: any other chosen in at
+    least ALSO_CHOSEN of the draws. Three seeds leave 10 distinct draws, so a share is coarse, but
+    a choice that one seed decides shows as such. Methods without a grid over shared seeds (an
+    Optuna phase, one configuration) are left out."""
+    grid = trials[trials["phase"] == trial_files.GRID_PHASE] if "phase" in trials else trials
+    done = grid[grid["status"].isin(["finished", "diverged"])]
+    rng = np.random.default_rng(0)
+    rows = []
+    for method, group in done.groupby("method", sort=False):
+        names = [n for n in str(group["searched"].fillna("").iloc[0]).split(",") if n]
+        if not names:
+            continue
+        higher = not ("higher_is_better" in group and not group["higher_is_better"].astype(bool).all())
+        score = group[metric].astype(float) if higher else -group[metric].astype(float)
+        value = np.where(group["status"] == "diverged", DIVERGED_VALUE if higher else -np.inf, score)
+        labelled = group.assign(config=group.apply(config_label, axis=1), _value=value)
+        table = labelled.pivot_table(index="config", columns="seed", values="_value", aggfunc="mean").dropna()
+        if len(table) < 2 or table.shape[1] < 2:
+            continue
+        # the order ties resolve in: smaller searched values first, as best_configs does
+        ranked = labelled.sort_values(names, kind="mergesort")["config"].drop_duplicates()
+        order = [c for c in ranked if c in table.index]
+        matrix = table.loc[order].to_numpy(float)
+        draws = rng.integers(0, matrix.shape[1], size=(resamples, matrix.shape[1]))
+        picks = np.argmax(np.round(matrix[:, draws].mean(axis=2), 12), axis=0)  # the first best: the smaller
+        shares = np.bincount(picks, minlength=len(order)) / resamples
+        chosen = int(np.argmax(np.round(matrix.mean(axis=1), 12)))
+        also = sorted(((shares[k], order[k]) for k in range(len(order)) if k != chosen and shares[k] >= ALSO_CHOSEN),
+                      reverse=True)
+        rows.append({"method": method, "chosen": order[chosen], "seeds": matrix.shape[1],
+                     "share": round(float(shares[chosen]), 3),
+                     "also chosen": "; ".join(f"{config} ({share:.2f})" for share, config in also) or "none"})
+    return pd.DataFrame(rows, columns=["method", "chosen", "seeds", "share", "also chosen"])
 
 
 # -- which hyperparameters matter ---------------------------------------------------------------

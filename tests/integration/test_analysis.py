@@ -138,6 +138,9 @@ def test_the_reports_tables_are_files_for_pandas_and_latex(faulty_sweep: tuple[P
     concentration_table = pd.read_csv(folder / "importance_concentration.csv")
     assert set(concentration_table["method"]) == {"spp", "ewc"}
     assert concentration_table["gini"].between(0, 1).all()
+    stability = pd.read_csv(folder / "choice_stability.csv")  # each grid's choice, its seeds drawn again
+    assert "spp" in set(stability["method"]) and stability["share"].between(0, 1).all()
+    assert "How sure each grid's choice is" in (folder / "report.md").read_text()
     by_seed = pd.read_csv(folder / "importance_concentration_by_seed.csv")  # every seed, for paired tests
     assert by_seed.groupby("method")["seed"].nunique().to_dict() == {"ewc": 2, "spp": 2}
     drawn = by_seed.sort_values("seed").groupby("method").first()  # the seed the figure draws

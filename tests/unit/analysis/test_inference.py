@@ -80,7 +80,7 @@ def test_claims_are_confirmed_refuted_or_not_settled_by_the_interval() -> None:
     assert claim(above, "above", threshold=0.15).startswith("refuted")  # excludes a 15-point margin
     assert claim(above, "below") == "refuted: above"
     assert claim(above, "equivalent").startswith("refuted: the interval lies outside")
-    mixed = difference([0.10, 0.02, 0.12])  # interval about [−5, +21] points: holds 0 and the claim
+    mixed = difference([0.10, 0.02, 0.12])  # interval about [−5, +21] points: contains 0 and the claim
     note = claim(mixed, "above", threshold=0.01)
     std = math.sqrt(sum((v - 0.08) ** 2 for v in (0.10, 0.02, 0.12)) / 2)
     smallest = (t2_quantile(0.975) + t2_quantile(0.8)) * std / math.sqrt(3)  # 80% power, paired t

@@ -51,6 +51,8 @@ def test_a_report_showing_its_tables_gets_them_replaced_where_they_stand(tmp_pat
     claims = pd.read_csv(folder / "figure4_claims.csv", dtype=str, keep_default_na=False)
     assert claims.to_markdown(index=False) in text
     assert regrade([folder], folder) and (folder / "report.md").read_text() == text  # again: nothing moves
+    stability = pd.read_csv(folder / "choice_stability.csv")  # how sure the grid's choice is, beside it
+    assert list(stability["method"]) == ["spp"] and stability.loc[0, "seeds"] == 5
 
 
 def test_an_earlier_report_gets_verdicts_beside_it_and_one_pointer(tmp_path: Path) -> None:
