@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from spp_sweep import trial_files
+from spp_sweep.code_version import describe as describe_code
 from spp_sweep.results.load import STATUSES, add_paper_fwt, load_importances, load_matrices, load_trials
 from spp_sweep.results.tables import best_configs, config_label, higher_is_better, one_per_seed
 from spp_sweep.safe_yaml import read_yaml
@@ -107,6 +108,7 @@ def _write(trials: pd.DataFrame, matrices: pd.DataFrame, metric: str, root: Path
 
     lines = [f"# Sweep report: {root.name}", ""]
     lines += _status_lines(trials, plan["planned_trials"] if plan else None)
+    lines += _code_lines(plan)
     lines += ["", "## Best configuration per method (Tables 2/3)", "",
               f"Selected by mean {_metric_name(metric)} over seeds ("
               + ("a diverged seed counts as -1" if higher else "lowest wins; a diverged seed ranks last")
@@ -304,6 +306,20 @@ def _versus_lines(compared: pd.DataFrame, best: pd.DataFrame, chosen_on: pd.Data
                       "validation ACC.",
                       "", claims.to_markdown(index=False), ""]
     return lines
+
+
+def _code_lines(plan: Mapping[str, Any] | None) -> list[str]:
+    """Which code trained these numbers (the plan's ``code``: one entry per start of the sweep)."""
+    recorded = (plan or {}).get("code")
+    entries = [entry for entry in recorded if isinstance(entry, dict)] if isinstance(recorded, list) else []
+    if not entries:
+        return []
+    first, *later = entries
+    text = f"Trained with {describe_code(first)}"
+    if later:
+        text += "; resumed with " + "; then ".join(describe_code(entry) for entry in later) + \
+            " (trials finished before a resume ran under the earlier code)"
+    return ["", text + "."]
 
 
 def _status_lines(trials: pd.DataFrame, planned: int | None = None) -> list[str]:

@@ -38,6 +38,7 @@ import yaml
 
 from .. import trial_files
 from ..atomic_files import check_writable_folder
+from ..code_version import code_version
 from ..errors import ConfigError, UserError
 from ..trial_files import Instant
 from . import provenance, rungs
@@ -352,6 +353,20 @@ def _library_output(quiet: bool) -> Iterator[None]:
             os.environ["RAY_AIR_NEW_OUTPUT"] = reporter
 
 
+def _code_history(root: str, options: SweepOptions) -> list[dict[str, Any]]:
+    """The code of each start of this sweep (code_version), this one last; a start under the
+    same code as the one before it is not repeated."""
+    earlier: list[dict[str, Any]] = []
+    if options.resume:
+        try:
+            recorded = json.loads(read_text(f"{root}/{trial_files.PLAN}") or "{}").get("code", [])
+        except (ValueError, AttributeError):  # a plan cut short or of another shape: its history is lost
+            recorded = []
+        earlier = [entry for entry in recorded if isinstance(entry, dict)] if isinstance(recorded, list) else []
+    now = code_version()
+    return earlier if earlier and earlier[-1] == now else [*earlier, now]
+
+
 def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any] | None) -> SweepOutcome:
     """run_sweep's body: check, connect, then each phase in order."""
     entered = Instant.now()
@@ -367,7 +382,9 @@ def _run_phases(study: Study, options: SweepOptions, extra_config: dict[str, Any
         text = yaml.safe_dump(study.to_dict(), sort_keys=False)
         write_text(f"{root}/{STUDY_COPY}", text)
         provenance.mark(root, text, write_text)
-    write_text(f"{root}/{trial_files.PLAN}", json.dumps(study.plan(), indent=1))  # what analysis reads of it
+    # what analysis reads of it, with the code of every start (a --resume may run other code)
+    plan = {**study.plan(), "code": _code_history(root, options)}
+    write_text(f"{root}/{trial_files.PLAN}", json.dumps(plan, indent=1))
     if options.trackers.tensorboard and options.verbose:
         print(f"TensorBoard: tensorboard --logdir {options.trackers.tensorboard_folder(root, study.name)}  "
               "(one run per configuration; step = task; pip install 'spp-sweep[tensorboard]')", flush=True)

@@ -122,6 +122,9 @@ def test_a_resumed_sweep_is_quiet_and_ends_with_its_report(killed: str, request:
     assert "Token authentication" not in chatter and "Failed to fetch metrics" not in chatter
     report = sweep.root / "report" / "report.md"
     assert report.exists() and "lambda_robustness.png" in report.read_text()
+    # the code of each start: the resume ran the same code as the killed start, so one entry, named
+    code = json.loads((sweep.root / "plan.json").read_text())["code"]
+    assert len(code) == 1 and code[0]["spp_sweep"] and "Trained with spp-sweep" in report.read_text()
     assert (sweep.root / "report" / "lambda_robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -17,8 +17,8 @@ RAY_MODULES = {"spp_sweep.sweep.connection", "spp_sweep.sweep.recovery", "spp_sw
                "spp_sweep.sweep.optuna_search", "spp_sweep.sweep.rungs"}
 # What analysis/ may import of spp_sweep: file formats, errors and pure formulas, never the engine
 # or the sweep code (what it needs of a study, it reads from the sweep's plan.json).
-ANALYSIS_MAY_IMPORT = {"spp_sweep.atomic_files", "spp_sweep.errors", "spp_sweep.metrics", "spp_sweep.trial_files",
-                       "spp_sweep.safe_yaml", "spp_sweep.results", "spp_sweep.results.load",
+ANALYSIS_MAY_IMPORT = {"spp_sweep.atomic_files", "spp_sweep.code_version", "spp_sweep.errors", "spp_sweep.metrics",
+                       "spp_sweep.trial_files", "spp_sweep.safe_yaml", "spp_sweep.results", "spp_sweep.results.load",
                        "spp_sweep.results.tables"}  # file formats, the trial table and formulas: no engine, no Ray
 
 
