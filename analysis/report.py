@@ -215,17 +215,19 @@ def _trials_of(trials: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
 
 def _importance(best_trials: pd.DataFrame, out: Path) -> tuple[Path | None, pd.DataFrame | None]:
     """Figure 6: each selected configuration's importance densities and concentration from its
-    first seed, and the concentration of every seed (``importance_concentration_by_seed.csv``,
+    first seed that saved them, and the concentration of every seed (``importance_concentration_by_seed.csv``,
     what a paired comparison of methods needs)."""
     frames, seeds = [], []
     for method, group in best_trials.groupby("method", sort=False):
-        for rank, (_, trial) in enumerate(group.sort_values("seed").iterrows()):
+        drawn_one = False
+        for _, trial in group.sort_values("seed").iterrows():
             arrays = load_importances(trial["path"])  # best_trials: finished ones only
             if not arrays:
                 continue
             values = importance_table(arrays, method)
-            if rank == 0:
+            if not drawn_one:  # the densities: the first seed that saved its importances
                 frames.append(values)
+                drawn_one = True
             seeds.append({"method": method, "configuration": config_label(trial), "seed": trial["seed"],
                           "n": len(values), **concentration(values["value"].to_numpy())})
     if not frames:
