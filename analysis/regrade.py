@@ -54,10 +54,12 @@ def regrade(folders: list[Path], out: Path, margin: float = MARGIN) -> list[Path
     metric = "val_acc" if "val_acc" in trials and trials["val_acc"].notna().any() else "acc"
     tables, notes = comparing_tables(compared, best_configs(compared, metric), searched, margin)
     stability = choice_stability(searched, metric) if folders == [out] else pd.DataFrame()
-    if len(stability):  # how sure each grid's choice is: a file beside the report, no table of it to replace
+    beside: list[Path] = []  # how sure each grid's choice is: a file beside the report, no table of it to replace
+    if len(stability):
         stability.to_csv(out / "choice_stability.csv", index=False)
+        beside.append(out / "choice_stability.csv")
     if not tables:
-        return [out / "choice_stability.csv"] if len(stability) else []
+        return beside
     report = out / "report.md"
     # the report's own tables, as it rendered them from these files, before they are rewritten
     shown = {name: _markdown(out / f"{name}.csv") for name in tables if (out / f"{name}.csv").is_file()}
@@ -72,7 +74,7 @@ def regrade(folders: list[Path], out: Path, margin: float = MARGIN) -> list[Path
         for name in tables:
             text = text.replace(shown[name], _markdown(out / f"{name}.csv"))
         report.write_text(text, encoding="utf-8")
-        return [*written, report, *([out / "choice_stability.csv"] if len(stability) else [])]
+        return [*written, report, *beside]
     sources = ", ".join(f.name for f in folders)
     lines = [f"# Verdicts: {sources}", "",
              f"Regraded from `trials.csv` by `python -m analysis.regrade {' '.join(str(f) for f in folders)}` "
@@ -85,7 +87,7 @@ def regrade(folders: list[Path], out: Path, margin: float = MARGIN) -> list[Path
     for path in written:
         lines += [f"## {path.stem}", "", pd.read_csv(path).to_markdown(index=False), ""]
     (out / "verdicts.md").write_text("\n".join(lines))
-    written += [out / "verdicts.md", *([out / "choice_stability.csv"] if len(stability) else [])]
+    written += [out / "verdicts.md", *beside]
     _point_report_at_verdicts(report)
     return written
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from spp_sweep import trial_files
-from spp_sweep.results.tables import DIVERGED_VALUE, config_label
+from spp_sweep.results.tables import DIVERGED_VALUE, config_label, higher_is_better
 
 from .inference import MARGIN, equivalent, holm, paired, verdict
 
@@ -154,7 +154,7 @@ def choice_stability(trials: pd.DataFrame, metric: str = "val_acc",
         names = [n for n in str(group["searched"].fillna("").iloc[0]).split(",") if n]
         if not names:
             continue
-        higher = not ("higher_is_better" in group and not group["higher_is_better"].astype(bool).all())
+        higher = higher_is_better(group)
         score = group[metric].astype(float) if higher else -group[metric].astype(float)
         value = np.where(group["status"] == "diverged", DIVERGED_VALUE if higher else -np.inf, score)
         labelled = group.assign(config=group.apply(config_label, axis=1), _value=value)
